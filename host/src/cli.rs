@@ -1,0 +1,252 @@
+//! The `wasm-activity` command line.
+//!
+//! Output meant for people and scripts goes to stdout (the `check` summary,
+//! the `invoke` result); logs go to stderr, filtered by `RUST_LOG`.
+
+use crate::config::{Config, TaskLimits};
+use crate::report::{self, Report};
+use crate::runtime::{Runtime, RuntimeOptions, TaskContext, TaskControl};
+use crate::service::sfn::LIMITS;
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Serve AWS Step Functions activities with sandboxed WebAssembly components.
+#[derive(Debug, Parser)]
+#[command(name = "wasm-activity", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Poll the configured activities and run their tasks until SIGINT/SIGTERM.
+    ///
+    /// Exit status: 0 after a clean drain, 1 if the worker could not start,
+    /// 2 if tasks were still running when the grace period ran out.
+    Run {
+        /// The worker configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config and load every component; print a summary.
+    ///
+    /// Exit status: 0 if everything is usable, 1 otherwise.
+    Check {
+        /// The worker configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a handler once on one input, locally, without any service.
+    ///
+    /// Prints the output JSON on success (exit 0), or {"error", "cause"} on
+    /// failure (exit 1); exit 2 if the component could not be run at all.
+    Invoke {
+        /// The component (.wasm) to run.
+        component: PathBuf,
+        /// The task input: JSON text, or @FILE to read it from a file.
+        #[arg(long, short)]
+        input: String,
+        /// Wall-clock limit, e.g. "30s".
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Linear memory limit, e.g. "64MiB".
+        #[arg(long, default_value = "64MiB")]
+        memory_limit: bytesize::ByteSize,
+    },
+}
+
+/// Sets up logging to stderr; `RUST_LOG` overrides the default `info`.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Runs a parsed command line.
+pub async fn execute(cli: Cli) -> ExitCode {
+    let result = match cli.command {
+        Command::Run { config } => run(&config).await,
+        Command::Check { config } => check(&config).await,
+        Command::Invoke {
+            component,
+            input,
+            timeout,
+            memory_limit,
+        } => {
+            let limits = TaskLimits {
+                timeout,
+                memory: memory_limit.0,
+                ..TaskLimits::default()
+            };
+            invoke(&component, &input, limits).await
+        }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(1)
+    })
+}
+
+async fn run(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::from_file(path)?;
+    let shutdown = async {
+        crate::shutdown::signal().await;
+        tokio::spawn(async {
+            crate::shutdown::signal().await;
+            eprintln!("second signal: exiting at once");
+            std::process::exit(130);
+        });
+    };
+    let summary = crate::run(config, shutdown).await?;
+    Ok(if summary.clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+async fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::from_file(path)?;
+    let options = crate::runtime_options(&config);
+    let runtime = Arc::new(Runtime::new(options.clone())?);
+    println!("config {}: ok", config.path.display());
+    println!("  worker name:  {}", config.worker_name);
+    println!(
+        "  region:       {}",
+        config
+            .region
+            .as_deref()
+            .unwrap_or("(from AWS_REGION / profile)")
+    );
+    println!(
+        "  endpoint:     {}",
+        config
+            .endpoint
+            .as_deref()
+            .unwrap_or("(from AWS_ENDPOINT_URL, else AWS)")
+    );
+    println!(
+        "  shutdown:     grace {}",
+        humantime::format_duration(config.shutdown_grace)
+    );
+    println!(
+        "  engine:       {} allocator, {} instance slots, linear memory up to {} each",
+        if runtime.is_pooling() {
+            "pooling"
+        } else {
+            "on-demand"
+        },
+        options.max_instances,
+        bytesize::ByteSize(options.max_memory).display().iec()
+    );
+    println!(
+        "  cache:        {}",
+        runtime
+            .cache()
+            .dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "(off)".into())
+    );
+    let mut problems = 0;
+    for activity in &config.activities {
+        let load = {
+            let runtime = runtime.clone();
+            let path = activity.component.clone();
+            tokio::task::spawn_blocking(move || runtime.load(&path)).await?
+        };
+        match load {
+            Ok(handler) => {
+                println!("activity {}: ok", activity.name);
+                println!("  arn:          {}", activity.arn);
+                println!(
+                    "  component:    {} ({}, version {}, {} in {} ms)",
+                    handler.path.display(),
+                    bytesize::ByteSize(handler.size).display().iec(),
+                    handler.version,
+                    if handler.from_cache {
+                        "loaded from cache"
+                    } else {
+                        "compiled"
+                    },
+                    handler.load_time.as_millis()
+                );
+                println!(
+                    "  tasks:        at most {} at once, {} poller(s), heartbeat every {}",
+                    activity.max_concurrent,
+                    activity.pollers,
+                    humantime::format_duration(activity.heartbeat_interval)
+                );
+                println!("  limits:       {}", activity.limits);
+            }
+            Err(e) => {
+                problems += 1;
+                println!("activity {}: FAILED", activity.name);
+                println!("  {e}");
+            }
+        }
+    }
+    if problems > 0 {
+        println!("{problems} problem(s) found");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_input(input: &str) -> anyhow::Result<String> {
+    match input.strip_prefix('@') {
+        Some(file) => {
+            std::fs::read_to_string(file).with_context(|| format!("cannot read input file {file}"))
+        }
+        None => Ok(input.to_string()),
+    }
+}
+
+async fn invoke(component: &Path, input: &str, limits: TaskLimits) -> anyhow::Result<ExitCode> {
+    let input = read_input(input)?;
+    let options = RuntimeOptions {
+        max_instances: 1,
+        max_memory: limits.memory,
+        cache_dir: None,
+    };
+    let runtime = Arc::new(Runtime::new(options)?);
+    let handler = {
+        let runtime = runtime.clone();
+        let path = component.to_path_buf();
+        tokio::task::spawn_blocking(move || runtime.load(&path)).await?
+    };
+    let handler = match handler {
+        Ok(handler) => handler,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let ctx = TaskContext {
+        activity: "invoke".into(),
+        task_id: "local".into(),
+        limits,
+        control: Arc::new(TaskControl::new()),
+    };
+    let outcome = handler.run(&input, &ctx).await;
+    match report::from_outcome(outcome, "invoke", &LIMITS) {
+        Report::Success { output } => {
+            println!("{output}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Report::Failure { error, cause } => {
+            println!("{}", serde_json::json!({ "error": error, "cause": cause }));
+            eprintln!("task failed: {error}: {cause}");
+            Ok(ExitCode::from(1))
+        }
+        Report::Nothing { reason } => bail!("the task was stopped: {reason}"),
+    }
+}

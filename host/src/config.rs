@@ -1,0 +1,607 @@
+//! The worker configuration file.
+//!
+//! Parsing is two-staged so that every mistake is reported in the user's
+//! terms: serde reads the TOML into raw structs that reject unknown keys, and
+//! [`Config::from_raw`] turns them into validated types, resolving human
+//! units (`"30s"`, `"64MiB"`) and paths (relative to the config file). Every
+//! error names the file, the key, the bad value and what was expected.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Largest output Step Functions accepts for SendTaskSuccess, in bytes.
+pub const SFN_MAX_PAYLOAD: u64 = 262_144;
+
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+const DEFAULT_MAX_CONCURRENT: usize = 4;
+const DEFAULT_POLLERS: usize = 1;
+const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(10);
+const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(300);
+const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
+const DEFAULT_LOG_LIMIT: u64 = 1024 * 1024;
+/// Step Functions allows 1,000 pollers per activity ARN; more is an error on
+/// the service side, so refuse it here.
+const MAX_POLLERS: usize = 1_000;
+/// A wasm32 guest cannot address more than 4 GiB.
+const MAX_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
+const MIN_MEMORY_LIMIT: u64 = 1024 * 1024;
+
+/// A configuration error: which file, which key, what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        /// The config file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, or a key is unknown or has the wrong type.
+    #[error("{}: {message}", path.display())]
+    Syntax {
+        /// The config file.
+        path: PathBuf,
+        /// The parser's message, with the key path and position.
+        message: String,
+    },
+    /// A key has a value of the right type but not an acceptable one.
+    #[error("{}: `{key}` = {value}: expected {expected}", path.display())]
+    Invalid {
+        /// The config file.
+        path: PathBuf,
+        /// Dotted key path, e.g. `activity.resize.memory_limit`.
+        key: String,
+        /// The value as written.
+        value: String,
+        /// What would have been accepted.
+        expected: String,
+    },
+}
+
+/// Raw TOML shape; see [`Config`] for meanings.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    region: Option<String>,
+    endpoint: Option<String>,
+    worker_name: Option<String>,
+    shutdown_grace: Option<String>,
+    cache_dir: Option<String>,
+    #[serde(default)]
+    activity: BTreeMap<String, RawActivity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActivity {
+    arn: String,
+    component: String,
+    max_concurrent: Option<i64>,
+    pollers: Option<i64>,
+    heartbeat_interval: Option<String>,
+    task_timeout: Option<String>,
+    memory_limit: Option<String>,
+    log_limit: Option<String>,
+}
+
+/// A validated worker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from; relative paths were resolved against its
+    /// directory.
+    pub path: PathBuf,
+    /// AWS region; `None` defers to the SDK's chain (`AWS_REGION`, profile).
+    pub region: Option<String>,
+    /// Endpoint override; `None` defers to `AWS_ENDPOINT_URL`, then AWS.
+    pub endpoint: Option<String>,
+    /// Identity sent with every poll and recorded in execution history.
+    pub worker_name: String,
+    /// How long running tasks may take to finish after a stop signal.
+    pub shutdown_grace: Duration,
+    /// Where precompiled components are cached; `None` uses the user cache.
+    pub cache_dir: Option<PathBuf>,
+    /// The activities this worker serves, in key order.
+    pub activities: Vec<ActivityConfig>,
+}
+
+/// One Step Functions activity and the component that handles it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityConfig {
+    /// The key of the `[activity.NAME]` table; used in logs.
+    pub name: String,
+    /// Activity ARN to poll.
+    pub arn: String,
+    /// Component file, absolute.
+    pub component: PathBuf,
+    /// Tasks of this activity running at once, at most.
+    pub max_concurrent: usize,
+    /// Long polls in flight at once (each holds a concurrency slot).
+    pub pollers: usize,
+    /// Time between heartbeats while a task runs.
+    pub heartbeat_interval: Duration,
+    /// Per-task limits.
+    pub limits: TaskLimits,
+}
+
+/// What one task may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TaskLimits {
+    /// Wall-clock time from start of instantiation to the handler returning.
+    pub timeout: Duration,
+    /// Linear memory across all of the instance's memories, in bytes.
+    pub memory: u64,
+    /// Bytes of guest log output (log calls, stdout, stderr) kept per task.
+    pub log_bytes: u64,
+    /// Largest output the service accepts, in bytes.
+    pub output_bytes: u64,
+}
+
+impl Default for TaskLimits {
+    fn default() -> Self {
+        TaskLimits {
+            timeout: DEFAULT_TASK_TIMEOUT,
+            memory: DEFAULT_MEMORY_LIMIT,
+            log_bytes: DEFAULT_LOG_LIMIT,
+            output_bytes: SFN_MAX_PAYLOAD,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Validates TOML text as if it had been read from `path`.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let syntax = |message: String| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message,
+        };
+        let de = toml::Deserializer::parse(text).map_err(|e| syntax(e.to_string()))?;
+        let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner().to_string();
+            syntax(if key == "." {
+                inner
+            } else {
+                format!("at `{key}`: {inner}")
+            })
+        })?;
+        Config::from_raw(raw, path)
+    }
+
+    fn from_raw(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
+        let v = Validator { path };
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+
+        if let Some(region) = &raw.region
+            && (region.is_empty()
+                || !region
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        {
+            return Err(v.invalid("region", region, "an AWS region name such as \"us-east-1\""));
+        }
+        if let Some(endpoint) = &raw.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(v.invalid(
+                "endpoint",
+                endpoint,
+                "an http:// or https:// URL such as \"http://127.0.0.1:4566\"",
+            ));
+        }
+        let worker_name = match raw.worker_name {
+            Some(name) if name.is_empty() || name.len() > 80 => {
+                return Err(v.invalid("worker_name", &name, "1 to 80 characters"));
+            }
+            Some(name) => name,
+            None => default_worker_name(),
+        };
+        let shutdown_grace = v.duration(
+            "shutdown_grace",
+            raw.shutdown_grace.as_deref(),
+            DEFAULT_SHUTDOWN_GRACE,
+        )?;
+        let cache_dir = raw.cache_dir.map(|d| base.join(d));
+
+        if raw.activity.is_empty() {
+            return Err(v.invalid(
+                "activity",
+                "(none)",
+                "at least one [activity.NAME] table with `arn` and `component`",
+            ));
+        }
+        let mut activities = Vec::with_capacity(raw.activity.len());
+        for (name, a) in raw.activity {
+            activities.push(v.activity(&name, a, &base)?);
+        }
+        for (i, a) in activities.iter().enumerate() {
+            if let Some(other) = activities[..i].iter().find(|b| b.arn == a.arn) {
+                return Err(v.invalid(
+                    &format!("activity.{}.arn", a.name),
+                    &a.arn,
+                    &format!("an ARN not already served by [activity.{}]", other.name),
+                ));
+            }
+        }
+        Ok(Config {
+            path: path.to_path_buf(),
+            region: raw.region,
+            endpoint: raw.endpoint,
+            worker_name,
+            shutdown_grace,
+            cache_dir,
+            activities,
+        })
+    }
+}
+
+fn default_worker_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string());
+    let mut name = format!("wasm-activity@{host}");
+    name.truncate(80);
+    name
+}
+
+struct Validator<'a> {
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, key: &str, value: &str, expected: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.to_string(),
+            value: format!("{value:?}"),
+            expected: expected.to_string(),
+        }
+    }
+
+    fn duration(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(text) = value else {
+            return Ok(default);
+        };
+        match humantime::parse_duration(text) {
+            Ok(d) if !d.is_zero() => Ok(d),
+            _ => Err(self.invalid(
+                key,
+                text,
+                "a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h 30m\"",
+            )),
+        }
+    }
+
+    fn bytes(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: u64,
+        min: u64,
+        max: u64,
+    ) -> Result<u64, ConfigError> {
+        let Some(text) = value else {
+            return Ok(default);
+        };
+        let expected = || {
+            format!(
+                "a size such as \"64MiB\" or \"512KiB\", between {} and {}",
+                bytesize::ByteSize(min).display().iec(),
+                bytesize::ByteSize(max).display().iec()
+            )
+        };
+        let parsed: bytesize::ByteSize = text
+            .parse()
+            .map_err(|_| self.invalid(key, text, &expected()))?;
+        if parsed.0 < min || parsed.0 > max {
+            return Err(self.invalid(key, text, &expected()));
+        }
+        Ok(parsed.0)
+    }
+
+    fn count(
+        &self,
+        key: &str,
+        value: Option<i64>,
+        default: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
+        let Some(n) = value else { return Ok(default) };
+        match usize::try_from(n) {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(self.invalid(
+                key,
+                &n.to_string(),
+                &format!("a whole number from 1 to {max}"),
+            )),
+        }
+    }
+
+    fn activity(
+        &self,
+        name: &str,
+        raw: RawActivity,
+        base: &Path,
+    ) -> Result<ActivityConfig, ConfigError> {
+        let key = |k: &str| format!("activity.{name}.{k}");
+        if !is_activity_arn(&raw.arn) {
+            return Err(self.invalid(
+                &key("arn"),
+                &raw.arn,
+                "a Step Functions activity ARN such as \
+                 \"arn:aws:states:us-east-1:123456789012:activity:my-activity\" (at most 256 characters)",
+            ));
+        }
+        if raw.component.is_empty() {
+            return Err(self.invalid(&key("component"), "", "the path of a .wasm component file"));
+        }
+        let component = base.join(&raw.component);
+        let max_concurrent = self.count(
+            &key("max_concurrent"),
+            raw.max_concurrent,
+            DEFAULT_MAX_CONCURRENT,
+            10_000,
+        )?;
+        let pollers = self.count(
+            &key("pollers"),
+            raw.pollers,
+            DEFAULT_POLLERS.min(max_concurrent),
+            MAX_POLLERS,
+        )?;
+        if pollers > max_concurrent {
+            return Err(self.invalid(
+                &key("pollers"),
+                &pollers.to_string(),
+                &format!(
+                    "at most max_concurrent ({max_concurrent}): each poll holds a free task slot, \
+                     so extra pollers would never poll"
+                ),
+            ));
+        }
+        let heartbeat_interval = self.duration(
+            &key("heartbeat_interval"),
+            raw.heartbeat_interval.as_deref(),
+            DEFAULT_HEARTBEAT_INTERVAL,
+        )?;
+        let timeout = self.duration(
+            &key("task_timeout"),
+            raw.task_timeout.as_deref(),
+            DEFAULT_TASK_TIMEOUT,
+        )?;
+        let memory = self.bytes(
+            &key("memory_limit"),
+            raw.memory_limit.as_deref(),
+            DEFAULT_MEMORY_LIMIT,
+            MIN_MEMORY_LIMIT,
+            MAX_MEMORY_LIMIT,
+        )?;
+        let log_bytes = self.bytes(
+            &key("log_limit"),
+            raw.log_limit.as_deref(),
+            DEFAULT_LOG_LIMIT,
+            0,
+            1 << 30,
+        )?;
+        Ok(ActivityConfig {
+            name: name.to_string(),
+            arn: raw.arn,
+            component,
+            max_concurrent,
+            pollers,
+            heartbeat_interval,
+            limits: TaskLimits {
+                timeout,
+                memory,
+                log_bytes,
+                output_bytes: SFN_MAX_PAYLOAD,
+            },
+        })
+    }
+}
+
+/// `arn:<partition>:states:<region>:<account>:activity:<name>`, 1-256 chars.
+fn is_activity_arn(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.split(':').collect();
+    arn.len() <= 256
+        && parts.len() == 7
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "states"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].bytes().all(|b| b.is_ascii_digit())
+        && parts[5] == "activity"
+        && !parts[6].is_empty()
+}
+
+impl fmt::Display for TaskLimits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "timeout {}, memory {}, logs {}",
+            humantime::format_duration(self.timeout),
+            bytesize::ByteSize(self.memory).display().iec(),
+            bytesize::ByteSize(self.log_bytes).display().iec()
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ARN: &str = "arn:aws:states:us-east-1:000000000000:activity:price";
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml(text, Path::new("/etc/wa/worker.toml"))
+    }
+
+    fn activity(extra: &str) -> String {
+        format!("[activity.price]\narn = \"{ARN}\"\ncomponent = \"price.wasm\"\n{extra}")
+    }
+
+    fn err(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(&activity("")).unwrap();
+        assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);
+        assert!(c.worker_name.starts_with("wasm-activity@"));
+        let a = &c.activities[0];
+        assert_eq!(a.name, "price");
+        assert_eq!(a.component, Path::new("/etc/wa/price.wasm"));
+        assert_eq!(
+            (a.max_concurrent, a.pollers),
+            (DEFAULT_MAX_CONCURRENT, DEFAULT_POLLERS)
+        );
+        assert_eq!(a.limits, TaskLimits::default());
+    }
+
+    #[test]
+    fn human_units_are_parsed() {
+        let c = parse(&format!(
+            "shutdown_grace = \"1m\"\n{}",
+            activity(
+                "max_concurrent = 8\npollers = 2\nheartbeat_interval = \"2s\"\ntask_timeout = \"1h 30m\"\n\
+                 memory_limit = \"128MiB\"\nlog_limit = \"64KiB\""
+            )
+        ))
+        .unwrap();
+        let a = &c.activities[0];
+        assert_eq!(c.shutdown_grace, Duration::from_secs(60));
+        assert_eq!((a.max_concurrent, a.pollers), (8, 2));
+        assert_eq!(a.heartbeat_interval, Duration::from_secs(2));
+        assert_eq!(a.limits.timeout, Duration::from_secs(5400));
+        assert_eq!(a.limits.memory, 128 << 20);
+        assert_eq!(a.limits.log_bytes, 64 << 10);
+    }
+
+    #[test]
+    fn absolute_component_path_is_kept() {
+        let c = parse(&activity("").replace("price.wasm", "/opt/h.wasm")).unwrap();
+        assert_eq!(c.activities[0].component, Path::new("/opt/h.wasm"));
+    }
+
+    #[test]
+    fn bad_duration_names_file_key_value_and_form() {
+        let e = err(&activity("task_timeout = \"soon\""));
+        assert!(e.starts_with("/etc/wa/worker.toml: `activity.price.task_timeout` = \"soon\": expected a positive duration"), "{e}");
+    }
+
+    #[test]
+    fn bad_size_is_reported() {
+        let e = err(&activity("memory_limit = \"lots\""));
+        assert!(
+            e.contains(
+                "`activity.price.memory_limit` = \"lots\": expected a size such as \"64MiB\""
+            ),
+            "{e}"
+        );
+        let e = err(&activity("memory_limit = \"8GiB\""));
+        assert!(e.contains("between 1.0 MiB and 4.0 GiB"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_path() {
+        let e = err(&activity("max_concurency = 3"));
+        assert!(
+            e.starts_with("/etc/wa/worker.toml: at `activity.price.max_concurency`"),
+            "{e}"
+        );
+        assert!(
+            e.contains("unknown field `max_concurency`, expected one of"),
+            "{e}"
+        );
+        assert!(e.contains("line 4"), "{e}");
+        let e = err(&format!("regoin = \"x\"\n{}", activity("")));
+        assert!(e.contains("unknown field `regoin`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_reported_with_path() {
+        let e = err(&activity("max_concurrent = \"4\""));
+        assert!(e.contains("at `activity.price.max_concurrent`"), "{e}");
+        assert!(e.contains("invalid type"), "{e}");
+    }
+
+    #[test]
+    fn counts_are_range_checked() {
+        let e = err(&activity("max_concurrent = 0"));
+        assert!(
+            e.contains(
+                "`activity.price.max_concurrent` = \"0\": expected a whole number from 1 to 10000"
+            ),
+            "{e}"
+        );
+        let e = err(&activity("max_concurrent = 2\npollers = 3"));
+        assert!(e.contains("expected at most max_concurrent (2)"), "{e}");
+    }
+
+    #[test]
+    fn arn_must_be_an_activity_arn() {
+        let bad = activity("").replace(ARN, "arn:aws:states:us-east-1:000000000000:stateMachine:x");
+        let e = err(&bad);
+        assert!(e.contains("`activity.price.arn`"), "{e}");
+        assert!(e.contains("expected a Step Functions activity ARN"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_arn_is_refused() {
+        let two = format!(
+            "{}\n[activity.other]\narn = \"{ARN}\"\ncomponent = \"o.wasm\"\n",
+            activity("")
+        );
+        let e = err(&two);
+        assert!(
+            e.contains("`activity.price.arn`") || e.contains("`activity.other.arn`"),
+            "{e}"
+        );
+        assert!(e.contains("not already served"), "{e}");
+    }
+
+    #[test]
+    fn no_activity_is_an_error() {
+        let e = err("worker_name = \"w\"\n");
+        assert!(e.contains("`activity`"), "{e}");
+    }
+
+    #[test]
+    fn bad_toml_names_the_file() {
+        let e = err("[activity.price\n");
+        assert!(e.starts_with("/etc/wa/worker.toml: "), "{e}");
+    }
+
+    #[test]
+    fn endpoint_must_be_a_url() {
+        let e = err(&format!("endpoint = \"localhost:4566\"\n{}", activity("")));
+        assert!(
+            e.contains("`endpoint` = \"localhost:4566\": expected an http:// or https:// URL"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,246 @@
+//! Heartbeats on the guest's behalf.
+//!
+//! Each running task gets a small async task that tells the service the task
+//! is alive every `heartbeat_interval`, from the moment the poll returned
+//! until the result is delivered (a slow report must not let the task time
+//! out). It runs apart from the guest, so guest code never delays it: a guest
+//! spinning on the CPU yields at every epoch tick.
+//!
+//! What the service answers drives the task: `TaskTimedOut`,
+//! `TaskDoesNotExist` or `InvalidToken` mean the task is over (execution
+//! stopped or timed out), so the guest is stopped and nothing is reported; a
+//! cancel request turns the guest's `cancelled()` true. Transient errors are
+//! retried sooner than the interval, with jittered backoff, so one lost
+//! heartbeat does not add up to a missed `HeartbeatSeconds`.
+
+use crate::backoff::Backoff;
+use crate::runtime::{StopReason, TaskControl};
+use crate::service::{ActivityService, ServiceError, TaskToken};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Counts for the task's log line.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeartbeatStats {
+    /// Heartbeats the service accepted.
+    pub sent: u32,
+    /// Heartbeats that failed.
+    pub failed: u32,
+}
+
+/// A running heartbeat loop; stop it with [`Heartbeat::stop`].
+#[derive(Debug)]
+pub struct Heartbeat {
+    stop: CancellationToken,
+    handle: JoinHandle<HeartbeatStats>,
+}
+
+const RETRY_BASE: Duration = Duration::from_millis(250);
+
+impl Heartbeat {
+    /// Starts heartbeating `token` every `interval`.
+    pub fn start(
+        service: Arc<dyn ActivityService>,
+        token: TaskToken,
+        interval: Duration,
+        control: Arc<TaskControl>,
+    ) -> Heartbeat {
+        let stop = CancellationToken::new();
+        let handle = tokio::spawn(beat(service, token, interval, control, stop.clone()));
+        Heartbeat { stop, handle }
+    }
+
+    /// Stops the loop (abandoning a heartbeat in flight) and returns its counts.
+    pub async fn stop(self) -> HeartbeatStats {
+        self.stop.cancel();
+        self.handle.await.unwrap_or_default()
+    }
+}
+
+async fn beat(
+    service: Arc<dyn ActivityService>,
+    token: TaskToken,
+    interval: Duration,
+    control: Arc<TaskControl>,
+    stop: CancellationToken,
+) -> HeartbeatStats {
+    let mut stats = HeartbeatStats::default();
+    let mut backoff = Backoff::new(RETRY_BASE, interval);
+    let mut next = Instant::now() + interval;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return stats,
+            () = tokio::time::sleep_until(next) => {}
+        }
+        let progress = control.progress();
+        let result = tokio::select! {
+            () = stop.cancelled() => return stats,
+            r = service.heartbeat(&token, progress.as_deref()) => r,
+        };
+        match result {
+            Ok(ack) => {
+                stats.sent += 1;
+                backoff.reset();
+                if ack.cancel_requested && !control.is_cancel_requested() {
+                    tracing::info!(task = %token.short_id(), "the service requested cancellation");
+                    control.request_cancel();
+                }
+                next = Instant::now() + interval;
+            }
+            Err(ServiceError::TaskGone { code, message }) => {
+                stats.failed += 1;
+                tracing::info!(task = %token.short_id(), "heartbeat: the task is over ({code}: {message}); stopping the guest");
+                control.stop(StopReason::TaskGone { code });
+                return stats;
+            }
+            Err(e @ ServiceError::Transient { .. }) => {
+                stats.failed += 1;
+                let delay = backoff.next_delay().max(RETRY_BASE / 5);
+                tracing::warn!(task = %token.short_id(), "heartbeat failed ({e}); retrying in {delay:?}");
+                next = Instant::now() + delay;
+            }
+            Err(e @ ServiceError::Rejected { .. }) => {
+                stats.failed += 1;
+                tracing::warn!(task = %token.short_id(), "heartbeat refused ({e}); trying again at the next interval");
+                next = Instant::now() + interval;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::fake::{self, Call, FakeService};
+
+    const INTERVAL: Duration = Duration::from_secs(10);
+
+    fn start(svc: &Arc<FakeService>, control: &Arc<TaskControl>) -> Heartbeat {
+        Heartbeat::start(
+            svc.clone(),
+            TaskToken::new("tok"),
+            INTERVAL,
+            control.clone(),
+        )
+    }
+
+    /// Lets spawned tasks run after a time jump.
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn beats_every_interval_from_the_start() {
+        let svc = Arc::new(FakeService::default());
+        let control = Arc::new(TaskControl::new());
+        let t0 = Instant::now();
+        let hb = start(&svc, &control);
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        settle().await;
+        let stats = hb.stop().await;
+        let offsets: Vec<u64> = svc
+            .call_times()
+            .iter()
+            .map(|t| (*t - t0).as_secs())
+            .collect();
+        assert_eq!(offsets, vec![10, 20, 30]);
+        assert_eq!(stats, HeartbeatStats { sent: 3, failed: 0 });
+        assert!(
+            svc.calls()
+                .iter()
+                .all(|c| matches!(c, Call::Heartbeat(t, None) if t == "tok"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sends_latest_progress_as_details() {
+        let svc = Arc::new(FakeService::default());
+        let control = Arc::new(TaskControl::new());
+        let hb = start(&svc, &control);
+        control.set_progress("1 of 3".into());
+        control.set_progress("2 of 3".into());
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        settle().await;
+        hb.stop().await;
+        assert_eq!(
+            svc.calls(),
+            vec![Call::Heartbeat("tok".into(), Some("2 of 3".into()))]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failure_is_retried_before_the_next_interval() {
+        let svc = Arc::new(FakeService::default());
+        svc.heartbeat_errors
+            .lock()
+            .unwrap()
+            .push_back(fake::transient());
+        let control = Arc::new(TaskControl::new());
+        let t0 = Instant::now();
+        let hb = start(&svc, &control);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        settle().await;
+        let stats = hb.stop().await;
+        let times = svc.call_times();
+        assert_eq!(times.len(), 2, "{times:?}");
+        // The retry comes within the first backoff ceiling, long before 20 s.
+        assert!(
+            times[1] - t0 <= Duration::from_secs(10) + RETRY_BASE,
+            "{:?}",
+            times[1] - t0
+        );
+        assert_eq!(stats, HeartbeatStats { sent: 1, failed: 1 });
+        assert!(!control.is_stopped());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn task_gone_stops_the_guest_and_the_loop() {
+        let svc = Arc::new(FakeService::default());
+        svc.heartbeat_errors.lock().unwrap().push_back(fake::gone());
+        let control = Arc::new(TaskControl::new());
+        let hb = start(&svc, &control);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        settle().await;
+        assert!(control.is_stopped());
+        assert_eq!(
+            control.stop_reason(),
+            Some(&StopReason::TaskGone {
+                code: "TaskTimedOut".into()
+            })
+        );
+        assert_eq!(hb.stop().await, HeartbeatStats { sent: 0, failed: 1 });
+        assert_eq!(svc.calls().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancel_request_reaches_the_guest_without_stopping_it() {
+        let svc = Arc::new(FakeService::default());
+        *svc.cancel_after_heartbeats.lock().unwrap() = Some(2);
+        let control = Arc::new(TaskControl::new());
+        let hb = start(&svc, &control);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        settle().await;
+        assert!(!control.is_cancel_requested());
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        settle().await;
+        assert!(control.is_cancel_requested());
+        assert!(!control.is_stopped());
+        hb.stop().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_ends_the_loop_without_another_beat() {
+        let svc = Arc::new(FakeService::default());
+        let control = Arc::new(TaskControl::new());
+        let hb = start(&svc, &control);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        hb.stop().await;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(svc.calls().is_empty());
+    }
+}

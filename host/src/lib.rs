@@ -1,0 +1,223 @@
+//! wasm-activity: serve AWS Step Functions activities by running each task in
+//! a sandboxed WebAssembly component.
+//!
+//! # Layout
+//!
+//! * [`config`]: the TOML file, raw and validated.
+//! * [`service`]: the services that hand out tasks, behind one trait
+//!   ([`service::ActivityService`]); Step Functions in [`service::sfn`].
+//! * [`runtime`]: the wasmtime engine, component loading and caching, the
+//!   per-task sandbox and its limits.
+//! * [`registry`]: the served activities and their swappable handlers.
+//! * [`poller`]: long-polls with a concurrency slot taken first.
+//! * [`task`]: one task from poll to delivered result.
+//! * [`heartbeat`]: heartbeats on the guest's behalf.
+//! * [`report`]: what the service is told, validated and retried.
+//! * [`shutdown`]: staged shutdown.
+//! * [`cli`]: the `wasm-activity` command line (`run`, `check`, `invoke`).
+//!
+//! The entry point for embedding is [`run`].
+
+pub mod backoff;
+pub mod cli;
+pub mod config;
+pub mod heartbeat;
+pub mod poller;
+pub mod registry;
+pub mod report;
+pub mod runtime;
+pub mod service;
+pub mod shutdown;
+pub mod task;
+
+use crate::config::Config;
+use crate::poller::Poller;
+use crate::registry::Activity;
+use crate::runtime::{LoadError, Runtime, RuntimeOptions};
+use crate::service::StepFunctions;
+use crate::service::sfn::{POLL_READ_TIMEOUT, SfnClients};
+use crate::shutdown::Shutdown;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+/// Instance slots kept beyond the sum of all activities' concurrency (for
+/// `check` and `invoke`, and headroom).
+const EXTRA_INSTANCES: u32 = 4;
+/// After the grace period, how long stopped tasks get to deliver their
+/// `WorkerShutdown` reports (on top of polls still in flight).
+const REPORT_AFTER_GRACE: Duration = Duration::from_secs(30);
+
+/// Why [`run`] could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The engine could not be created.
+    #[error(transparent)]
+    Engine(#[from] runtime::EngineError),
+    /// An activity's component could not be loaded.
+    #[error("activity {activity}: {source}")]
+    Load {
+        /// The `[activity.NAME]` key.
+        activity: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// No AWS region could be found.
+    #[error("no AWS region configured: set `region` in {0} or the AWS_REGION environment variable")]
+    NoRegion(String),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    /// True if every running task finished within the grace period.
+    pub clean: bool,
+}
+
+/// The engine sizing a config needs.
+pub fn runtime_options(config: &Config) -> RuntimeOptions {
+    let slots: usize = config.activities.iter().map(|a| a.max_concurrent).sum();
+    RuntimeOptions {
+        max_instances: u32::try_from(slots)
+            .unwrap_or(u32::MAX)
+            .saturating_add(EXTRA_INSTANCES),
+        max_memory: config
+            .activities
+            .iter()
+            .map(|a| a.limits.memory)
+            .max()
+            .unwrap_or_default(),
+        cache_dir: config.cache_dir.clone(),
+    }
+}
+
+/// Loads every activity's component, in parallel on blocking threads.
+pub async fn load_activities(
+    runtime: &Arc<Runtime>,
+    config: &Config,
+) -> Result<Vec<Arc<Activity>>, RunError> {
+    let mut loads = Vec::new();
+    for activity in &config.activities {
+        let runtime = runtime.clone();
+        let path = activity.component.clone();
+        loads.push((
+            activity.clone(),
+            tokio::task::spawn_blocking(move || runtime.load(&path)),
+        ));
+    }
+    let mut activities = Vec::new();
+    for (activity, load) in loads {
+        let handler = load
+            .await
+            .expect("component loading panicked")
+            .map_err(|source| RunError::Load {
+                activity: activity.name.clone(),
+                source,
+            })?;
+        tracing::info!(
+            activity = %activity.name,
+            component = %handler.path.display(),
+            version = %handler.version,
+            cached = handler.from_cache,
+            load_ms = handler.load_time.as_millis() as u64,
+            "component loaded"
+        );
+        activities.push(Activity::new(activity, handler));
+    }
+    Ok(activities)
+}
+
+/// Loads the AWS SDK configuration: the config's region and endpoint if set,
+/// else the SDK's default chains (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles,
+/// instance metadata).
+pub async fn aws_sdk_config(config: &Config) -> Result<aws_config::SdkConfig, RunError> {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &config.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &config.endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    let sdk = loader.load().await;
+    if sdk.region().is_none() {
+        return Err(RunError::NoRegion(config.path.display().to_string()));
+    }
+    Ok(sdk)
+}
+
+/// Serves every activity in `config` until `shutdown` resolves, then drains:
+/// no new polls, polls in flight return and their tasks run, running tasks
+/// get the grace period, and tasks still running after it are stopped and
+/// reported as `WasmActivity.WorkerShutdown`.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
+    let runtime = Arc::new(Runtime::new(runtime_options(&config))?);
+    let activities = load_activities(&runtime, &config).await?;
+    let sdk = aws_sdk_config(&config).await?;
+    let clients = SfnClients::new(&sdk);
+
+    let stages = Shutdown::new();
+    let tasks = TaskTracker::new();
+    let mut pollers = tokio::task::JoinSet::new();
+    for activity in &activities {
+        let poller = Poller {
+            activity: activity.clone(),
+            service: Arc::new(StepFunctions::new(
+                clients.clone(),
+                &activity.config.arn,
+                &config.worker_name,
+            )),
+            slots: Arc::new(Semaphore::new(activity.config.max_concurrent)),
+            tasks: tasks.clone(),
+            shutdown: stages.clone(),
+        };
+        tracing::info!(
+            activity = activity.name(),
+            arn = %activity.config.arn,
+            max_concurrent = activity.config.max_concurrent,
+            pollers = activity.config.pollers,
+            "serving"
+        );
+        pollers.spawn(poller.run());
+    }
+    tracing::info!(worker = %config.worker_name, activities = activities.len(), "worker running");
+
+    shutdown.await;
+    stages.initiate();
+    tracing::info!(
+        running = tasks.len(),
+        grace = %humantime::format_duration(config.shutdown_grace),
+        "shutting down: no new polls; waiting for polls in flight and running tasks"
+    );
+    tasks.close();
+    let drain = async {
+        while pollers.join_next().await.is_some() {}
+        tasks.wait().await;
+    };
+    tokio::pin!(drain);
+    let clean = tokio::time::timeout(config.shutdown_grace, &mut drain)
+        .await
+        .is_ok();
+    if !clean {
+        tracing::warn!(
+            running = tasks.len(),
+            "grace period over: stopping running tasks and reporting them as WasmActivity.WorkerShutdown"
+        );
+        stages.expire_grace();
+        if tokio::time::timeout(POLL_READ_TIMEOUT + REPORT_AFTER_GRACE, &mut drain)
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                running = tasks.len(),
+                "tasks still reporting after the grace period; exiting anyway"
+            );
+        }
+    }
+    tracing::info!(clean, "worker stopped");
+    Ok(RunSummary { clean })
+}

@@ -1,0 +1,117 @@
+//! Long-polling one activity.
+//!
+//! A poller takes a concurrency slot *before* it polls: a task handed out is
+//! a promise to run it, so the worker never asks for a task it has no room
+//! for. Several pollers per activity keep a poll in flight while others'
+//! tasks start. Empty polls poll again at once; errors back off with jitter.
+//! On shutdown a poller starts no new poll but lets the one in flight return
+//! (see [`crate::shutdown`]).
+
+use crate::backoff::Backoff;
+use crate::registry::Activity;
+use crate::service::{ActivityService, ServiceError};
+use crate::shutdown::Shutdown;
+use crate::task;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
+
+const RETRY_BASE: Duration = Duration::from_secs(1);
+const RETRY_CAP: Duration = Duration::from_secs(60);
+
+/// Everything the pollers of one activity share.
+#[derive(Clone)]
+pub struct Poller {
+    /// The activity served.
+    pub activity: Arc<Activity>,
+    /// Where its tasks come from.
+    pub service: Arc<dyn ActivityService>,
+    /// Free task slots (`max_concurrent`).
+    pub slots: Arc<Semaphore>,
+    /// Running tasks, awaited on shutdown.
+    pub tasks: TaskTracker,
+    /// Shutdown stages.
+    pub shutdown: Shutdown,
+}
+
+impl Poller {
+    /// Runs `pollers` poll loops until shutdown; returns when all have
+    /// stopped and their polls in flight have returned.
+    pub async fn run(self) {
+        let mut loops = tokio::task::JoinSet::new();
+        for index in 0..self.activity.config.pollers {
+            loops.spawn(self.clone().poll_loop(index));
+        }
+        while loops.join_next().await.is_some() {}
+    }
+
+    async fn poll_loop(self, index: usize) {
+        let name = self.activity.name().to_string();
+        let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
+        tracing::debug!(activity = %name, poller = index, "poller started");
+        loop {
+            let slot = tokio::select! {
+                biased;
+                () = self.shutdown.initiated() => break,
+                slot = self.slots.clone().acquire_owned() => slot.expect("the slot semaphore is never closed"),
+            };
+            if self.shutdown.is_initiated() {
+                break;
+            }
+            // Not raced against shutdown: an abandoned poll can still be
+            // handed a task, which would then be lost until it times out.
+            match self.service.poll().await {
+                Ok(Some(task)) => {
+                    backoff.reset();
+                    let run = task::run(
+                        task,
+                        self.activity.clone(),
+                        self.service.clone(),
+                        slot,
+                        self.shutdown.clone(),
+                    );
+                    self.tasks.spawn(run);
+                }
+                Ok(None) => backoff.reset(),
+                Err(e) => {
+                    drop(slot);
+                    let delay = backoff.next_delay();
+                    self.log_poll_error(&e, delay);
+                    tokio::select! {
+                        () = self.shutdown.initiated() => break,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                }
+            }
+        }
+        tracing::debug!(activity = %name, poller = index, "poller stopped");
+    }
+
+    fn log_poll_error(&self, e: &ServiceError, delay: Duration) {
+        let name = self.activity.name();
+        let what = self.service.describe();
+        match e {
+            ServiceError::Rejected { code, message } if code == "ActivityDoesNotExist" => {
+                tracing::error!(
+                    activity = name,
+                    "activity {what} does not exist ({message}); create it (aws stepfunctions create-activity) \
+                 or fix activity.{name}.arn; polling again in {delay:.1?}"
+                )
+            }
+            ServiceError::Rejected { code, message } if code == "InvalidArn" => tracing::error!(
+                activity = name,
+                "the service says {what} is not a valid activity ARN ({message}); fix activity.{name}.arn; \
+                 polling again in {delay:.1?}"
+            ),
+            ServiceError::Rejected { .. } => tracing::error!(
+                activity = name,
+                "polling {what} was refused: {e}; polling again in {delay:.1?}"
+            ),
+            _ => tracing::warn!(
+                activity = name,
+                "polling {what} failed: {e}; polling again in {delay:.1?}"
+            ),
+        }
+    }
+}

@@ -1,0 +1,499 @@
+//! Turning how a guest run ended into what the service is told, and telling
+//! it reliably.
+//!
+//! The service's rules are checked here, before sending, so a handler's
+//! mistake becomes a failure a person can act on instead of a service error
+//! that loses the result: output must be JSON and within the size limit,
+//! error names must be short and must not use the reserved `States.` prefix,
+//! causes are cut to the limit with a marker. Host-generated failures use the
+//! `WasmActivity.` prefix so state machines can `Retry`/`Catch` on them.
+//!
+//! A finished result is retried on transient errors until it is delivered or
+//! the service says the task is gone: losing a result means re-running the
+//! task after a timeout, which is worse than waiting.
+
+use crate::backoff::Backoff;
+use crate::runtime::{Fault, Outcome, StopReason};
+use crate::service::{ActivityService, ReportLimits, ServiceError, TaskToken};
+use std::time::Duration;
+
+/// Error names the host reports, as state machines match them.
+pub mod names {
+    /// The guest trapped: a panic, `unreachable`, stack overflow, an
+    /// out-of-bounds access.
+    pub const TRAP: &str = "WasmActivity.Trap";
+    /// The guest ran past the activity's `task_timeout`.
+    pub const TIMEOUT: &str = "WasmActivity.Timeout";
+    /// The guest needed more linear memory than `memory_limit`.
+    pub const MEMORY_LIMIT: &str = "WasmActivity.MemoryLimit";
+    /// The guest's output is not valid JSON, or the service refused it.
+    pub const INVALID_OUTPUT: &str = "WasmActivity.InvalidOutput";
+    /// The guest's output is larger than the service accepts.
+    pub const OUTPUT_TOO_LARGE: &str = "WasmActivity.OutputTooLarge";
+    /// The guest returned an error name the service does not accept.
+    pub const INVALID_ERROR_NAME: &str = "WasmActivity.InvalidErrorName";
+    /// The instance could not be created (e.g. out of instance slots).
+    pub const INSTANTIATE: &str = "WasmActivity.InstantiateFailed";
+    /// The host shut down before the task finished; retrying it elsewhere is safe.
+    pub const WORKER_SHUTDOWN: &str = "WasmActivity.WorkerShutdown";
+}
+
+/// What to tell the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// SendTaskSuccess.
+    Success {
+        /// Valid JSON within the size limit.
+        output: String,
+    },
+    /// SendTaskFailure.
+    Failure {
+        /// Error name within limits.
+        error: String,
+        /// Cause within limits.
+        cause: String,
+    },
+    /// Nothing: the task is already over on the service side.
+    Nothing {
+        /// The service's reason, for the log line.
+        reason: String,
+    },
+}
+
+impl Report {
+    /// A short word for the log line.
+    pub fn outcome(&self) -> &str {
+        match self {
+            Report::Success { .. } => "succeeded",
+            Report::Failure { .. } => "failed",
+            Report::Nothing { .. } => "abandoned",
+        }
+    }
+
+    fn failure(error: &str, cause: impl Into<String>, limits: &ReportLimits) -> Report {
+        Report::Failure {
+            error: error.to_string(),
+            cause: truncate_chars(&cause.into(), limits.cause_chars),
+        }
+    }
+}
+
+/// Decides what to report for a run of activity `activity`.
+pub fn from_outcome(outcome: Outcome, activity: &str, limits: &ReportLimits) -> Report {
+    match outcome {
+        Outcome::Output(output) => check_output(output, limits),
+        Outcome::Failure { error, cause } => check_failure(error, cause, limits),
+        Outcome::Fault(fault) => from_fault(fault, activity, limits),
+    }
+}
+
+fn check_output(output: String, limits: &ReportLimits) -> Report {
+    if output.len() > limits.output_bytes {
+        return Report::failure(
+            names::OUTPUT_TOO_LARGE,
+            format!(
+                "the handler returned {} bytes of output; the service accepts at most {} bytes. \
+                 Store large results elsewhere (S3, a database) and return a reference to them.",
+                output.len(),
+                limits.output_bytes
+            ),
+            limits,
+        );
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+        return Report::failure(
+            names::INVALID_OUTPUT,
+            format!(
+                "the handler's output is not valid JSON ({e}); it began: {:?}",
+                truncate_chars(&output, 200)
+            ),
+            limits,
+        );
+    }
+    Report::Success { output }
+}
+
+fn check_failure(error: String, cause: String, limits: &ReportLimits) -> Report {
+    let problem = if error.is_empty() {
+        Some("it is empty".to_string())
+    } else if error.chars().count() > limits.error_chars {
+        Some(format!(
+            "it is longer than {} characters",
+            limits.error_chars
+        ))
+    } else if error.starts_with("States.") {
+        Some("the `States.` prefix is reserved for the service's own errors".to_string())
+    } else {
+        None
+    };
+    match problem {
+        None => Report::failure(&error, cause, limits),
+        Some(why) => Report::failure(
+            names::INVALID_ERROR_NAME,
+            format!(
+                "the handler failed with error name {:?}, which cannot be reported: {why}. \
+                 The handler's cause was: {cause}",
+                truncate_chars(&error, 300)
+            ),
+            limits,
+        ),
+    }
+}
+
+fn from_fault(fault: Fault, activity: &str, limits: &ReportLimits) -> Report {
+    match fault {
+        Fault::Trap { message, detail } => {
+            let cause = if detail.is_empty() {
+                message
+            } else {
+                format!("{message}\n{detail}")
+            };
+            Report::failure(names::TRAP, cause, limits)
+        }
+        Fault::Timeout { limit } => Report::failure(
+            names::TIMEOUT,
+            format!(
+                "the handler ran longer than its task_timeout of {} and was stopped; raise \
+                 activity.{activity}.task_timeout or make the handler faster",
+                humantime::format_duration(limit)
+            ),
+            limits,
+        ),
+        Fault::MemoryLimit {
+            limit,
+            requested,
+            trap,
+        } => Report::failure(
+            names::MEMORY_LIMIT,
+            format!(
+                "the handler tried to grow its linear memory to {} but its memory_limit is {}, \
+                 and then failed ({trap}); raise activity.{activity}.memory_limit or use less memory",
+                bytesize::ByteSize(requested).display().iec(),
+                bytesize::ByteSize(limit).display().iec()
+            ),
+            limits,
+        ),
+        Fault::Instantiate(message) => Report::failure(
+            names::INSTANTIATE,
+            format!("the handler's instance could not be created: {message}"),
+            limits,
+        ),
+        Fault::Stopped(StopReason::Shutdown) => Report::failure(
+            names::WORKER_SHUTDOWN,
+            "the worker shut down before the handler finished; the task can be retried",
+            limits,
+        ),
+        Fault::Stopped(StopReason::TaskGone { code }) => Report::Nothing {
+            reason: format!("the service ended the task ({code})"),
+        },
+    }
+}
+
+/// Cuts `s` to at most `max` characters, ending with a marker that says how
+/// much was cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    let total = s.chars().count();
+    if total <= max {
+        return s.to_string();
+    }
+    let marker = |cut: usize| format!("… [{cut} characters cut]");
+    // The marker's length depends on the number it carries: start from the
+    // longest possible marker, then keep more while the result still fits.
+    let Some(mut keep) = max.checked_sub(marker(total).chars().count()) else {
+        return s.chars().take(max).collect();
+    };
+    while keep + 1 + marker(total - keep - 1).chars().count() <= max {
+        keep += 1;
+    }
+    let mut out: String = s.chars().take(keep).collect();
+    out.push_str(&marker(total - keep));
+    out
+}
+
+/// How delivering a report ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// The service accepted the report (possibly a fallback failure, if it
+    /// refused the output).
+    Delivered(Report),
+    /// The task was over before the report got through.
+    TaskGone(String),
+    /// The service refused the report, and the fallback too.
+    Refused(ServiceError),
+    /// There was nothing to send.
+    NotSent,
+}
+
+const DELIVERY_BASE: Duration = Duration::from_millis(200);
+const DELIVERY_CAP: Duration = Duration::from_secs(30);
+
+/// Sends a report, retrying transient errors until it is delivered or the
+/// service says the task is gone. If the service refuses a success (say, its
+/// own output check is stricter), a failure saying so is sent instead.
+pub async fn deliver(service: &dyn ActivityService, token: &TaskToken, report: Report) -> Delivery {
+    let mut report = report;
+    let mut backoff = Backoff::new(DELIVERY_BASE, DELIVERY_CAP);
+    loop {
+        let result = match &report {
+            Report::Success { output } => service.complete(token, output).await,
+            Report::Failure { error, cause } => service.fail(token, error, cause).await,
+            Report::Nothing { .. } => return Delivery::NotSent,
+        };
+        match result {
+            Ok(()) => return Delivery::Delivered(report),
+            Err(ServiceError::TaskGone { code, .. }) => return Delivery::TaskGone(code),
+            Err(e @ ServiceError::Transient { .. }) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    task = %token.short_id(),
+                    attempt = backoff.attempts(),
+                    "reporting the result failed ({e}); retrying in {delay:?}"
+                );
+                tokio::time::sleep(delay).await;
+            }
+            Err(e @ ServiceError::Rejected { .. }) => match report {
+                Report::Success { .. } => {
+                    tracing::warn!(task = %token.short_id(), "the service refused the output ({e}); reporting a failure instead");
+                    report = Report::failure(
+                        names::INVALID_OUTPUT,
+                        format!("the service refused the handler's output: {e}"),
+                        &service.limits(),
+                    );
+                    backoff.reset();
+                }
+                _ => return Delivery::Refused(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::fake::{self, Call, FakeService};
+    use crate::service::sfn::LIMITS;
+
+    fn report(outcome: Outcome) -> Report {
+        from_outcome(outcome, "price", &LIMITS)
+    }
+
+    fn failure_of(r: &Report) -> (&str, &str) {
+        match r {
+            Report::Failure { error, cause } => (error, cause),
+            other => panic!("expected a failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn valid_output_is_a_success() {
+        assert_eq!(
+            report(Outcome::Output(r#"{"a":1}"#.into())),
+            Report::Success {
+                output: r#"{"a":1}"#.into()
+            }
+        );
+    }
+
+    #[test]
+    fn non_json_output_is_invalid_output_with_a_preview() {
+        let r = report(Outcome::Output("hello world".into()));
+        let (error, cause) = failure_of(&r);
+        assert_eq!(error, names::INVALID_OUTPUT);
+        assert!(cause.contains("not valid JSON"), "{cause}");
+        assert!(cause.contains("\"hello world\""), "{cause}");
+    }
+
+    #[test]
+    fn oversized_output_is_output_too_large() {
+        let big = format!("\"{}\"", "x".repeat(LIMITS.output_bytes));
+        let r = report(Outcome::Output(big));
+        let (error, cause) = failure_of(&r);
+        assert_eq!(error, names::OUTPUT_TOO_LARGE);
+        assert!(cause.contains("262146 bytes"), "{cause}");
+        assert!(cause.contains("at most 262144"), "{cause}");
+    }
+
+    #[test]
+    fn output_at_exactly_the_limit_is_accepted() {
+        let exact = format!("\"{}\"", "x".repeat(LIMITS.output_bytes - 2));
+        assert!(matches!(
+            report(Outcome::Output(exact)),
+            Report::Success { .. }
+        ));
+    }
+
+    #[test]
+    fn guest_failure_keeps_name_and_cause() {
+        let r = report(Outcome::Failure {
+            error: "InvalidOrder".into(),
+            cause: "no items".into(),
+        });
+        assert_eq!(failure_of(&r), ("InvalidOrder", "no items"));
+    }
+
+    #[test]
+    fn reserved_long_or_empty_error_names_are_replaced() {
+        for bad in ["States.Timeout".to_string(), "x".repeat(257), String::new()] {
+            let r = report(Outcome::Failure {
+                error: bad.clone(),
+                cause: "original".into(),
+            });
+            let (error, cause) = failure_of(&r);
+            assert_eq!(error, names::INVALID_ERROR_NAME, "{bad}");
+            assert!(cause.contains("original"), "{cause}");
+        }
+        let ok = report(Outcome::Failure {
+            error: "x".repeat(256),
+            cause: String::new(),
+        });
+        assert_eq!(failure_of(&ok).0.len(), 256);
+    }
+
+    #[test]
+    fn long_causes_are_cut_with_a_marker() {
+        let r = report(Outcome::Failure {
+            error: "E".into(),
+            cause: "é".repeat(40_000),
+        });
+        let (_, cause) = failure_of(&r);
+        assert_eq!(cause.chars().count(), LIMITS.cause_chars);
+        assert!(
+            cause.ends_with("characters cut]"),
+            "{}",
+            &cause[cause.len() - 40..]
+        );
+    }
+
+    #[test]
+    fn truncate_keeps_short_strings_and_bounds_long_ones() {
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        let cut = truncate_chars(&"a".repeat(1000), 100);
+        assert_eq!(cut.chars().count(), 100);
+        assert!(cut.contains("characters cut"));
+        assert_eq!(truncate_chars("abcdef", 2), "ab");
+    }
+
+    #[test]
+    fn faults_map_to_documented_names_with_actionable_causes() {
+        let timeout = report(Outcome::Fault(Fault::Timeout {
+            limit: Duration::from_secs(5),
+        }));
+        let (e, c) = failure_of(&timeout);
+        assert_eq!(e, names::TIMEOUT);
+        assert!(
+            c.contains("task_timeout of 5s") && c.contains("activity.price.task_timeout"),
+            "{c}"
+        );
+
+        let mem = report(Outcome::Fault(Fault::MemoryLimit {
+            limit: 16 << 20,
+            requested: 32 << 20,
+            trap: "wasm trap: unreachable".into(),
+        }));
+        let (e, c) = failure_of(&mem);
+        assert_eq!(e, names::MEMORY_LIMIT);
+        assert!(
+            c.contains("32.0 MiB")
+                && c.contains("16.0 MiB")
+                && c.contains("activity.price.memory_limit"),
+            "{c}"
+        );
+
+        let trap = report(Outcome::Fault(Fault::Trap {
+            message: "wasm trap: unreachable".into(),
+            detail: "panicked at src/lib.rs:3".into(),
+        }));
+        let (e, c) = failure_of(&trap);
+        assert_eq!(e, names::TRAP);
+        assert!(
+            c.contains("unreachable") && c.contains("panicked at"),
+            "{c}"
+        );
+
+        let shutdown = report(Outcome::Fault(Fault::Stopped(StopReason::Shutdown)));
+        assert_eq!(failure_of(&shutdown).0, names::WORKER_SHUTDOWN);
+
+        let gone = report(Outcome::Fault(Fault::Stopped(StopReason::TaskGone {
+            code: "TaskTimedOut".into(),
+        })));
+        assert!(matches!(gone, Report::Nothing { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivery_retries_transient_errors_until_accepted() {
+        let svc = FakeService::default();
+        svc.report_errors.lock().unwrap().extend([
+            fake::transient(),
+            fake::transient(),
+            fake::transient(),
+        ]);
+        let token = TaskToken::new("t");
+        let d = deliver(&svc, &token, Report::Success { output: "1".into() }).await;
+        assert_eq!(
+            d,
+            Delivery::Delivered(Report::Success { output: "1".into() })
+        );
+        assert_eq!(svc.calls().len(), 4);
+        assert!(
+            svc.calls()
+                .iter()
+                .all(|c| matches!(c, Call::Complete(t, o) if t == "t" && o == "1"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delivery_stops_when_the_task_is_gone() {
+        let svc = FakeService::default();
+        svc.report_errors
+            .lock()
+            .unwrap()
+            .extend([fake::transient(), fake::gone()]);
+        let d = deliver(
+            &svc,
+            &TaskToken::new("t"),
+            Report::Success { output: "1".into() },
+        )
+        .await;
+        assert_eq!(d, Delivery::TaskGone("TaskTimedOut".into()));
+        assert_eq!(svc.calls().len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refused_output_falls_back_to_a_failure() {
+        let svc = FakeService::default();
+        svc.report_errors
+            .lock()
+            .unwrap()
+            .push_back(ServiceError::Rejected {
+                code: "InvalidOutput".into(),
+                message: "bad".into(),
+            });
+        let d = deliver(
+            &svc,
+            &TaskToken::new("t"),
+            Report::Success { output: "1".into() },
+        )
+        .await;
+        let Delivery::Delivered(Report::Failure { error, cause }) = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(error, names::INVALID_OUTPUT);
+        assert!(cause.contains("InvalidOutput"), "{cause}");
+        assert!(matches!(&svc.calls()[1], Call::Fail(_, e, _) if e == names::INVALID_OUTPUT));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_not_sent() {
+        let svc = FakeService::default();
+        let d = deliver(
+            &svc,
+            &TaskToken::new("t"),
+            Report::Nothing {
+                reason: "gone".into(),
+            },
+        )
+        .await;
+        assert_eq!(d, Delivery::NotSent);
+        assert!(svc.calls().is_empty());
+    }
+}

@@ -1,0 +1,119 @@
+//! Per-task resource limits enforced inside the store.
+//!
+//! The limiter counts linear memory across all of an instance's memories (a
+//! component can have several) and remembers a refused growth, so a guest
+//! whose allocator then aborts is reported as `WasmActivity.MemoryLimit`
+//! rather than as an anonymous trap.
+
+use wasmtime::ResourceLimiter;
+
+/// Table elements a single table may grow to. Generous enough for
+/// interpreters (CPython's function table is in the tens of thousands).
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// Core instances, tables and memories per store: a component is several
+/// core instances; nobody needs hundreds.
+pub const MAX_INSTANCES: usize = 64;
+/// Tables per store.
+pub const MAX_TABLES: usize = 64;
+/// Memories per store.
+pub const MAX_MEMORIES: usize = 16;
+
+/// Enforces a task's memory budget and records what it refused.
+#[derive(Debug)]
+pub struct TaskLimiter {
+    memory_limit: usize,
+    memory_in_use: usize,
+    refused: Option<usize>,
+}
+
+impl TaskLimiter {
+    /// A limiter allowing `memory_limit` bytes of linear memory in total.
+    pub fn new(memory_limit: u64) -> Self {
+        TaskLimiter {
+            memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
+            memory_in_use: 0,
+            refused: None,
+        }
+    }
+
+    /// The total the guest asked for when growth was refused, if it was.
+    pub fn refused(&self) -> Option<usize> {
+        self.refused
+    }
+
+    /// Linear memory in use now, across memories.
+    pub fn memory_in_use(&self) -> usize {
+        self.memory_in_use
+    }
+}
+
+impl ResourceLimiter for TaskLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.memory_in_use - current.min(self.memory_in_use) + desired;
+        if total > self.memory_limit {
+            self.refused = Some(total);
+            return Ok(false);
+        }
+        self.memory_in_use = total;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_INSTANCES
+    }
+
+    fn tables(&self) -> usize {
+        MAX_TABLES
+    }
+
+    fn memories(&self) -> usize {
+        MAX_MEMORIES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn growth_within_the_limit_is_allowed_and_counted_across_memories() {
+        let mut l = TaskLimiter::new(10 << 20);
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap());
+        assert!(l.memory_growing(0, 4 << 20, None).unwrap()); // second memory
+        assert_eq!(l.memory_in_use(), 8 << 20);
+        assert!(!l.memory_growing(0, 4 << 20, None).unwrap());
+        assert_eq!(l.refused(), Some(12 << 20));
+    }
+
+    #[test]
+    fn growing_one_memory_counts_only_the_difference() {
+        let mut l = TaskLimiter::new(10 << 20);
+        assert!(l.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(l.memory_growing(2 << 20, 9 << 20, None).unwrap());
+        assert_eq!(l.memory_in_use(), 9 << 20);
+        assert!(!l.memory_growing(9 << 20, 11 << 20, None).unwrap());
+        assert_eq!(l.memory_in_use(), 9 << 20);
+        assert_eq!(l.refused(), Some(11 << 20));
+    }
+
+    #[test]
+    fn tables_are_capped() {
+        let mut l = TaskLimiter::new(1 << 20);
+        assert!(l.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
+        assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+    }
+}

@@ -1,0 +1,533 @@
+//! The WebAssembly side: one engine, components compiled once, a fresh
+//! sandboxed instance per task.
+//!
+//! Why it is built this way:
+//! * One [`Engine`] with the pooling allocator: instance slots are reserved up
+//!   front and reused, so creating an instance per task costs microseconds and
+//!   no state leaks between tasks (each task gets a fresh [`wasmtime::Store`]).
+//! * Epoch interruption with one engine-wide ticker thread: every running
+//!   guest yields to the async executor at each tick, so a guest spinning on
+//!   the CPU cannot starve pollers or heartbeats, and deadlines and stop
+//!   requests take effect within a tick. No per-task thread, no per-task
+//!   timer thread.
+//! * Components are compiled once per content hash (and cached on disk, see
+//!   [`cache`]) and kept as an instance-pre, so a task never compiles or
+//!   resolves imports.
+//! * By default a guest gets no filesystem, no network, no environment
+//!   variables and no arguments; its stdout and stderr become host log lines.
+
+pub mod cache;
+pub mod control;
+pub mod guest_log;
+pub mod limits;
+mod task_store;
+
+use crate::config::TaskLimits;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{
+    Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
+};
+
+pub use cache::ArtifactCache;
+pub use control::{StopReason, TaskControl};
+use task_store::TaskState;
+
+/// How often the epoch ticks; a running guest yields (and deadlines are
+/// checked) at this interval.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Wasm stack a guest may use before it traps with a stack overflow.
+const MAX_WASM_STACK: usize = 1024 * 1024;
+/// Native stack for the fiber a guest runs on: the wasm stack plus room for
+/// host calls.
+const ASYNC_STACK: usize = 2 * 1024 * 1024;
+/// Core instances one component may create (a Python component has a dozen).
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
+/// Memories and tables one component may define.
+const MAX_MEMORIES_PER_COMPONENT: u32 = 8;
+const MAX_TABLES_PER_COMPONENT: u32 = 32;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "activity",
+        exports: { default: async },
+    });
+}
+
+/// Errors loading a component.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read component {}: {source}", path.display())]
+    Read {
+        /// The component file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid component.
+    #[error("{} is not a valid WebAssembly component: {reason}", path.display())]
+    Invalid {
+        /// The component file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+    /// The component does not implement the `wasm-activity:handler/activity` world.
+    #[error(
+        "{} does not implement the world wasm-activity:handler/activity@0.1.0: {reason} \
+         (build it against wit/handler.wit, e.g. with the wasm-activity-guest crate)",
+        path.display()
+    )]
+    WrongWorld {
+        /// The component file.
+        path: PathBuf,
+        /// The mismatch.
+        reason: String,
+    },
+}
+
+/// Errors setting up the engine.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot create the WebAssembly engine: {0}")]
+pub struct EngineError(String);
+
+/// How big to make the engine's instance pool.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// Instances alive at once, at most (sum of all activities' concurrency).
+    pub max_instances: u32,
+    /// Largest memory limit of any activity, in bytes.
+    pub max_memory: u64,
+    /// Where to cache precompiled components (`None`: the user cache dir).
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        RuntimeOptions {
+            max_instances: 16,
+            max_memory: TaskLimits::default().memory,
+            cache_dir: None,
+        }
+    }
+}
+
+/// The shared engine, linker and compile cache.
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<TaskState>>,
+    cache: ArtifactCache,
+    pooling: bool,
+    _ticker: EpochTicker,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("pooling", &self.pooling)
+            .finish_non_exhaustive()
+    }
+}
+
+fn engine_config(options: &RuntimeOptions, pooling: bool) -> EngineConfig {
+    let mut config = EngineConfig::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(ASYNC_STACK);
+    if pooling {
+        let instances = options.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT / 2))
+            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_memories(instances.saturating_mul(2))
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .total_tables(instances.saturating_mul(8))
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+            .table_elements(limits::MAX_TABLE_ELEMENTS)
+            .total_stacks(instances)
+            .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
+            .max_core_instance_size(2 << 20)
+            .max_component_instance_size(2 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+impl Runtime {
+    /// Creates the engine. Falls back to on-demand allocation (and says so)
+    /// if the pool cannot be reserved, e.g. under a low `ulimit -v`.
+    pub fn new(options: RuntimeOptions) -> Result<Runtime, EngineError> {
+        let (engine, pooling) = match Engine::new(&engine_config(&options, true)) {
+            Ok(engine) => (engine, true),
+            Err(e) => {
+                tracing::warn!(
+                    "pooling allocator unavailable ({e:#}); allocating instances on demand"
+                );
+                let engine = Engine::new(&engine_config(&options, false))
+                    .map_err(|e| EngineError(format!("{e:#}")))?;
+                (engine, false)
+            }
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| EngineError(format!("{e:#}")))?;
+        bindings::Activity::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| EngineError(format!("{e:#}")))?;
+        let cache = ArtifactCache::new(&engine, options.cache_dir.clone());
+        let ticker = EpochTicker::start(&engine);
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            cache,
+            pooling,
+            _ticker: ticker,
+        })
+    }
+
+    /// True if instances come from the pooling allocator.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// The precompiled-component cache.
+    pub fn cache(&self) -> &ArtifactCache {
+        &self.cache
+    }
+
+    /// Loads a component file: compiles it (or loads the cached artifact),
+    /// checks it implements the world, and prepares it for instantiation.
+    ///
+    /// This is blocking work (compilation can take seconds); call it from a
+    /// blocking thread when on the async runtime.
+    pub fn load(&self, path: &Path) -> Result<Handler, LoadError> {
+        let started = Instant::now();
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let digest = cache::sha256_hex(&bytes);
+        let (component, cached) = match self.cache.load(&self.engine, &digest) {
+            Some(component) => (component, true),
+            None => {
+                let component = self.compile(path, &bytes)?;
+                self.cache.store(&digest, &component);
+                (component, false)
+            }
+        };
+        let wrong_world = |reason: String| LoadError::WrongWorld {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| wrong_world(format!("{e:#}")))?;
+        let pre = bindings::ActivityPre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+        Ok(Handler {
+            path: path.to_path_buf(),
+            version: digest[..12].to_string(),
+            digest,
+            size: bytes.len() as u64,
+            from_cache: cached,
+            load_time: started.elapsed(),
+            pre,
+        })
+    }
+
+    fn compile(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+        let invalid = |reason: String| LoadError::Invalid {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if wasmparser_is_core_module(bytes) {
+            return Err(invalid(
+                "it is a core WebAssembly module, not a component; build for the wasm32-wasip2 \
+                 target, or wrap it with `wasm-tools component new`"
+                    .into(),
+            ));
+        }
+        Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))
+    }
+}
+
+/// A core module starts with the magic and version 1; a component with the
+/// magic and a layer-1 version field (0x0d 0x00 0x01 0x00).
+fn wasmparser_is_core_module(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes[..4] == *b"\0asm" && bytes[4..8] == [1, 0, 0, 0]
+}
+
+/// A component ready to run tasks.
+pub struct Handler {
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 of the component bytes, hex.
+    pub digest: String,
+    /// Short form of the digest, shown in logs as the component version.
+    pub version: String,
+    /// Size of the component file in bytes.
+    pub size: u64,
+    /// True if the compiled form came from the artifact cache.
+    pub from_cache: bool,
+    /// Time to read, compile or load, and prepare it.
+    pub load_time: Duration,
+    pre: bindings::ActivityPre<TaskState>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a task gets to know about itself while running.
+#[derive(Debug, Clone)]
+pub struct TaskContext {
+    /// Activity name, for logs.
+    pub activity: Arc<str>,
+    /// Task id, for logs.
+    pub task_id: Arc<str>,
+    /// Budgets.
+    pub limits: TaskLimits,
+    /// Shared signals (stop, cancel, progress).
+    pub control: Arc<TaskControl>,
+}
+
+/// How a guest run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The handler returned output (not yet validated).
+    Output(String),
+    /// The handler returned a failure.
+    Failure {
+        /// Error name as the guest gave it.
+        error: String,
+        /// Cause as the guest gave it.
+        cause: String,
+    },
+    /// The host ended the run.
+    Fault(Fault),
+}
+
+/// A run the host ended or could not complete.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// The guest trapped (panic, unreachable, stack overflow, ...).
+    Trap {
+        /// The trap, e.g. "wasm trap: call stack exhausted".
+        message: String,
+        /// Backtrace and the guest's last stderr output.
+        detail: String,
+    },
+    /// The task ran past its timeout.
+    Timeout {
+        /// The limit.
+        limit: Duration,
+    },
+    /// The guest asked for more memory than its limit and then failed.
+    MemoryLimit {
+        /// The limit in bytes.
+        limit: u64,
+        /// The total it asked for.
+        requested: u64,
+        /// The trap that followed.
+        trap: String,
+    },
+    /// The host stopped the guest.
+    Stopped(StopReason),
+    /// The instance could not be created.
+    Instantiate(String),
+}
+
+/// Why the epoch callback interrupted a guest.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+enum Interrupt {
+    #[error("task deadline reached")]
+    Deadline,
+    #[error("task stopped by the host")]
+    Stopped,
+}
+
+impl Handler {
+    /// Runs one task in a fresh instance.
+    pub async fn run(&self, input: &str, ctx: &TaskContext) -> Outcome {
+        let deadline = tokio::time::Instant::now() + ctx.limits.timeout;
+        let state = TaskState::new(ctx, deadline.into_std());
+        let log = state.log().clone();
+        let mut store = wasmtime::Store::new(self.pre.engine(), state);
+        store.limiter(|s| s.limiter_mut());
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            let state = ctx.data();
+            if state.control().is_stopped() {
+                return Err(Interrupt::Stopped.into());
+            }
+            if Instant::now() >= state.deadline() {
+                return Err(Interrupt::Deadline.into());
+            }
+            Ok(wasmtime::UpdateDeadline::Yield(1))
+        });
+
+        let call = async move {
+            let result = match self.pre.instantiate_async(&mut store).await {
+                Ok(instance) => instance
+                    .wasm_activity_handler_handler()
+                    .call_handle(&mut store, input)
+                    .await
+                    .map_err(Stage::Call),
+                Err(e) => Err(Stage::Instantiate(e)),
+            };
+            (result, store)
+        };
+        // The guest yields at every epoch tick, so this select also wins
+        // against a CPU-bound guest; it catches guests blocked in a host call
+        // (a WASI sleep, say) that never reach an epoch check.
+        let outcome = tokio::select! {
+            (result, store) = call => classify(result, &store, ctx),
+            () = ctx.control.stopped() => stopped(ctx),
+            () = tokio::time::sleep_until(deadline + EPOCH_TICK * 2) => Outcome::Fault(Fault::Timeout { limit: ctx.limits.timeout }),
+        };
+        log.flush();
+        outcome
+    }
+}
+
+fn stopped(ctx: &TaskContext) -> Outcome {
+    let reason = ctx
+        .control
+        .stop_reason()
+        .cloned()
+        .unwrap_or(StopReason::Shutdown);
+    Outcome::Fault(Fault::Stopped(reason))
+}
+
+/// Where a run failed: creating the instance or calling the handler.
+enum Stage {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+type GuestResult = Result<String, bindings::exports::wasm_activity::handler::handler::Failure>;
+
+fn classify(
+    result: Result<GuestResult, Stage>,
+    store: &wasmtime::Store<TaskState>,
+    ctx: &TaskContext,
+) -> Outcome {
+    let err = match result {
+        Ok(Ok(output)) => return Outcome::Output(output),
+        Ok(Err(failure)) => {
+            return Outcome::Failure {
+                error: failure.error,
+                cause: failure.cause,
+            };
+        }
+        Err(Stage::Call(e)) => e,
+        Err(Stage::Instantiate(e)) => return Outcome::Fault(instantiate_fault(e, store, ctx)),
+    };
+    match err.downcast_ref::<Interrupt>() {
+        Some(Interrupt::Deadline) => {
+            return Outcome::Fault(Fault::Timeout {
+                limit: ctx.limits.timeout,
+            });
+        }
+        Some(Interrupt::Stopped) => return stopped(ctx),
+        None => {}
+    }
+    let trap = trap_message(&err);
+    if let Some(requested) = store.data().limiter().refused() {
+        return Outcome::Fault(Fault::MemoryLimit {
+            limit: ctx.limits.memory,
+            requested: requested as u64,
+            trap,
+        });
+    }
+    Outcome::Fault(Fault::Trap {
+        message: trap,
+        detail: trap_detail(&err, &store.data().log().stderr_tail()),
+    })
+}
+
+fn instantiate_fault(
+    err: wasmtime::Error,
+    store: &wasmtime::Store<TaskState>,
+    ctx: &TaskContext,
+) -> Fault {
+    if let Some(requested) = store.data().limiter().refused() {
+        return Fault::MemoryLimit {
+            limit: ctx.limits.memory,
+            requested: requested as u64,
+            trap: format!("{err:#}"),
+        };
+    }
+    if err.downcast_ref::<wasmtime::Trap>().is_some() {
+        return Fault::Trap {
+            message: trap_message(&err),
+            detail: trap_detail(&err, &store.data().log().stderr_tail()),
+        };
+    }
+    Fault::Instantiate(format!("{err:#}"))
+}
+
+fn trap_message(err: &wasmtime::Error) -> String {
+    match err.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => format!("wasm trap: {trap}"),
+        None => format!("{err:#}"),
+    }
+}
+
+fn trap_detail(err: &wasmtime::Error, stderr_tail: &str) -> String {
+    let mut detail = String::new();
+    if let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
+        detail.push_str(&format!("wasm backtrace:\n{bt}"));
+    }
+    if !stderr_tail.is_empty() {
+        if !detail.is_empty() {
+            detail.push('\n');
+        }
+        detail.push_str("guest stderr (last lines):\n");
+        detail.push_str(stderr_tail);
+    }
+    detail
+}
+
+/// The one thread that advances the engine's epoch.
+struct EpochTicker {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl EpochTicker {
+    fn start(engine: &Engine) -> EpochTicker {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let weak = engine.weak();
+        let flag = stop.clone();
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .expect("spawning the epoch ticker thread");
+        EpochTicker { stop }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,135 @@
+//! An in-memory [`ActivityService`] for unit tests: tasks are queued by the
+//! test, every call is recorded with the (possibly paused) tokio clock, and
+//! scripted errors can be injected per call kind.
+
+use super::{ActivityService, HeartbeatAck, ReportLimits, ServiceError, Task, TaskToken};
+use async_trait::async_trait;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Call {
+    Heartbeat(String, Option<String>),
+    Complete(String, String),
+    Fail(String, String, String),
+}
+
+#[derive(Default)]
+pub struct FakeService {
+    pub tasks: Mutex<VecDeque<Task>>,
+    pub calls: Mutex<Vec<(Instant, Call)>>,
+    pub heartbeat_errors: Mutex<VecDeque<ServiceError>>,
+    pub report_errors: Mutex<VecDeque<ServiceError>>,
+    pub cancel_after_heartbeats: Mutex<Option<usize>>,
+    pub limits: Option<ReportLimits>,
+}
+
+impl FakeService {
+    pub fn push_task(&self, token: &str, input: &str) {
+        self.tasks.lock().unwrap().push_back(Task {
+            token: TaskToken::new(token),
+            input: input.to_string(),
+        });
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, c)| c.clone())
+            .collect()
+    }
+
+    pub fn call_times(&self) -> Vec<Instant> {
+        self.calls.lock().unwrap().iter().map(|(t, _)| *t).collect()
+    }
+
+    fn record(&self, call: Call) {
+        self.calls.lock().unwrap().push((Instant::now(), call));
+    }
+
+    fn heartbeats(&self) -> usize {
+        self.calls()
+            .iter()
+            .filter(|c| matches!(c, Call::Heartbeat(..)))
+            .count()
+    }
+}
+
+#[async_trait]
+impl ActivityService for FakeService {
+    fn describe(&self) -> String {
+        "fake".into()
+    }
+
+    fn limits(&self) -> ReportLimits {
+        self.limits.unwrap_or(super::sfn::LIMITS)
+    }
+
+    async fn poll(&self) -> Result<Option<Task>, ServiceError> {
+        let task = self.tasks.lock().unwrap().pop_front();
+        if task.is_none() {
+            // Like a long poll that comes back empty.
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        Ok(task)
+    }
+
+    async fn heartbeat(
+        &self,
+        token: &TaskToken,
+        details: Option<&str>,
+    ) -> Result<HeartbeatAck, ServiceError> {
+        self.record(Call::Heartbeat(
+            token.as_str().into(),
+            details.map(str::to_string),
+        ));
+        if let Some(e) = self.heartbeat_errors.lock().unwrap().pop_front() {
+            return Err(e);
+        }
+        let cancel = self
+            .cancel_after_heartbeats
+            .lock()
+            .unwrap()
+            .is_some_and(|n| self.heartbeats() >= n);
+        Ok(HeartbeatAck {
+            cancel_requested: cancel,
+        })
+    }
+
+    async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
+        self.record(Call::Complete(token.as_str().into(), output.into()));
+        match self.report_errors.lock().unwrap().pop_front() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError> {
+        self.record(Call::Fail(
+            token.as_str().into(),
+            error.into(),
+            cause.into(),
+        ));
+        match self.report_errors.lock().unwrap().pop_front() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+pub fn transient() -> ServiceError {
+    ServiceError::Transient {
+        code: "ThrottlingException".into(),
+        message: "slow down".into(),
+    }
+}
+
+pub fn gone() -> ServiceError {
+    ServiceError::TaskGone {
+        code: "TaskTimedOut".into(),
+        message: "task timed out".into(),
+    }
+}

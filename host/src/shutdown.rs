@@ -1,0 +1,84 @@
+//! Staged shutdown.
+//!
+//! Stopping loses nothing if it happens in order: first stop starting new
+//! polls (`initiate`), but let polls already in flight come back, because a
+//! poll the worker walks away from can still be handed a task that then sits
+//! unseen until it times out; run what they bring. Give running tasks the
+//! grace period. When it runs out (`expire_grace`), stop the tasks still
+//! running and report them failed with `WasmActivity.WorkerShutdown`, so a
+//! state machine's `Retry` reschedules them at once instead of waiting for a
+//! timeout.
+
+use tokio_util::sync::CancellationToken;
+
+/// The two shutdown stages, shared by pollers and tasks.
+#[derive(Debug, Clone, Default)]
+pub struct Shutdown {
+    initiated: CancellationToken,
+    grace_expired: CancellationToken,
+}
+
+impl Shutdown {
+    /// A shutdown that has not started.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stage 1: no new polls.
+    pub fn initiate(&self) {
+        self.initiated.cancel();
+    }
+
+    /// Stage 2: stop running tasks. Implies stage 1.
+    pub fn expire_grace(&self) {
+        self.initiated.cancel();
+        self.grace_expired.cancel();
+    }
+
+    /// True once stage 1 has begun.
+    pub fn is_initiated(&self) -> bool {
+        self.initiated.is_cancelled()
+    }
+
+    /// True once stage 2 has begun.
+    pub fn is_grace_expired(&self) -> bool {
+        self.grace_expired.is_cancelled()
+    }
+
+    /// Resolves at stage 1.
+    pub async fn initiated(&self) {
+        self.initiated.cancelled().await
+    }
+
+    /// Resolves at stage 2.
+    pub async fn grace_expired(&self) {
+        self.grace_expired.cancelled().await
+    }
+}
+
+/// Resolves on the first SIGINT or SIGTERM.
+pub async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("received SIGTERM"),
+        _ = int.recv() => tracing::info!("received SIGINT"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grace_expiry_implies_initiation() {
+        let s = Shutdown::new();
+        assert!(!s.is_initiated() && !s.is_grace_expired());
+        s.initiate();
+        assert!(s.is_initiated() && !s.is_grace_expired());
+        let t = Shutdown::new();
+        t.expire_grace();
+        assert!(t.is_initiated() && t.is_grace_expired());
+    }
+}
