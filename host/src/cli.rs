@@ -68,6 +68,7 @@ pub fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -237,7 +238,7 @@ async fn invoke(component: &Path, input: &str, limits: TaskLimits) -> anyhow::Re
         control: Arc::new(TaskControl::new()),
     };
     let outcome = handler.run(&input, &ctx).await;
-    match report::from_outcome(outcome, "invoke", &LIMITS) {
+    match report::from_outcome(outcome, report::LimitSource::Invoke, &LIMITS) {
         Report::Success { output } => {
             println!("{output}");
             Ok(ExitCode::SUCCESS)

@@ -191,7 +191,8 @@ pub async fn run(
     tracing::info!(
         running = tasks.len(),
         grace = %humantime::format_duration(config.shutdown_grace),
-        "shutting down: no new polls; waiting for polls in flight and running tasks"
+        "shutting down: no new polls; waiting for running tasks and for polls in flight (up to 60 s, \
+         so no task handed out meanwhile is lost); a second signal exits at once"
     );
     tasks.close();
     let drain = async {
@@ -199,25 +200,34 @@ pub async fn run(
         tasks.wait().await;
     };
     tokio::pin!(drain);
-    let clean = tokio::time::timeout(config.shutdown_grace, &mut drain)
-        .await
-        .is_ok();
-    if !clean {
-        tracing::warn!(
-            running = tasks.len(),
-            "grace period over: stopping running tasks and reporting them as WasmActivity.WorkerShutdown"
-        );
-        stages.expire_grace();
-        if tokio::time::timeout(POLL_READ_TIMEOUT + REPORT_AFTER_GRACE, &mut drain)
-            .await
-            .is_err()
-        {
-            tracing::error!(
-                running = tasks.len(),
-                "tasks still reporting after the grace period; exiting anyway"
-            );
+    let grace = tokio::time::sleep(config.shutdown_grace);
+    tokio::pin!(grace);
+    let mut in_grace = true;
+    let drained = loop {
+        tokio::select! {
+            () = &mut drain => break true,
+            () = &mut grace, if in_grace => {
+                in_grace = false;
+                if !tasks.is_empty() {
+                    tracing::warn!(
+                        running = tasks.len(),
+                        "grace period over: stopping running tasks and reporting them as WasmActivity.WorkerShutdown"
+                    );
+                }
+                stages.expire_grace();
+            }
+            // Created once, when the grace period ends: polls in flight return
+            // within their read timeout, then stopped tasks report.
+            () = tokio::time::sleep(POLL_READ_TIMEOUT + REPORT_AFTER_GRACE), if !in_grace => break false,
         }
+    };
+    if !drained {
+        tracing::error!(
+            running = tasks.len(),
+            "tasks still reporting long after the grace period; exiting anyway"
+        );
     }
+    let clean = drained && stages.handed_back() == 0;
     tracing::info!(clean, "worker stopped");
     Ok(RunSummary { clean })
 }

@@ -78,12 +78,37 @@ impl Report {
     }
 }
 
-/// Decides what to report for a run of activity `activity`.
-pub fn from_outcome(outcome: Outcome, activity: &str, limits: &ReportLimits) -> Report {
+/// Where a run's limits were set, so a cause can say what to change.
+#[derive(Debug, Clone, Copy)]
+pub enum LimitSource<'a> {
+    /// An `[activity.NAME]` table in the config file.
+    Activity(&'a str),
+    /// `wasm-activity invoke` flags.
+    Invoke,
+}
+
+impl LimitSource<'_> {
+    fn timeout(&self) -> String {
+        match self {
+            LimitSource::Activity(name) => format!("activity.{name}.task_timeout"),
+            LimitSource::Invoke => "--timeout".into(),
+        }
+    }
+
+    fn memory(&self) -> String {
+        match self {
+            LimitSource::Activity(name) => format!("activity.{name}.memory_limit"),
+            LimitSource::Invoke => "--memory-limit".into(),
+        }
+    }
+}
+
+/// Decides what to report for a run whose limits came from `source`.
+pub fn from_outcome(outcome: Outcome, source: LimitSource<'_>, limits: &ReportLimits) -> Report {
     match outcome {
         Outcome::Output(output) => check_output(output, limits),
         Outcome::Failure { error, cause } => check_failure(error, cause, limits),
-        Outcome::Fault(fault) => from_fault(fault, activity, limits),
+        Outcome::Fault(fault) => from_fault(fault, source, limits),
     }
 }
 
@@ -140,7 +165,7 @@ fn check_failure(error: String, cause: String, limits: &ReportLimits) -> Report 
     }
 }
 
-fn from_fault(fault: Fault, activity: &str, limits: &ReportLimits) -> Report {
+fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> Report {
     match fault {
         Fault::Trap { message, detail } => {
             let cause = if detail.is_empty() {
@@ -153,9 +178,10 @@ fn from_fault(fault: Fault, activity: &str, limits: &ReportLimits) -> Report {
         Fault::Timeout { limit } => Report::failure(
             names::TIMEOUT,
             format!(
-                "the handler ran longer than its task_timeout of {} and was stopped; raise \
-                 activity.{activity}.task_timeout or make the handler faster",
-                humantime::format_duration(limit)
+                "the handler ran longer than its time limit of {} and was stopped; raise {} \
+                 or make the handler faster",
+                humantime::format_duration(limit),
+                source.timeout()
             ),
             limits,
         ),
@@ -166,10 +192,11 @@ fn from_fault(fault: Fault, activity: &str, limits: &ReportLimits) -> Report {
         } => Report::failure(
             names::MEMORY_LIMIT,
             format!(
-                "the handler tried to grow its linear memory to {} but its memory_limit is {}, \
-                 and then failed ({trap}); raise activity.{activity}.memory_limit or use less memory",
+                "the handler tried to grow its linear memory to {} but its memory limit is {}, \
+                 and then failed ({trap}); raise {} or use less memory",
                 bytesize::ByteSize(requested).display().iec(),
-                bytesize::ByteSize(limit).display().iec()
+                bytesize::ByteSize(limit).display().iec(),
+                source.memory()
             ),
             limits,
         ),
@@ -274,7 +301,7 @@ mod tests {
     use crate::service::sfn::LIMITS;
 
     fn report(outcome: Outcome) -> Report {
-        from_outcome(outcome, "price", &LIMITS)
+        from_outcome(outcome, LimitSource::Activity("price"), &LIMITS)
     }
 
     fn failure_of(r: &Report) -> (&str, &str) {

@@ -9,6 +9,8 @@
 //! state machine's `Retry` reschedules them at once instead of waiting for a
 //! timeout.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio_util::sync::CancellationToken;
 
 /// The two shutdown stages, shared by pollers and tasks.
@@ -16,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Shutdown {
     initiated: CancellationToken,
     grace_expired: CancellationToken,
+    handed_back: Arc<AtomicUsize>,
 }
 
 impl Shutdown {
@@ -43,6 +46,18 @@ impl Shutdown {
     /// True once stage 2 has begun.
     pub fn is_grace_expired(&self) -> bool {
         self.grace_expired.is_cancelled()
+    }
+
+    /// Counts a task that was stopped (or never started) because the grace
+    /// period ran out.
+    pub fn record_handed_back(&self) {
+        self.handed_back.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Tasks stopped because the grace period ran out; zero means the drain
+    /// was clean.
+    pub fn handed_back(&self) -> usize {
+        self.handed_back.load(Ordering::SeqCst)
     }
 
     /// Resolves at stage 1.

@@ -60,8 +60,15 @@ pub async fn run(
         }
     };
     let ran_for = started.elapsed();
+    if outcome == Outcome::Fault(Fault::Stopped(StopReason::Shutdown)) {
+        shutdown.record_handed_back();
+    }
 
-    let report = report::from_outcome(outcome, activity.name(), &service.limits());
+    let report = report::from_outcome(
+        outcome,
+        report::LimitSource::Activity(activity.name()),
+        &service.limits(),
+    );
     let delivery = report::deliver(service.as_ref(), &task.token, report).await;
     let beats = heartbeat.stop().await;
     drop(slot);

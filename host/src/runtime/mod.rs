@@ -43,6 +43,9 @@ const MAX_WASM_STACK: usize = 1024 * 1024;
 /// Native stack for the fiber a guest runs on: the wasm stack plus room for
 /// host calls.
 const ASYNC_STACK: usize = 2 * 1024 * 1024;
+/// Frames kept in a trap's backtrace: enough to locate the fault, few
+/// enough that a runaway recursion does not fill the failure cause.
+const MAX_BACKTRACE_FRAMES: usize = 32;
 /// Core instances one component may create (a Python component has a dozen).
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
 /// Memories and tables one component may define.
@@ -139,7 +142,8 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> EngineConfig {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
-        .async_stack_size(ASYNC_STACK);
+        .async_stack_size(ASYNC_STACK)
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(MAX_BACKTRACE_FRAMES));
     if pooling {
         let instances = options.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
@@ -480,22 +484,25 @@ fn instantiate_fault(
 
 fn trap_message(err: &wasmtime::Error) -> String {
     match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => format!("wasm trap: {trap}"),
+        Some(trap) => trap.to_string(),
         None => format!("{err:#}"),
     }
 }
 
+/// The guest's last stderr lines first (a panic message or traceback says
+/// more than a backtrace), then the wasm backtrace.
 fn trap_detail(err: &wasmtime::Error, stderr_tail: &str) -> String {
     let mut detail = String::new();
-    if let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
-        detail.push_str(&format!("wasm backtrace:\n{bt}"));
-    }
+    let stderr_tail = stderr_tail.trim();
     if !stderr_tail.is_empty() {
+        detail.push_str("guest stderr (last lines):\n");
+        detail.push_str(stderr_tail);
+    }
+    if let Some(bt) = err.downcast_ref::<wasmtime::WasmBacktrace>() {
         if !detail.is_empty() {
             detail.push('\n');
         }
-        detail.push_str("guest stderr (last lines):\n");
-        detail.push_str(stderr_tail);
+        detail.push_str(bt.to_string().trim_end());
     }
     detail
 }

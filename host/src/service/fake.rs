@@ -26,13 +26,6 @@ pub struct FakeService {
 }
 
 impl FakeService {
-    pub fn push_task(&self, token: &str, input: &str) {
-        self.tasks.lock().unwrap().push_back(Task {
-            token: TaskToken::new(token),
-            input: input.to_string(),
-        });
-    }
-
     pub fn calls(&self) -> Vec<Call> {
         self.calls
             .lock()

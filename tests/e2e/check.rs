@@ -1,0 +1,115 @@
+//! `wasm-activity check`: config and component validation through the real binary.
+
+use crate::support::{activity_toml, guests, run_cli, stdout, unique};
+use std::path::Path;
+
+const ARN: &str = "arn:aws:states:us-east-1:000000000000:activity:check";
+
+fn check(config: &str) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = run_cli(&["check", "--config", path.to_str().unwrap()]);
+    let text = format!("{}{}", stdout(&out), crate::support::stderr(&out));
+    (out.status.code().unwrap(), text, path.display().to_string())
+}
+
+fn with_component(component: &Path) -> String {
+    format!(
+        "region = \"us-east-1\"\ncache_dir = \"{}\"\n{}",
+        crate::support::cache_dir().display(),
+        activity_toml(
+            "price",
+            ARN,
+            component,
+            "max_concurrent = 3\ntask_timeout = \"30s\""
+        )
+    )
+}
+
+fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(unique(name));
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn good_config_passes_with_a_summary() {
+    let (code, text, _) = check(&with_component(&guests().example));
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("activity price: ok"), "{text}");
+    assert!(text.contains(ARN), "{text}");
+    assert!(text.contains("at most 3 at once"), "{text}");
+    assert!(text.contains("timeout 30s"), "{text}");
+    assert!(text.contains("version "), "{text}");
+}
+
+#[test]
+fn unknown_key_fails_naming_file_and_key() {
+    let config = with_component(&guests().example).replace("max_concurrent", "max_concurency");
+    let (code, text, path) = check(&config);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains(&path), "{text}");
+    assert!(text.contains("activity.price.max_concurency"), "{text}");
+    assert!(text.contains("unknown field `max_concurency`"), "{text}");
+}
+
+#[test]
+fn bad_value_fails_naming_key_value_and_expected_form() {
+    let config = with_component(&guests().example).replace("\"30s\"", "\"thirty\"");
+    let (code, text, _) = check(&config);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("`activity.price.task_timeout` = \"thirty\": expected a positive duration"),
+        "{text}"
+    );
+}
+
+#[test]
+fn file_that_is_not_wasm_fails() {
+    let bogus = write_temp("bogus.wasm", b"this is not wasm");
+    let (code, text, _) = check(&with_component(&bogus));
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("activity price: FAILED"), "{text}");
+    assert!(
+        text.contains("is not a valid WebAssembly component"),
+        "{text}"
+    );
+}
+
+#[test]
+fn core_module_fails_with_a_hint() {
+    let module = write_temp("core.wasm", &wat_module());
+    let (code, text, _) = check(&with_component(&module));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("is a core WebAssembly module, not a component"),
+        "{text}"
+    );
+}
+
+#[test]
+fn component_of_another_world_fails() {
+    let other = write_temp("other.wat", b"(component)");
+    let (code, text, _) = check(&with_component(&other));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("does not implement the world wasm-activity:handler/activity@0.1.0"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_component_fails() {
+    let (code, text, _) = check(&with_component(Path::new("/nonexistent.wasm")));
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("cannot read component /nonexistent.wasm"),
+        "{text}"
+    );
+}
+
+/// The smallest core module, in binary form.
+fn wat_module() -> Vec<u8> {
+    b"\0asm\x01\0\0\0".to_vec()
+}

@@ -1,0 +1,168 @@
+//! `wasm-activity invoke`: one task, locally, through the real binary.
+
+use crate::support::{guests, run_cli, stderr, stdout};
+use serde_json::{Value, json};
+
+fn invoke(component: &std::path::Path, input: &str, extra: &[&str]) -> (i32, Value, String) {
+    let mut args = vec!["invoke", component.to_str().unwrap(), "--input", input];
+    args.extend_from_slice(extra);
+    let out = run_cli(&args);
+    let code = out.status.code().unwrap();
+    let json = serde_json::from_str(stdout(&out).trim()).unwrap_or(Value::Null);
+    (code, json, stderr(&out))
+}
+
+fn scenario(input: Value, extra: &[&str]) -> (i32, Value, String) {
+    invoke(&guests().scenario, &input.to_string(), extra)
+}
+
+#[test]
+fn example_prices_an_order() {
+    let input = format!(
+        "@{}",
+        crate::support::repo_root()
+            .join("examples/rust/input.json")
+            .display()
+    );
+    let (code, out, err) = invoke(&guests().example, &input, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["total_cents"], 6010);
+    assert_eq!(out["discount_cents"], 982);
+    assert_eq!(
+        out["lines"][0],
+        json!({"sku": "WIDGET-1", "quantity": 3, "line_total_cents": 5997})
+    );
+}
+
+#[test]
+fn example_rejects_an_invalid_order() {
+    let input = json!({"order_id": "B-1", "currency": "usd", "customer": {"tier": "standard"}, "items": []});
+    let (code, out, _) = invoke(&guests().example, &input.to_string(), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(out["error"], "InvalidOrder");
+    assert_eq!(out["cause"], "order B-1 has no items");
+}
+
+#[test]
+fn input_that_is_not_json_is_invalid_input() {
+    let (code, out, _) = invoke(&guests().scenario, "{not json", &[]);
+    assert_eq!(code, 1);
+    assert_eq!(out["error"], "InvalidInput");
+    assert!(
+        out["cause"]
+            .as_str()
+            .unwrap()
+            .contains("task input is not valid"),
+        "{out}"
+    );
+}
+
+#[test]
+fn panic_is_a_trap_with_the_panic_message_and_backtrace() {
+    let (code, out, _) = scenario(json!({"action": "panic", "message": "kaboom-42"}), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(out["error"], "WasmActivity.Trap");
+    let cause = out["cause"].as_str().unwrap();
+    assert!(
+        cause.starts_with("wasm trap: wasm `unreachable` instruction executed"),
+        "{cause}"
+    );
+    assert!(cause.contains("kaboom-42"), "{cause}");
+    assert!(cause.contains("wasm backtrace"), "{cause}");
+}
+
+#[test]
+fn runaway_recursion_traps_with_a_bounded_backtrace() {
+    let (code, out, _) = scenario(json!({"action": "recurse"}), &[]);
+    assert_eq!(code, 1);
+    assert_eq!(out["error"], "WasmActivity.Trap");
+    let cause = out["cause"].as_str().unwrap();
+    assert!(cause.lines().count() < 60, "{cause}");
+}
+
+#[test]
+fn spinning_guest_is_stopped_at_its_timeout() {
+    let started = std::time::Instant::now();
+    let (code, out, _) = scenario(json!({"action": "spin"}), &["--timeout", "1s"]);
+    assert_eq!(code, 1);
+    assert_eq!(out["error"], "WasmActivity.Timeout");
+    assert!(
+        out["cause"].as_str().unwrap().contains("time limit of 1s"),
+        "{out}"
+    );
+    assert!(
+        out["cause"].as_str().unwrap().contains("--timeout"),
+        "{out}"
+    );
+    // Generous bound: the point is that it stops, not how fast on a noisy box.
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}
+
+#[test]
+fn sleeping_guest_is_stopped_at_its_timeout() {
+    let (code, out, _) = scenario(
+        json!({"action": "sleep", "ms": 60000}),
+        &["--timeout", "1s"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(out["error"], "WasmActivity.Timeout");
+}
+
+#[test]
+fn memory_bomb_hits_the_memory_limit() {
+    let (code, out, _) = scenario(
+        json!({"action": "alloc", "mib": 64}),
+        &["--memory-limit", "16MiB"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(out["error"], "WasmActivity.MemoryLimit");
+    let cause = out["cause"].as_str().unwrap();
+    assert!(cause.contains("memory limit is 16.0 MiB"), "{cause}");
+    assert!(cause.contains("--memory-limit"), "{cause}");
+}
+
+#[test]
+fn allocation_within_the_limit_succeeds() {
+    let (code, out, err) = scenario(
+        json!({"action": "alloc", "mib": 8}),
+        &["--memory-limit", "32MiB"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out["allocated_mib"], 8);
+}
+
+#[test]
+fn guest_output_becomes_host_log_lines_tagged_with_the_task() {
+    let out = crate::support::run_cli_env(
+        &[
+            "invoke",
+            guests().scenario.to_str().unwrap(),
+            "--input",
+            r#"{"action":"print","lines":3}"#,
+        ],
+        &[("RUST_LOG", "info")],
+    );
+    assert!(out.status.success());
+    let err = stderr(&out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("stdout line") || l.contains("stderr line"))
+        .collect();
+    assert_eq!(lines.len(), 6, "{err}");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l.contains("task=\"local\"") && l.contains("guest")),
+        "{err}"
+    );
+}
+
+#[test]
+fn missing_component_is_a_clear_error() {
+    let (code, _, err) = invoke(std::path::Path::new("/nonexistent/handler.wasm"), "{}", &[]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot read component /nonexistent/handler.wasm"),
+        "{err}"
+    );
+}

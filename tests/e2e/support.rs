@@ -1,0 +1,423 @@
+//! Shared pieces of the end-to-end tests: guest components built from source
+//! by the test run, the real `wasm-activity` binary as a child process, and
+//! a Step Functions client for the service under test (LocalStack, started
+//! by `scripts/test.sh`).
+
+#![allow(dead_code)]
+
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::types::ExecutionStatus;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const REGION: &str = "us-east-1";
+pub const ROLE: &str = "arn:aws:iam::000000000000:role/wasm-activity-test";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_wasm-activity")
+}
+
+/// Where test workers cache precompiled components, shared across tests.
+pub fn cache_dir() -> PathBuf {
+    repo_root().join("target/test-artifact-cache")
+}
+
+/// The guest components the tests run.
+pub struct Guests {
+    /// `tests/guests/scenario`: behaviour chosen by the input's `action`.
+    pub scenario: PathBuf,
+    /// `examples/rust`: the order-pricing example.
+    pub example: PathBuf,
+}
+
+/// Builds the guests once per test process (cargo serializes concurrent
+/// builds across processes with its own lock).
+pub fn guests() -> &'static Guests {
+    static GUESTS: OnceLock<Guests> = OnceLock::new();
+    GUESTS.get_or_init(|| {
+        let root = repo_root();
+        let target = root.join("target/guests");
+        for manifest in ["tests/guests/Cargo.toml", "examples/rust/Cargo.toml"] {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .arg(root.join(manifest))
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .expect("running cargo to build the test guests");
+            assert!(
+                status.success(),
+                "building {manifest} for wasm32-wasip2 failed; is the target installed (rustup target add wasm32-wasip2)?"
+            );
+        }
+        let out = target.join("wasm32-wasip2/release");
+        Guests {
+            scenario: out.join("scenario.wasm"),
+            example: out.join("order_pricing.wasm"),
+        }
+    })
+}
+
+/// A unique name for activities, state machines, temp files.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{nanos}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Runs the binary to completion.
+pub fn run_cli(args: &[&str]) -> Output {
+    Command::new(binary())
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running wasm-activity")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what`
+/// after `timeout`.
+pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The Step Functions endpoint under test.
+pub fn endpoint() -> String {
+    std::env::var("WASM_ACTIVITY_TEST_SFN_ENDPOINT")
+        .unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// A running `wasm-activity run` process; killed on drop.
+pub struct Worker {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    log: PathBuf,
+}
+
+impl Worker {
+    /// Writes `config` (TOML; the endpoint is added) and starts the worker.
+    pub fn start(config: &str) -> Worker {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("worker.toml");
+        let config = format!(
+            "endpoint = \"{}\"\nregion = \"{REGION}\"\ncache_dir = \"{}\"\n{config}",
+            endpoint(),
+            cache_dir().display()
+        );
+        std::fs::write(&path, config).unwrap();
+        let log = dir.path().join("worker.log");
+        let child = Command::new(binary())
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info,wasm_activity=debug")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env_remove("AWS_PROFILE")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting wasm-activity run");
+        let mut worker = Worker {
+            child: Some(child),
+            dir,
+            log,
+        };
+        worker.wait_for_log("worker running", Duration::from_secs(60));
+        worker
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the worker's log contains `needle`.
+    pub fn wait_for_log(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.log();
+            if log.contains(needle) {
+                return;
+            }
+            if let Some(status) = self.try_wait() {
+                panic!("worker exited ({status}) before logging {needle:?}; its log:\n{log}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "worker did not log {needle:?} within {timeout:?}; its log:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the process to exit.
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("worker already stopped");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = wait_until(timeout, "the worker to exit after SIGTERM", || {
+            child.try_wait().unwrap()
+        });
+        exit
+    }
+
+    /// The worker's exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().unwrap())
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- worker log ----\n{}", self.log());
+        }
+    }
+}
+
+/// A Step Functions client for driving the service under test.
+pub struct Sfn {
+    pub client: Client,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub status: ExecutionStatus,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl Finished {
+    pub fn output_json(&self) -> serde_json::Value {
+        let out = self
+            .output
+            .as_deref()
+            .unwrap_or_else(|| panic!("no output: {self:?}"));
+        serde_json::from_str(out).unwrap()
+    }
+}
+
+impl Sfn {
+    /// Connects and checks the service answers, failing loudly if it does not.
+    pub async fn connect() -> Sfn {
+        let conf = aws_sdk_sfn::config::Builder::new()
+            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+            .region(aws_sdk_sfn::config::Region::new(REGION))
+            .endpoint_url(endpoint())
+            .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .build();
+        let client = Client::from_conf(conf);
+        if let Err(e) = client.list_activities().max_results(1).send().await {
+            panic!(
+                "the Step Functions endpoint {} does not answer ({}); run the tests with scripts/test.sh, \
+                 which starts LocalStack",
+                endpoint(),
+                aws_sdk_sfn::error::DisplayErrorContext(e)
+            );
+        }
+        Sfn { client }
+    }
+
+    pub async fn create_activity(&self, prefix: &str) -> String {
+        let out = self
+            .client
+            .create_activity()
+            .name(unique(prefix))
+            .send()
+            .await
+            .unwrap();
+        out.activity_arn().to_string()
+    }
+
+    /// A one-state machine whose Task state runs `activity`.
+    pub async fn create_state_machine(
+        &self,
+        activity: &str,
+        timeout_s: u32,
+        heartbeat_s: Option<u32>,
+    ) -> String {
+        let mut task = serde_json::json!({
+            "Type": "Task",
+            "Resource": activity,
+            "TimeoutSeconds": timeout_s,
+            "End": true
+        });
+        if let Some(h) = heartbeat_s {
+            task["HeartbeatSeconds"] = h.into();
+        }
+        let definition = serde_json::json!({ "StartAt": "Work", "States": { "Work": task } });
+        let out = self
+            .client
+            .create_state_machine()
+            .name(unique("sm"))
+            .role_arn(ROLE)
+            .definition(definition.to_string())
+            .send()
+            .await
+            .unwrap();
+        out.state_machine_arn().to_string()
+    }
+
+    pub async fn start(&self, state_machine: &str, input: &serde_json::Value) -> String {
+        let out = self
+            .client
+            .start_execution()
+            .state_machine_arn(state_machine)
+            .name(unique("ex"))
+            .input(input.to_string())
+            .send()
+            .await
+            .unwrap();
+        out.execution_arn().to_string()
+    }
+
+    /// Waits until the execution is no longer running.
+    pub async fn wait(&self, execution: &str, timeout: Duration) -> Finished {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let d = self
+                .client
+                .describe_execution()
+                .execution_arn(execution)
+                .send()
+                .await
+                .unwrap();
+            if *d.status() != ExecutionStatus::Running {
+                let mut finished = Finished {
+                    status: d.status().clone(),
+                    output: d.output().map(str::to_string),
+                    error: d.error().map(str::to_string),
+                    cause: d.cause().map(str::to_string),
+                };
+                if finished.error.is_none() && finished.status != ExecutionStatus::Succeeded {
+                    let (error, cause) = self.failure_from_history(execution).await;
+                    finished.error = error;
+                    finished.cause = cause;
+                }
+                return finished;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "execution {execution} still running after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn failure_from_history(&self, execution: &str) -> (Option<String>, Option<String>) {
+        let h = self
+            .client
+            .get_execution_history()
+            .execution_arn(execution)
+            .reverse_order(true)
+            .send()
+            .await
+            .unwrap();
+        for e in h.events() {
+            if let Some(d) = e.execution_failed_event_details() {
+                return (d.error().map(str::to_string), d.cause().map(str::to_string));
+            }
+            if let Some(d) = e.activity_failed_event_details() {
+                return (d.error().map(str::to_string), d.cause().map(str::to_string));
+            }
+            if let Some(d) = e.activity_timed_out_event_details() {
+                return (d.error().map(str::to_string), d.cause().map(str::to_string));
+            }
+        }
+        (None, None)
+    }
+
+    /// Waits until the execution's activity task has been handed to a worker.
+    pub async fn wait_activity_started(&self, execution: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let h = self
+                .client
+                .get_execution_history()
+                .execution_arn(execution)
+                .send()
+                .await
+                .unwrap();
+            if h.events()
+                .iter()
+                .any(|e| e.r#type() == &aws_sdk_sfn::types::HistoryEventType::ActivityStarted)
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no worker took the task of {execution} within {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// `[activity.NAME]` TOML for a component.
+pub fn activity_toml(name: &str, arn: &str, component: &Path, extra: &str) -> String {
+    format!(
+        "[activity.{name}]\narn = \"{arn}\"\ncomponent = \"{}\"\n{extra}\n",
+        component.display()
+    )
+}
+
+/// Runs the binary to completion with extra environment variables.
+pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(binary());
+    cmd.args(args).env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("running wasm-activity")
+}

@@ -1,0 +1,95 @@
+//! A test guest whose behaviour the task input chooses, so one component
+//! covers the end-to-end scenarios: `{"action": "...", ...}`.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wasm_activity_guest::{Failure, Level, cancelled, log, progress};
+
+#[derive(Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+enum Action {
+    /// Returns `value` as the output.
+    Echo { value: Value },
+    /// Fails with the given error name and cause.
+    Fail { error: String, cause: String },
+    /// Panics (a trap) with `message`.
+    Panic { message: String },
+    /// Sleeps `ms` milliseconds in steps, then reports when it ran.
+    Sleep { ms: u64 },
+    /// Spins on the CPU forever.
+    Spin,
+    /// Allocates and touches `mib` MiB.
+    Alloc { mib: usize },
+    /// Recurses until the stack runs out.
+    Recurse,
+    /// Polls `cancelled()` until it turns true (or `max_ms` passes).
+    WaitCancel { max_ms: u64 },
+    /// Prints `lines` lines to stdout and stderr.
+    Print { lines: usize },
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
+}
+
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let mut buf = std::hint::black_box([0u8; 256]);
+    buf[(depth % 256) as usize] = depth as u8;
+    recurse(depth + 1) + u64::from(std::hint::black_box(buf)[0])
+}
+
+fn handle(action: Action) -> Result<Value, Failure> {
+    match action {
+        Action::Echo { value } => Ok(value),
+        Action::Fail { error, cause } => Err(Failure::new(error, cause)),
+        Action::Panic { message } => panic!("{message}"),
+        Action::Sleep { ms } => {
+            let started = now_ms();
+            let mut left = ms;
+            while left > 0 {
+                let step = left.min(100);
+                std::thread::sleep(Duration::from_millis(step));
+                left -= step;
+                progress(&format!("{} ms to go", left));
+            }
+            Ok(json!({ "slept_ms": ms, "started_ms": started, "finished_ms": now_ms() }))
+        }
+        Action::Spin => {
+            let mut x: u64 = 1;
+            loop {
+                x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+            }
+        }
+        Action::Alloc { mib } => {
+            let mut blocks = Vec::new();
+            for _ in 0..mib {
+                blocks.push(vec![1u8; 1 << 20]);
+            }
+            Ok(json!({ "allocated_mib": blocks.len() }))
+        }
+        Action::Recurse => Ok(json!(recurse(0))),
+        Action::WaitCancel { max_ms } => {
+            let started = now_ms();
+            while !cancelled() {
+                if now_ms() - started > u128::from(max_ms) {
+                    return Ok(json!({ "cancelled": false }));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            log(Level::Info, "saw cancellation");
+            Err(Failure::new("Cancelled", "the host asked the handler to stop"))
+        }
+        Action::Print { lines } => {
+            for i in 0..lines {
+                println!("stdout line {i}");
+                eprintln!("stderr line {i}");
+            }
+            Ok(json!({ "printed": lines }))
+        }
+    }
+}
+
+wasm_activity_guest::export_handler!(handle);
