@@ -408,7 +408,7 @@ mod tests {
         let (e, c) = failure_of(&timeout);
         assert_eq!(e, names::TIMEOUT);
         assert!(
-            c.contains("task_timeout of 5s") && c.contains("activity.price.task_timeout"),
+            c.contains("time limit of 5s") && c.contains("raise activity.price.task_timeout"),
             "{c}"
         );
 

@@ -194,10 +194,9 @@ impl Worker {
             .status()
             .unwrap();
         assert!(status.success());
-        let exit = wait_until(timeout, "the worker to exit after SIGTERM", || {
+        wait_until(timeout, "the worker to exit after SIGTERM", || {
             child.try_wait().unwrap()
-        });
-        exit
+        })
     }
 
     /// The worker's exit status, if it has exited.
@@ -376,6 +375,27 @@ impl Sfn {
             }
         }
         (None, None)
+    }
+
+    /// The ActivitySucceeded/ActivityFailed events of an execution: what
+    /// workers reported.
+    pub async fn activity_results(
+        &self,
+        execution: &str,
+    ) -> Vec<aws_sdk_sfn::types::HistoryEventType> {
+        use aws_sdk_sfn::types::HistoryEventType as T;
+        let h = self
+            .client
+            .get_execution_history()
+            .execution_arn(execution)
+            .send()
+            .await
+            .unwrap();
+        h.events()
+            .iter()
+            .map(|e| e.r#type().clone())
+            .filter(|t| matches!(t, T::ActivitySucceeded | T::ActivityFailed))
+            .collect()
     }
 
     /// Waits until the execution's activity task has been handed to a worker.

@@ -88,7 +88,13 @@ where
     let message = DisplayErrorContext(&err).to_string();
     match &err {
         SdkError::ServiceError(ctx) => {
-            let detail = ctx.err().message().unwrap_or(&message).to_string();
+            // Keep the log line short: the service's message, not the SDK's
+            // whole error context (which repeats headers and body).
+            let detail = ctx
+                .err()
+                .message()
+                .unwrap_or("(no message from the service)")
+                .to_string();
             classify(ctx.err().code(), Some(ctx.raw().status().as_u16()), &detail)
         }
         SdkError::TimeoutError(_) => ServiceError::Transient {

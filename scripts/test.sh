@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The test command: installs and starts everything the tests need, from
+# scratch, then runs lints, unit tests and end-to-end tests.
+#
+#   scripts/test.sh
+#
+# Needs: rustup (for the wasm32-wasip2 target), Python 3.13 for LocalStack
+# (pyenv installs it if missing), curl. Caches what it installs under
+# ~/.cache/wasm-activity-dev, outside the clone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Rust target wasm32-wasip2 (guest components)"
+rustup target add wasm32-wasip2
+
+step "LocalStack Step Functions on 127.0.0.1:4566"
+scripts/localstack.sh start
+trap 'scripts/localstack.sh stop' EXIT
+
+step "format and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests: unit, guest SDK, end to end (builds the test guests)"
+cargo test --workspace
+
+step "example handler's own unit tests"
+cargo test --manifest-path examples/rust/Cargo.toml
+
+step "all tests passed"
