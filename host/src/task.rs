@@ -77,23 +77,23 @@ pub async fn run(
     let (activity, version) = (activity.name(), handler.version.as_str());
     match &delivery {
         Delivery::Delivered(Report::Success { .. }) => tracing::info!(
-            activity, task = %task_id, version, ran_ms = ran_for.as_millis() as u64, total_ms = total.as_millis() as u64,
+            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
             heartbeats = beats.sent, "task succeeded"
         ),
         Delivery::Delivered(Report::Failure { error, cause }) => tracing::info!(
-            activity, task = %task_id, version, ran_ms = ran_for.as_millis() as u64, total_ms = total.as_millis() as u64,
+            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
             heartbeats = beats.sent, error = %error, cause = %first_line(cause), "task failed"
         ),
         Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => tracing::info!(
-            activity, task = %task_id, version, ran_ms = ran_for.as_millis() as u64,
+            activity, task = %task_id, version, ran = ?ran_for,
             reason = ?control.stop_reason(), "task abandoned: the service ended it"
         ),
         Delivery::TaskGone(code) => tracing::warn!(
-            activity, task = %task_id, version, ran_ms = ran_for.as_millis() as u64,
+            activity, task = %task_id, version, ran = ?ran_for,
             "task result not delivered: the service ended the task first ({code})"
         ),
         Delivery::Refused(e) => tracing::error!(
-            activity, task = %task_id, version, ran_ms = ran_for.as_millis() as u64,
+            activity, task = %task_id, version, ran = ?ran_for,
             "task result refused by the service: {e}"
         ),
     }
