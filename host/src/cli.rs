@@ -34,6 +34,40 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Run the worker against an embedded local Step Functions endpoint: no
+    /// AWS account needed.
+    ///
+    /// With --input, starts one execution per input file (a directory means
+    /// its *.json files), prints each result and exits: 0 if all succeeded,
+    /// 1 otherwise. Without it, prints the endpoint URL and AWS CLI commands
+    /// and runs until Ctrl-C.
+    Dev {
+        /// The worker configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Input files or directories of *.json files.
+        #[arg(long, short)]
+        input: Vec<PathBuf>,
+        /// Which activity the inputs are for (needed if the config has several).
+        #[arg(long)]
+        activity: Option<String>,
+        /// Port for the endpoint on 127.0.0.1.
+        #[arg(long, default_value_t = 4599)]
+        port: u16,
+    },
+    /// Run only the embedded local Step Functions endpoint (on 127.0.0.1),
+    /// for your own workers, the AWS CLI or boto3.
+    ServeLocal {
+        /// Port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 4599)]
+        port: u16,
+        /// Region used in ARNs.
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Account id used in ARNs.
+        #[arg(long, default_value = "000000000000")]
+        account: String,
+    },
     /// Validate a config and load every component; print a summary.
     ///
     /// Exit status: 0 if everything is usable, 1 otherwise.
@@ -77,6 +111,17 @@ pub async fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config).await,
         Command::Check { config } => check(&config).await,
+        Command::Dev {
+            config,
+            input,
+            activity,
+            port,
+        } => dev(&config, &input, activity.as_deref(), port).await,
+        Command::ServeLocal {
+            port,
+            region,
+            account,
+        } => serve_local(port, region, account).await,
         Command::Invoke {
             component,
             input,
@@ -113,6 +158,71 @@ async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+async fn dev(
+    path: &Path,
+    inputs: &[PathBuf],
+    activity: Option<&str>,
+    port: u16,
+) -> anyhow::Result<ExitCode> {
+    use crate::dev::{DevSession, banner, format_result, input_files};
+    let config = Config::from_file(path)?;
+    let files = input_files(inputs)?;
+    let session = DevSession::start(config, port).await?;
+    if files.is_empty() {
+        println!(
+            "{}",
+            banner(&session.endpoint.url(), &session.activities, None)
+        );
+        tokio::select! {
+            () = crate::shutdown::signal() => {}
+            // The worker ends on its own only if it failed to start.
+            () = async { while !session.worker_finished() { tokio::time::sleep(std::time::Duration::from_millis(200)).await } } => {}
+        }
+        session.stop().await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let target = session.target(activity)?.clone();
+    let results = tokio::select! {
+        r = session.run_inputs(&target, &files) => r?,
+        () = crate::shutdown::signal() => { session.stop().await?; return Ok(ExitCode::from(130)); }
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    for r in &results {
+        println!("{}\n", format_result(r, &cwd));
+    }
+    session.stop().await?;
+    let ok = results.iter().all(|r| r.succeeded());
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn serve_local(port: u16, region: String, account: String) -> anyhow::Result<ExitCode> {
+    use crate::endpoint::{EndpointOptions, LocalEndpoint};
+    let options = EndpointOptions {
+        region,
+        account,
+        ..EndpointOptions::default()
+    };
+    let endpoint =
+        LocalEndpoint::start(std::net::SocketAddr::from(([127, 0, 0, 1], port)), options)
+            .await
+            .with_context(|| {
+                format!("cannot listen on 127.0.0.1:{port} (pick another port with --port)")
+            })?;
+    // Tests and scripts read this line to find the port.
+    println!("listening on {}", endpoint.url());
+    println!(
+        "state is in memory only; live page at {}/ ; Ctrl-C stops",
+        endpoint.url()
+    );
+    crate::shutdown::signal().await;
+    endpoint.shutdown().await;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn check(path: &Path) -> anyhow::Result<ExitCode> {

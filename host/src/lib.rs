@@ -14,13 +14,17 @@
 //! * [`heartbeat`]: heartbeats on the guest's behalf.
 //! * [`report`]: what the service is told, validated and retried.
 //! * [`shutdown`]: staged shutdown.
-//! * [`cli`]: the `wasm-activity` command line (`run`, `check`, `invoke`).
+//! * [`endpoint`]: the embedded local Step Functions endpoint.
+//! * [`dev`]: `wasm-activity dev`, the worker against the embedded endpoint.
+//! * [`cli`]: the `wasm-activity` command line.
 //!
 //! The entry point for embedding is [`run`].
 
 pub mod backoff;
 pub mod cli;
 pub mod config;
+pub mod dev;
+pub mod endpoint;
 pub mod heartbeat;
 pub mod poller;
 pub mod registry;
@@ -155,10 +159,20 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
+    let sdk = aws_sdk_config(&config).await?;
+    serve(config, &sdk, shutdown).await
+}
+
+/// [`run`] with an AWS SDK configuration chosen by the caller (`dev` points
+/// it at the embedded endpoint with fixed credentials).
+pub async fn serve(
+    config: Config,
+    sdk: &aws_config::SdkConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunSummary, RunError> {
     let runtime = Arc::new(Runtime::new(runtime_options(&config))?);
     let activities = load_activities(&runtime, &config).await?;
-    let sdk = aws_sdk_config(&config).await?;
-    let clients = SfnClients::new(&sdk);
+    let clients = SfnClients::new(sdk);
 
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();

@@ -105,10 +105,12 @@ where
             code: "NetworkError".into(),
             message,
         },
-        SdkError::ResponseError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            classify(None, Some(status), &message)
-        }
+        // A response that could not be read (the connection dropped mid-body,
+        // say): whether the request took effect is unknown, so retry it.
+        SdkError::ResponseError(_) => ServiceError::Transient {
+            code: "ResponseError".into(),
+            message,
+        },
         SdkError::ConstructionFailure(_) => ServiceError::Rejected {
             code: "InvalidRequest".into(),
             message,

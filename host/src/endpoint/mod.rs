@@ -1,0 +1,330 @@
+//! A local Step Functions endpoint, embedded in the binary.
+//!
+//! It exists so that nobody needs an AWS account or a 500 MB Python service
+//! to run a handler end to end, so that handler authors can point the AWS CLI
+//! or boto3 at it, and so that our tests can inject faults no real service
+//! lets us inject. It speaks the real wire protocol (AWS JSON 1.0: `POST /`
+//! with `X-Amz-Target: AWSStepFunctions.<Op>`, errors as `__type` + message),
+//! so the unchanged AWS SDK client talks to it; any credentials are accepted
+//! and requests are not signature-checked.
+//!
+//! State is in memory only and is lost when the process exits. The server is
+//! axum on hyper, bound to 127.0.0.1.
+//!
+//! Besides the API it serves a live page at `/` (see [`page`]), its data at
+//! `/_local/state`, and fault injection at `/_local/faults` (see [`faults`]).
+
+mod asl;
+mod executions;
+pub mod faults;
+mod model;
+mod page;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use faults::{FaultKind, Faults};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+pub use model::Shared;
+
+/// The JSON 1.0 content type AWS uses for Step Functions.
+const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
+/// Largest request body accepted.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// Settings of a local endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointOptions {
+    /// Region used in ARNs.
+    pub region: String,
+    /// Account id used in ARNs.
+    pub account: String,
+    /// How long GetActivityTask waits for a task (AWS: 60 s).
+    pub poll_timeout: Duration,
+}
+
+impl Default for EndpointOptions {
+    fn default() -> Self {
+        EndpointOptions {
+            region: "us-east-1".into(),
+            account: "000000000000".into(),
+            poll_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// An API error: HTTP status, AWS error code, message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// AWS error code (`__type`).
+    pub code: String,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 with the given code.
+    pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A 400 `ValidationException`.
+    pub fn validation(message: impl Into<String>) -> ApiError {
+        ApiError::bad_request("ValidationException", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "__type": self.code, "message": self.message }).to_string();
+        let mut response = (self.status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+        if let Ok(code) = HeaderValue::from_str(&self.code) {
+            headers.insert("x-amzn-errortype", code);
+        }
+        response
+    }
+}
+
+#[derive(Clone)]
+struct AppState {
+    shared: Arc<Shared>,
+    faults: Arc<Faults>,
+}
+
+/// A running local endpoint.
+pub struct LocalEndpoint {
+    shared: Arc<Shared>,
+    faults: Arc<Faults>,
+    addr: SocketAddr,
+    stop: CancellationToken,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for LocalEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalEndpoint")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LocalEndpoint {
+    /// Binds `addr` (use port 0 for any free port) and starts serving.
+    pub async fn start(
+        addr: SocketAddr,
+        options: EndpointOptions,
+    ) -> std::io::Result<LocalEndpoint> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Shared::new(options);
+        let faults = Arc::new(Faults::default());
+        let state = AppState {
+            shared: shared.clone(),
+            faults: faults.clone(),
+        };
+        let app = Router::new()
+            .route("/", post(api).get(page::html))
+            .route("/_local/state", get(page::state))
+            .route(
+                "/_local/faults",
+                post(faults::set).delete(faults::clear).get(faults::list),
+            )
+            .route("/_local/health", get(|| async { "ok" }))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(state);
+        let stop = CancellationToken::new();
+        let graceful = stop.clone();
+        let server = tokio::spawn(async move {
+            let result = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { graceful.cancelled().await })
+                .await;
+            if let Err(e) = result {
+                tracing::error!(target: "wasm_activity::endpoint", "local endpoint stopped: {e}");
+            }
+        });
+        tracing::info!(target: "wasm_activity::endpoint", "local Step Functions endpoint on http://{addr} (state in memory only)");
+        Ok(LocalEndpoint {
+            shared,
+            faults,
+            addr,
+            stop,
+            server,
+        })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint URL for clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The state, for in-process use (`dev`).
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// The fault rules, for in-process use.
+    pub fn faults(&self) -> &Arc<Faults> {
+        &self.faults
+    }
+
+    /// Calls an operation in process, as a client would over HTTP.
+    pub async fn call(&self, op: &str, request: Value) -> Result<Value, ApiError> {
+        dispatch(&self.shared, op, &request).await
+    }
+
+    /// Answers waiting polls with "no task" now, so workers polling this
+    /// endpoint can drain without waiting out their long polls.
+    pub fn release_polls(&self) {
+        self.shared.stopping.cancel();
+    }
+
+    /// Releases polls and stops the server.
+    pub async fn shutdown(self) {
+        self.release_polls();
+        self.stop.cancel();
+        let _ = self.server.await;
+    }
+}
+
+/// Runs one API operation.
+async fn dispatch(shared: &Arc<Shared>, op: &str, req: &Value) -> Result<Value, ApiError> {
+    match op {
+        "CreateActivity" => shared.create_activity(req),
+        "DescribeActivity" => shared.describe_activity(req),
+        "ListActivities" => shared.list_activities(req),
+        "DeleteActivity" => shared.delete_activity(req),
+        "GetActivityTask" => shared.get_activity_task(req).await,
+        "SendTaskHeartbeat" => shared.send_task_heartbeat(req),
+        "SendTaskSuccess" => shared.send_task_success(req),
+        "SendTaskFailure" => shared.send_task_failure(req),
+        "CreateStateMachine" => shared.create_state_machine(req),
+        "DescribeStateMachine" => shared.describe_state_machine(req),
+        "ListStateMachines" => shared.list_state_machines(req),
+        "DeleteStateMachine" => shared.delete_state_machine(req),
+        "StartExecution" => shared.start_execution(req),
+        "DescribeExecution" => shared.describe_execution(req),
+        "ListExecutions" => shared.list_executions(req),
+        "GetExecutionHistory" => shared.get_execution_history(req),
+        "StopExecution" => shared.stop_execution(req),
+        other => Err(ApiError::bad_request(
+            "UnknownOperationException",
+            format!("operation {other:?} is not implemented by this local endpoint"),
+        )),
+    }
+}
+
+fn ok(body: Value) -> Response {
+    let mut response = (StatusCode::OK, body.to_string()).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+/// A response whose body fails after the headers: the client sees the
+/// connection drop mid-response.
+fn broken_response() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "fault injected: connection reset",
+        ))
+    });
+    let mut response = Response::new(Body::from_stream(stream));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    response
+}
+
+async fn api(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = std::time::Instant::now();
+    let Some(op) = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|t| t.strip_prefix("AWSStepFunctions."))
+        .map(str::to_string)
+    else {
+        return ApiError::bad_request(
+            "UnknownOperationException",
+            "missing or foreign X-Amz-Target header; expected AWSStepFunctions.<Operation>",
+        )
+        .into_response();
+    };
+    let request: Value = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return ApiError::bad_request(
+                    "SerializationException",
+                    "the request body is not a JSON object",
+                )
+                .into_response();
+            }
+        }
+    };
+
+    let fault = app.faults.pick(&op);
+    match &fault {
+        Some(FaultKind::Delay { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+        Some(FaultKind::Throttle) => {
+            return ApiError::bad_request("ThrottlingException", "Rate exceeded (fault injected)")
+                .into_response();
+        }
+        Some(FaultKind::ServerError) => {
+            return ApiError {
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+                code: "InternalFailure".into(),
+                message: "internal failure (fault injected)".into(),
+            }
+            .into_response();
+        }
+        Some(FaultKind::Error { code, status }) => {
+            return ApiError {
+                status: StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST),
+                code: code.clone(),
+                message: format!("{code} (fault injected)"),
+            }
+            .into_response();
+        }
+        Some(FaultKind::Reset) => return broken_response(),
+        Some(FaultKind::DropResponse) | None => {}
+    }
+
+    let result = dispatch(&app.shared, &op, &request).await;
+    let status = match &result {
+        Ok(_) => "200".to_string(),
+        Err(e) => format!("{} {}", e.status.as_u16(), e.code),
+    };
+    tracing::debug!(target: "wasm_activity::endpoint", op, status, elapsed = ?started.elapsed(), "request");
+    if matches!(fault, Some(FaultKind::DropResponse)) {
+        return broken_response();
+    }
+    match result {
+        Ok(body) => ok(body),
+        Err(e) => e.into_response(),
+    }
+}
