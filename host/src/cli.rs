@@ -67,6 +67,10 @@ pub enum Command {
         /// Account id used in ARNs.
         #[arg(long, default_value = "000000000000")]
         account: String,
+        /// How long GetActivityTask waits for a task. AWS holds polls 60 s;
+        /// tests shorten it so workers drain quickly.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        poll_timeout: std::time::Duration,
     },
     /// Validate a config and load every component; print a summary.
     ///
@@ -121,7 +125,8 @@ pub async fn execute(cli: Cli) -> ExitCode {
             port,
             region,
             account,
-        } => serve_local(port, region, account).await,
+            poll_timeout,
+        } => serve_local(port, region, account, poll_timeout).await,
         Command::Invoke {
             component,
             input,
@@ -201,12 +206,17 @@ async fn dev(
     })
 }
 
-async fn serve_local(port: u16, region: String, account: String) -> anyhow::Result<ExitCode> {
+async fn serve_local(
+    port: u16,
+    region: String,
+    account: String,
+    poll_timeout: std::time::Duration,
+) -> anyhow::Result<ExitCode> {
     use crate::endpoint::{EndpointOptions, LocalEndpoint};
     let options = EndpointOptions {
         region,
         account,
-        ..EndpointOptions::default()
+        poll_timeout,
     };
     let endpoint =
         LocalEndpoint::start(std::net::SocketAddr::from(([127, 0, 0, 1], port)), options)

@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `wasm-activity` binary, real guest components
-//! built from source, and a real Step Functions implementation (LocalStack).
+//! built from source, and real Step Functions implementations (LocalStack and
+//! the project's embedded endpoint).
 //! Run them with `scripts/test.sh`, which installs and starts what they need.
 
 mod check;
 mod invoke;
+mod local_endpoint;
 mod step_functions;
 mod support;

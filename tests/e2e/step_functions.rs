@@ -1,25 +1,60 @@
-//! The worker against a real Step Functions implementation (LocalStack):
-//! activities and state machines are created through the AWS API, executions
-//! started, and results read back with DescribeExecution.
+//! The worker against real Step Functions implementations: every scenario
+//! runs against LocalStack (independent of this project) and against the
+//! embedded endpoint, and must agree wherever LocalStack implements the
+//! behaviour. Activities and state machines are created through the AWS API,
+//! executions started, and results read back with DescribeExecution.
 
-use crate::support::{Sfn, Worker, activity_toml, guests};
+use crate::support::{Backend, Service, Sfn, Worker, activity_toml, guests};
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::json;
 use std::time::Duration;
 
 const DONE: Duration = Duration::from_secs(90);
 
-#[tokio::test(flavor = "multi_thread")]
-async fn example_succeeds_and_handled_failure_fails_with_name_and_cause() {
-    let sfn = Sfn::connect().await;
+/// Generates one test per backend for each scenario.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod localstack {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(crate::support::Backend::LocalStack).await
+            })*
+        }
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(crate::support::Backend::Embedded).await
+            })*
+        }
+    };
+}
+
+on_both_backends!(
+    example_succeeds_and_handled_failure_fails_with_name_and_cause,
+    trap_fails_the_execution_with_wasm_activity_trap_and_the_loop_goes_on,
+    host_heartbeats_keep_a_task_longer_than_heartbeat_seconds_alive,
+    task_past_the_host_timeout_is_stopped_and_reported,
+    twenty_executions_with_max_concurrency_four_all_complete_never_more_than_four_at_once,
+    stopped_execution_stops_the_guest_and_nothing_is_reported,
+    sigterm_lets_running_tasks_finish_within_the_grace_period,
+    tasks_still_running_after_the_grace_period_fail_with_worker_shutdown,
+    missing_activity_is_a_clear_error_and_the_worker_keeps_trying,
+);
+
+async fn example_succeeds_and_handled_failure_fails_with_name_and_cause(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
     let activity = sfn.create_activity("price").await;
     let sm = sfn.create_state_machine(&activity, 60, Some(30)).await;
-    let worker = Worker::start(&activity_toml(
-        "price",
-        &activity,
-        &guests().example,
-        "heartbeat_interval = \"5s\"",
-    ));
+    let worker = Worker::start(
+        &activity_toml(
+            "price",
+            &activity,
+            &guests().example,
+            "heartbeat_interval = \"5s\"",
+        ),
+        &svc,
+    );
 
     let good: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(crate::support::repo_root().join("examples/rust/input.json"))
@@ -50,12 +85,15 @@ async fn example_succeeds_and_handled_failure_fails_with_name_and_cause() {
     drop(worker);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn trap_fails_the_execution_with_wasm_activity_trap_and_the_loop_goes_on() {
-    let sfn = Sfn::connect().await;
+async fn trap_fails_the_execution_with_wasm_activity_trap_and_the_loop_goes_on(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
     let activity = sfn.create_activity("trap").await;
     let sm = sfn.create_state_machine(&activity, 60, None).await;
-    let _worker = Worker::start(&activity_toml("trap", &activity, &guests().scenario, ""));
+    let _worker = Worker::start(
+        &activity_toml("trap", &activity, &guests().scenario, ""),
+        &svc,
+    );
 
     let boom = sfn
         .start(
@@ -81,9 +119,9 @@ async fn trap_fails_the_execution_with_wasm_activity_trap_and_the_loop_goes_on()
     assert_eq!(next.output_json(), json!({"still": "alive"}));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn host_heartbeats_keep_a_task_longer_than_heartbeat_seconds_alive() {
-    let sfn = Sfn::connect().await;
+async fn host_heartbeats_keep_a_task_longer_than_heartbeat_seconds_alive(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
     // Same guest, same 2 s HeartbeatSeconds; one activity heartbeats every
     // 500 ms, the control never does.
     let beating = sfn.create_activity("beat").await;
@@ -105,7 +143,7 @@ async fn host_heartbeats_keep_a_task_longer_than_heartbeat_seconds_alive() {
             "heartbeat_interval = \"1h\""
         )
     );
-    let _worker = Worker::start(&config);
+    let _worker = Worker::start(&config, &svc);
 
     let input = json!({"action": "sleep", "ms": 6000});
     let a = sfn.start(&sm_beating, &input).await;
@@ -126,17 +164,20 @@ async fn host_heartbeats_keep_a_task_longer_than_heartbeat_seconds_alive() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn task_past_the_host_timeout_is_stopped_and_reported() {
-    let sfn = Sfn::connect().await;
+async fn task_past_the_host_timeout_is_stopped_and_reported(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
     let activity = sfn.create_activity("slow").await;
     let sm = sfn.create_state_machine(&activity, 120, None).await;
-    let _worker = Worker::start(&activity_toml(
-        "slow",
-        &activity,
-        &guests().scenario,
-        "task_timeout = \"2s\"",
-    ));
+    let _worker = Worker::start(
+        &activity_toml(
+            "slow",
+            &activity,
+            &guests().scenario,
+            "task_timeout = \"2s\"",
+        ),
+        &svc,
+    );
 
     let spin = sfn.start(&sm, &json!({"action": "spin"})).await;
     let spin = sfn.wait(&spin, DONE).await;
@@ -157,17 +198,22 @@ async fn task_past_the_host_timeout_is_stopped_and_reported() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn twenty_executions_with_max_concurrency_four_all_complete_never_more_than_four_at_once() {
-    let sfn = Sfn::connect().await;
+async fn twenty_executions_with_max_concurrency_four_all_complete_never_more_than_four_at_once(
+    backend: Backend,
+) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
     let activity = sfn.create_activity("many").await;
     let sm = sfn.create_state_machine(&activity, 300, None).await;
-    let _worker = Worker::start(&activity_toml(
-        "many",
-        &activity,
-        &guests().scenario,
-        "max_concurrent = 4\npollers = 4",
-    ));
+    let _worker = Worker::start(
+        &activity_toml(
+            "many",
+            &activity,
+            &guests().scenario,
+            "max_concurrent = 4\npollers = 4",
+        ),
+        &svc,
+    );
 
     let mut executions = Vec::new();
     for _ in 0..20 {
@@ -201,17 +247,20 @@ async fn twenty_executions_with_max_concurrency_four_all_complete_never_more_tha
     assert!(peak >= 2, "tasks never overlapped: {intervals:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn stopped_execution_stops_the_guest_and_nothing_is_reported() {
-    let sfn = Sfn::connect().await;
+async fn stopped_execution_stops_the_guest_and_nothing_is_reported(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
     let activity = sfn.create_activity("stop").await;
     let sm = sfn.create_state_machine(&activity, 120, Some(30)).await;
-    let mut worker = Worker::start(&activity_toml(
-        "stop",
-        &activity,
-        &guests().scenario,
-        "heartbeat_interval = \"300ms\"",
-    ));
+    let mut worker = Worker::start(
+        &activity_toml(
+            "stop",
+            &activity,
+            &guests().scenario,
+            "heartbeat_interval = \"300ms\"",
+        ),
+        &svc,
+    );
     let e = sfn
         .start(&sm, &json!({"action": "wait_cancel", "max_ms": 60000}))
         .await;
@@ -244,15 +293,18 @@ async fn stopped_execution_stops_the_guest_and_nothing_is_reported() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn sigterm_lets_running_tasks_finish_within_the_grace_period() {
-    let sfn = Sfn::connect().await;
+async fn sigterm_lets_running_tasks_finish_within_the_grace_period(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
     let activity = sfn.create_activity("drain").await;
     let sm = sfn.create_state_machine(&activity, 120, None).await;
-    let mut worker = Worker::start(&format!(
-        "shutdown_grace = \"60s\"\n{}",
-        activity_toml("drain", &activity, &guests().scenario, "")
-    ));
+    let mut worker = Worker::start(
+        &format!(
+            "shutdown_grace = \"60s\"\n{}",
+            activity_toml("drain", &activity, &guests().scenario, "")
+        ),
+        &svc,
+    );
     let e = sfn
         .start(&sm, &json!({"action": "sleep", "ms": 3000}))
         .await;
@@ -268,15 +320,18 @@ async fn sigterm_lets_running_tasks_finish_within_the_grace_period() {
     assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn tasks_still_running_after_the_grace_period_fail_with_worker_shutdown() {
-    let sfn = Sfn::connect().await;
+async fn tasks_still_running_after_the_grace_period_fail_with_worker_shutdown(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
     let activity = sfn.create_activity("grace").await;
     let sm = sfn.create_state_machine(&activity, 120, None).await;
-    let mut worker = Worker::start(&format!(
-        "shutdown_grace = \"1s\"\n{}",
-        activity_toml("grace", &activity, &guests().scenario, "")
-    ));
+    let mut worker = Worker::start(
+        &format!(
+            "shutdown_grace = \"1s\"\n{}",
+            activity_toml("grace", &activity, &guests().scenario, "")
+        ),
+        &svc,
+    );
     let e = sfn.start(&sm, &json!({"action": "spin"})).await;
     sfn.wait_activity_started(&e, DONE).await;
     let status = worker.terminate(Duration::from_secs(120));
@@ -289,4 +344,18 @@ async fn tasks_still_running_after_the_grace_period_fail_with_worker_shutdown() 
     let done = sfn.wait(&e, DONE).await;
     assert_eq!(done.status, ExecutionStatus::Failed, "{done:?}");
     assert_eq!(done.error.as_deref(), Some("WasmActivity.WorkerShutdown"));
+}
+
+async fn missing_activity_is_a_clear_error_and_the_worker_keeps_trying(backend: Backend) {
+    let svc = Service::start(backend);
+    let _sfn = Sfn::connect(&svc).await;
+    let arn = "arn:aws:states:us-east-1:000000000000:activity:never-created-xyz";
+    let mut worker = Worker::start(&activity_toml("ghost", arn, &guests().scenario, ""), &svc);
+    worker.wait_for_log("does not exist", Duration::from_secs(30));
+    worker.wait_for_log("fix activity.ghost.arn", Duration::from_secs(5));
+    assert!(
+        worker.try_wait().is_none(),
+        "the worker must keep running:\n{}",
+        worker.log()
+    );
 }

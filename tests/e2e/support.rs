@@ -116,10 +116,117 @@ pub fn wait_until<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> O
     }
 }
 
-/// The Step Functions endpoint under test.
-pub fn endpoint() -> String {
-    std::env::var("WASM_ACTIVITY_TEST_SFN_ENDPOINT")
+/// LocalStack's endpoint (started by scripts/test.sh).
+pub fn localstack_url() -> String {
+    std::env::var("WASM_ACTIVITY_TEST_LOCALSTACK")
         .unwrap_or_else(|_| "http://127.0.0.1:4566".into())
+}
+
+/// Which Step Functions implementation a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// LocalStack, independent of this project.
+    LocalStack,
+    /// This project's own endpoint (`wasm-activity serve-local`).
+    Embedded,
+}
+
+/// A Step Functions implementation for one test; an embedded endpoint is a
+/// `serve-local` process of its own (so fault rules never leak between
+/// tests), killed on drop.
+pub struct Service {
+    pub backend: Backend,
+    pub url: String,
+    process: Option<(Child, std::io::BufReader<std::process::ChildStdout>)>,
+}
+
+impl Service {
+    pub fn start(backend: Backend) -> Service {
+        match backend {
+            Backend::LocalStack => Service {
+                backend,
+                url: localstack_url(),
+                process: None,
+            },
+            Backend::Embedded => {
+                use std::io::BufRead;
+                let mut child = Command::new(binary())
+                    .args(["serve-local", "--port", "0", "--poll-timeout", "5s"])
+                    .env("RUST_LOG", "warn")
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .expect("starting wasm-activity serve-local");
+                // Kept open: the endpoint prints more lines.
+                let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+                let mut line = String::new();
+                out.read_line(&mut line).unwrap();
+                let url = line
+                    .trim()
+                    .strip_prefix("listening on ")
+                    .unwrap_or_else(|| panic!("unexpected first line from serve-local: {line:?}"))
+                    .to_string();
+                Service {
+                    backend,
+                    url,
+                    process: Some((child, out)),
+                }
+            }
+        }
+    }
+
+    /// Adds a fault rule (embedded endpoint only).
+    pub async fn add_fault(&self, rule: serde_json::Value) {
+        let r = reqwest::Client::new()
+            .post(format!("{}/_local/faults", self.url))
+            .json(&rule)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status().is_success(),
+            "adding fault {rule} failed: {}",
+            r.status()
+        );
+    }
+
+    /// Removes all fault rules.
+    pub async fn clear_faults(&self) {
+        reqwest::Client::new()
+            .delete(format!("{}/_local/faults", self.url))
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// The fault rules with how often each fired.
+    pub async fn faults(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/_local/faults", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The live page's data.
+    pub async fn state(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/_local/state", self.url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some((mut child, _)) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// A running `wasm-activity run` process; killed on drop.
@@ -131,12 +238,12 @@ pub struct Worker {
 
 impl Worker {
     /// Writes `config` (TOML; the endpoint is added) and starts the worker.
-    pub fn start(config: &str) -> Worker {
+    pub fn start(config: &str, service: &Service) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("worker.toml");
         let config = format!(
             "endpoint = \"{}\"\nregion = \"{REGION}\"\ncache_dir = \"{}\"\n{config}",
-            endpoint(),
+            service.url,
             cache_dir().display()
         );
         std::fs::write(&path, config).unwrap();
@@ -247,11 +354,11 @@ impl Finished {
 
 impl Sfn {
     /// Connects and checks the service answers, failing loudly if it does not.
-    pub async fn connect() -> Sfn {
+    pub async fn connect(service: &Service) -> Sfn {
         let conf = aws_sdk_sfn::config::Builder::new()
             .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
             .region(aws_sdk_sfn::config::Region::new(REGION))
-            .endpoint_url(endpoint())
+            .endpoint_url(&service.url)
             .credentials_provider(aws_sdk_sfn::config::Credentials::new(
                 "test", "test", None, None, "test",
             ))
@@ -259,9 +366,10 @@ impl Sfn {
         let client = Client::from_conf(conf);
         if let Err(e) = client.list_activities().max_results(1).send().await {
             panic!(
-                "the Step Functions endpoint {} does not answer ({}); run the tests with scripts/test.sh, \
-                 which starts LocalStack",
-                endpoint(),
+                "the {:?} Step Functions endpoint {} does not answer ({}); run the tests with \
+                 scripts/test.sh, which starts LocalStack",
+                service.backend,
+                service.url,
                 aws_sdk_sfn::error::DisplayErrorContext(e)
             );
         }
@@ -306,6 +414,35 @@ impl Sfn {
             .await
             .unwrap();
         out.state_machine_arn().to_string()
+    }
+
+    /// A state machine from a full definition.
+    pub async fn create_state_machine_from(&self, definition: &serde_json::Value) -> String {
+        let out = self
+            .client
+            .create_state_machine()
+            .name(unique("sm"))
+            .role_arn(ROLE)
+            .definition(definition.to_string())
+            .send()
+            .await
+            .unwrap();
+        out.state_machine_arn().to_string()
+    }
+
+    /// The history's event types, in order.
+    pub async fn event_types(&self, execution: &str) -> Vec<String> {
+        let h = self
+            .client
+            .get_execution_history()
+            .execution_arn(execution)
+            .send()
+            .await
+            .unwrap();
+        h.events()
+            .iter()
+            .map(|e| e.r#type().as_str().to_string())
+            .collect()
     }
 
     pub async fn start(&self, state_machine: &str, input: &serde_json::Value) -> String {

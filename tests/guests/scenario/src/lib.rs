@@ -13,6 +13,9 @@ enum Action {
     Echo { value: Value },
     /// Fails with the given error name and cause.
     Fail { error: String, cause: String },
+    /// Fails with `Flaky` until the wall clock passes `until_ms`, then
+    /// succeeds (instances are fresh per task, so the clock is the state).
+    FailUntil { until_ms: u64 },
     /// Panics (a trap) with `message`.
     Panic { message: String },
     /// Sleeps `ms` milliseconds in steps, then reports when it ran.
@@ -45,6 +48,13 @@ fn handle(action: Action) -> Result<Value, Failure> {
     match action {
         Action::Echo { value } => Ok(value),
         Action::Fail { error, cause } => Err(Failure::new(error, cause)),
+        Action::FailUntil { until_ms } => {
+            if now_ms() < u128::from(until_ms) {
+                Err(Failure::new("Flaky", format!("not before {until_ms}")))
+            } else {
+                Ok(json!({ "succeeded_at_ms": now_ms() }))
+            }
+        }
         Action::Panic { message } => panic!("{message}"),
         Action::Sleep { ms } => {
             let started = now_ms();
