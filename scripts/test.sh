@@ -5,8 +5,9 @@
 #   scripts/test.sh
 #
 # Needs: rustup (for the wasm32-wasip2 target), Python 3.13 for LocalStack
-# (pyenv installs it if missing), curl. Caches what it installs under
-# ~/.cache/wasm-activity-dev, outside the clone.
+# (pyenv installs it if missing), curl, and apt (for Chromium, which the live
+# page test drives). Caches what it installs under ~/.cache/wasm-activity-dev,
+# outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,9 +16,19 @@ step() { printf '\n==> %s\n' "$*"; }
 step "Rust target wasm32-wasip2 (guest components)"
 rustup target add wasm32-wasip2
 
+step "Chromium (headless, for the live page test)"
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+chromium --version
+
 step "LocalStack Step Functions on 127.0.0.1:4566"
 scripts/localstack.sh start
 trap 'scripts/localstack.sh stop' EXIT
+# The protocol test drives the embedded endpoint with boto3 from this venv.
+export WASM_ACTIVITY_TEST_PYTHON="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity-dev}/localstack-venv/bin/python"
 
 step "format and lints"
 cargo fmt --all --check

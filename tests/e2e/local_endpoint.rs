@@ -258,3 +258,159 @@ async fn dev_runs_the_example_inputs_with_nothing_else_running() {
         "{stdout}"
     );
 }
+
+/// The Python with boto3 that scripts/test.sh installs (LocalStack's venv).
+fn python_with_boto3() -> std::path::PathBuf {
+    let python = std::env::var("WASM_ACTIVITY_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            let cache = std::env::var("WASM_ACTIVITY_CACHE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| dirs_home().join(".cache/wasm-activity-dev"));
+            cache.join("localstack-venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} not found: run the tests with scripts/test.sh, which installs boto3 (or set WASM_ACTIVITY_TEST_PYTHON)",
+        python.display()
+    );
+    python
+}
+
+fn dirs_home() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
+#[test]
+fn boto3_drives_the_endpoint_through_the_real_protocol() {
+    let svc = Service::start(Backend::Embedded);
+    let script = crate::support::repo_root().join("tests/protocol/boto3_protocol.py");
+    let out = std::process::Command::new(python_with_boto3())
+        .arg(&script)
+        .arg(&svc.url)
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the boto3 protocol script failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("protocol ok"), "{stdout}");
+}
+
+/// Renders `url` in headless Chromium (Debian's package, installed by
+/// scripts/test.sh), lets its scripts run, and returns the DOM.
+fn render(url: &str) -> String {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chromium not found: run the tests with scripts/test.sh, which installs Debian's chromium package");
+    let profile = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg(url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_page_shows_activities_and_tasks_in_a_real_browser() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("paged").await;
+    let name = activity.rsplit(':').next().unwrap().to_string();
+    let sm = sfn.create_state_machine(&activity, 120, Some(30)).await;
+    let _worker = Worker::start(
+        &format!(
+            "worker_name = \"page-test-worker\"\n{}",
+            activity_toml(
+                "paged",
+                &activity,
+                &guests().scenario,
+                "heartbeat_interval = \"500ms\""
+            )
+        ),
+        &svc,
+    );
+    let done = sfn
+        .start(
+            &sm,
+            &json!({"action": "echo", "value": {"shown": "on-the-page"}}),
+        )
+        .await;
+    assert_eq!(
+        sfn.wait(&done, DONE).await.status,
+        ExecutionStatus::Succeeded
+    );
+    let failed = sfn
+        .start(
+            &sm,
+            &json!({"action": "fail", "error": "PageVisibleError", "cause": "visible cause"}),
+        )
+        .await;
+    assert_eq!(
+        sfn.wait(&failed, DONE).await.status,
+        ExecutionStatus::Failed
+    );
+    let running = sfn
+        .start(&sm, &json!({"action": "sleep", "ms": 30000}))
+        .await;
+    sfn.wait_activity_started(&running, DONE).await;
+
+    let dom = tokio::task::spawn_blocking({
+        let url = format!("{}/", svc.url);
+        move || render(&url)
+    })
+    .await
+    .unwrap();
+    assert!(
+        dom.contains("data-loaded=\"yes\""),
+        "the page's script did not load the state:\n{dom}"
+    );
+    assert!(
+        dom.contains(&format!("data-activity=\"{name}\"")),
+        "activity row missing:\n{dom}"
+    );
+    assert!(dom.contains("data-status=\"succeeded\""), "{dom}");
+    assert!(
+        dom.contains("on-the-page"),
+        "succeeded task's output missing:\n{dom}"
+    );
+    assert!(dom.contains("data-status=\"failed\""), "{dom}");
+    assert!(
+        dom.contains("PageVisibleError: visible cause"),
+        "failed task's error and cause missing:\n{dom}"
+    );
+    assert!(dom.contains("data-status=\"running\""), "{dom}");
+    assert!(
+        dom.contains("page-test-worker"),
+        "worker name missing:\n{dom}"
+    );
+    assert!(dom.contains(" s</td>"), "heartbeat age missing:\n{dom}");
+    sfn.client
+        .stop_execution()
+        .execution_arn(&running)
+        .send()
+        .await
+        .unwrap();
+}
