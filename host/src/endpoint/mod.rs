@@ -328,3 +328,198 @@ async fn api(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
         Err(e) => e.into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    async fn endpoint() -> LocalEndpoint {
+        LocalEndpoint::start(
+            SocketAddr::from(([127, 0, 0, 1], 0)),
+            EndpointOptions::default(),
+        )
+        .await
+        .unwrap()
+    }
+
+    async fn setup(ep: &LocalEndpoint, task: Value) -> (String, String) {
+        let arn = ep
+            .call("CreateActivity", json!({"name": "a"}))
+            .await
+            .unwrap()["activityArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut state = json!({"Type": "Task", "Resource": arn, "End": true});
+        state
+            .as_object_mut()
+            .unwrap()
+            .extend(task.as_object().unwrap().clone());
+        let definition = json!({"StartAt": "S", "States": {"S": state}}).to_string();
+        let sm = ep
+            .call(
+                "CreateStateMachine",
+                json!({"name": "m", "definition": definition, "roleArn": "arn:aws:iam::0:role/r"}),
+            )
+            .await
+            .unwrap()["stateMachineArn"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (arn, sm)
+    }
+
+    async fn start(ep: &LocalEndpoint, sm: &str, input: Value) -> String {
+        ep.call(
+            "StartExecution",
+            json!({"stateMachineArn": sm, "input": input.to_string()}),
+        )
+        .await
+        .unwrap()["executionArn"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn poll(ep: &LocalEndpoint, arn: &str) -> Option<String> {
+        let out = ep
+            .call(
+                "GetActivityTask",
+                json!({"activityArn": arn, "workerName": "w"}),
+            )
+            .await
+            .unwrap();
+        out["taskToken"].as_str().map(str::to_string)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn each_task_is_handed_out_exactly_once_to_concurrent_pollers() {
+        let ep = Arc::new(endpoint().await);
+        let (arn, sm) = setup(&ep, json!({})).await;
+        for i in 0..60 {
+            start(&ep, &sm, json!({ "i": i })).await;
+        }
+        let mut pollers = tokio::task::JoinSet::new();
+        for _ in 0..12 {
+            let (ep, arn) = (ep.clone(), arn.clone());
+            pollers.spawn(async move {
+                let mut got = Vec::new();
+                for _ in 0..5 {
+                    got.push(
+                        poll(&ep, &arn)
+                            .await
+                            .expect("a task was queued for every poll"),
+                    );
+                }
+                got
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(got) = pollers.join_next().await {
+            all.extend(got.unwrap());
+        }
+        let unique: HashSet<&String> = all.iter().collect();
+        assert_eq!((all.len(), unique.len()), (60, 60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missed_heartbeats_time_the_task_out_and_its_token_says_so() {
+        let ep = endpoint().await;
+        let (arn, sm) = setup(&ep, json!({"TimeoutSeconds": 100, "HeartbeatSeconds": 5})).await;
+        let exec = start(&ep, &sm, json!({})).await;
+        let token = poll(&ep, &arn).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        ep.call("SendTaskHeartbeat", json!({"taskToken": token}))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        // 8 s after start but only 4 s after the last heartbeat: still alive.
+        ep.call("SendTaskHeartbeat", json!({"taskToken": token}))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        let done = ep.shared().wait_execution(&exec).await.unwrap();
+        assert_eq!(done["status"], "FAILED");
+        assert_eq!(done["error"], "States.HeartbeatTimeout");
+        let e = ep
+            .call(
+                "SendTaskSuccess",
+                json!({"taskToken": token, "output": "{}"}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "TaskTimedOut");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn task_timeout_counts_from_scheduling_even_if_no_worker_polls() {
+        let ep = endpoint().await;
+        let (_arn, sm) = setup(&ep, json!({"TimeoutSeconds": 30})).await;
+        let exec = start(&ep, &sm, json!({})).await;
+        let done = ep.shared().wait_execution(&exec).await.unwrap();
+        assert_eq!(
+            (done["status"].as_str(), done["error"].as_str()),
+            (Some("FAILED"), Some("States.Timeout"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_waits_with_backoff_then_gives_up_with_the_last_error() {
+        let ep = endpoint().await;
+        let (arn, sm) = setup(
+            &ep,
+            json!({"Retry": [{"ErrorEquals": ["Boom"], "IntervalSeconds": 2, "MaxAttempts": 2, "BackoffRate": 3.0}]}),
+        )
+        .await;
+        let exec = start(&ep, &sm, json!({})).await;
+        let t0 = tokio::time::Instant::now();
+        let mut attempts = Vec::new();
+        for _ in 0..3 {
+            let token = poll(&ep, &arn).await.unwrap();
+            attempts.push(t0.elapsed().as_secs());
+            ep.call(
+                "SendTaskFailure",
+                json!({"taskToken": token, "error": "Boom", "cause": "c"}),
+            )
+            .await
+            .unwrap();
+        }
+        // Retries after 2 s and then 2 * 3 = 6 s more.
+        assert_eq!(attempts, vec![0, 2, 8]);
+        let done = ep.shared().wait_execution(&exec).await.unwrap();
+        assert_eq!(
+            (done["error"].as_str(), done["cause"].as_str()),
+            (Some("Boom"), Some("c"))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn identical_repeat_of_a_report_is_acknowledged_a_different_one_is_not() {
+        let ep = endpoint().await;
+        let (arn, sm) = setup(&ep, json!({})).await;
+        start(&ep, &sm, json!({})).await;
+        let token = poll(&ep, &arn).await.unwrap();
+        let success = json!({"taskToken": token, "output": "{\"a\":1}"});
+        ep.call("SendTaskSuccess", success.clone()).await.unwrap();
+        ep.call("SendTaskSuccess", success).await.unwrap();
+        let e = ep
+            .call(
+                "SendTaskSuccess",
+                json!({"taskToken": token, "output": "{}"}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "TaskTimedOut");
+        assert_eq!(ep.shared().completions(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn empty_poll_returns_no_token_after_the_poll_timeout() {
+        let ep = endpoint().await;
+        let (arn, _) = setup(&ep, json!({})).await;
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(poll(&ep, &arn).await, None);
+        assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    }
+}
