@@ -403,17 +403,10 @@ impl Sfn {
         if let Some(h) = heartbeat_s {
             task["HeartbeatSeconds"] = h.into();
         }
-        let definition = serde_json::json!({ "StartAt": "Work", "States": { "Work": task } });
-        let out = self
-            .client
-            .create_state_machine()
-            .name(unique("sm"))
-            .role_arn(ROLE)
-            .definition(definition.to_string())
-            .send()
-            .await
-            .unwrap();
-        out.state_machine_arn().to_string()
+        self.create_state_machine_from(
+            &serde_json::json!({ "StartAt": "Work", "States": { "Work": task } }),
+        )
+        .await
     }
 
     /// A state machine from a full definition.
