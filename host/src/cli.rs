@@ -172,7 +172,26 @@ async fn dev(
     port: u16,
 ) -> anyhow::Result<ExitCode> {
     use crate::dev::{DevSession, banner, format_result, input_files};
-    let config = Config::from_file(path)?;
+    let mut config = Config::from_file(path)?;
+    if !config.task_lists.is_empty() {
+        eprintln!(
+            "note: dev serves the config's Step Functions activities only; its SWF task lists ({}) \
+             need an SWF endpoint (`run` against AWS or LocalStack)",
+            config
+                .task_lists
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        config.task_lists.clear();
+    }
+    if config.activities.is_empty() {
+        anyhow::bail!(
+            "{}: dev needs at least one [activity.NAME] (Step Functions) table",
+            path.display()
+        );
+    }
     let files = input_files(inputs)?;
     let session = DevSession::start(config, port).await?;
     if files.is_empty() {
@@ -315,6 +334,41 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    for list in &config.task_lists {
+        println!(
+            "swf {}: domain {}, task list {}, at most {} at once, {} poller(s)",
+            list.name, list.domain, list.task_list, list.max_concurrent, list.pollers
+        );
+        for t in &list.types {
+            let label = format!(
+                "{} {}",
+                t.name,
+                t.version.as_deref().unwrap_or("(any version)")
+            );
+            let load = {
+                let runtime = runtime.clone();
+                let path = t.component.clone();
+                tokio::task::spawn_blocking(move || runtime.load(&path)).await?
+            };
+            match load {
+                Ok(handler) => {
+                    println!(
+                        "  type {label}: ok, {} (version {}), heartbeat {}, {}",
+                        handler.path.display(),
+                        handler.version,
+                        t.heartbeat_interval
+                            .map(|i| format!("every {}", humantime::format_duration(i)))
+                            .unwrap_or_else(|| "from the registered type".into()),
+                        t.limits
+                    );
+                }
+                Err(e) => {
+                    problems += 1;
+                    println!("  type {label}: FAILED\n    {e}");
+                }
+            }
+        }
+    }
     if problems > 0 {
         println!("{problems} problem(s) found");
         return Ok(ExitCode::from(1));
@@ -368,6 +422,8 @@ async fn invoke(component: &Path, input: &str, limits: TaskLimits) -> anyhow::Re
             eprintln!("task failed: {error}: {cause}");
             Ok(ExitCode::from(1))
         }
-        Report::Nothing { reason } => bail!("the task was stopped: {reason}"),
+        Report::Canceled { details } | Report::Nothing { reason: details } => {
+            bail!("the task was stopped: {details}")
+        }
     }
 }

@@ -14,6 +14,9 @@ use std::time::Duration;
 
 /// Largest output Step Functions accepts for SendTaskSuccess, in bytes.
 pub const SFN_MAX_PAYLOAD: u64 = 262_144;
+/// Largest result SWF accepts for RespondActivityTaskCompleted.
+pub const SWF_MAX_RESULT: u64 = 32_768;
+const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONCURRENT: usize = 4;
@@ -73,6 +76,33 @@ struct RawConfig {
     cache_dir: Option<String>,
     #[serde(default)]
     activity: BTreeMap<String, RawActivity>,
+    #[serde(default)]
+    swf: BTreeMap<String, RawTaskList>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTaskList {
+    domain: String,
+    task_list: String,
+    max_concurrent: Option<i64>,
+    pollers: Option<i64>,
+    #[serde(default)]
+    activity: Vec<RawActivityType>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawActivityType {
+    #[serde(rename = "type")]
+    name: String,
+    version: Option<String>,
+    component: String,
+    heartbeat_interval: Option<String>,
+    task_timeout: Option<String>,
+    memory_limit: Option<String>,
+    log_limit: Option<String>,
+    cancel_grace: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -104,8 +134,43 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where precompiled components are cached; `None` uses the user cache.
     pub cache_dir: Option<PathBuf>,
-    /// The activities this worker serves, in key order.
+    /// The Step Functions activities this worker serves, in key order.
     pub activities: Vec<ActivityConfig>,
+    /// The SWF task lists this worker serves, in key order.
+    pub task_lists: Vec<TaskListConfig>,
+}
+
+/// One SWF task list and the components for its activity types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskListConfig {
+    /// The key of the `[swf.NAME]` table; used in logs.
+    pub name: String,
+    /// SWF domain.
+    pub domain: String,
+    /// Task list polled.
+    pub task_list: String,
+    /// Tasks from this task list running at once, at most (any type).
+    pub max_concurrent: usize,
+    /// Long polls in flight at once.
+    pub pollers: usize,
+    /// Activity types and their components.
+    pub types: Vec<ActivityTypeConfig>,
+}
+
+/// An SWF activity type mapped to a component.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityTypeConfig {
+    /// Activity type name.
+    pub name: String,
+    /// Version; `None` serves every version of the type.
+    pub version: Option<String>,
+    /// Component file, absolute.
+    pub component: PathBuf,
+    /// Heartbeat interval; `None` derives it from the type's registered
+    /// `defaultTaskHeartbeatTimeout`.
+    pub heartbeat_interval: Option<Duration>,
+    /// Per-task limits.
+    pub limits: TaskLimits,
 }
 
 /// One Step Functions activity and the component that handles it.
@@ -138,6 +203,9 @@ pub struct TaskLimits {
     pub log_bytes: u64,
     /// Largest output the service accepts, in bytes.
     pub output_bytes: u64,
+    /// After the service asks to cancel the task (SWF), how long the guest
+    /// may take to return before it is stopped.
+    pub cancel_grace: Duration,
 }
 
 impl Default for TaskLimits {
@@ -147,6 +215,7 @@ impl Default for TaskLimits {
             memory: DEFAULT_MEMORY_LIMIT,
             log_bytes: DEFAULT_LOG_LIMIT,
             output_bytes: SFN_MAX_PAYLOAD,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
         }
     }
 }
@@ -219,11 +288,11 @@ impl Config {
         )?;
         let cache_dir = raw.cache_dir.map(|d| base.join(d));
 
-        if raw.activity.is_empty() {
+        if raw.activity.is_empty() && raw.swf.is_empty() {
             return Err(v.invalid(
                 "activity",
                 "(none)",
-                "at least one [activity.NAME] table with `arn` and `component`",
+                "at least one [activity.NAME] table (Step Functions) or [swf.NAME] table (SWF)",
             ));
         }
         let mut activities = Vec::with_capacity(raw.activity.len());
@@ -239,6 +308,25 @@ impl Config {
                 ));
             }
         }
+        let mut task_lists = Vec::with_capacity(raw.swf.len());
+        for (name, t) in raw.swf {
+            task_lists.push(v.task_list(&name, t, &base)?);
+        }
+        for (i, t) in task_lists.iter().enumerate() {
+            if let Some(other) = task_lists[..i]
+                .iter()
+                .find(|o| o.domain == t.domain && o.task_list == t.task_list)
+            {
+                return Err(v.invalid(
+                    &format!("swf.{}.task_list", t.name),
+                    &t.task_list,
+                    &format!(
+                        "a task list not already served by [swf.{}] in domain {:?}",
+                        other.name, t.domain
+                    ),
+                ));
+            }
+        }
         Ok(Config {
             path: path.to_path_buf(),
             region: raw.region,
@@ -247,6 +335,7 @@ impl Config {
             shutdown_grace,
             cache_dir,
             activities,
+            task_lists,
         })
     }
 }
@@ -417,7 +506,125 @@ impl Validator<'_> {
                 memory,
                 log_bytes,
                 output_bytes: SFN_MAX_PAYLOAD,
+                cancel_grace: DEFAULT_CANCEL_GRACE,
             },
+        })
+    }
+
+    fn task_list(
+        &self,
+        name: &str,
+        raw: RawTaskList,
+        base: &Path,
+    ) -> Result<TaskListConfig, ConfigError> {
+        let key = |k: &str| format!("swf.{name}.{k}");
+        for (k, value) in [("domain", &raw.domain), ("task_list", &raw.task_list)] {
+            if value.is_empty() || value.chars().count() > 256 {
+                return Err(self.invalid(&key(k), value, "1 to 256 characters"));
+            }
+        }
+        let max_concurrent = self.count(
+            &key("max_concurrent"),
+            raw.max_concurrent,
+            DEFAULT_MAX_CONCURRENT,
+            10_000,
+        )?;
+        let pollers = self.count(
+            &key("pollers"),
+            raw.pollers,
+            DEFAULT_POLLERS.min(max_concurrent),
+            MAX_POLLERS,
+        )?;
+        if pollers > max_concurrent {
+            return Err(self.invalid(
+                &key("pollers"),
+                &pollers.to_string(),
+                &format!("at most max_concurrent ({max_concurrent})"),
+            ));
+        }
+        if raw.activity.is_empty() {
+            return Err(self.invalid(
+                &key("activity"),
+                "(none)",
+                "at least one [[swf.NAME.activity]] entry with `type` and `component`",
+            ));
+        }
+        let mut types: Vec<ActivityTypeConfig> = Vec::new();
+        for (i, t) in raw.activity.into_iter().enumerate() {
+            let key = |k: &str| format!("swf.{name}.activity[{i}].{k}");
+            if t.name.is_empty() || t.name.chars().count() > 256 {
+                return Err(self.invalid(
+                    &key("type"),
+                    &t.name,
+                    "an activity type name of 1 to 256 characters",
+                ));
+            }
+            if types
+                .iter()
+                .any(|o| o.name == t.name && o.version == t.version)
+            {
+                return Err(self.invalid(
+                    &key("type"),
+                    &t.name,
+                    "a type (and version) not already mapped in this task list",
+                ));
+            }
+            if t.component.is_empty() {
+                return Err(self.invalid(
+                    &key("component"),
+                    "",
+                    "the path of a .wasm component file",
+                ));
+            }
+            let heartbeat_interval = match t.heartbeat_interval.as_deref() {
+                None => None,
+                Some(text) => Some(self.duration(
+                    &key("heartbeat_interval"),
+                    Some(text),
+                    DEFAULT_HEARTBEAT_INTERVAL,
+                )?),
+            };
+            types.push(ActivityTypeConfig {
+                name: t.name,
+                version: t.version,
+                component: base.join(&t.component),
+                heartbeat_interval,
+                limits: TaskLimits {
+                    timeout: self.duration(
+                        &key("task_timeout"),
+                        t.task_timeout.as_deref(),
+                        DEFAULT_TASK_TIMEOUT,
+                    )?,
+                    memory: self.bytes(
+                        &key("memory_limit"),
+                        t.memory_limit.as_deref(),
+                        DEFAULT_MEMORY_LIMIT,
+                        MIN_MEMORY_LIMIT,
+                        MAX_MEMORY_LIMIT,
+                    )?,
+                    log_bytes: self.bytes(
+                        &key("log_limit"),
+                        t.log_limit.as_deref(),
+                        DEFAULT_LOG_LIMIT,
+                        0,
+                        1 << 30,
+                    )?,
+                    output_bytes: SWF_MAX_RESULT,
+                    cancel_grace: self.duration(
+                        &key("cancel_grace"),
+                        t.cancel_grace.as_deref(),
+                        DEFAULT_CANCEL_GRACE,
+                    )?,
+                },
+            });
+        }
+        Ok(TaskListConfig {
+            name: name.to_string(),
+            domain: raw.domain,
+            task_list: raw.task_list,
+            max_concurrent,
+            pollers,
+            types,
         })
     }
 }
@@ -588,6 +795,50 @@ mod tests {
     fn no_activity_is_an_error() {
         let e = err("worker_name = \"w\"\n");
         assert!(e.contains("`activity`"), "{e}");
+    }
+
+    const SWF: &str = "[swf.orders]\ndomain = \"shop\"\ntask_list = \"pricing\"\nmax_concurrent = 3\n\n\
+                       [[swf.orders.activity]]\ntype = \"price\"\nversion = \"1\"\ncomponent = \"p.wasm\"\n\n\
+                       [[swf.orders.activity]]\ntype = \"ship\"\ncomponent = \"s.wasm\"\nheartbeat_interval = \"2s\"\n\
+                       cancel_grace = \"1s\"\n";
+
+    #[test]
+    fn swf_task_lists_map_types_to_components() {
+        let c = parse(SWF).unwrap();
+        assert!(c.activities.is_empty());
+        let t = &c.task_lists[0];
+        assert_eq!(
+            (t.domain.as_str(), t.task_list.as_str(), t.max_concurrent),
+            ("shop", "pricing", 3)
+        );
+        assert_eq!(t.types[0].name, "price");
+        assert_eq!(t.types[0].version.as_deref(), Some("1"));
+        assert_eq!(t.types[0].heartbeat_interval, None);
+        assert_eq!(t.types[0].limits.output_bytes, SWF_MAX_RESULT);
+        assert_eq!(t.types[1].component, Path::new("/etc/wa/s.wasm"));
+        assert_eq!(t.types[1].heartbeat_interval, Some(Duration::from_secs(2)));
+        assert_eq!(t.types[1].limits.cancel_grace, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn step_functions_and_swf_in_one_config() {
+        let c = parse(&format!("{}\n{SWF}", activity(""))).unwrap();
+        assert_eq!((c.activities.len(), c.task_lists.len()), (1, 1));
+    }
+
+    #[test]
+    fn swf_mistakes_name_their_keys() {
+        let e = err(&SWF.replace("type = \"ship\"", "type = \"price\"\nversion = \"1\""));
+        assert!(
+            e.contains("`swf.orders.activity[1].type` = \"price\""),
+            "{e}"
+        );
+        let e = err(&SWF.replace("cancel_grace = \"1s\"", "cancel_grace = \"later\""));
+        assert!(e.contains("`swf.orders.activity[1].cancel_grace`"), "{e}");
+        let e = err("[swf.x]\ndomain = \"d\"\ntask_list = \"t\"\n");
+        assert!(e.contains("`swf.x.activity`"), "{e}");
+        let e = err(&SWF.replace("domain = \"shop\"", "domain = \"shop\"\nregion = \"x\""));
+        assert!(e.contains("unknown field `region`"), "{e}");
     }
 
     #[test]

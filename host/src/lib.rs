@@ -36,12 +36,14 @@ pub mod task;
 
 use crate::config::Config;
 use crate::poller::Poller;
-use crate::registry::Activity;
-use crate::runtime::{LoadError, Runtime, RuntimeOptions};
-use crate::service::StepFunctions;
+use crate::registry::{Activity, ActivitySettings, Route, TypeRoute};
+use crate::runtime::{Handler, LoadError, Runtime, RuntimeOptions};
 use crate::service::sfn::{POLL_READ_TIMEOUT, SfnClients};
+use crate::service::swf::SwfClients;
+use crate::service::{StepFunctions, Swf};
 use crate::shutdown::Shutdown;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -50,6 +52,9 @@ use tokio_util::task::TaskTracker;
 /// Instance slots kept beyond the sum of all activities' concurrency (for
 /// `check` and `invoke`, and headroom).
 const EXTRA_INSTANCES: u32 = 4;
+/// SWF heartbeat interval when neither the config nor the registered type
+/// says.
+const DEFAULT_SWF_HEARTBEAT: Duration = Duration::from_secs(10);
 /// After the grace period, how long stopped tasks get to deliver their
 /// `WorkerShutdown` reports (on top of polls still in flight).
 const REPORT_AFTER_GRACE: Duration = Duration::from_secs(30);
@@ -80,57 +85,70 @@ pub struct RunSummary {
     pub clean: bool,
 }
 
-/// The engine sizing a config needs.
+/// The engine sizing a config needs: an instance slot per concurrent task
+/// (Step Functions activities and SWF task lists), memory for the largest
+/// limit.
 pub fn runtime_options(config: &Config) -> RuntimeOptions {
-    let slots: usize = config.activities.iter().map(|a| a.max_concurrent).sum();
+    let slots: usize = config
+        .activities
+        .iter()
+        .map(|a| a.max_concurrent)
+        .sum::<usize>()
+        + config
+            .task_lists
+            .iter()
+            .map(|t| t.max_concurrent)
+            .sum::<usize>();
+    let memories = config.activities.iter().map(|a| a.limits.memory).chain(
+        config
+            .task_lists
+            .iter()
+            .flat_map(|t| t.types.iter().map(|ty| ty.limits.memory)),
+    );
     RuntimeOptions {
         max_instances: u32::try_from(slots)
             .unwrap_or(u32::MAX)
             .saturating_add(EXTRA_INSTANCES),
-        max_memory: config
-            .activities
-            .iter()
-            .map(|a| a.limits.memory)
-            .max()
-            .unwrap_or_default(),
+        max_memory: memories.max().unwrap_or_default(),
         cache_dir: config.cache_dir.clone(),
     }
 }
 
-/// Loads every activity's component, in parallel on blocking threads.
-pub async fn load_activities(
+/// Loads components, in parallel on blocking threads: one per entry, each
+/// tagged with what it is for (the name in errors and logs).
+pub async fn load_components<K>(
     runtime: &Arc<Runtime>,
-    config: &Config,
-) -> Result<Vec<Arc<Activity>>, RunError> {
+    wanted: Vec<(K, String, PathBuf)>,
+) -> Result<Vec<(K, Handler)>, RunError> {
     let mut loads = Vec::new();
-    for activity in &config.activities {
+    for (key, name, path) in wanted {
         let runtime = runtime.clone();
-        let path = activity.component.clone();
         loads.push((
-            activity.clone(),
+            key,
+            name,
             tokio::task::spawn_blocking(move || runtime.load(&path)),
         ));
     }
-    let mut activities = Vec::new();
-    for (activity, load) in loads {
+    let mut loaded = Vec::new();
+    for (key, name, load) in loads {
         let handler = load
             .await
             .expect("component loading panicked")
             .map_err(|source| RunError::Load {
-                activity: activity.name.clone(),
+                activity: name.clone(),
                 source,
             })?;
         tracing::info!(
-            activity = %activity.name,
+            activity = %name,
             component = %handler.path.display(),
             version = %handler.version,
             cached = handler.from_cache,
             load_ms = handler.load_time.as_millis() as u64,
             "component loaded"
         );
-        activities.push(Activity::new(activity, handler));
+        loaded.push((key, handler));
     }
-    Ok(activities)
+    Ok(loaded)
 }
 
 /// Loads the AWS SDK configuration: the config's region and endpoint if set,
@@ -171,34 +189,92 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let runtime = Arc::new(Runtime::new(runtime_options(&config))?);
-    let activities = load_activities(&runtime, &config).await?;
-    let clients = SfnClients::new(sdk);
-
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
     let mut pollers = tokio::task::JoinSet::new();
-    for activity in &activities {
+    let mut served = 0;
+
+    // Step Functions: one poller per activity ARN.
+    let wanted = config
+        .activities
+        .iter()
+        .map(|a| (a.clone(), a.name.clone(), a.component.clone()))
+        .collect();
+    let sfn = SfnClients::new(sdk);
+    for (a, handler) in load_components(&runtime, wanted).await? {
+        let activity = Activity::new(ActivitySettings::from(&a), handler);
+        tracing::info!(activity = %a.name, arn = %a.arn, max_concurrent = a.max_concurrent, pollers = a.pollers, "serving");
         let poller = Poller {
-            activity: activity.clone(),
-            service: Arc::new(StepFunctions::new(
-                clients.clone(),
-                &activity.config.arn,
-                &config.worker_name,
-            )),
-            slots: Arc::new(Semaphore::new(activity.config.max_concurrent)),
+            name: a.name.clone(),
+            config_key: format!("activity.{}.arn", a.name),
+            pollers: a.pollers,
+            route: Route::One(activity),
+            service: Arc::new(StepFunctions::new(sfn.clone(), &a.arn, &config.worker_name)),
+            slots: Arc::new(Semaphore::new(a.max_concurrent)),
             tasks: tasks.clone(),
             shutdown: stages.clone(),
         };
-        tracing::info!(
-            activity = activity.name(),
-            arn = %activity.config.arn,
-            max_concurrent = activity.config.max_concurrent,
-            pollers = activity.config.pollers,
-            "serving"
-        );
         pollers.spawn(poller.run());
+        served += 1;
     }
-    tracing::info!(worker = %config.worker_name, activities = activities.len(), "worker running");
+
+    // SWF: one poller per task list, dispatching by activity type.
+    if !config.task_lists.is_empty() {
+        let swf = SwfClients::new(sdk);
+        for list in &config.task_lists {
+            let wanted = list
+                .types
+                .iter()
+                .map(|t| {
+                    (
+                        t.clone(),
+                        format!("swf.{}/{}", list.name, t.name),
+                        t.component.clone(),
+                    )
+                })
+                .collect();
+            let mut routes = Vec::new();
+            for (t, handler) in load_components(&runtime, wanted).await? {
+                let interval = match (t.heartbeat_interval, &t.version) {
+                    (Some(i), _) => i,
+                    (None, Some(version)) => swf
+                        .default_heartbeat_interval(&list.domain, &t.name, version)
+                        .await
+                        .unwrap_or(DEFAULT_SWF_HEARTBEAT),
+                    (None, None) => DEFAULT_SWF_HEARTBEAT,
+                };
+                let activity =
+                    Activity::new(ActivitySettings::for_type(list, &t, interval), handler);
+                routes.push(TypeRoute {
+                    name: t.name.clone(),
+                    version: t.version.clone(),
+                    activity,
+                });
+            }
+            tracing::info!(
+                task_list = %list.task_list, domain = %list.domain, types = routes.len(),
+                max_concurrent = list.max_concurrent, pollers = list.pollers, "serving"
+            );
+            let poller = Poller {
+                name: list.name.clone(),
+                config_key: format!("swf.{}", list.name),
+                pollers: list.pollers,
+                route: Route::ByType(routes),
+                service: Arc::new(Swf::new(
+                    swf.clone(),
+                    &list.domain,
+                    &list.task_list,
+                    &config.worker_name,
+                )),
+                slots: Arc::new(Semaphore::new(list.max_concurrent)),
+                tasks: tasks.clone(),
+                shutdown: stages.clone(),
+            };
+            pollers.spawn(poller.run());
+            served += 1;
+        }
+    }
+    tracing::info!(worker = %config.worker_name, sources = served, "worker running");
 
     shutdown.await;
     stages.initiate();

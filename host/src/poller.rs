@@ -8,7 +8,7 @@
 //! (see [`crate::shutdown`]).
 
 use crate::backoff::Backoff;
-use crate::registry::Activity;
+use crate::registry::Route;
 use crate::service::{ActivityService, ServiceError};
 use crate::shutdown::Shutdown;
 use crate::task;
@@ -20,11 +20,17 @@ use tokio_util::task::TaskTracker;
 const RETRY_BASE: Duration = Duration::from_secs(1);
 const RETRY_CAP: Duration = Duration::from_secs(60);
 
-/// Everything the pollers of one activity share.
+/// Everything the pollers of one activity (or SWF task list) share.
 #[derive(Clone)]
 pub struct Poller {
-    /// The activity served.
-    pub activity: Arc<Activity>,
+    /// Name for logs: the activity or task list key in the config.
+    pub name: String,
+    /// The config key to fix when the service says the source is wrong.
+    pub config_key: String,
+    /// Long polls in flight at once.
+    pub pollers: usize,
+    /// Where polled tasks run.
+    pub route: Route,
     /// Where its tasks come from.
     pub service: Arc<dyn ActivityService>,
     /// Free task slots (`max_concurrent`).
@@ -40,14 +46,14 @@ impl Poller {
     /// stopped and their polls in flight have returned.
     pub async fn run(self) {
         let mut loops = tokio::task::JoinSet::new();
-        for index in 0..self.activity.config.pollers {
+        for index in 0..self.pollers {
             loops.spawn(self.clone().poll_loop(index));
         }
         while loops.join_next().await.is_some() {}
     }
 
     async fn poll_loop(self, index: usize) {
-        let name = self.activity.name().to_string();
+        let name = self.name.clone();
         let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
         tracing::debug!(activity = %name, poller = index, "poller started");
         loop {
@@ -64,14 +70,26 @@ impl Poller {
             match self.service.poll().await {
                 Ok(Some(task)) => {
                     backoff.reset();
-                    let run = task::run(
-                        task,
-                        self.activity.clone(),
-                        self.service.clone(),
-                        slot,
-                        self.shutdown.clone(),
-                    );
-                    self.tasks.spawn(run);
+                    match self.route.resolve(&task) {
+                        Ok(activity) => {
+                            let run = task::run(
+                                task,
+                                activity,
+                                self.service.clone(),
+                                slot,
+                                self.shutdown.clone(),
+                            );
+                            self.tasks.spawn(run);
+                        }
+                        Err(reason) => {
+                            self.tasks.spawn(task::refuse(
+                                task,
+                                reason,
+                                self.service.clone(),
+                                slot,
+                            ));
+                        }
+                    }
                 }
                 Ok(None) => backoff.reset(),
                 Err(e) => {
@@ -89,24 +107,25 @@ impl Poller {
     }
 
     fn log_poll_error(&self, e: &ServiceError, delay: Duration) {
-        let name = self.activity.name();
+        let name = self.name.as_str();
+        let key = self.config_key.as_str();
         let what = self.service.describe();
         match e {
             ServiceError::Rejected { code, message } if code == "ActivityDoesNotExist" => {
                 tracing::error!(
                     activity = name,
                     "activity {what} does not exist ({message}); create it (aws stepfunctions create-activity) \
-                 or fix activity.{name}.arn; polling again in {delay:.1?}"
+                 or fix {key}; polling again in {delay:.1?}"
                 )
             }
             ServiceError::Rejected { code, message } if code == "InvalidArn" => tracing::error!(
                 activity = name,
-                "the service says {what} is not a valid activity ARN ({message}); fix activity.{name}.arn; \
+                "the service says {what} is not a valid activity ARN ({message}); fix {key}; \
                  polling again in {delay:.1?}"
             ),
             ServiceError::Rejected { .. } => tracing::error!(
                 activity = name,
-                "polling {what} was refused: {e}; polling again in {delay:.1?}"
+                "polling {what} was refused: {e}; check {key}; polling again in {delay:.1?}"
             ),
             _ => tracing::warn!(
                 activity = name,

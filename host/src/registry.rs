@@ -1,27 +1,76 @@
-//! The activities this worker serves and the handler each one runs.
+//! The activities this worker serves, the handler each one runs, and how a
+//! polled task finds its activity.
 //!
 //! A task takes the activity's current handler when it starts and keeps it
 //! until it ends, so swapping in a new component (hot reload) only affects
 //! tasks that start afterwards; the swap itself is one atomic pointer store.
 
-use crate::config::ActivityConfig;
+use crate::config::{ActivityConfig, ActivityTypeConfig, TaskLimits, TaskListConfig};
 use crate::runtime::Handler;
+use crate::service::Task;
 use arc_swap::ArcSwap;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-/// One served activity: its settings and its current handler.
+/// What running one task of an activity needs to know.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivitySettings {
+    /// Name for logs: `[activity.NAME]`, or `TASKLIST/TYPE` for SWF.
+    pub name: String,
+    /// Where the component comes from.
+    pub component: PathBuf,
+    /// Time between heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Per-task limits.
+    pub limits: TaskLimits,
+}
+
+impl From<&ActivityConfig> for ActivitySettings {
+    fn from(a: &ActivityConfig) -> Self {
+        ActivitySettings {
+            name: a.name.clone(),
+            component: a.component.clone(),
+            heartbeat_interval: a.heartbeat_interval,
+            limits: a.limits,
+        }
+    }
+}
+
+impl ActivitySettings {
+    /// Settings for an SWF activity type; `heartbeat_interval` is the
+    /// resolved interval (config, or derived from the registered type).
+    pub fn for_type(
+        list: &TaskListConfig,
+        t: &ActivityTypeConfig,
+        heartbeat_interval: Duration,
+    ) -> Self {
+        let name = match &t.version {
+            Some(v) => format!("{}/{}@{v}", list.name, t.name),
+            None => format!("{}/{}", list.name, t.name),
+        };
+        ActivitySettings {
+            name,
+            component: t.component.clone(),
+            heartbeat_interval,
+            limits: t.limits,
+        }
+    }
+}
+
+/// One served activity (or SWF activity type): its settings and handler.
 #[derive(Debug)]
 pub struct Activity {
     /// Settings from the config file.
-    pub config: ActivityConfig,
+    pub settings: ActivitySettings,
     handler: ArcSwap<Handler>,
 }
 
 impl Activity {
     /// An activity served by `handler`.
-    pub fn new(config: ActivityConfig, handler: Handler) -> Arc<Activity> {
+    pub fn new(settings: ActivitySettings, handler: Handler) -> Arc<Activity> {
         Arc::new(Activity {
-            config,
+            settings,
             handler: ArcSwap::from_pointee(handler),
         })
     }
@@ -37,8 +86,72 @@ impl Activity {
         self.handler.swap(Arc::new(handler))
     }
 
-    /// The activity's name, from its `[activity.NAME]` table.
+    /// The activity's name for logs.
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.settings.name
+    }
+}
+
+/// An SWF activity type served by a task list's poller.
+#[derive(Debug, Clone)]
+pub struct TypeRoute {
+    /// Type name.
+    pub name: String,
+    /// Version; `None` matches any.
+    pub version: Option<String>,
+    /// Where its tasks run.
+    pub activity: Arc<Activity>,
+}
+
+/// How a poller's tasks find their activity.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Every task belongs to one activity (a Step Functions ARN).
+    One(Arc<Activity>),
+    /// Tasks are dispatched by their activity type (an SWF task list).
+    ByType(Vec<TypeRoute>),
+}
+
+impl Route {
+    /// The activity for `task`, or why there is none.
+    pub fn resolve(&self, task: &Task) -> Result<Arc<Activity>, String> {
+        match self {
+            Route::One(activity) => Ok(activity.clone()),
+            Route::ByType(routes) => {
+                let Some(t) = &task.activity_type else {
+                    return Err("the task has no activity type".into());
+                };
+                let exact = routes
+                    .iter()
+                    .find(|r| r.name == t.name && r.version.as_deref() == Some(&t.version));
+                let any = || {
+                    routes
+                        .iter()
+                        .find(|r| r.name == t.name && r.version.is_none())
+                };
+                exact.or_else(any).map(|r| r.activity.clone()).ok_or_else(|| {
+                    let known: Vec<String> = routes
+                        .iter()
+                        .map(|r| match &r.version {
+                            Some(v) => format!("{} {v}", r.name),
+                            None => format!("{} (any version)", r.name),
+                        })
+                        .collect();
+                    format!(
+                        "no component is configured for activity type {t} on this worker (it serves: {}); \
+                         add a [[swf.NAME.activity]] entry for it",
+                        known.join(", ")
+                    )
+                })
+            }
+        }
+    }
+
+    /// Every activity reachable through this route.
+    pub fn activities(&self) -> Vec<Arc<Activity>> {
+        match self {
+            Route::One(a) => vec![a.clone()],
+            Route::ByType(routes) => routes.iter().map(|r| r.activity.clone()).collect(),
+        }
     }
 }

@@ -36,6 +36,8 @@ pub mod names {
     pub const INSTANTIATE: &str = "WasmActivity.InstantiateFailed";
     /// The host shut down before the task finished; retrying it elsewhere is safe.
     pub const WORKER_SHUTDOWN: &str = "WasmActivity.WorkerShutdown";
+    /// An SWF task of an activity type this worker has no component for.
+    pub const UNKNOWN_ACTIVITY_TYPE: &str = "WasmActivity.UnknownActivityType";
 }
 
 /// What to tell the service.
@@ -53,6 +55,12 @@ pub enum Report {
         /// Cause within limits.
         cause: String,
     },
+    /// RespondActivityTaskCanceled (SWF): the task stopped because the
+    /// service asked.
+    Canceled {
+        /// What the guest returned (output or cause), or why it was stopped.
+        details: String,
+    },
     /// Nothing: the task is already over on the service side.
     Nothing {
         /// The service's reason, for the log line.
@@ -66,6 +74,7 @@ impl Report {
         match self {
             Report::Success { .. } => "succeeded",
             Report::Failure { .. } => "failed",
+            Report::Canceled { .. } => "canceled",
             Report::Nothing { .. } => "abandoned",
         }
     }
@@ -75,6 +84,28 @@ impl Report {
             error: error.to_string(),
             cause: truncate_chars(&cause.into(), limits.cause_chars),
         }
+    }
+}
+
+/// What to report for a task the service asked to cancel: whatever the guest
+/// returned becomes the cancellation details.
+pub fn canceled(outcome: Outcome, source: LimitSource<'_>, limits: &ReportLimits) -> Report {
+    let details = match outcome {
+        Outcome::Output(output) => output,
+        Outcome::Failure { error, cause } => format!("{error}: {cause}"),
+        Outcome::Fault(Fault::Stopped(StopReason::TaskGone { code })) => {
+            return Report::Nothing {
+                reason: format!("the service ended the task ({code})"),
+            };
+        }
+        Outcome::Fault(fault) => match from_fault(fault, source, limits) {
+            Report::Failure { error, cause } => format!("{error}: {cause}"),
+            Report::Canceled { details } => details,
+            other => return other,
+        },
+    };
+    Report::Canceled {
+        details: truncate_chars(&details, limits.cause_chars),
     }
 }
 
@@ -213,6 +244,12 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
         Fault::Stopped(StopReason::TaskGone { code }) => Report::Nothing {
             reason: format!("the service ended the task ({code})"),
         },
+        Fault::Stopped(StopReason::CancelGraceExpired) => Report::Canceled {
+            details:
+                "the service canceled the task; the handler did not return within its cancel grace \
+                      period and was stopped"
+                    .into(),
+        },
     }
 }
 
@@ -264,6 +301,7 @@ pub async fn deliver(service: &dyn ActivityService, token: &TaskToken, report: R
         let result = match &report {
             Report::Success { output } => service.complete(token, output).await,
             Report::Failure { error, cause } => service.fail(token, error, cause).await,
+            Report::Canceled { details } => service.cancel(token, details).await,
             Report::Nothing { .. } => return Delivery::NotSent,
         };
         match result {
@@ -507,6 +545,68 @@ mod tests {
         assert_eq!(error, names::INVALID_OUTPUT);
         assert!(cause.contains("InvalidOutput"), "{cause}");
         assert!(matches!(&svc.calls()[1], Call::Fail(_, e, _) if e == names::INVALID_OUTPUT));
+    }
+
+    #[test]
+    fn canceled_tasks_report_what_the_guest_returned() {
+        let src = LimitSource::Activity("price");
+        assert_eq!(
+            canceled(Outcome::Output("{\"partial\":1}".into()), src, &LIMITS),
+            Report::Canceled {
+                details: "{\"partial\":1}".into()
+            }
+        );
+        assert_eq!(
+            canceled(
+                Outcome::Failure {
+                    error: "Cancelled".into(),
+                    cause: "stopped early".into()
+                },
+                src,
+                &LIMITS
+            ),
+            Report::Canceled {
+                details: "Cancelled: stopped early".into()
+            }
+        );
+        let Report::Canceled { details } = canceled(
+            Outcome::Fault(Fault::Stopped(StopReason::CancelGraceExpired)),
+            src,
+            &LIMITS,
+        ) else {
+            panic!()
+        };
+        assert!(details.contains("cancel grace"), "{details}");
+        assert!(matches!(
+            canceled(
+                Outcome::Fault(Fault::Stopped(StopReason::TaskGone {
+                    code: "UnknownResourceFault".into()
+                })),
+                src,
+                &LIMITS
+            ),
+            Report::Nothing { .. }
+        ));
+    }
+
+    #[tokio::test]
+    async fn cancel_is_delivered_with_its_details() {
+        let svc = FakeService::default();
+        let d = deliver(
+            &svc,
+            &TaskToken::new("t"),
+            Report::Canceled {
+                details: "why".into(),
+            },
+        )
+        .await;
+        assert_eq!(
+            d,
+            Delivery::Delivered(Report::Canceled {
+                details: "why".into()
+            })
+        );
+        assert_eq!(svc.calls(), vec![Call::Cancel("t".into(), "why".into())]);
     }
 
     #[tokio::test]

@@ -27,10 +27,11 @@ pub async fn run(
     let task_id: Arc<str> = task.token.short_id().into();
     let handler = activity.handler();
     let control = Arc::new(TaskControl::new());
+    let settings = &activity.settings;
     let heartbeat = Heartbeat::start(
         service.clone(),
         task.token.clone(),
-        activity.config.heartbeat_interval,
+        settings.heartbeat_interval,
         control.clone(),
     );
     tracing::debug!(activity = activity.name(), task = %task_id, version = %handler.version, "task started");
@@ -43,18 +44,30 @@ pub async fn run(
         let ctx = TaskContext {
             activity: activity.name().into(),
             task_id: task_id.clone(),
-            limits: activity.config.limits,
+            limits: settings.limits,
             control: control.clone(),
         };
         let guest = handler.run(&task.input, &ctx);
         tokio::pin!(guest);
-        let mut stop_sent = false;
+        // Armed when the service asks to cancel: the guest gets
+        // `cancel_grace` to return before it is stopped.
+        let cancel_deadline = tokio::time::sleep(settings.limits.timeout);
+        tokio::pin!(cancel_deadline);
+        let (mut stop_sent, mut cancel_armed) = (false, false);
         loop {
             tokio::select! {
                 outcome = &mut guest => break outcome,
                 () = shutdown.grace_expired(), if !stop_sent => {
                     stop_sent = true;
                     control.stop(StopReason::Shutdown);
+                }
+                () = control.service_cancelled(), if !cancel_armed => {
+                    cancel_armed = true;
+                    cancel_deadline.as_mut().reset(tokio::time::Instant::now() + settings.limits.cancel_grace);
+                }
+                () = &mut cancel_deadline, if cancel_armed && !stop_sent => {
+                    stop_sent = true;
+                    control.stop(StopReason::CancelGraceExpired);
                 }
             }
         }
@@ -84,6 +97,9 @@ pub async fn run(
             activity, task = %task_id, version, ran = ?ran_for, total = ?total,
             heartbeats = beats.sent, error = %error, cause = %first_line(cause), "task failed"
         ),
+        Delivery::Delivered(Report::Canceled { details }) => tracing::info!(
+            activity, task = %task_id, version, ran = ?ran_for, details = %first_line(details), "task canceled"
+        ),
         Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => tracing::info!(
             activity, task = %task_id, version, ran = ?ran_for,
             reason = ?control.stop_reason(), "task abandoned: the service ended it"
@@ -97,6 +113,25 @@ pub async fn run(
             "task result refused by the service: {e}"
         ),
     }
+}
+
+/// Fails a task no activity of this worker can run (an SWF activity type
+/// with no component), so it does not sit until it times out.
+pub async fn refuse(
+    task: Task,
+    reason: String,
+    service: Arc<dyn ActivityService>,
+    slot: OwnedSemaphorePermit,
+) {
+    let task_id = task.token.short_id();
+    tracing::error!(task = %task_id, "refusing task: {reason}");
+    let report = Report::Failure {
+        error: report::names::UNKNOWN_ACTIVITY_TYPE.into(),
+        cause: report::truncate_chars(&reason, service.limits().cause_chars),
+    };
+    let delivery = report::deliver(service.as_ref(), &task.token, report).await;
+    drop(slot);
+    tracing::info!(task = %task_id, "refused task reported: {delivery:?}");
 }
 
 fn first_line(s: &str) -> &str {

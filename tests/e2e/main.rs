@@ -8,3 +8,5 @@ mod invoke;
 mod local_endpoint;
 mod step_functions;
 mod support;
+mod swf;
+mod swf_support;

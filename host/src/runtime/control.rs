@@ -23,12 +23,16 @@ pub enum StopReason {
     },
     /// The worker is shutting down and the grace period ran out.
     Shutdown,
+    /// The service asked to cancel the task and the guest did not return
+    /// within its cancel grace.
+    CancelGraceExpired,
 }
 
 /// Signals shared between a task's guest, heartbeat and supervisor.
 #[derive(Debug, Default)]
 pub struct TaskControl {
     cancel_requested: AtomicBool,
+    service_cancel: CancellationToken,
     stop: CancellationToken,
     reason: OnceLock<StopReason>,
     progress: Mutex<Option<String>>,
@@ -40,9 +44,21 @@ impl TaskControl {
         Self::default()
     }
 
-    /// Asks the guest to stop: its `cancelled()` returns true from now on.
+    /// The service asked to cancel the task: the guest's `cancelled()`
+    /// returns true from now on, and the task will be reported canceled.
     pub fn request_cancel(&self) {
         self.cancel_requested.store(true, Ordering::SeqCst);
+        self.service_cancel.cancel();
+    }
+
+    /// True once the service asked to cancel the task.
+    pub fn is_service_cancelled(&self) -> bool {
+        self.service_cancel.is_cancelled()
+    }
+
+    /// Resolves once the service asks to cancel the task.
+    pub async fn service_cancelled(&self) {
+        self.service_cancel.cancelled().await
     }
 
     /// Stops the guest. The first reason given wins.
@@ -113,9 +129,17 @@ mod tests {
     fn soft_cancel_does_not_stop() {
         let c = TaskControl::new();
         c.request_cancel();
-        assert!(c.is_cancel_requested());
+        assert!(c.is_cancel_requested() && c.is_service_cancelled());
         assert!(!c.is_stopped());
         assert_eq!(c.stop_reason(), None);
+    }
+
+    #[test]
+    fn a_host_stop_is_not_a_service_cancel() {
+        let c = TaskControl::new();
+        c.stop(StopReason::Shutdown);
+        assert!(c.is_cancel_requested());
+        assert!(!c.is_service_cancelled());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub enum Call {
     Heartbeat(String, Option<String>),
     Complete(String, String),
     Fail(String, String, String),
+    Cancel(String, String),
 }
 
 #[derive(Default)]
@@ -94,6 +95,14 @@ impl ActivityService for FakeService {
 
     async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
         self.record(Call::Complete(token.as_str().into(), output.into()));
+        match self.report_errors.lock().unwrap().pop_front() {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    async fn cancel(&self, token: &TaskToken, details: &str) -> Result<(), ServiceError> {
+        self.record(Call::Cancel(token.as_str().into(), details.into()));
         match self.report_errors.lock().unwrap().pop_front() {
             Some(e) => Err(e),
             None => Ok(()),

@@ -7,11 +7,17 @@
 //! are made in one place and can be unit tested with a fake service.
 
 pub mod sfn;
+pub mod swf;
 
 use async_trait::async_trait;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::fmt;
 
 pub use sfn::StepFunctions;
+pub use swf::Swf;
 
 /// The opaque token that identifies one handed-out task to the service.
 ///
@@ -46,6 +52,21 @@ impl fmt::Debug for TaskToken {
     }
 }
 
+/// An SWF activity type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActivityType {
+    /// Type name.
+    pub name: String,
+    /// Type version.
+    pub version: String,
+}
+
+impl fmt::Display for ActivityType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} (version {})", self.name, self.version)
+    }
+}
+
 /// One task handed out by a poll.
 #[derive(Debug, Clone)]
 pub struct Task {
@@ -53,6 +74,10 @@ pub struct Task {
     pub token: TaskToken,
     /// The task input: a JSON document.
     pub input: String,
+    /// The activity type, where the service has several per poll (SWF).
+    pub activity_type: Option<ActivityType>,
+    /// The service's id for the task, where it has one (SWF `activityId`).
+    pub activity_id: Option<String>,
 }
 
 /// What a heartbeat told us.
@@ -142,6 +167,58 @@ pub trait ActivityService: Send + Sync + 'static {
 
     /// Reports failure with an error name and a cause.
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError>;
+
+    /// Reports that the task stopped because the service asked it to
+    /// (SWF RespondActivityTaskCanceled). Services without cancellation
+    /// refuse it.
+    async fn cancel(&self, _token: &TaskToken, _details: &str) -> Result<(), ServiceError> {
+        Err(ServiceError::Rejected {
+            code: "Unsupported".into(),
+            message: format!("{} has no task cancellation", self.describe()),
+        })
+    }
+}
+
+/// Maps an AWS SDK error (any service) onto the kinds the worker acts on.
+pub fn from_sdk_error<E>(err: SdkError<E, HttpResponse>) -> ServiceError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let message = DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            // Keep the log line short: the service's message, not the SDK's
+            // whole error context (which repeats headers and body).
+            let detail = ctx
+                .err()
+                .message()
+                .unwrap_or("(no message from the service)")
+                .to_string();
+            classify(ctx.err().code(), Some(ctx.raw().status().as_u16()), &detail)
+        }
+        SdkError::TimeoutError(_) => ServiceError::Transient {
+            code: "Timeout".into(),
+            message,
+        },
+        SdkError::DispatchFailure(_) => ServiceError::Transient {
+            code: "NetworkError".into(),
+            message,
+        },
+        // A response that could not be read (the connection dropped mid-body,
+        // say): whether the request took effect is unknown, so retry it.
+        SdkError::ResponseError(_) => ServiceError::Transient {
+            code: "ResponseError".into(),
+            message,
+        },
+        SdkError::ConstructionFailure(_) => ServiceError::Rejected {
+            code: "InvalidRequest".into(),
+            message,
+        },
+        _ => ServiceError::Transient {
+            code: "Unknown".into(),
+            message,
+        },
+    }
 }
 
 /// Error codes AWS services use for throttling (from the AWS SDKs' retry
@@ -182,6 +259,7 @@ const TASK_GONE_CODES: &[&str] = &[
     "InvalidToken",
     // SWF
     "UnknownResourceFault",
+    "UnknownResource",
 ];
 
 /// Sorts a service error response into a [`ServiceError`] kind.

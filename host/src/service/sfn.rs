@@ -7,13 +7,14 @@
 //! own retries are off: the worker retries with its own backoff and knows
 //! which errors mean the task is gone.
 
-use super::{ActivityService, HeartbeatAck, ReportLimits, ServiceError, Task, TaskToken, classify};
+use super::{
+    ActivityService, HeartbeatAck, ReportLimits, ServiceError, Task, TaskToken, from_sdk_error,
+};
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sfn::Client;
-use aws_sdk_sfn::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use std::time::Duration;
 
 /// Client-side read timeout for GetActivityTask: above the 60 s long poll.
@@ -81,47 +82,6 @@ impl StepFunctions {
     }
 }
 
-fn map_error<E>(err: SdkError<E, aws_sdk_sfn::config::http::HttpResponse>) -> ServiceError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let message = DisplayErrorContext(&err).to_string();
-    match &err {
-        SdkError::ServiceError(ctx) => {
-            // Keep the log line short: the service's message, not the SDK's
-            // whole error context (which repeats headers and body).
-            let detail = ctx
-                .err()
-                .message()
-                .unwrap_or("(no message from the service)")
-                .to_string();
-            classify(ctx.err().code(), Some(ctx.raw().status().as_u16()), &detail)
-        }
-        SdkError::TimeoutError(_) => ServiceError::Transient {
-            code: "Timeout".into(),
-            message,
-        },
-        SdkError::DispatchFailure(_) => ServiceError::Transient {
-            code: "NetworkError".into(),
-            message,
-        },
-        // A response that could not be read (the connection dropped mid-body,
-        // say): whether the request took effect is unknown, so retry it.
-        SdkError::ResponseError(_) => ServiceError::Transient {
-            code: "ResponseError".into(),
-            message,
-        },
-        SdkError::ConstructionFailure(_) => ServiceError::Rejected {
-            code: "InvalidRequest".into(),
-            message,
-        },
-        _ => ServiceError::Transient {
-            code: "Unknown".into(),
-            message,
-        },
-    }
-}
-
 #[async_trait]
 impl ActivityService for StepFunctions {
     fn describe(&self) -> String {
@@ -141,11 +101,13 @@ impl ActivityService for StepFunctions {
             .worker_name(&self.worker_name)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(from_sdk_error)?;
         match out.task_token() {
             Some(token) if !token.is_empty() => Ok(Some(Task {
                 token: TaskToken::new(token),
                 input: out.input().unwrap_or("{}").to_string(),
+                activity_type: None,
+                activity_id: None,
             })),
             _ => Ok(None),
         }
@@ -164,7 +126,7 @@ impl ActivityService for StepFunctions {
             .task_token(token.as_str())
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(from_sdk_error)?;
         Ok(HeartbeatAck::default())
     }
 
@@ -176,7 +138,7 @@ impl ActivityService for StepFunctions {
             .output(output)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(from_sdk_error)?;
         Ok(())
     }
 
@@ -189,7 +151,7 @@ impl ActivityService for StepFunctions {
             .cause(cause)
             .send()
             .await
-            .map_err(map_error)?;
+            .map_err(from_sdk_error)?;
         Ok(())
     }
 }

@@ -1,0 +1,220 @@
+//! Amazon SWF activity tasks, through the official AWS SDK.
+//!
+//! One service per task list: a poll can return any activity type registered
+//! on it, so the worker routes each task by its type. Heartbeats carry the
+//! guest's latest progress as `details` and bring back `cancelRequested`,
+//! SWF's cancellation signal. As for Step Functions, SDK retries are off and
+//! the poll client's read timeout is above the service's 60 s long poll.
+
+use super::{
+    ActivityService, ActivityType, HeartbeatAck, ReportLimits, ServiceError, Task, TaskToken,
+    from_sdk_error,
+};
+use crate::report::truncate_chars;
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_swf::Client;
+use std::time::Duration;
+
+/// Client-side read timeout for PollForActivityTask (AWS asks for >= 70 s).
+pub const POLL_READ_TIMEOUT: Duration = Duration::from_secs(75);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Longest heartbeat `details` SWF accepts.
+pub const MAX_HEARTBEAT_DETAILS: usize = 2_048;
+
+/// SWF limits: result 32,768; reason 256; details 32,768 characters.
+pub const LIMITS: ReportLimits = ReportLimits {
+    output_bytes: 32_768,
+    error_chars: 256,
+    cause_chars: 32_768,
+};
+
+/// The poll and call clients for one region/endpoint.
+#[derive(Clone, Debug)]
+pub struct SwfClients {
+    poll: Client,
+    call: Client,
+}
+
+impl SwfClients {
+    /// Builds the clients from a loaded SDK config.
+    pub fn new(sdk: &SdkConfig) -> Self {
+        let build = |read: Duration| {
+            let conf = aws_sdk_swf::config::Builder::from(sdk)
+                .retry_config(RetryConfig::disabled())
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .read_timeout(read)
+                        .operation_attempt_timeout(read + CONNECT_TIMEOUT)
+                        .build(),
+                )
+                .build();
+            Client::from_conf(conf)
+        };
+        SwfClients {
+            poll: build(POLL_READ_TIMEOUT),
+            call: build(CALL_TIMEOUT),
+        }
+    }
+
+    /// A heartbeat interval for a registered activity type: a third of its
+    /// `defaultTaskHeartbeatTimeout`, or `None` if it has none (or cannot be
+    /// described).
+    pub async fn default_heartbeat_interval(
+        &self,
+        domain: &str,
+        name: &str,
+        version: &str,
+    ) -> Option<Duration> {
+        let activity_type = aws_sdk_swf::types::ActivityType::builder()
+            .name(name)
+            .version(version)
+            .build()
+            .ok()?;
+        let out = self
+            .call
+            .describe_activity_type()
+            .domain(domain)
+            .activity_type(activity_type)
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(
+                    "cannot describe activity type {name} {version} in {domain}: {}",
+                    from_sdk_error(e)
+                );
+            })
+            .ok()?;
+        let timeout = out.configuration()?.default_task_heartbeat_timeout()?;
+        let seconds: u64 = timeout.parse().ok()?; // "NONE" -> no heartbeat timeout
+        Some(
+            Duration::from_secs(seconds)
+                .div_f64(3.0)
+                .max(Duration::from_secs(1)),
+        )
+    }
+}
+
+/// One SWF task list, polled under one identity.
+#[derive(Clone, Debug)]
+pub struct Swf {
+    clients: SwfClients,
+    domain: String,
+    task_list: String,
+    identity: String,
+}
+
+impl Swf {
+    /// A service polling `task_list` in `domain`, identifying as `identity`.
+    pub fn new(clients: SwfClients, domain: &str, task_list: &str, identity: &str) -> Self {
+        Swf {
+            clients,
+            domain: domain.to_string(),
+            task_list: task_list.to_string(),
+            identity: identity.to_string(),
+        }
+    }
+}
+
+#[async_trait]
+impl ActivityService for Swf {
+    fn describe(&self) -> String {
+        format!("SWF task list {} in domain {}", self.task_list, self.domain)
+    }
+
+    fn limits(&self) -> ReportLimits {
+        LIMITS
+    }
+
+    async fn poll(&self) -> Result<Option<Task>, ServiceError> {
+        let task_list = aws_sdk_swf::types::TaskList::builder()
+            .name(&self.task_list)
+            .build()
+            .map_err(|e| ServiceError::Rejected {
+                code: "InvalidRequest".into(),
+                message: e.to_string(),
+            })?;
+        let out = self
+            .clients
+            .poll
+            .poll_for_activity_task()
+            .domain(&self.domain)
+            .task_list(task_list)
+            .identity(&self.identity)
+            .send()
+            .await
+            .map_err(from_sdk_error)?;
+        if out.task_token().is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Task {
+            token: TaskToken::new(out.task_token()),
+            input: out.input().unwrap_or("").to_string(),
+            activity_type: out.activity_type().map(|t| ActivityType {
+                name: t.name().to_string(),
+                version: t.version().to_string(),
+            }),
+            activity_id: Some(out.activity_id().to_string()),
+        }))
+    }
+
+    async fn heartbeat(
+        &self,
+        token: &TaskToken,
+        details: Option<&str>,
+    ) -> Result<HeartbeatAck, ServiceError> {
+        let mut call = self
+            .clients
+            .call
+            .record_activity_task_heartbeat()
+            .task_token(token.as_str());
+        if let Some(details) = details {
+            call = call.details(truncate_chars(details, MAX_HEARTBEAT_DETAILS));
+        }
+        let out = call.send().await.map_err(from_sdk_error)?;
+        Ok(HeartbeatAck {
+            cancel_requested: out.cancel_requested(),
+        })
+    }
+
+    async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
+        self.clients
+            .call
+            .respond_activity_task_completed()
+            .task_token(token.as_str())
+            .result(output)
+            .send()
+            .await
+            .map_err(from_sdk_error)?;
+        Ok(())
+    }
+
+    async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError> {
+        self.clients
+            .call
+            .respond_activity_task_failed()
+            .task_token(token.as_str())
+            .reason(error)
+            .details(cause)
+            .send()
+            .await
+            .map_err(from_sdk_error)?;
+        Ok(())
+    }
+
+    async fn cancel(&self, token: &TaskToken, details: &str) -> Result<(), ServiceError> {
+        self.clients
+            .call
+            .respond_activity_task_canceled()
+            .task_token(token.as_str())
+            .details(truncate_chars(details, LIMITS.cause_chars))
+            .send()
+            .await
+            .map_err(from_sdk_error)?;
+        Ok(())
+    }
+}

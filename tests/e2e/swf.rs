@@ -1,0 +1,255 @@
+//! The worker serving SWF activity tasks: results, failures, heartbeats,
+//! routing by activity type, and Step Functions and SWF in one process.
+//! Against LocalStack's SWF, which is moto's implementation (independent of
+//! this project).
+
+use crate::support::{Backend, Service, Sfn, Worker, activity_toml, guests, unique};
+use crate::swf_support::{Swf, activity_type};
+use aws_sdk_swf::types::ActivityTaskTimeoutType;
+use serde_json::json;
+use std::path::Path;
+use std::time::Duration;
+
+const DONE: Duration = Duration::from_secs(90);
+
+/// `[swf.NAME]` with one `[[swf.NAME.activity]]` per (type, version, component, extra keys).
+fn swf_toml(
+    name: &str,
+    domain: &str,
+    list: &str,
+    types: &[(&str, Option<&str>, &Path, &str)],
+) -> String {
+    let mut toml = format!(
+        "[swf.{name}]\ndomain = \"{domain}\"\ntask_list = \"{list}\"\nmax_concurrent = 4\n"
+    );
+    for (ty, version, component, extra) in types {
+        toml.push_str(&format!("\n[[swf.{name}.activity]]\ntype = \"{ty}\"\n"));
+        if let Some(v) = version {
+            toml.push_str(&format!("version = \"{v}\"\n"));
+        }
+        toml.push_str(&format!(
+            "component = \"{}\"\n{extra}\n",
+            component.display()
+        ));
+    }
+    toml
+}
+
+macro_rules! on_swf_backends {
+    ($($name:ident),* $(,)?) => {
+        mod localstack_moto {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(crate::support::Backend::LocalStack).await
+            })*
+        }
+    };
+}
+
+on_swf_backends!(
+    tasks_complete_and_fail_with_results_reasons_and_details,
+    heartbeat_timeout_when_the_host_does_not_heartbeat,
+    default_heartbeat_interval_comes_from_the_registered_type,
+    a_type_without_a_component_is_failed_with_a_clear_reason,
+);
+
+async fn tasks_complete_and_fail_with_results_reasons_and_details(backend: Backend) {
+    let svc = Service::start(backend);
+    let swf = Swf::connect(&svc).await;
+    swf.register_activity("price-order", "1", 30).await;
+    let list = unique("acts");
+    let _worker = Worker::start(
+        &swf_toml(
+            "orders",
+            &swf.domain,
+            &list,
+            &[(
+                "price-order",
+                Some("1"),
+                &guests().example,
+                "heartbeat_interval = \"5s\"",
+            )],
+        ),
+        &svc,
+    );
+    let _decider = swf.decider();
+    let good =
+        std::fs::read_to_string(crate::support::repo_root().join("examples/rust/input.json"))
+            .unwrap();
+    let ok = swf
+        .start(&activity_type("price-order", "1"), &list, &good)
+        .await;
+    let bad =
+        json!({"order_id": "S-1", "currency": "usd", "customer": {"tier": "gold"}, "items": []});
+    let failed = swf
+        .start(&activity_type("price-order", "1"), &list, &bad.to_string())
+        .await;
+
+    let e = swf.wait_activity_closed(&ok, DONE).await;
+    let result = e
+        .activity_task_completed_event_attributes()
+        .unwrap_or_else(|| panic!("{e:?}"))
+        .result()
+        .unwrap();
+    let result: serde_json::Value = serde_json::from_str(result).unwrap();
+    assert_eq!(result["total_cents"], 6010);
+
+    let e = swf.wait_activity_closed(&failed, DONE).await;
+    let attrs = e
+        .activity_task_failed_event_attributes()
+        .unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(attrs.reason(), Some("InvalidOrder"));
+    assert_eq!(attrs.details(), Some("order S-1 has no items"));
+}
+
+async fn heartbeat_timeout_when_the_host_does_not_heartbeat(backend: Backend) {
+    let svc = Service::start(backend);
+    let swf = Swf::connect(&svc).await;
+    swf.register_activity("beating", "1", 2).await;
+    swf.register_activity("silent", "1", 2).await;
+    let list = unique("acts");
+    let scenario = &guests().scenario;
+    let _worker = Worker::start(
+        &swf_toml(
+            "hb",
+            &swf.domain,
+            &list,
+            &[
+                (
+                    "beating",
+                    Some("1"),
+                    scenario,
+                    "heartbeat_interval = \"500ms\"",
+                ),
+                ("silent", Some("1"), scenario, "heartbeat_interval = \"1h\""),
+            ],
+        ),
+        &svc,
+    );
+    let _decider = swf.decider();
+    let input = json!({"action": "sleep", "ms": 6000}).to_string();
+    let beating = swf
+        .start(&activity_type("beating", "1"), &list, &input)
+        .await;
+    let silent = swf
+        .start(&activity_type("silent", "1"), &list, &input)
+        .await;
+
+    let e = swf.wait_activity_closed(&beating, DONE).await;
+    assert!(
+        e.activity_task_completed_event_attributes().is_some(),
+        "{e:?}"
+    );
+    let e = swf.wait_activity_closed(&silent, DONE).await;
+    let attrs = e
+        .activity_task_timed_out_event_attributes()
+        .unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(attrs.timeout_type(), &ActivityTaskTimeoutType::Heartbeat);
+}
+
+async fn default_heartbeat_interval_comes_from_the_registered_type(backend: Backend) {
+    let svc = Service::start(backend);
+    let swf = Swf::connect(&svc).await;
+    // Registered with a 3 s heartbeat timeout; the config sets no interval,
+    // so the worker must derive one (1 s) from DescribeActivityType.
+    swf.register_activity("derived", "7", 3).await;
+    let list = unique("acts");
+    let worker = Worker::start(
+        &swf_toml(
+            "d",
+            &swf.domain,
+            &list,
+            &[("derived", Some("7"), &guests().scenario, "")],
+        ),
+        &svc,
+    );
+    let _decider = swf.decider();
+    let w = swf
+        .start(
+            &activity_type("derived", "7"),
+            &list,
+            &json!({"action": "sleep", "ms": 6000}).to_string(),
+        )
+        .await;
+    let e = swf.wait_activity_closed(&w, DONE).await;
+    assert!(
+        e.activity_task_completed_event_attributes().is_some(),
+        "{e:?}\n{}",
+        worker.log()
+    );
+}
+
+async fn a_type_without_a_component_is_failed_with_a_clear_reason(backend: Backend) {
+    let svc = Service::start(backend);
+    let swf = Swf::connect(&svc).await;
+    swf.register_activity("known", "1", 30).await;
+    swf.register_activity("stranger", "2", 30).await;
+    let list = unique("acts");
+    let _worker = Worker::start(
+        &swf_toml(
+            "k",
+            &swf.domain,
+            &list,
+            &[("known", None, &guests().scenario, "")],
+        ),
+        &svc,
+    );
+    let _decider = swf.decider();
+    let w = swf
+        .start(&activity_type("stranger", "2"), &list, "{}")
+        .await;
+    let e = swf.wait_activity_closed(&w, DONE).await;
+    let attrs = e
+        .activity_task_failed_event_attributes()
+        .unwrap_or_else(|| panic!("{e:?}"));
+    assert_eq!(attrs.reason(), Some("WasmActivity.UnknownActivityType"));
+    let details = attrs.details().unwrap();
+    assert!(
+        details.contains("stranger (version 2)") && details.contains("known (any version)"),
+        "{details}"
+    );
+}
+
+/// LocalStack serves Step Functions and SWF on one endpoint, so one worker
+/// process can serve both from one config.
+#[tokio::test(flavor = "multi_thread")]
+async fn step_functions_and_swf_in_one_process() {
+    let svc = Service::start(Backend::LocalStack);
+    let sfn = Sfn::connect(&svc).await;
+    let swf = Swf::connect(&svc).await;
+    let activity = sfn.create_activity("mixed").await;
+    let sm = sfn.create_state_machine(&activity, 60, None).await;
+    swf.register_activity("mixed", "1", 30).await;
+    let list = unique("acts");
+    let config = format!(
+        "{}{}",
+        activity_toml("sfn-side", &activity, &guests().scenario, ""),
+        swf_toml(
+            "swf-side",
+            &swf.domain,
+            &list,
+            &[("mixed", Some("1"), &guests().scenario, "")]
+        )
+    );
+    let _worker = Worker::start(&config, &svc);
+    let _decider = swf.decider();
+    let e = sfn
+        .start(&sm, &json!({"action": "echo", "value": "from-sfn"}))
+        .await;
+    let w = swf
+        .start(
+            &activity_type("mixed", "1"),
+            &list,
+            &json!({"action": "echo", "value": "from-swf"}).to_string(),
+        )
+        .await;
+    let done = sfn.wait(&e, DONE).await;
+    assert_eq!(done.output_json(), json!("from-sfn"));
+    let closed = swf.wait_activity_closed(&w, DONE).await;
+    let result = closed
+        .activity_task_completed_event_attributes()
+        .unwrap()
+        .result()
+        .unwrap();
+    assert_eq!(result, "\"from-swf\"");
+}
