@@ -77,11 +77,12 @@ pub async fn run(
         shutdown.record_handed_back();
     }
 
-    let report = report::from_outcome(
-        outcome,
-        report::LimitSource::Activity(activity.name()),
-        &service.limits(),
-    );
+    let source = report::LimitSource::Activity(activity.name());
+    let report = if control.is_service_cancelled() {
+        report::canceled(outcome, source, &service.limits())
+    } else {
+        report::from_outcome(outcome, source, &service.limits())
+    };
     let delivery = report::deliver(service.as_ref(), &task.token, report).await;
     let beats = heartbeat.stop().await;
     drop(slot);

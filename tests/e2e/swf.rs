@@ -5,7 +5,7 @@
 
 use crate::support::{Backend, Service, Sfn, Worker, activity_toml, guests, unique};
 use crate::swf_support::{Swf, activity_type};
-use aws_sdk_swf::types::ActivityTaskTimeoutType;
+use aws_sdk_swf::types::{ActivityTaskTimeoutType, EventType};
 use serde_json::json;
 use std::path::Path;
 use std::time::Duration;
@@ -43,6 +43,12 @@ macro_rules! on_swf_backends {
                 super::$name(crate::support::Backend::LocalStack).await
             })*
         }
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(crate::support::Backend::Embedded).await
+            })*
+        }
     };
 }
 
@@ -51,6 +57,7 @@ on_swf_backends!(
     heartbeat_timeout_when_the_host_does_not_heartbeat,
     default_heartbeat_interval_comes_from_the_registered_type,
     a_type_without_a_component_is_failed_with_a_clear_reason,
+    step_functions_and_swf_in_one_process,
 );
 
 async fn tasks_complete_and_fail_with_results_reasons_and_details(backend: Backend) {
@@ -210,11 +217,10 @@ async fn a_type_without_a_component_is_failed_with_a_clear_reason(backend: Backe
     );
 }
 
-/// LocalStack serves Step Functions and SWF on one endpoint, so one worker
-/// process can serve both from one config.
-#[tokio::test(flavor = "multi_thread")]
-async fn step_functions_and_swf_in_one_process() {
-    let svc = Service::start(Backend::LocalStack);
+/// Both backends serve Step Functions and SWF on one endpoint, so one worker
+/// process serves both from one config.
+async fn step_functions_and_swf_in_one_process(backend: Backend) {
+    let svc = Service::start(backend);
     let sfn = Sfn::connect(&svc).await;
     let swf = Swf::connect(&svc).await;
     let activity = sfn.create_activity("mixed").await;
@@ -252,4 +258,173 @@ async fn step_functions_and_swf_in_one_process() {
         .result()
         .unwrap();
     assert_eq!(result, "\"from-swf\"");
+}
+
+// ---- embedded endpoint only: what moto does not implement ----------------
+
+fn timestamp(e: &aws_sdk_swf::types::HistoryEvent) -> f64 {
+    e.event_timestamp().as_secs_f64()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_worker_picks_up_a_task_at_once_through_the_long_poll() {
+    let svc = Service::start(Backend::Embedded);
+    let swf = Swf::connect(&svc).await;
+    swf.register_activity("quick", "1", 30).await;
+    let list = unique("acts");
+    let mut worker = Worker::start(
+        &swf_toml(
+            "q",
+            &swf.domain,
+            &list,
+            &[("quick", Some("1"), &guests().scenario, "")],
+        ),
+        &svc,
+    );
+    let _decider = swf.decider();
+    // Let the worker settle into its long poll before the task exists.
+    worker.wait_for_log("poller started", Duration::from_secs(10));
+    let w = swf
+        .start(
+            &activity_type("quick", "1"),
+            &list,
+            &json!({"action": "echo", "value": 1}).to_string(),
+        )
+        .await;
+    swf.wait_activity_closed(&w, DONE).await;
+    let events = swf.history(&w).await;
+    let at = |t: EventType| timestamp(events.iter().find(|e| e.event_type() == &t).unwrap());
+    let waited = at(EventType::ActivityTaskStarted) - at(EventType::ActivityTaskScheduled);
+    assert!(
+        waited < 0.5,
+        "the waiting poll took {waited:.3} s to hand out the task"
+    );
+}
+
+/// Starts a worker whose guest runs `input`, cancels the task once started,
+/// and returns the closing event and the seconds from signal to close.
+async fn cancel_mid_task(
+    input: serde_json::Value,
+    cancel_grace: &str,
+) -> (aws_sdk_swf::types::HistoryEvent, f64, Worker) {
+    let svc = Service::start(Backend::Embedded);
+    let swf = Swf::connect(&svc).await;
+    swf.register_activity("cancellable", "1", 30).await;
+    let list = unique("acts");
+    let extra = format!("heartbeat_interval = \"200ms\"\ncancel_grace = \"{cancel_grace}\"");
+    let worker = Worker::start(
+        &swf_toml(
+            "c",
+            &swf.domain,
+            &list,
+            &[("cancellable", Some("1"), &guests().scenario, &extra)],
+        ),
+        &svc,
+    );
+    let _decider = swf.decider();
+    let w = swf
+        .start(
+            &activity_type("cancellable", "1"),
+            &list,
+            &input.to_string(),
+        )
+        .await;
+    swf.wait_activity_started(&w, DONE).await;
+    swf.signal_cancel(&w).await;
+    let closed = swf.wait_activity_closed(&w, DONE).await;
+    let events = swf.history(&w).await;
+    let signaled = timestamp(
+        events
+            .iter()
+            .find(|e| e.event_type() == &EventType::WorkflowExecutionSignaled)
+            .unwrap(),
+    );
+    let elapsed = timestamp(&closed) - signaled;
+    drop(svc);
+    (closed, elapsed, worker)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_requested_mid_task_guest_cooperates_and_task_is_canceled() {
+    let (closed, elapsed, _worker) =
+        cancel_mid_task(json!({"action": "wait_cancel", "max_ms": 60000}), "30s").await;
+    let attrs = closed
+        .activity_task_canceled_event_attributes()
+        .unwrap_or_else(|| panic!("{closed:?}"));
+    assert_eq!(
+        attrs.details(),
+        Some("Cancelled: the host asked the handler to stop")
+    );
+    // Decision round trip + one 200 ms heartbeat + the guest's 20 ms check.
+    assert!(elapsed < 3.0, "cancellation took {elapsed:.2} s");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_requested_mid_task_guest_ignores_it_is_stopped_after_the_grace_and_canceled() {
+    let (closed, elapsed, worker) = cancel_mid_task(json!({"action": "spin"}), "1s").await;
+    let attrs = closed
+        .activity_task_canceled_event_attributes()
+        .unwrap_or_else(|| panic!("{closed:?}"));
+    assert!(
+        attrs
+            .details()
+            .unwrap()
+            .contains("did not return within its cancel grace"),
+        "{attrs:?}"
+    );
+    // Stopped one grace period after the cancel reached it, not later.
+    assert!(
+        (1.0..4.0).contains(&elapsed),
+        "the ignoring guest was stopped after {elapsed:.2} s"
+    );
+    assert!(worker.log().contains("task canceled"), "{}", worker.log());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_resource_mid_task_stops_the_guest_and_nothing_is_reported() {
+    let svc = Service::start(Backend::Embedded);
+    let swf = Swf::connect(&svc).await;
+    // Heartbeats keep it alive, but start-to-close ends it after 2 s; the
+    // next heartbeat then gets UnknownResourceFault.
+    swf.register_activity_with("bounded", "1", 30, 2).await;
+    let list = unique("acts");
+    let mut worker = Worker::start(
+        &swf_toml(
+            "u",
+            &swf.domain,
+            &list,
+            &[(
+                "bounded",
+                Some("1"),
+                &guests().scenario,
+                "heartbeat_interval = \"200ms\"",
+            )],
+        ),
+        &svc,
+    );
+    let _decider = swf.decider();
+    let w = swf
+        .start(
+            &activity_type("bounded", "1"),
+            &list,
+            &json!({"action": "sleep", "ms": 30000}).to_string(),
+        )
+        .await;
+    let closed = swf.wait_activity_closed(&w, DONE).await;
+    let attrs = closed
+        .activity_task_timed_out_event_attributes()
+        .unwrap_or_else(|| panic!("{closed:?}"));
+    assert_eq!(attrs.timeout_type(), &ActivityTaskTimeoutType::StartToClose);
+    let timed_out_at = std::time::Instant::now();
+    worker.wait_for_log(
+        "task abandoned: the service ended it",
+        Duration::from_secs(10),
+    );
+    assert!(timed_out_at.elapsed() < Duration::from_secs(5));
+    let events = swf.history(&w).await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.event_type() == &EventType::ActivityTaskCompleted)
+    );
 }

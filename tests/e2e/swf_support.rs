@@ -178,8 +178,43 @@ impl Swf {
         }
     }
 
+    /// Signals the workflow; the test decider turns a signal into a cancel
+    /// request for its activity.
+    pub async fn signal_cancel(&self, execution: &WorkflowExecution) {
+        self.client
+            .signal_workflow_execution()
+            .domain(&self.domain)
+            .workflow_id(execution.workflow_id())
+            .run_id(execution.run_id())
+            .signal_name("cancel")
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Registers an activity type with explicit heartbeat and start-to-close timeouts.
+    pub async fn register_activity_with(
+        &self,
+        name: &str,
+        version: &str,
+        heartbeat_s: u32,
+        start_to_close_s: u32,
+    ) {
+        self.client
+            .register_activity_type()
+            .domain(&self.domain)
+            .name(name)
+            .version(version)
+            .default_task_heartbeat_timeout(heartbeat_s.to_string())
+            .default_task_start_to_close_timeout(start_to_close_s.to_string())
+            .default_task_schedule_to_start_timeout("120")
+            .default_task_schedule_to_close_timeout("240")
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Waits until a worker has started the activity of `execution`.
-    #[allow(dead_code)] // used by the embedded-endpoint cancellation tests
     pub async fn wait_activity_started(&self, execution: &WorkflowExecution, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while !self
@@ -242,6 +277,24 @@ async fn decide_once(client: &Client, domain: &str) -> Result<(), String> {
             Decision::builder()
                 .decision_type(DecisionType::ScheduleActivityTask)
                 .schedule_activity_task_decision_attributes(attributes)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    } else if has(EventType::WorkflowExecutionSignaled)
+        && !has(EventType::ActivityTaskCancelRequested)
+        && !has(EventType::ActivityTaskCompleted)
+        && !has(EventType::ActivityTaskFailed)
+        && !has(EventType::ActivityTaskCanceled)
+    {
+        // A "cancel" signal: ask the running activity to stop.
+        let attributes = aws_sdk_swf::types::RequestCancelActivityTaskDecisionAttributes::builder()
+            .activity_id("work")
+            .build()
+            .map_err(|e| e.to_string())?;
+        decisions.push(
+            Decision::builder()
+                .decision_type(DecisionType::RequestCancelActivityTask)
+                .request_cancel_activity_task_decision_attributes(attributes)
                 .build()
                 .map_err(|e| e.to_string())?,
         );

@@ -19,6 +19,7 @@ mod executions;
 pub mod faults;
 mod model;
 mod page;
+pub mod swf;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -34,6 +35,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 pub use model::Shared;
+pub use swf::SwfState;
 
 /// The JSON 1.0 content type AWS uses for Step Functions.
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -104,12 +106,14 @@ impl IntoResponse for ApiError {
 #[derive(Clone)]
 struct AppState {
     shared: Arc<Shared>,
+    swf: Arc<SwfState>,
     faults: Arc<Faults>,
 }
 
 /// A running local endpoint.
 pub struct LocalEndpoint {
     shared: Arc<Shared>,
+    swf: Arc<SwfState>,
     faults: Arc<Faults>,
     addr: SocketAddr,
     stop: CancellationToken,
@@ -132,10 +136,13 @@ impl LocalEndpoint {
     ) -> std::io::Result<LocalEndpoint> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
+        let poll_timeout = options.poll_timeout;
         let shared = Shared::new(options);
+        let swf = SwfState::new(poll_timeout, shared.stopping.clone());
         let faults = Arc::new(Faults::default());
         let state = AppState {
             shared: shared.clone(),
+            swf: swf.clone(),
             faults: faults.clone(),
         };
         let app = Router::new()
@@ -161,6 +168,7 @@ impl LocalEndpoint {
         tracing::info!(target: "wasm_activity::endpoint", "local Step Functions endpoint on http://{addr} (state in memory only)");
         Ok(LocalEndpoint {
             shared,
+            swf,
             faults,
             addr,
             stop,
@@ -181,6 +189,11 @@ impl LocalEndpoint {
     /// The state, for in-process use (`dev`).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
+    }
+
+    /// The SWF state, for in-process use.
+    pub fn swf(&self) -> &Arc<SwfState> {
+        &self.swf
     }
 
     /// The fault rules, for in-process use.
@@ -234,6 +247,12 @@ async fn dispatch(shared: &Arc<Shared>, op: &str, req: &Value) -> Result<Value, 
     }
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Service {
+    StepFunctions,
+    Swf,
+}
+
 fn ok(body: Value) -> Response {
     let mut response = (StatusCode::OK, body.to_string()).into_response();
     response
@@ -260,15 +279,19 @@ fn broken_response() -> Response {
 
 async fn api(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let started = std::time::Instant::now();
-    let Some(op) = headers
+    let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.strip_prefix("AWSStepFunctions."))
-        .map(str::to_string)
-    else {
+        .unwrap_or("");
+    let (service, op) = if let Some(op) = target.strip_prefix("AWSStepFunctions.") {
+        (Service::StepFunctions, op.to_string())
+    } else if let Some(op) = target.strip_prefix("SimpleWorkflowService.") {
+        (Service::Swf, op.to_string())
+    } else {
         return ApiError::bad_request(
             "UnknownOperationException",
-            "missing or foreign X-Amz-Target header; expected AWSStepFunctions.<Operation>",
+            "missing or foreign X-Amz-Target header; expected AWSStepFunctions.<Operation> or \
+             SimpleWorkflowService.<Operation>",
         )
         .into_response();
     };
@@ -314,7 +337,10 @@ async fn api(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
         Some(FaultKind::DropResponse) | None => {}
     }
 
-    let result = dispatch(&app.shared, &op, &request).await;
+    let result = match service {
+        Service::StepFunctions => dispatch(&app.shared, &op, &request).await,
+        Service::Swf => app.swf.dispatch(&op, &request).await,
+    };
     let status = match &result {
         Ok(_) => "200".to_string(),
         Err(e) => format!("{} {}", e.status.as_u16(), e.code),

@@ -1,0 +1,919 @@
+//! The SWF half of the local endpoint (`X-Amz-Target: SimpleWorkflowService.<Op>`).
+//!
+//! Enough of SWF to run activity workers the real way, including what moto
+//! lacks: a true long poll for activity and decision tasks, and
+//! cancellation (`RequestCancelActivityTask` makes the next heartbeat return
+//! `cancelRequested: true`). Deciders drive workflows with
+//! `ScheduleActivityTask`, `RequestCancelActivityTask` and
+//! `CompleteWorkflowExecution`; `SignalWorkflowExecution` wakes a decider.
+//! Activity tasks enforce heartbeat and start-to-close timeouts. Calls on a
+//! closed or unknown task get `UnknownResourceFault`, as on AWS.
+//!
+//! Like the Step Functions half, all state is in memory behind one mutex
+//! held for short synchronous sections; long polls wait on `Notify`s.
+
+use super::ApiError;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN_PREFIX: &str = "swf1-";
+const MAX_DETAILS: usize = 32_768;
+const MAX_HEARTBEAT_DETAILS: usize = 2_048;
+
+fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+fn unknown(what: impl Into<String>) -> ApiError {
+    ApiError::bad_request("UnknownResourceFault", what)
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+fn req<'a>(v: &'a Value, key: &str) -> Result<&'a str, ApiError> {
+    s(v, key).ok_or_else(|| ApiError::validation(format!("'{key}' is required")))
+}
+
+fn type_key(v: Option<&Value>, what: &str) -> Result<(String, String), ApiError> {
+    let v = v.ok_or_else(|| ApiError::validation(format!("'{what}' is required")))?;
+    Ok((req(v, "name")?.to_string(), req(v, "version")?.to_string()))
+}
+
+/// Timeout strings: seconds, or "NONE".
+fn timeout(v: Option<&str>) -> Option<Duration> {
+    v.and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<String>,
+    notify: Arc<Notify>,
+}
+
+#[derive(Debug, Clone)]
+struct ActivityTypeRec {
+    created: f64,
+    config: Value,
+}
+
+#[derive(Debug)]
+struct Execution {
+    workflow_type: Value,
+    task_list: String,
+    events: Vec<Value>,
+    open: bool,
+    /// A decision task is scheduled or started.
+    decision_pending: bool,
+    /// Events arrived while a decision task was started: decide again.
+    needs_decision: bool,
+    /// activityId -> token of its open task.
+    activities: HashMap<String, String>,
+}
+
+impl Execution {
+    fn push(&mut self, kind: &str, attrs_key: &str, attrs: Value) -> i64 {
+        let id = self.events.len() as i64 + 1;
+        let mut e = json!({ "eventId": id, "eventTimestamp": now(), "eventType": kind });
+        e[attrs_key] = attrs;
+        self.events.push(e);
+        id
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum TaskState {
+    Queued,
+    Running {
+        started_event: i64,
+        started_at: Instant,
+        last_beat: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct ActivityTask {
+    domain: String,
+    execution: (String, String),
+    activity_id: String,
+    activity_type: Value,
+    input: Option<String>,
+    task_list: String,
+    scheduled_event: i64,
+    state: TaskState,
+    heartbeat_timeout: Option<Duration>,
+    start_to_close: Option<Duration>,
+    cancel_requested: bool,
+    details: Option<String>,
+    wake: Arc<Notify>,
+    closed: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Domain {
+    activity_types: HashMap<(String, String), ActivityTypeRec>,
+    workflow_types: HashMap<(String, String), Value>,
+    executions: HashMap<(String, String), Execution>,
+    decision_queues: HashMap<String, Queue>,
+    activity_queues: HashMap<String, Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    domains: HashMap<String, Domain>,
+    tasks: HashMap<String, ActivityTask>,
+    /// Decision token -> (domain, workflowId, runId, started event id).
+    decisions: HashMap<String, (String, String, String, i64)>,
+    completions: u64,
+}
+
+/// The SWF state of the endpoint.
+#[derive(Debug)]
+pub struct SwfState {
+    model: Mutex<Model>,
+    poll_timeout: Duration,
+    stopping: CancellationToken,
+}
+
+fn queue<'a>(queues: &'a mut HashMap<String, Queue>, list: &str) -> &'a mut Queue {
+    queues.entry(list.to_string()).or_default()
+}
+
+impl SwfState {
+    pub(super) fn new(poll_timeout: Duration, stopping: CancellationToken) -> Arc<SwfState> {
+        Arc::new(SwfState {
+            model: Mutex::new(Model::default()),
+            poll_timeout,
+            stopping,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Model> {
+        self.model.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Activity results applied, for tests.
+    pub fn completions(&self) -> u64 {
+        self.lock().completions
+    }
+
+    pub(super) async fn dispatch(self: &Arc<Self>, op: &str, r: &Value) -> Result<Value, ApiError> {
+        match op {
+            "RegisterDomain" => self.register_domain(r),
+            "RegisterActivityType" => self.register_activity_type(r),
+            "DescribeActivityType" => self.describe_activity_type(r),
+            "RegisterWorkflowType" => self.register_workflow_type(r),
+            "StartWorkflowExecution" => self.start_workflow_execution(r),
+            "SignalWorkflowExecution" => self.signal_workflow_execution(r),
+            "GetWorkflowExecutionHistory" => self.history(r),
+            "PollForDecisionTask" => self.poll_for_decision_task(r).await,
+            "RespondDecisionTaskCompleted" => self.respond_decision_task_completed(r),
+            "PollForActivityTask" => self.poll_for_activity_task(r).await,
+            "RecordActivityTaskHeartbeat" => self.record_heartbeat(r),
+            "RespondActivityTaskCompleted" => self.close_task(r, Close::Completed),
+            "RespondActivityTaskFailed" => self.close_task(r, Close::Failed),
+            "RespondActivityTaskCanceled" => self.close_task(r, Close::Canceled),
+            other => Err(ApiError::bad_request(
+                "UnknownOperationException",
+                format!("SWF operation {other:?} is not implemented by this local endpoint"),
+            )),
+        }
+    }
+
+    fn domain<'a>(m: &'a mut Model, name: &str) -> Result<&'a mut Domain, ApiError> {
+        m.domains
+            .get_mut(name)
+            .ok_or_else(|| unknown(format!("Unknown domain: {name}")))
+    }
+
+    fn register_domain(&self, r: &Value) -> Result<Value, ApiError> {
+        let name = req(r, "name")?;
+        let mut m = self.lock();
+        if m.domains.contains_key(name) {
+            return Err(ApiError::bad_request(
+                "DomainAlreadyExistsFault",
+                name.to_string(),
+            ));
+        }
+        m.domains.insert(name.to_string(), Domain::default());
+        Ok(json!({}))
+    }
+
+    fn register_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
+        let key = (req(r, "name")?.to_string(), req(r, "version")?.to_string());
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, req(r, "domain")?)?;
+        if d.activity_types.contains_key(&key) {
+            return Err(ApiError::bad_request(
+                "TypeAlreadyExistsFault",
+                format!("ActivityType=[name={}, version={}]", key.0, key.1),
+            ));
+        }
+        let mut config = json!({});
+        for field in [
+            "defaultTaskHeartbeatTimeout",
+            "defaultTaskStartToCloseTimeout",
+            "defaultTaskScheduleToStartTimeout",
+            "defaultTaskScheduleToCloseTimeout",
+            "defaultTaskList",
+            "defaultTaskPriority",
+        ] {
+            if let Some(v) = r.get(field) {
+                config[field] = v.clone();
+            }
+        }
+        d.activity_types.insert(
+            key,
+            ActivityTypeRec {
+                created: now(),
+                config,
+            },
+        );
+        Ok(json!({}))
+    }
+
+    fn describe_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
+        let key = type_key(r.get("activityType"), "activityType")?;
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, req(r, "domain")?)?;
+        let t = d.activity_types.get(&key).ok_or_else(|| {
+            unknown(format!(
+                "Unknown type: ActivityType=[name={}, version={}]",
+                key.0, key.1
+            ))
+        })?;
+        Ok(json!({
+            "typeInfo": { "activityType": { "name": key.0, "version": key.1 }, "status": "REGISTERED", "creationDate": t.created },
+            "configuration": t.config,
+        }))
+    }
+
+    fn register_workflow_type(&self, r: &Value) -> Result<Value, ApiError> {
+        let key = (req(r, "name")?.to_string(), req(r, "version")?.to_string());
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, req(r, "domain")?)?;
+        if d.workflow_types.contains_key(&key) {
+            return Err(ApiError::bad_request(
+                "TypeAlreadyExistsFault",
+                format!("WorkflowType=[name={}, version={}]", key.0, key.1),
+            ));
+        }
+        d.workflow_types.insert(key, r.clone());
+        Ok(json!({}))
+    }
+
+    /// Schedules a decision task unless one is already pending.
+    fn need_decision(d: &mut Domain, key: &(String, String)) {
+        let Some(e) = d.executions.get_mut(key) else {
+            return;
+        };
+        if !e.open {
+            return;
+        }
+        if e.decision_pending {
+            e.needs_decision = true;
+            return;
+        }
+        e.decision_pending = true;
+        let list = e.task_list.clone();
+        e.push(
+            "DecisionTaskScheduled",
+            "decisionTaskScheduledEventAttributes",
+            json!({ "taskList": { "name": list } }),
+        );
+        let q = queue(&mut d.decision_queues, &list);
+        q.items.push_back(format!("{}\u{0}{}", key.0, key.1));
+        q.notify.notify_waiters();
+    }
+
+    fn start_workflow_execution(&self, r: &Value) -> Result<Value, ApiError> {
+        let workflow_id = req(r, "workflowId")?.to_string();
+        let wtype = type_key(r.get("workflowType"), "workflowType")?;
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, req(r, "domain")?)?;
+        let registered = d.workflow_types.get(&wtype).ok_or_else(|| {
+            unknown(format!(
+                "Unknown type: WorkflowType=[name={}, version={}]",
+                wtype.0, wtype.1
+            ))
+        })?;
+        let task_list = r
+            .pointer("/taskList/name")
+            .or_else(|| registered.pointer("/defaultTaskList/name"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "DefaultUndefinedFault",
+                    "no task list for the workflow's decisions",
+                )
+            })?
+            .to_string();
+        if d.executions
+            .iter()
+            .any(|((w, _), e)| *w == workflow_id && e.open)
+        {
+            return Err(ApiError::bad_request(
+                "WorkflowExecutionAlreadyStartedFault",
+                format!("workflow {workflow_id} is already running"),
+            ));
+        }
+        let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let mut e = Execution {
+            workflow_type: json!({ "name": wtype.0, "version": wtype.1 }),
+            task_list: task_list.clone(),
+            events: Vec::new(),
+            open: true,
+            decision_pending: false,
+            needs_decision: false,
+            activities: HashMap::new(),
+        };
+        let mut attrs = json!({ "taskList": { "name": task_list }, "workflowType": e.workflow_type, "childPolicy": "TERMINATE" });
+        if let Some(input) = s(r, "input") {
+            attrs["input"] = json!(input);
+        }
+        e.push(
+            "WorkflowExecutionStarted",
+            "workflowExecutionStartedEventAttributes",
+            attrs,
+        );
+        let key = (workflow_id, run_id.clone());
+        d.executions.insert(key.clone(), e);
+        Self::need_decision(d, &key);
+        Ok(json!({ "runId": run_id }))
+    }
+
+    fn execution_key(r: &Value, field: &str) -> Result<(String, Option<String>), ApiError> {
+        let e = r
+            .get(field)
+            .ok_or_else(|| ApiError::validation(format!("'{field}' is required")))?;
+        Ok((
+            req(e, "workflowId")?.to_string(),
+            s(e, "runId").map(str::to_string),
+        ))
+    }
+
+    fn find_execution(
+        d: &Domain,
+        workflow_id: &str,
+        run_id: Option<&str>,
+    ) -> Result<(String, String), ApiError> {
+        d.executions
+            .iter()
+            .filter(|((w, run), e)| w == workflow_id && run_id.map_or(e.open, |id| id == run))
+            .map(|(k, _)| k.clone())
+            .next()
+            .ok_or_else(|| unknown(format!("Unknown execution: workflowId={workflow_id}")))
+    }
+
+    fn signal_workflow_execution(&self, r: &Value) -> Result<Value, ApiError> {
+        let workflow_id = req(r, "workflowId")?;
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, req(r, "domain")?)?;
+        let key = Self::find_execution(d, workflow_id, s(r, "runId"))?;
+        let e = d.executions.get_mut(&key).expect("found above");
+        if !e.open {
+            return Err(unknown(format!("execution {workflow_id} is closed")));
+        }
+        let mut attrs = json!({ "signalName": req(r, "signalName")? });
+        if let Some(input) = s(r, "input") {
+            attrs["input"] = json!(input);
+        }
+        e.push(
+            "WorkflowExecutionSignaled",
+            "workflowExecutionSignaledEventAttributes",
+            attrs,
+        );
+        Self::need_decision(d, &key);
+        Ok(json!({}))
+    }
+
+    fn history(&self, r: &Value) -> Result<Value, ApiError> {
+        let (workflow_id, run_id) = Self::execution_key(r, "execution")?;
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, req(r, "domain")?)?;
+        let key = Self::find_execution(d, &workflow_id, run_id.as_deref())?;
+        let mut events = d.executions[&key].events.clone();
+        if r.get("reverseOrder").and_then(Value::as_bool) == Some(true) {
+            events.reverse();
+        }
+        Ok(json!({ "events": events }))
+    }
+
+    /// Long-polls `queues[list]`, taking items with `take` under the lock.
+    async fn long_poll<T>(
+        &self,
+        domain: &str,
+        list: &str,
+        queues: fn(&mut Domain) -> &mut HashMap<String, Queue>,
+        mut take: impl FnMut(&mut Model, String) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
+        let deadline = Instant::now() + self.poll_timeout;
+        loop {
+            let notify = {
+                let mut m = self.lock();
+                let d = Self::domain(&mut m, domain)?;
+                queue(queues(d), list).notify.clone()
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut m = self.lock();
+                loop {
+                    let d = Self::domain(&mut m, domain)?;
+                    let Some(item) = queue(queues(d), list).items.pop_front() else {
+                        break;
+                    };
+                    if let Some(found) = take(&mut m, item) {
+                        return Ok(Some(found));
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(None),
+                () = self.stopping.cancelled() => return Ok(None),
+            }
+        }
+    }
+
+    async fn poll_for_decision_task(&self, r: &Value) -> Result<Value, ApiError> {
+        let domain = req(r, "domain")?.to_string();
+        let list = r
+            .pointer("/taskList/name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::validation("'taskList' is required"))?
+            .to_string();
+        let identity = s(r, "identity").unwrap_or("").to_string();
+        let found = self
+            .long_poll(
+                &domain,
+                &list,
+                |d| &mut d.decision_queues,
+                |m, item| {
+                    let (w, run) = item.split_once('\u{0}')?;
+                    let key = (w.to_string(), run.to_string());
+                    let e = m.domains.get_mut(&domain)?.executions.get_mut(&key)?;
+                    if !e.open {
+                        return None;
+                    }
+                    let scheduled = e
+                        .events
+                        .iter()
+                        .rev()
+                        .find(|ev| ev["eventType"] == "DecisionTaskScheduled")
+                        .and_then(|ev| ev["eventId"].as_i64())
+                        .unwrap_or(0);
+                    let started = e.push(
+                        "DecisionTaskStarted",
+                        "decisionTaskStartedEventAttributes",
+                        json!({ "identity": identity, "scheduledEventId": scheduled }),
+                    );
+                    let token = format!("{TOKEN_PREFIX}d-{}", uuid::Uuid::new_v4());
+                    let out = json!({
+                        "taskToken": token, "startedEventId": started,
+                        "workflowExecution": { "workflowId": key.0, "runId": key.1 },
+                        "workflowType": e.workflow_type, "events": e.events,
+                    });
+                    m.decisions
+                        .insert(token, (domain.clone(), key.0, key.1, started));
+                    Some(out)
+                },
+            )
+            .await?;
+        Ok(found.unwrap_or_else(|| json!({ "taskToken": "", "startedEventId": 0, "events": [] })))
+    }
+
+    fn respond_decision_task_completed(self: &Arc<Self>, r: &Value) -> Result<Value, ApiError> {
+        let token = req(r, "taskToken")?;
+        let mut m = self.lock();
+        let (domain, w, run, started) = m
+            .decisions
+            .remove(token)
+            .ok_or_else(|| unknown("Unknown decision task token"))?;
+        let decisions = r
+            .get("decisions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let key = (w, run);
+        let mut scheduled_tasks = Vec::new();
+        let mut cancels = Vec::new();
+        {
+            let d = Self::domain(&mut m, &domain)?;
+            let types = d.activity_types.clone();
+            let e = d
+                .executions
+                .get_mut(&key)
+                .ok_or_else(|| unknown("execution vanished"))?;
+            let scheduled = e
+                .events
+                .iter()
+                .find(|ev| ev["eventId"] == started)
+                .and_then(|ev| {
+                    ev.pointer("/decisionTaskStartedEventAttributes/scheduledEventId")
+                        .cloned()
+                })
+                .unwrap_or(json!(0));
+            let completed = e.push(
+                "DecisionTaskCompleted",
+                "decisionTaskCompletedEventAttributes",
+                json!({ "scheduledEventId": scheduled, "startedEventId": started }),
+            );
+            e.decision_pending = false;
+            for decision in &decisions {
+                match decision["decisionType"].as_str().unwrap_or("") {
+                    "ScheduleActivityTask" => {
+                        let a = &decision["scheduleActivityTaskDecisionAttributes"];
+                        let atype = type_key(a.get("activityType"), "activityType")?;
+                        let activity_id = req(a, "activityId")?.to_string();
+                        let Some(registered) = types.get(&atype) else {
+                            e.push(
+                                "ScheduleActivityTaskFailed",
+                                "scheduleActivityTaskFailedEventAttributes",
+                                json!({ "activityType": a["activityType"], "activityId": activity_id,
+                                        "cause": "ACTIVITY_TYPE_DOES_NOT_EXIST", "decisionTaskCompletedEventId": completed }),
+                            );
+                            e.needs_decision = true;
+                            continue;
+                        };
+                        let pick = |field: &str, default: &str| {
+                            s(a, field)
+                                .or_else(|| s(&registered.config, default))
+                                .map(str::to_string)
+                        };
+                        let list = a
+                            .pointer("/taskList/name")
+                            .or_else(|| registered.config.pointer("/defaultTaskList/name"))
+                            .and_then(Value::as_str)
+                            .ok_or_else(|| {
+                                ApiError::bad_request(
+                                    "DefaultUndefinedFault",
+                                    "no task list for the activity",
+                                )
+                            })?
+                            .to_string();
+                        let heartbeat = pick("heartbeatTimeout", "defaultTaskHeartbeatTimeout");
+                        let start_to_close =
+                            pick("startToCloseTimeout", "defaultTaskStartToCloseTimeout");
+                        let mut attrs = json!({
+                            "activityType": a["activityType"], "activityId": activity_id, "taskList": { "name": list },
+                            "decisionTaskCompletedEventId": completed,
+                            "heartbeatTimeout": heartbeat.clone().unwrap_or("NONE".into()),
+                            "startToCloseTimeout": start_to_close.clone().unwrap_or("NONE".into()),
+                        });
+                        if let Some(input) = s(a, "input") {
+                            attrs["input"] = json!(input);
+                        }
+                        let scheduled_event = e.push(
+                            "ActivityTaskScheduled",
+                            "activityTaskScheduledEventAttributes",
+                            attrs,
+                        );
+                        let token = format!("{TOKEN_PREFIX}{}", uuid::Uuid::new_v4());
+                        e.activities.insert(activity_id.clone(), token.clone());
+                        scheduled_tasks.push((
+                            token,
+                            ActivityTask {
+                                domain: domain.clone(),
+                                execution: key.clone(),
+                                activity_id,
+                                activity_type: a["activityType"].clone(),
+                                input: s(a, "input").map(str::to_string),
+                                task_list: list,
+                                scheduled_event,
+                                state: TaskState::Queued,
+                                heartbeat_timeout: timeout(heartbeat.as_deref()),
+                                start_to_close: timeout(start_to_close.as_deref()),
+                                cancel_requested: false,
+                                details: None,
+                                wake: Arc::new(Notify::new()),
+                                closed: CancellationToken::new(),
+                            },
+                        ));
+                    }
+                    "RequestCancelActivityTask" => {
+                        let a = &decision["requestCancelActivityTaskDecisionAttributes"];
+                        let activity_id = req(a, "activityId")?.to_string();
+                        e.push(
+                            "ActivityTaskCancelRequested",
+                            "activityTaskCancelRequestedEventAttributes",
+                            json!({ "activityId": activity_id, "decisionTaskCompletedEventId": completed }),
+                        );
+                        if let Some(token) = e.activities.get(&activity_id).cloned() {
+                            // Applied below, once the execution borrow ends.
+                            cancels.push(token);
+                        }
+                    }
+                    "CompleteWorkflowExecution" => {
+                        let mut attrs = json!({ "decisionTaskCompletedEventId": completed });
+                        if let Some(result) = s(
+                            &decision["completeWorkflowExecutionDecisionAttributes"],
+                            "result",
+                        ) {
+                            attrs["result"] = json!(result);
+                        }
+                        e.push(
+                            "WorkflowExecutionCompleted",
+                            "workflowExecutionCompletedEventAttributes",
+                            attrs,
+                        );
+                        e.open = false;
+                    }
+                    other => {
+                        return Err(ApiError::validation(format!(
+                            "decision type {other:?} is not supported by this local endpoint (supported: \
+                             ScheduleActivityTask, RequestCancelActivityTask, CompleteWorkflowExecution)"
+                        )));
+                    }
+                }
+            }
+            if std::mem::take(&mut e.needs_decision) {
+                Self::need_decision(d, &key);
+            }
+        }
+        for token in cancels {
+            self.cancel_requested_locked(&mut m, &token);
+        }
+        for (token, task) in scheduled_tasks {
+            let (list, wake, closed) = (
+                task.task_list.clone(),
+                task.wake.clone(),
+                task.closed.clone(),
+            );
+            m.tasks.insert(token.clone(), task);
+            let d = Self::domain(&mut m, &domain)?;
+            let q = queue(&mut d.activity_queues, &list);
+            q.items.push_back(token.clone());
+            q.notify.notify_waiters();
+            tokio::spawn(watch_task(self.clone(), token, wake, closed));
+        }
+        Ok(json!({}))
+    }
+
+    /// A cancel request on a task: a queued task is canceled at once, a
+    /// running one learns of it at its next heartbeat.
+    fn cancel_requested_locked(&self, m: &mut Model, token: &str) {
+        let queued = match m.tasks.get_mut(token) {
+            Some(t) => {
+                t.cancel_requested = true;
+                t.state == TaskState::Queued
+            }
+            None => return,
+        };
+        if queued {
+            self.close_locked(
+                m,
+                token,
+                "ActivityTaskCanceled",
+                "activityTaskCanceledEventAttributes",
+                json!({}),
+            );
+        }
+    }
+
+    async fn poll_for_activity_task(&self, r: &Value) -> Result<Value, ApiError> {
+        let domain = req(r, "domain")?.to_string();
+        let list = r
+            .pointer("/taskList/name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::validation("'taskList' is required"))?
+            .to_string();
+        let identity = s(r, "identity").unwrap_or("").to_string();
+        let found = self
+            .long_poll(&domain, &list, |d| &mut d.activity_queues, |m, token| {
+                let task = m.tasks.get_mut(&token)?;
+                if task.state != TaskState::Queued {
+                    return None;
+                }
+                let (key, scheduled) = (task.execution.clone(), task.scheduled_event);
+                let e = m.domains.get_mut(&task.domain)?.executions.get_mut(&key)?;
+                let started = e.push(
+                    "ActivityTaskStarted",
+                    "activityTaskStartedEventAttributes",
+                    json!({ "identity": identity, "scheduledEventId": scheduled }),
+                );
+                let at = Instant::now();
+                task.state = TaskState::Running { started_event: started, started_at: at, last_beat: at };
+                task.wake.notify_one();
+                let mut out = json!({
+                    "taskToken": token, "activityId": task.activity_id, "startedEventId": started,
+                    "workflowExecution": { "workflowId": key.0, "runId": key.1 }, "activityType": task.activity_type,
+                });
+                if let Some(input) = &task.input {
+                    out["input"] = json!(input);
+                }
+                Some(out)
+            })
+            .await?;
+        Ok(found
+            .unwrap_or_else(|| json!({ "taskToken": "", "activityId": "", "startedEventId": 0 })))
+    }
+
+    fn check_token(token: &str) -> Result<(), ApiError> {
+        if token.starts_with(TOKEN_PREFIX) && token.len() <= 1024 {
+            Ok(())
+        } else {
+            Err(ApiError::validation(
+                "Invalid task token: not issued by this endpoint",
+            ))
+        }
+    }
+
+    fn record_heartbeat(&self, r: &Value) -> Result<Value, ApiError> {
+        let token = req(r, "taskToken")?;
+        Self::check_token(token)?;
+        let mut m = self.lock();
+        let task = m
+            .tasks
+            .get_mut(token)
+            .ok_or_else(|| unknown("Unknown activity task (closed or never issued)"))?;
+        if let Some(details) = s(r, "details") {
+            if details.chars().count() > MAX_HEARTBEAT_DETAILS {
+                return Err(ApiError::validation(format!(
+                    "'details' is longer than {MAX_HEARTBEAT_DETAILS} characters"
+                )));
+            }
+            task.details = Some(details.to_string());
+        }
+        if let TaskState::Running { last_beat, .. } = &mut task.state {
+            *last_beat = Instant::now();
+        }
+        task.wake.notify_one();
+        Ok(json!({ "cancelRequested": task.cancel_requested }))
+    }
+
+    fn close_task(&self, r: &Value, close: Close) -> Result<Value, ApiError> {
+        let token = req(r, "taskToken")?;
+        Self::check_token(token)?;
+        let mut m = self.lock();
+        if !m.tasks.contains_key(token) {
+            return Err(unknown("Unknown activity task (closed or never issued)"));
+        }
+        let details = |key: &str| -> Result<Option<String>, ApiError> {
+            match s(r, key) {
+                Some(v) if v.chars().count() > MAX_DETAILS => Err(ApiError::validation(format!(
+                    "'{key}' is longer than {MAX_DETAILS} characters"
+                ))),
+                v => Ok(v.map(str::to_string)),
+            }
+        };
+        let (kind, attrs_key, mut attrs) = match close {
+            Close::Completed => (
+                "ActivityTaskCompleted",
+                "activityTaskCompletedEventAttributes",
+                json!({}),
+            ),
+            Close::Failed => (
+                "ActivityTaskFailed",
+                "activityTaskFailedEventAttributes",
+                json!({}),
+            ),
+            Close::Canceled => (
+                "ActivityTaskCanceled",
+                "activityTaskCanceledEventAttributes",
+                json!({}),
+            ),
+        };
+        match close {
+            Close::Completed => {
+                if let Some(v) = details("result")? {
+                    attrs["result"] = json!(v);
+                }
+            }
+            Close::Failed => {
+                if let Some(reason) = s(r, "reason") {
+                    if reason.chars().count() > 256 {
+                        return Err(ApiError::validation(
+                            "'reason' is longer than 256 characters",
+                        ));
+                    }
+                    attrs["reason"] = json!(reason);
+                }
+                if let Some(v) = details("details")? {
+                    attrs["details"] = json!(v);
+                }
+            }
+            Close::Canceled => {
+                if let Some(v) = details("details")? {
+                    attrs["details"] = json!(v);
+                }
+            }
+        }
+        m.completions += 1;
+        self.close_locked(&mut m, token, kind, attrs_key, attrs);
+        Ok(json!({}))
+    }
+
+    /// Closes a task with an event and asks the decider to decide.
+    fn close_locked(
+        &self,
+        m: &mut Model,
+        token: &str,
+        kind: &str,
+        attrs_key: &str,
+        mut attrs: Value,
+    ) {
+        let Some(task) = m.tasks.remove(token) else {
+            return;
+        };
+        task.closed.cancel();
+        attrs["scheduledEventId"] = json!(task.scheduled_event);
+        if let TaskState::Running { started_event, .. } = task.state {
+            attrs["startedEventId"] = json!(started_event);
+        }
+        let Some(d) = m.domains.get_mut(&task.domain) else {
+            return;
+        };
+        if let Some(q) = d.activity_queues.get_mut(&task.task_list) {
+            q.items.retain(|t| t != token);
+        }
+        if let Some(e) = d.executions.get_mut(&task.execution) {
+            e.activities.remove(&task.activity_id);
+            e.push(kind, attrs_key, attrs);
+        }
+        Self::need_decision(d, &task.execution);
+    }
+
+    /// When the running task's heartbeat or start-to-close clock runs out.
+    fn deadline(&self, token: &str) -> Option<(Instant, &'static str)> {
+        let m = self.lock();
+        let task = m.tasks.get(token)?;
+        let TaskState::Running {
+            started_at,
+            last_beat,
+            ..
+        } = task.state
+        else {
+            return None;
+        };
+        let beat = task.heartbeat_timeout.map(|h| (last_beat + h, "HEARTBEAT"));
+        let close = task
+            .start_to_close
+            .map(|d| (started_at + d, "START_TO_CLOSE"));
+        [beat, close]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(at, _)| *at)
+    }
+
+    fn time_out(&self, token: &str, kind: &str) {
+        let mut m = self.lock();
+        let details = m.tasks.get(token).and_then(|t| t.details.clone());
+        let mut attrs = json!({ "timeoutType": kind });
+        if let Some(d) = details {
+            attrs["details"] = json!(d);
+        }
+        self.close_locked(
+            &mut m,
+            token,
+            "ActivityTaskTimedOut",
+            "activityTaskTimedOutEventAttributes",
+            attrs,
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Close {
+    Completed,
+    Failed,
+    Canceled,
+}
+
+/// Times out a task when its heartbeat or start-to-close clock runs out.
+async fn watch_task(
+    state: Arc<SwfState>,
+    token: String,
+    wake: Arc<Notify>,
+    closed: CancellationToken,
+) {
+    loop {
+        let deadline = state.deadline(&token);
+        tokio::select! {
+            () = closed.cancelled() => return,
+            () = wake.notified() => continue,
+            () = async {
+                match deadline {
+                    Some((at, _)) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some((_, kind)) = deadline {
+                    state.time_out(&token, kind);
+                }
+                return;
+            }
+        }
+    }
+}
