@@ -175,8 +175,8 @@ async fn dev(
     let mut config = Config::from_file(path)?;
     if !config.task_lists.is_empty() {
         eprintln!(
-            "note: dev serves the config's Step Functions activities only; its SWF task lists ({}) \
-             need an SWF endpoint (`run` against AWS or LocalStack)",
+            "note: dev runs the config's Step Functions activities only; to try its SWF task lists ({}), \
+             start `wasm-activity serve-local` (it speaks SWF too) and point `run` at it with a decider",
             config
                 .task_lists
                 .iter()

@@ -415,6 +415,12 @@ async fn unknown_resource_mid_task_stops_the_guest_and_nothing_is_reported() {
         .activity_task_timed_out_event_attributes()
         .unwrap_or_else(|| panic!("{closed:?}"));
     assert_eq!(attrs.timeout_type(), &ActivityTaskTimeoutType::StartToClose);
+    // The guest's progress reports travelled as heartbeat details.
+    let details = attrs.details().unwrap_or_default();
+    assert!(
+        details.ends_with(" ms to go"),
+        "last heartbeat details: {details:?}"
+    );
     let timed_out_at = std::time::Instant::now();
     worker.wait_for_log(
         "task abandoned: the service ended it",
