@@ -210,6 +210,45 @@ macro_rules! export_handler {
     };
 }
 
+/// Turns a handler on raw strings into the component's export: the
+/// function gets the task input exactly as delivered and returns the output
+/// text as is (the host still checks that it is JSON).
+///
+/// Use it when the input is not worth deserializing, or to control the
+/// output bytes exactly.
+///
+/// ```no_run
+/// fn handle(input: String) -> Result<String, wasm_activity_guest::Failure> {
+///     Ok(input) // echo
+/// }
+/// wasm_activity_guest::export_raw_handler!(handle);
+/// ```
+#[macro_export]
+macro_rules! export_raw_handler {
+    ($handler:path) => {
+        #[doc(hidden)]
+        struct __WasmActivityRawHandler;
+
+        impl $crate::wit::exports::wasm_activity::handler::handler::Guest for __WasmActivityRawHandler {
+            fn handle(
+                input: ::std::string::String,
+            ) -> ::std::result::Result<
+                ::std::string::String,
+                $crate::wit::exports::wasm_activity::handler::handler::Failure,
+            > {
+                let handler: fn(::std::string::String) -> ::std::result::Result<::std::string::String, $crate::Failure> =
+                    $handler;
+                handler(input).map_err(|f| $crate::wit::exports::wasm_activity::handler::handler::Failure {
+                    error: f.error,
+                    cause: f.cause,
+                })
+            }
+        }
+
+        $crate::wit::__export_activity_world!(__WasmActivityRawHandler with_types_in $crate::wit);
+    };
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use wit_bindgen;

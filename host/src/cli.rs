@@ -96,6 +96,9 @@ pub enum Command {
         /// Linear memory limit, e.g. "64MiB".
         #[arg(long, default_value = "64MiB")]
         memory_limit: bytesize::ByteSize,
+        /// CPU fuel budget (roughly, wasm instructions); unmetered if absent.
+        #[arg(long)]
+        fuel: Option<u64>,
     },
 }
 
@@ -132,10 +135,12 @@ pub async fn execute(cli: Cli) -> ExitCode {
             input,
             timeout,
             memory_limit,
+            fuel,
         } => {
             let limits = TaskLimits {
                 timeout,
                 memory: memory_limit.0,
+                fuel,
                 ..TaskLimits::default()
             };
             invoke(&component, &input, limits).await
@@ -334,6 +339,43 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if !config.tenants.is_empty() {
+        println!("tenants:");
+        println!(
+            "  {:<16} {:>14} {:>12}  activities",
+            "name", "max_concurrent", "max_memory"
+        );
+        for t in &config.tenants {
+            let members: Vec<String> = config
+                .activities
+                .iter()
+                .filter(|a| a.tenant.as_ref() == Some(&t.name))
+                .map(|a| a.name.clone())
+                .chain(
+                    config
+                        .task_lists
+                        .iter()
+                        .filter(|l| l.types.iter().any(|ty| ty.tenant.as_ref() == Some(&t.name)))
+                        .map(|l| format!("swf.{}", l.name)),
+                )
+                .collect();
+            println!(
+                "  {:<16} {:>14} {:>12}  {}",
+                t.name,
+                t.max_concurrent
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                t.max_memory
+                    .map(|m| bytesize::ByteSize(m).display().iec().to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if members.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    members.join(", ")
+                }
+            );
+        }
+    }
     for list in &config.task_lists {
         println!(
             "swf {}: domain {}, task list {}, at most {} at once, {} poller(s)",
@@ -391,6 +433,7 @@ async fn invoke(component: &Path, input: &str, limits: TaskLimits) -> anyhow::Re
         max_instances: 1,
         max_memory: limits.memory,
         cache_dir: None,
+        fuel: limits.fuel.is_some(),
     };
     let runtime = Arc::new(Runtime::new(options)?);
     let handler = {
@@ -410,6 +453,7 @@ async fn invoke(component: &Path, input: &str, limits: TaskLimits) -> anyhow::Re
         task_id: "local".into(),
         limits,
         control: Arc::new(TaskControl::new()),
+        grants: Arc::new(crate::runtime::Grants::default()),
     };
     let outcome = handler.run(&input, &ctx).await;
     match report::from_outcome(outcome, report::LimitSource::Invoke, &LIMITS) {

@@ -17,6 +17,10 @@ pub const SFN_MAX_PAYLOAD: u64 = 262_144;
 /// Largest result SWF accepts for RespondActivityTaskCompleted.
 pub const SWF_MAX_RESULT: u64 = 32_768;
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// Table elements per table: interpreters (CPython) need tens of thousands.
+pub const DEFAULT_TABLE_ELEMENTS: u32 = 100_000;
+/// Core instances (and memories, tables) per task: a Python component has a dozen.
+pub const DEFAULT_INSTANCES: u32 = 64;
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONCURRENT: usize = 4;
@@ -78,6 +82,8 @@ struct RawConfig {
     activity: BTreeMap<String, RawActivity>,
     #[serde(default)]
     swf: BTreeMap<String, RawTaskList>,
+    #[serde(default)]
+    tenant: BTreeMap<String, RawTenant>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +109,22 @@ struct RawActivityType {
     memory_limit: Option<String>,
     log_limit: Option<String>,
     cancel_grace: Option<String>,
+    tenant: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    env_passthrough: Vec<String>,
+    #[serde(default)]
+    preopen: Vec<RawPreopen>,
+    #[serde(default)]
+    secrets: BTreeMap<String, RawSecret>,
+    #[serde(default)]
+    sockets: Vec<String>,
+    name_lookup: Option<bool>,
+    fuel: Option<i64>,
+    output_limit: Option<String>,
+    table_elements: Option<i64>,
+    max_instances: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,6 +138,149 @@ struct RawActivity {
     task_timeout: Option<String>,
     memory_limit: Option<String>,
     log_limit: Option<String>,
+    tenant: Option<String>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    env_passthrough: Vec<String>,
+    #[serde(default)]
+    preopen: Vec<RawPreopen>,
+    #[serde(default)]
+    secrets: BTreeMap<String, RawSecret>,
+    #[serde(default)]
+    sockets: Vec<String>,
+    name_lookup: Option<bool>,
+    fuel: Option<i64>,
+    output_limit: Option<String>,
+    table_elements: Option<i64>,
+    max_instances: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreopen {
+    host: String,
+    guest: String,
+    mode: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    env: Option<String>,
+    file: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTenant {
+    max_concurrent: Option<i64>,
+    max_memory: Option<String>,
+    task_timeout: Option<String>,
+    memory_limit: Option<String>,
+    log_limit: Option<String>,
+    fuel: Option<i64>,
+    output_limit: Option<String>,
+}
+
+/// The per-task fields Step Functions activities and SWF types share, moved
+/// out of either raw struct so they are validated in one place.
+struct RawTask {
+    task_timeout: Option<String>,
+    memory_limit: Option<String>,
+    log_limit: Option<String>,
+    cancel_grace: Option<String>,
+    tenant: Option<String>,
+    env: BTreeMap<String, String>,
+    env_passthrough: Vec<String>,
+    preopen: Vec<RawPreopen>,
+    secrets: BTreeMap<String, RawSecret>,
+    sockets: Vec<String>,
+    name_lookup: Option<bool>,
+    fuel: Option<i64>,
+    output_limit: Option<String>,
+    table_elements: Option<i64>,
+    max_instances: Option<i64>,
+}
+
+macro_rules! raw_task {
+    ($raw:expr, $cancel_grace:expr) => {
+        RawTask {
+            task_timeout: $raw.task_timeout,
+            memory_limit: $raw.memory_limit,
+            log_limit: $raw.log_limit,
+            cancel_grace: $cancel_grace,
+            tenant: $raw.tenant,
+            env: $raw.env,
+            env_passthrough: $raw.env_passthrough,
+            preopen: $raw.preopen,
+            secrets: $raw.secrets,
+            sockets: $raw.sockets,
+            name_lookup: $raw.name_lookup,
+            fuel: $raw.fuel,
+            output_limit: $raw.output_limit,
+            table_elements: $raw.table_elements,
+            max_instances: $raw.max_instances,
+        }
+    };
+}
+
+/// What a guest may reach beyond its own memory. Everything is denied
+/// unless granted here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Capabilities {
+    /// Environment variables: explicit values, then pass-through names
+    /// resolved from the host's environment when the config was read.
+    pub env: Vec<(String, String)>,
+    /// Host directories the guest may open.
+    pub preopens: Vec<Preopen>,
+    /// Secrets, given to the guest as environment variables and redacted
+    /// from its logs and failure causes.
+    pub secrets: Vec<Secret>,
+    /// Socket addresses the guest may connect or bind to (TCP and UDP).
+    pub sockets: Vec<std::net::SocketAddr>,
+    /// Whether the guest may resolve host names.
+    pub name_lookup: bool,
+}
+
+/// A host directory visible to the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preopen {
+    /// Directory on the host, absolute.
+    pub host: PathBuf,
+    /// Path the guest sees, e.g. `/data`.
+    pub guest: String,
+    /// False for read-only.
+    pub writable: bool,
+}
+
+/// Where a secret's value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A host environment variable.
+    Env(String),
+    /// A file (its content, trailing newline removed).
+    File(PathBuf),
+}
+
+/// A secret: a guest environment variable whose value never reaches logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Secret {
+    /// The variable name the guest sees.
+    pub name: String,
+    /// Where its value comes from (read when the worker starts).
+    pub source: SecretSource,
+}
+
+/// A group of activities sharing caps and defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// The key of the `[tenant.NAME]` table.
+    pub name: String,
+    /// Tasks of all its activities running at once, at most.
+    pub max_concurrent: Option<usize>,
+    /// Sum of the memory limits of its running tasks, at most.
+    pub max_memory: Option<u64>,
 }
 
 /// A validated worker configuration.
@@ -138,6 +303,8 @@ pub struct Config {
     pub activities: Vec<ActivityConfig>,
     /// The SWF task lists this worker serves, in key order.
     pub task_lists: Vec<TaskListConfig>,
+    /// Tenants, in key order.
+    pub tenants: Vec<TenantConfig>,
 }
 
 /// One SWF task list and the components for its activity types.
@@ -171,6 +338,10 @@ pub struct ActivityTypeConfig {
     pub heartbeat_interval: Option<Duration>,
     /// Per-task limits.
     pub limits: TaskLimits,
+    /// What the guest may reach.
+    pub capabilities: Capabilities,
+    /// The tenant it belongs to, if any.
+    pub tenant: Option<String>,
 }
 
 /// One Step Functions activity and the component that handles it.
@@ -190,6 +361,10 @@ pub struct ActivityConfig {
     pub heartbeat_interval: Duration,
     /// Per-task limits.
     pub limits: TaskLimits,
+    /// What the guest may reach.
+    pub capabilities: Capabilities,
+    /// The tenant it belongs to, if any.
+    pub tenant: Option<String>,
 }
 
 /// What one task may use.
@@ -206,6 +381,12 @@ pub struct TaskLimits {
     /// After the service asks to cancel the task (SWF), how long the guest
     /// may take to return before it is stopped.
     pub cancel_grace: Duration,
+    /// CPU fuel (roughly, wasm instructions) per task; `None` is unmetered.
+    pub fuel: Option<u64>,
+    /// Elements any one table may grow to.
+    pub table_elements: u32,
+    /// Core instances, memories and tables one task may create.
+    pub instances: u32,
 }
 
 impl Default for TaskLimits {
@@ -216,6 +397,9 @@ impl Default for TaskLimits {
             log_bytes: DEFAULT_LOG_LIMIT,
             output_bytes: SFN_MAX_PAYLOAD,
             cancel_grace: DEFAULT_CANCEL_GRACE,
+            fuel: None,
+            table_elements: DEFAULT_TABLE_ELEMENTS,
+            instances: DEFAULT_INSTANCES,
         }
     }
 }
@@ -251,7 +435,12 @@ impl Config {
     }
 
     fn from_raw(raw: RawConfig, path: &Path) -> Result<Config, ConfigError> {
-        let v = Validator { path };
+        let no_tenants = BTreeMap::new();
+        let v = Validator {
+            path,
+            tenants: &no_tenants,
+            tenant_caps: &[],
+        };
         let base = path
             .parent()
             .map(Path::to_path_buf)
@@ -295,6 +484,31 @@ impl Config {
                 "at least one [activity.NAME] table (Step Functions) or [swf.NAME] table (SWF)",
             ));
         }
+        let mut tenants = Vec::with_capacity(raw.tenant.len());
+        let mut tenant_defaults = BTreeMap::new();
+        for (name, t) in raw.tenant {
+            let key = |k: &str| format!("tenant.{name}.{k}");
+            let max_concurrent = t
+                .max_concurrent
+                .map(|n| v.count(&key("max_concurrent"), Some(n), 1, 100_000))
+                .transpose()?;
+            let max_memory = t
+                .max_memory
+                .as_deref()
+                .map(|m| v.bytes(&key("max_memory"), Some(m), 0, MIN_MEMORY_LIMIT, 1 << 40))
+                .transpose()?;
+            tenant_defaults.insert(name.clone(), t);
+            tenants.push(TenantConfig {
+                name,
+                max_concurrent,
+                max_memory,
+            });
+        }
+        let v = Validator {
+            path,
+            tenants: &tenant_defaults,
+            tenant_caps: &tenants,
+        };
         let mut activities = Vec::with_capacity(raw.activity.len());
         for (name, a) in raw.activity {
             activities.push(v.activity(&name, a, &base)?);
@@ -336,6 +550,7 @@ impl Config {
             cache_dir,
             activities,
             task_lists,
+            tenants,
         })
     }
 }
@@ -353,6 +568,8 @@ fn default_worker_name() -> String {
 
 struct Validator<'a> {
     path: &'a Path,
+    tenants: &'a BTreeMap<String, RawTenant>,
+    tenant_caps: &'a [TenantConfig],
 }
 
 impl Validator<'_> {
@@ -475,39 +692,20 @@ impl Validator<'_> {
             raw.heartbeat_interval.as_deref(),
             DEFAULT_HEARTBEAT_INTERVAL,
         )?;
-        let timeout = self.duration(
-            &key("task_timeout"),
-            raw.task_timeout.as_deref(),
-            DEFAULT_TASK_TIMEOUT,
-        )?;
-        let memory = self.bytes(
-            &key("memory_limit"),
-            raw.memory_limit.as_deref(),
-            DEFAULT_MEMORY_LIMIT,
-            MIN_MEMORY_LIMIT,
-            MAX_MEMORY_LIMIT,
-        )?;
-        let log_bytes = self.bytes(
-            &key("log_limit"),
-            raw.log_limit.as_deref(),
-            DEFAULT_LOG_LIMIT,
-            0,
-            1 << 30,
-        )?;
+        let prefix = format!("activity.{name}");
+        let arn = raw.arn.clone();
+        let (limits, capabilities, tenant) =
+            self.task(&prefix, raw_task!(raw, None), base, SFN_MAX_PAYLOAD)?;
         Ok(ActivityConfig {
             name: name.to_string(),
-            arn: raw.arn,
+            arn,
             component,
             max_concurrent,
             pollers,
             heartbeat_interval,
-            limits: TaskLimits {
-                timeout,
-                memory,
-                log_bytes,
-                output_bytes: SFN_MAX_PAYLOAD,
-                cancel_grace: DEFAULT_CANCEL_GRACE,
-            },
+            limits,
+            capabilities,
+            tenant,
         })
     }
 
@@ -584,39 +782,41 @@ impl Validator<'_> {
                     DEFAULT_HEARTBEAT_INTERVAL,
                 )?),
             };
+            let prefix = format!("swf.{name}.activity[{i}]");
+            let (type_name, version, component) =
+                (t.name.clone(), t.version.clone(), base.join(&t.component));
+            let (limits, capabilities, tenant) = self.task(
+                &prefix,
+                raw_task!(t, t.cancel_grace.clone()),
+                base,
+                SWF_MAX_RESULT,
+            )?;
             types.push(ActivityTypeConfig {
-                name: t.name,
-                version: t.version,
-                component: base.join(&t.component),
+                name: type_name,
+                version,
+                component,
                 heartbeat_interval,
-                limits: TaskLimits {
-                    timeout: self.duration(
-                        &key("task_timeout"),
-                        t.task_timeout.as_deref(),
-                        DEFAULT_TASK_TIMEOUT,
-                    )?,
-                    memory: self.bytes(
-                        &key("memory_limit"),
-                        t.memory_limit.as_deref(),
-                        DEFAULT_MEMORY_LIMIT,
-                        MIN_MEMORY_LIMIT,
-                        MAX_MEMORY_LIMIT,
-                    )?,
-                    log_bytes: self.bytes(
-                        &key("log_limit"),
-                        t.log_limit.as_deref(),
-                        DEFAULT_LOG_LIMIT,
-                        0,
-                        1 << 30,
-                    )?,
-                    output_bytes: SWF_MAX_RESULT,
-                    cancel_grace: self.duration(
-                        &key("cancel_grace"),
-                        t.cancel_grace.as_deref(),
-                        DEFAULT_CANCEL_GRACE,
-                    )?,
-                },
+                limits,
+                capabilities,
+                tenant,
             });
+        }
+        // The tenant's caps are taken before polling, when the type of the
+        // next task is not known yet: one task list, one tenant.
+        if let Some((i, t)) = types
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.tenant != types[0].tenant)
+        {
+            return Err(self.invalid(
+                &format!("swf.{name}.activity[{i}].tenant"),
+                t.tenant.as_deref().unwrap_or("(none)"),
+                &format!(
+                    "the same tenant as the task list's other types ({}): tenant caps are taken before \
+                     polling, when the next task's type is not known",
+                    types[0].tenant.as_deref().unwrap_or("none")
+                ),
+            ));
         }
         Ok(TaskListConfig {
             name: name.to_string(),
@@ -627,6 +827,223 @@ impl Validator<'_> {
             types,
         })
     }
+}
+
+impl Validator<'_> {
+    /// Limits, capabilities and tenant of one activity (or SWF type) at
+    /// `prefix`; unset limits come from its tenant's defaults, then the
+    /// built-in ones.
+    fn task(
+        &self,
+        prefix: &str,
+        raw: RawTask,
+        base: &Path,
+        service_max_output: u64,
+    ) -> Result<(TaskLimits, Capabilities, Option<String>), ConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
+        let tenant = match &raw.tenant {
+            None => None,
+            Some(t) if self.tenants.contains_key(t) => Some(t.clone()),
+            Some(t) => {
+                let known: Vec<&str> = self.tenants.keys().map(String::as_str).collect();
+                return Err(self.invalid(
+                    &key("tenant"),
+                    t,
+                    &format!(
+                        "the name of a [tenant.NAME] table (defined: {})",
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        };
+        let defaults = tenant.as_ref().and_then(|t| self.tenants.get(t));
+        let pick = |own: &Option<String>, tenant: Option<&Option<String>>| {
+            own.clone().or_else(|| tenant.cloned().flatten())
+        };
+        let timeout = self.duration(
+            &key("task_timeout"),
+            pick(&raw.task_timeout, defaults.map(|d| &d.task_timeout)).as_deref(),
+            DEFAULT_TASK_TIMEOUT,
+        )?;
+        let memory = self.bytes(
+            &key("memory_limit"),
+            pick(&raw.memory_limit, defaults.map(|d| &d.memory_limit)).as_deref(),
+            DEFAULT_MEMORY_LIMIT,
+            MIN_MEMORY_LIMIT,
+            MAX_MEMORY_LIMIT,
+        )?;
+        let log_bytes = self.bytes(
+            &key("log_limit"),
+            pick(&raw.log_limit, defaults.map(|d| &d.log_limit)).as_deref(),
+            DEFAULT_LOG_LIMIT,
+            0,
+            1 << 30,
+        )?;
+        let output_bytes = self.bytes(
+            &key("output_limit"),
+            pick(&raw.output_limit, defaults.map(|d| &d.output_limit)).as_deref(),
+            service_max_output,
+            2,
+            service_max_output,
+        )?;
+        let cancel_grace = self.duration(
+            &key("cancel_grace"),
+            raw.cancel_grace.as_deref(),
+            DEFAULT_CANCEL_GRACE,
+        )?;
+        let fuel = match raw.fuel.or(defaults.and_then(|d| d.fuel)) {
+            None => None,
+            Some(f) if f > 0 => Some(f as u64),
+            Some(f) => {
+                return Err(self.invalid(
+                    &key("fuel"),
+                    &f.to_string(),
+                    "a positive number of fuel units",
+                ));
+            }
+        };
+        let table_elements = self.count(
+            &key("table_elements"),
+            raw.table_elements,
+            DEFAULT_TABLE_ELEMENTS as usize,
+            10_000_000,
+        )? as u32;
+        let instances = self.count(
+            &key("max_instances"),
+            raw.max_instances,
+            DEFAULT_INSTANCES as usize,
+            10_000,
+        )? as u32;
+        if let Some(t) = tenant
+            .as_ref()
+            .and_then(|t| self.tenant_caps.iter().find(|c| &c.name == t))
+            && let Some(cap) = t.max_memory
+            && memory > cap
+        {
+            return Err(self.invalid(
+                &key("memory_limit"),
+                &bytesize::ByteSize(memory).display().iec().to_string(),
+                &format!(
+                    "at most tenant {}'s max_memory ({}): one task must fit in its tenant",
+                    t.name,
+                    bytesize::ByteSize(cap).display().iec()
+                ),
+            ));
+        }
+        let limits = TaskLimits {
+            timeout,
+            memory,
+            log_bytes,
+            output_bytes,
+            cancel_grace,
+            fuel,
+            table_elements,
+            instances,
+        };
+
+        let mut capabilities = Capabilities {
+            name_lookup: raw.name_lookup.unwrap_or(false),
+            ..Capabilities::default()
+        };
+        for (k, v) in raw.env {
+            if !valid_env_name(&k) {
+                return Err(self.invalid(
+                    &key("env"),
+                    &k,
+                    "environment variable names of letters, digits and _",
+                ));
+            }
+            capabilities.env.push((k, v));
+        }
+        for name in raw.env_passthrough {
+            if !valid_env_name(&name) {
+                return Err(self.invalid(
+                    &key("env_passthrough"),
+                    &name,
+                    "environment variable names of letters, digits and _",
+                ));
+            }
+            if let Ok(value) = std::env::var(&name) {
+                capabilities.env.push((name, value));
+            }
+        }
+        for (i, p) in raw.preopen.into_iter().enumerate() {
+            let pkey = |k: &str| format!("{prefix}.preopen[{i}].{k}");
+            let host = base.join(&p.host);
+            if !host.is_dir() {
+                return Err(self.invalid(
+                    &pkey("host"),
+                    &p.host,
+                    "an existing directory on the host",
+                ));
+            }
+            if !p.guest.starts_with('/') {
+                return Err(self.invalid(
+                    &pkey("guest"),
+                    &p.guest,
+                    "an absolute guest path such as \"/data\"",
+                ));
+            }
+            let writable = match p.mode.as_deref() {
+                None | Some("read-only") => false,
+                Some("read-write") => true,
+                Some(other) => {
+                    return Err(self.invalid(
+                        &pkey("mode"),
+                        other,
+                        "\"read-only\" or \"read-write\"",
+                    ));
+                }
+            };
+            capabilities.preopens.push(Preopen {
+                host,
+                guest: p.guest,
+                writable,
+            });
+        }
+        for (name, secret) in raw.secrets {
+            if !valid_env_name(&name) {
+                return Err(self.invalid(
+                    &key("secrets"),
+                    &name,
+                    "secret names of letters, digits and _",
+                ));
+            }
+            let source = match (secret.env, secret.file) {
+                (Some(var), None) => SecretSource::Env(var),
+                (None, Some(file)) => SecretSource::File(base.join(file)),
+                _ => {
+                    return Err(self.invalid(
+                        &format!("{prefix}.secrets.{name}"),
+                        "(table)",
+                        "exactly one of env = \"HOST_VARIABLE\" or file = \"/path/to/secret\"",
+                    ));
+                }
+            };
+            capabilities.secrets.push(Secret { name, source });
+        }
+        for addr in raw.sockets {
+            let parsed = addr.parse().map_err(|_| {
+                self.invalid(
+                    &key("sockets"),
+                    &addr,
+                    "socket addresses like \"127.0.0.1:5432\" or \"[::1]:8080\"",
+                )
+            })?;
+            capabilities.sockets.push(parsed);
+        }
+        Ok((limits, capabilities, tenant))
+    }
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !name.as_bytes()[0].is_ascii_digit()
 }
 
 /// `arn:<partition>:states:<region>:<account>:activity:<name>`, 1-256 chars.
@@ -839,6 +1256,117 @@ mod tests {
         assert!(e.contains("`swf.x.activity`"), "{e}");
         let e = err(&SWF.replace("domain = \"shop\"", "domain = \"shop\"\nregion = \"x\""));
         assert!(e.contains("unknown field `region`"), "{e}");
+    }
+
+    #[test]
+    fn capabilities_are_parsed_and_deny_by_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("worker.toml");
+        std::fs::create_dir(dir.path().join("data")).unwrap();
+        let text = activity(
+            "env = { A = \"1\" }\nsecrets = { KEY = { env = \"HOST_KEY\" }, CERT = { file = \"cert.pem\" } }\n\
+             sockets = [\"127.0.0.1:5432\"]\nname_lookup = true\n\
+             [[activity.price.preopen]]\nhost = \"data\"\nguest = \"/data\"\nmode = \"read-write\"",
+        );
+        let c = Config::from_toml(&text, &path).unwrap();
+        let caps = &c.activities[0].capabilities;
+        assert_eq!(caps.env, vec![("A".to_string(), "1".to_string())]);
+        assert_eq!(
+            caps.preopens,
+            vec![Preopen {
+                host: dir.path().join("data"),
+                guest: "/data".into(),
+                writable: true
+            }]
+        );
+        assert_eq!(caps.secrets.len(), 2);
+        assert!(caps.secrets.contains(&Secret {
+            name: "CERT".into(),
+            source: SecretSource::File(dir.path().join("cert.pem"))
+        }));
+        assert_eq!(caps.sockets, vec!["127.0.0.1:5432".parse().unwrap()]);
+        assert!(caps.name_lookup);
+        // Nothing granted: nothing reachable.
+        assert_eq!(
+            parse(&activity("")).unwrap().activities[0].capabilities,
+            Capabilities::default()
+        );
+    }
+
+    #[test]
+    fn capability_mistakes_name_their_keys() {
+        let e = err(&activity(
+            "[[activity.price.preopen]]\nhost = \"/nonexistent-dir\"\nguest = \"/d\"",
+        ));
+        assert!(e.contains("`activity.price.preopen[0].host` = \"/nonexistent-dir\": expected an existing directory"), "{e}");
+        let e = err(&activity(
+            "[[activity.price.preopen]]\nhost = \"/tmp\"\nguest = \"d\"",
+        ));
+        assert!(e.contains("`activity.price.preopen[0].guest`"), "{e}");
+        let e = err(&activity(
+            "[[activity.price.preopen]]\nhost = \"/tmp\"\nguest = \"/d\"\nmode = \"rw\"",
+        ));
+        assert!(
+            e.contains("expected \"read-only\" or \"read-write\""),
+            "{e}"
+        );
+        let e = err(&activity("secrets = { K = { env = \"A\", file = \"b\" } }"));
+        assert!(
+            e.contains("`activity.price.secrets.K`") && e.contains("exactly one of"),
+            "{e}"
+        );
+        let e = err(&activity("sockets = [\"localhost:80\"]"));
+        assert!(
+            e.contains("`activity.price.sockets` = \"localhost:80\""),
+            "{e}"
+        );
+        let e = err(&activity("env = { \"BAD-NAME\" = \"x\" }"));
+        assert!(e.contains("`activity.price.env` = \"BAD-NAME\""), "{e}");
+    }
+
+    #[test]
+    fn budgets_are_parsed_and_output_limit_is_capped_by_the_service() {
+        let c = parse(&activity(
+            "fuel = 1000000\noutput_limit = \"1KiB\"\ntable_elements = 500\nmax_instances = 8",
+        ))
+        .unwrap();
+        let l = c.activities[0].limits;
+        assert_eq!(
+            (l.fuel, l.output_bytes, l.table_elements, l.instances),
+            (Some(1_000_000), 1024, 500, 8)
+        );
+        let e = err(&activity("output_limit = \"1MiB\""));
+        assert!(e.contains("`activity.price.output_limit`"), "{e}");
+        let e = err(&activity("fuel = 0"));
+        assert!(e.contains("`activity.price.fuel` = \"0\""), "{e}");
+    }
+
+    #[test]
+    fn tenants_give_caps_and_defaults() {
+        let text = format!(
+            "[tenant.acme]\nmax_concurrent = 6\nmax_memory = \"256MiB\"\nmemory_limit = \"32MiB\"\ntask_timeout = \"1m\"\n\n{}",
+            activity("tenant = \"acme\"\ntask_timeout = \"10s\"")
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.tenants,
+            vec![TenantConfig {
+                name: "acme".into(),
+                max_concurrent: Some(6),
+                max_memory: Some(256 << 20)
+            }]
+        );
+        let a = &c.activities[0];
+        assert_eq!(a.tenant.as_deref(), Some("acme"));
+        assert_eq!(a.limits.memory, 32 << 20, "tenant default");
+        assert_eq!(a.limits.timeout, Duration::from_secs(10), "own value wins");
+        let e = err(&activity("tenant = \"nobody\""));
+        assert!(e.contains("`activity.price.tenant` = \"nobody\": expected the name of a [tenant.NAME] table (defined: none)"), "{e}");
+        let e = err(&format!(
+            "[tenant.small]\nmax_memory = \"16MiB\"\n\n{}",
+            activity("tenant = \"small\"")
+        ));
+        assert!(e.contains("at most tenant small's max_memory"), "{e}");
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod runtime;
 pub mod service;
 pub mod shutdown;
 pub mod task;
+pub mod tenant;
 
 use crate::config::Config;
 use crate::poller::Poller;
@@ -42,6 +43,7 @@ use crate::service::sfn::{POLL_READ_TIMEOUT, SfnClients};
 use crate::service::swf::SwfClients;
 use crate::service::{StepFunctions, Swf};
 use crate::shutdown::Shutdown;
+use crate::tenant::TenantGate;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -72,6 +74,14 @@ pub enum RunError {
         activity: String,
         /// Why.
         source: LoadError,
+    },
+    /// An activity's capabilities could not be granted (a secret is missing).
+    #[error("activity {activity}: {message}")]
+    Grant {
+        /// The activity.
+        activity: String,
+        /// What is missing.
+        message: String,
     },
     /// No AWS region could be found.
     #[error("no AWS region configured: set `region` in {0} or the AWS_REGION environment variable")]
@@ -105,12 +115,19 @@ pub fn runtime_options(config: &Config) -> RuntimeOptions {
             .iter()
             .flat_map(|t| t.types.iter().map(|ty| ty.limits.memory)),
     );
+    let fuel = config.activities.iter().any(|a| a.limits.fuel.is_some())
+        || config
+            .task_lists
+            .iter()
+            .flat_map(|t| &t.types)
+            .any(|t| t.limits.fuel.is_some());
     RuntimeOptions {
         max_instances: u32::try_from(slots)
             .unwrap_or(u32::MAX)
             .saturating_add(EXTRA_INSTANCES),
         max_memory: memories.max().unwrap_or_default(),
         cache_dir: config.cache_dir.clone(),
+        fuel,
     }
 }
 
@@ -193,6 +210,13 @@ pub async fn serve(
     let tasks = TaskTracker::new();
     let mut pollers = tokio::task::JoinSet::new();
     let mut served = 0;
+    let gates: std::collections::HashMap<String, Arc<TenantGate>> = config
+        .tenants
+        .iter()
+        .map(|t| (t.name.clone(), TenantGate::new(t)))
+        .collect();
+    let gate =
+        |tenant: &Option<String>, memory: u64| tenant.as_ref().map(|t| (gates[t].clone(), memory));
 
     // Step Functions: one poller per activity ARN.
     let wanted = config
@@ -202,7 +226,11 @@ pub async fn serve(
         .collect();
     let sfn = SfnClients::new(sdk);
     for (a, handler) in load_components(&runtime, wanted).await? {
-        let activity = Activity::new(ActivitySettings::from(&a), handler);
+        let settings = ActivitySettings::for_activity(&a).map_err(|message| RunError::Grant {
+            activity: a.name.clone(),
+            message,
+        })?;
+        let activity = Activity::new(settings, handler);
         tracing::info!(activity = %a.name, arn = %a.arn, max_concurrent = a.max_concurrent, pollers = a.pollers, "serving");
         let poller = Poller {
             name: a.name.clone(),
@@ -211,6 +239,7 @@ pub async fn serve(
             route: Route::One(activity),
             service: Arc::new(StepFunctions::new(sfn.clone(), &a.arn, &config.worker_name)),
             slots: Arc::new(Semaphore::new(a.max_concurrent)),
+            tenant: gate(&a.tenant, a.limits.memory),
             tasks: tasks.clone(),
             shutdown: stages.clone(),
         };
@@ -243,8 +272,14 @@ pub async fn serve(
                         .unwrap_or(DEFAULT_SWF_HEARTBEAT),
                     (None, None) => DEFAULT_SWF_HEARTBEAT,
                 };
-                let activity =
-                    Activity::new(ActivitySettings::for_type(list, &t, interval), handler);
+                let settings =
+                    ActivitySettings::for_type(list, &t, interval).map_err(|message| {
+                        RunError::Grant {
+                            activity: format!("swf.{}/{}", list.name, t.name),
+                            message,
+                        }
+                    })?;
+                let activity = Activity::new(settings, handler);
                 routes.push(TypeRoute {
                     name: t.name.clone(),
                     version: t.version.clone(),
@@ -267,6 +302,14 @@ pub async fn serve(
                     &config.worker_name,
                 )),
                 slots: Arc::new(Semaphore::new(list.max_concurrent)),
+                tenant: gate(
+                    &list.types[0].tenant,
+                    list.types
+                        .iter()
+                        .map(|t| t.limits.memory)
+                        .max()
+                        .unwrap_or_default(),
+                ),
                 tasks: tasks.clone(),
                 shutdown: stages.clone(),
             };

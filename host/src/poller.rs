@@ -12,6 +12,7 @@ use crate::registry::Route;
 use crate::service::{ActivityService, ServiceError};
 use crate::shutdown::Shutdown;
 use crate::task;
+use crate::tenant::{Slot, TenantGate};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -35,6 +36,8 @@ pub struct Poller {
     pub service: Arc<dyn ActivityService>,
     /// Free task slots (`max_concurrent`).
     pub slots: Arc<Semaphore>,
+    /// The tenant's caps, and the memory one task reserves under them.
+    pub tenant: Option<(Arc<TenantGate>, u64)>,
     /// Running tasks, awaited on shutdown.
     pub tasks: TaskTracker,
     /// Shutdown stages.
@@ -62,6 +65,15 @@ impl Poller {
                 () = self.shutdown.initiated() => break,
                 slot = self.slots.clone().acquire_owned() => slot.expect("the slot semaphore is never closed"),
             };
+            let tenant = match &self.tenant {
+                None => None,
+                Some((gate, memory)) => tokio::select! {
+                    biased;
+                    () = self.shutdown.initiated() => break,
+                    permit = gate.acquire(*memory) => Some(permit),
+                },
+            };
+            let slot = Slot::new(slot, tenant);
             if self.shutdown.is_initiated() {
                 break;
             }

@@ -6,7 +6,7 @@
 //! tasks that start afterwards; the swap itself is one atomic pointer store.
 
 use crate::config::{ActivityConfig, ActivityTypeConfig, TaskLimits, TaskListConfig};
-use crate::runtime::Handler;
+use crate::runtime::{Grants, Handler};
 use crate::service::Task;
 use arc_swap::ArcSwap;
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What running one task of an activity needs to know.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ActivitySettings {
     /// Name for logs: `[activity.NAME]`, or `TASKLIST/TYPE` for SWF.
     pub name: String,
@@ -24,40 +24,46 @@ pub struct ActivitySettings {
     pub heartbeat_interval: Duration,
     /// Per-task limits.
     pub limits: TaskLimits,
+    /// What its guests may reach, secrets resolved.
+    pub grants: Arc<Grants>,
+    /// The tenant it belongs to, if any.
+    pub tenant: Option<String>,
 }
 
-impl From<&ActivityConfig> for ActivitySettings {
-    fn from(a: &ActivityConfig) -> Self {
-        ActivitySettings {
+impl ActivitySettings {
+    /// Settings for a Step Functions activity; reads its secrets.
+    pub fn for_activity(a: &ActivityConfig) -> Result<Self, String> {
+        Ok(ActivitySettings {
             name: a.name.clone(),
             component: a.component.clone(),
             heartbeat_interval: a.heartbeat_interval,
             limits: a.limits,
-        }
+            grants: Arc::new(Grants::resolve(&a.capabilities)?),
+            tenant: a.tenant.clone(),
+        })
     }
-}
-
-impl ActivitySettings {
     /// Settings for an SWF activity type; `heartbeat_interval` is the
     /// resolved interval (config, or derived from the registered type).
+    /// Reads its secrets.
     pub fn for_type(
         list: &TaskListConfig,
         t: &ActivityTypeConfig,
         heartbeat_interval: Duration,
-    ) -> Self {
+    ) -> Result<Self, String> {
         let name = match &t.version {
             Some(v) => format!("{}/{}@{v}", list.name, t.name),
             None => format!("{}/{}", list.name, t.name),
         };
-        ActivitySettings {
+        Ok(ActivitySettings {
             name,
             component: t.component.clone(),
             heartbeat_interval,
             limits: t.limits,
-        }
+            grants: Arc::new(Grants::resolve(&t.capabilities)?),
+            tenant: t.tenant.clone(),
+        })
     }
 }
-
 /// One served activity (or SWF activity type): its settings and handler.
 #[derive(Debug)]
 pub struct Activity {

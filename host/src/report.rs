@@ -38,6 +38,12 @@ pub mod names {
     pub const WORKER_SHUTDOWN: &str = "WasmActivity.WorkerShutdown";
     /// An SWF task of an activity type this worker has no component for.
     pub const UNKNOWN_ACTIVITY_TYPE: &str = "WasmActivity.UnknownActivityType";
+    /// The guest used up its CPU fuel (`fuel`).
+    pub const FUEL_EXHAUSTED: &str = "WasmActivity.FuelExhausted";
+    /// A table grew past `table_elements`.
+    pub const TABLE_LIMIT: &str = "WasmActivity.TableLimit";
+    /// The guest created more instances, memories or tables than `max_instances`.
+    pub const INSTANCE_LIMIT: &str = "WasmActivity.InstanceLimit";
 }
 
 /// What to tell the service.
@@ -132,6 +138,13 @@ impl LimitSource<'_> {
             LimitSource::Invoke => "--memory-limit".into(),
         }
     }
+
+    fn key(&self, config_key: &str, flag: &str) -> String {
+        match self {
+            LimitSource::Activity(name) => format!("activity.{name}.{config_key}"),
+            LimitSource::Invoke => flag.into(),
+        }
+    }
 }
 
 /// Decides what to report for a run whose limits came from `source`.
@@ -148,8 +161,9 @@ fn check_output(output: String, limits: &ReportLimits) -> Report {
         return Report::failure(
             names::OUTPUT_TOO_LARGE,
             format!(
-                "the handler returned {} bytes of output; the service accepts at most {} bytes. \
-                 Store large results elsewhere (S3, a database) and return a reference to them.",
+                "the handler returned {} bytes of output; at most {} bytes are allowed (the service's limit, \
+                 or the activity's output_limit if lower). Store large results elsewhere (S3, a database) \
+                 and return a reference to them.",
                 output.len(),
                 limits.output_bytes
             ),
@@ -228,6 +242,33 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
                 bytesize::ByteSize(requested).display().iec(),
                 bytesize::ByteSize(limit).display().iec(),
                 source.memory()
+            ),
+            limits,
+        ),
+        Fault::FuelExhausted { limit } => Report::failure(
+            names::FUEL_EXHAUSTED,
+            format!(
+                "the handler used up its CPU fuel budget of {limit} units and was stopped; raise {} \
+                 or make the handler cheaper",
+                source.key("fuel", "--fuel")
+            ),
+            limits,
+        ),
+        Fault::TableLimit { limit, requested } => Report::failure(
+            names::TABLE_LIMIT,
+            format!(
+                "the handler tried to grow a table to {requested} elements but its limit is {limit}, and then \
+                 failed; raise {}",
+                source.key("table_elements", "(the default)")
+            ),
+            limits,
+        ),
+        Fault::InstanceLimit { limit, detail } => Report::failure(
+            names::INSTANCE_LIMIT,
+            format!(
+                "the handler needs more instances, memories or tables than its limit of {limit} ({detail}); \
+                 raise {}",
+                source.key("max_instances", "(the default)")
             ),
             limits,
         ),

@@ -11,16 +11,16 @@ use crate::report::{self, Delivery, Report};
 use crate::runtime::{Fault, Outcome, StopReason, TaskContext, TaskControl};
 use crate::service::{ActivityService, Task};
 use crate::shutdown::Shutdown;
+use crate::tenant::Slot;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::sync::OwnedSemaphorePermit;
 
 /// Runs `task` on `activity`'s current handler and reports the result.
 pub async fn run(
     task: Task,
     activity: Arc<Activity>,
     service: Arc<dyn ActivityService>,
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
     shutdown: Shutdown,
 ) {
     let started = Instant::now();
@@ -46,6 +46,7 @@ pub async fn run(
             task_id: task_id.clone(),
             limits: settings.limits,
             control: control.clone(),
+            grants: settings.grants.clone(),
         };
         let guest = handler.run(&task.input, &ctx);
         tokio::pin!(guest);
@@ -78,10 +79,25 @@ pub async fn run(
     }
 
     let source = report::LimitSource::Activity(activity.name());
+    let mut limits = service.limits();
+    limits.output_bytes = limits
+        .output_bytes
+        .min(settings.limits.output_bytes as usize);
     let report = if control.is_service_cancelled() {
-        report::canceled(outcome, source, &service.limits())
+        report::canceled(outcome, source, &limits)
     } else {
-        report::from_outcome(outcome, source, &service.limits())
+        report::from_outcome(outcome, source, &limits)
+    };
+    // Secrets never leave in a failure cause or cancellation details.
+    let report = match report {
+        Report::Failure { error, cause } => Report::Failure {
+            error: settings.grants.redact(&error).into_owned(),
+            cause: settings.grants.redact(&cause).into_owned(),
+        },
+        Report::Canceled { details } => Report::Canceled {
+            details: settings.grants.redact(&details).into_owned(),
+        },
+        other => other,
     };
     let delivery = report::deliver(service.as_ref(), &task.token, report).await;
     let beats = heartbeat.stop().await;
@@ -118,12 +134,7 @@ pub async fn run(
 
 /// Fails a task no activity of this worker can run (an SWF activity type
 /// with no component), so it does not sit until it times out.
-pub async fn refuse(
-    task: Task,
-    reason: String,
-    service: Arc<dyn ActivityService>,
-    slot: OwnedSemaphorePermit,
-) {
+pub async fn refuse(task: Task, reason: String, service: Arc<dyn ActivityService>, slot: Slot) {
     let task_id = task.token.short_id();
     tracing::error!(task = %task_id, "refusing task: {reason}");
     let report = Report::Failure {

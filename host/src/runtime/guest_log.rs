@@ -72,15 +72,21 @@ struct State {
 pub struct GuestLog {
     activity: Arc<str>,
     task: Arc<str>,
+    grants: Arc<super::Grants>,
     state: Mutex<State>,
 }
-
 impl GuestLog {
     /// A sink for one task with a budget of `budget` bytes.
-    pub fn new(activity: Arc<str>, task: Arc<str>, budget: u64) -> Arc<Self> {
+    pub fn new(
+        activity: Arc<str>,
+        task: Arc<str>,
+        budget: u64,
+        grants: Arc<super::Grants>,
+    ) -> Arc<Self> {
         Arc::new(GuestLog {
             activity,
             task,
+            grants,
             state: Mutex::new(State {
                 remaining: budget,
                 ..State::default()
@@ -168,15 +174,21 @@ impl GuestLog {
         }
     }
 
-    /// The last bytes the guest wrote to stderr, lossily decoded.
+    /// The last bytes the guest wrote to stderr, lossily decoded, secrets
+    /// redacted.
     pub fn stderr_tail(&self) -> String {
         let state = self.lock();
         let (a, b) = state.stderr_tail.as_slices();
         let mut bytes = a.to_vec();
         bytes.extend_from_slice(b);
-        String::from_utf8_lossy(&bytes).trim_end().to_string()
+        self.redact(String::from_utf8_lossy(&bytes).trim_end())
+            .into_owned()
     }
 
+    /// `text` with the task's secret values replaced.
+    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
+        self.grants.redact(text)
+    }
     fn emit(&self, state: &mut State, level: GuestLevel, source: Source, bytes: &[u8]) {
         let cost = bytes.len() as u64 + 1;
         if cost > state.remaining {
@@ -195,6 +207,7 @@ impl GuestLog {
         }
         state.remaining -= cost;
         let text = String::from_utf8_lossy(bytes);
+        let text = self.grants.redact(&text);
         let text = text.trim_end_matches('\r');
         let (activity, task, stream) = (&*self.activity, &*self.task, source.as_str());
         match level {
@@ -298,7 +311,7 @@ mod tests {
     use super::*;
 
     fn sink(budget: u64) -> Arc<GuestLog> {
-        GuestLog::new("act".into(), "task".into(), budget)
+        GuestLog::new("act".into(), "task".into(), budget, Default::default())
     }
 
     #[test]

@@ -18,24 +18,42 @@ pub const MAX_TABLES: usize = 64;
 /// Memories per store.
 pub const MAX_MEMORIES: usize = 16;
 
-/// Enforces a task's memory budget and records what it refused.
+/// Enforces a task's memory and table budgets and records what it refused.
 #[derive(Debug)]
 pub struct TaskLimiter {
     memory_limit: usize,
     memory_in_use: usize,
     refused: Option<usize>,
+    table_elements: usize,
+    table_refused: Option<usize>,
+    instances: usize,
 }
-
 impl TaskLimiter {
     /// A limiter allowing `memory_limit` bytes of linear memory in total.
     pub fn new(memory_limit: u64) -> Self {
+        Self::with_tables(
+            memory_limit,
+            MAX_TABLE_ELEMENTS as u32,
+            MAX_INSTANCES as u32,
+        )
+    }
+
+    /// A limiter with explicit table and instance budgets.
+    pub fn with_tables(memory_limit: u64, table_elements: u32, instances: u32) -> Self {
         TaskLimiter {
             memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
             memory_in_use: 0,
             refused: None,
+            table_elements: table_elements as usize,
+            table_refused: None,
+            instances: instances as usize,
         }
     }
 
+    /// The size a table asked to grow to when refused, if it was.
+    pub fn table_refused(&self) -> Option<usize> {
+        self.table_refused
+    }
     /// The total the guest asked for when growth was refused, if it was.
     pub fn refused(&self) -> Option<usize> {
         self.refused
@@ -69,17 +87,19 @@ impl ResourceLimiter for TaskLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > self.table_elements {
+            self.table_refused = Some(desired);
+            return Ok(false);
+        }
+        Ok(true)
     }
-
     fn instances(&self) -> usize {
-        MAX_INSTANCES
+        self.instances
     }
 
     fn tables(&self) -> usize {
-        MAX_TABLES
+        MAX_TABLES.max(self.instances)
     }
-
     fn memories(&self) -> usize {
         MAX_MEMORIES
     }
@@ -115,5 +135,9 @@ mod tests {
         let mut l = TaskLimiter::new(1 << 20);
         assert!(l.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
         assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        let mut small = TaskLimiter::with_tables(1 << 20, 10, 4);
+        assert!(!small.table_growing(0, 11, None).unwrap());
+        assert_eq!(small.table_refused(), Some(11));
+        assert_eq!(small.instances(), 4);
     }
 }

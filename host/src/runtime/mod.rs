@@ -18,6 +18,7 @@
 
 pub mod cache;
 pub mod control;
+pub mod grants;
 pub mod guest_log;
 pub mod limits;
 mod task_store;
@@ -33,6 +34,7 @@ use wasmtime::{
 
 pub use cache::ArtifactCache;
 pub use control::{StopReason, TaskControl};
+pub use grants::Grants;
 use task_store::TaskState;
 
 /// How often the epoch ticks; a running guest yields (and deadlines are
@@ -107,14 +109,17 @@ pub struct RuntimeOptions {
     pub max_memory: u64,
     /// Where to cache precompiled components (`None`: the user cache dir).
     pub cache_dir: Option<PathBuf>,
+    /// Meter CPU fuel (needed if any activity sets `fuel`; costs some speed
+    /// for every guest, so it is off otherwise).
+    pub fuel: bool,
 }
-
 impl Default for RuntimeOptions {
     fn default() -> Self {
         RuntimeOptions {
             max_instances: 16,
             max_memory: TaskLimits::default().memory,
             cache_dir: None,
+            fuel: false,
         }
     }
 }
@@ -125,9 +130,9 @@ pub struct Runtime {
     linker: Arc<Linker<TaskState>>,
     cache: ArtifactCache,
     pooling: bool,
+    fuel: bool,
     _ticker: EpochTicker,
 }
-
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Runtime")
@@ -141,6 +146,7 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> EngineConfig {
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
+        .consume_fuel(options.fuel)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
         .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(MAX_BACKTRACE_FRAMES));
@@ -191,6 +197,7 @@ impl Runtime {
             linker: Arc::new(linker),
             cache,
             pooling,
+            fuel: options.fuel,
             _ticker: ticker,
         })
     }
@@ -241,6 +248,7 @@ impl Runtime {
             size: bytes.len() as u64,
             from_cache: cached,
             load_time: started.elapsed(),
+            fuel: self.fuel,
             pre,
         })
     }
@@ -281,9 +289,9 @@ pub struct Handler {
     pub from_cache: bool,
     /// Time to read, compile or load, and prepare it.
     pub load_time: Duration,
+    fuel: bool,
     pre: bindings::ActivityPre<TaskState>,
 }
-
 impl std::fmt::Debug for Handler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handler")
@@ -304,8 +312,9 @@ pub struct TaskContext {
     pub limits: TaskLimits,
     /// Shared signals (stop, cancel, progress).
     pub control: Arc<TaskControl>,
+    /// What the guest may reach.
+    pub grants: Arc<Grants>,
 }
-
 /// How a guest run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -350,8 +359,26 @@ pub enum Fault {
     Stopped(StopReason),
     /// The instance could not be created.
     Instantiate(String),
+    /// The guest used up its CPU fuel.
+    FuelExhausted {
+        /// The budget.
+        limit: u64,
+    },
+    /// A table grew past the limit and the guest then failed.
+    TableLimit {
+        /// The limit in elements.
+        limit: u32,
+        /// What it asked for.
+        requested: u64,
+    },
+    /// The guest created more instances, memories or tables than allowed.
+    InstanceLimit {
+        /// The limit.
+        limit: u32,
+        /// The error.
+        detail: String,
+    },
 }
-
 /// Why the epoch callback interrupted a guest.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 enum Interrupt {
@@ -365,10 +392,17 @@ impl Handler {
     /// Runs one task in a fresh instance.
     pub async fn run(&self, input: &str, ctx: &TaskContext) -> Outcome {
         let deadline = tokio::time::Instant::now() + ctx.limits.timeout;
-        let state = TaskState::new(ctx, deadline.into_std());
+        let state = match TaskState::new(ctx, deadline.into_std()) {
+            Ok(state) => state,
+            Err(e) => return Outcome::Fault(Fault::Instantiate(e)),
+        };
         let log = state.log().clone();
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
         store.limiter(|s| s.limiter_mut());
+        if self.fuel {
+            // Unmetered activities get all the fuel there is.
+            let _ = store.set_fuel(ctx.limits.fuel.unwrap_or(u64::MAX));
+        }
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
@@ -447,7 +481,20 @@ fn classify(
         Some(Interrupt::Stopped) => return stopped(ctx),
         None => {}
     }
+    if matches!(
+        err.downcast_ref::<wasmtime::Trap>(),
+        Some(wasmtime::Trap::OutOfFuel)
+    ) && let Some(limit) = ctx.limits.fuel
+    {
+        return Outcome::Fault(Fault::FuelExhausted { limit });
+    }
     let trap = trap_message(&err);
+    if let Some(requested) = store.data().limiter().table_refused() {
+        return Outcome::Fault(Fault::TableLimit {
+            limit: ctx.limits.table_elements,
+            requested: requested as u64,
+        });
+    }
     if let Some(requested) = store.data().limiter().refused() {
         return Outcome::Fault(Fault::MemoryLimit {
             limit: ctx.limits.memory,
@@ -471,6 +518,13 @@ fn instantiate_fault(
             limit: ctx.limits.memory,
             requested: requested as u64,
             trap: format!("{err:#}"),
+        };
+    }
+    let message = format!("{err:#}");
+    if message.contains("resource limit exceeded") {
+        return Fault::InstanceLimit {
+            limit: ctx.limits.instances,
+            detail: message,
         };
     }
     if err.downcast_ref::<wasmtime::Trap>().is_some() {

@@ -13,8 +13,7 @@ use super::limits::TaskLimiter;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 /// The data in one task's store.
 pub struct TaskState {
     wasi: WasiCtx,
@@ -26,29 +25,57 @@ pub struct TaskState {
 }
 
 impl TaskState {
-    pub fn new(ctx: &TaskContext, deadline: Instant) -> TaskState {
+    /// The store data for one task: WASI built from the activity's grants
+    /// and nothing else. Fails only if a granted directory cannot be opened.
+    pub fn new(ctx: &TaskContext, deadline: Instant) -> Result<TaskState, String> {
         let log = GuestLog::new(
             ctx.activity.clone(),
             ctx.task_id.clone(),
             ctx.limits.log_bytes,
+            ctx.grants.clone(),
         );
-        let wasi = WasiCtxBuilder::new()
-            .stdout(log.stdout())
-            .stderr(log.stderr())
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        TaskState {
+        let grants = &ctx.grants;
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(log.stdout()).stderr(log.stderr());
+        for (k, v) in grants.env.iter().chain(grants.secrets.iter()) {
+            wasi.env(k, v);
+        }
+        for p in &grants.preopens {
+            let perms = if p.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&p.host, &p.guest, perms).map_err(|e| {
+                format!(
+                    "cannot open the granted directory {}: {e:#}",
+                    p.host.display()
+                )
+            })?;
+        }
+        let sockets = grants.sockets.clone();
+        let any_socket = !sockets.is_empty();
+        wasi.allow_tcp(any_socket)
+            .allow_udp(any_socket)
+            .allow_ip_name_lookup(grants.name_lookup)
+            .socket_addr_check(move |addr, _use| {
+                let allowed = sockets.contains(&addr);
+                Box::pin(async move { allowed })
+            });
+        let wasi = wasi.build();
+        Ok(TaskState {
             wasi,
             table: ResourceTable::new(),
-            limiter: TaskLimiter::new(ctx.limits.memory),
+            limiter: TaskLimiter::with_tables(
+                ctx.limits.memory,
+                ctx.limits.table_elements,
+                ctx.limits.instances,
+            ),
             log,
             control: ctx.control.clone(),
             deadline,
-        }
+        })
     }
-
     pub fn limiter(&self) -> &TaskLimiter {
         &self.limiter
     }
@@ -92,7 +119,7 @@ impl host::Host for TaskState {
     }
 
     fn progress(&mut self, details: String) {
-        tracing::debug!(target: "guest", progress = %details, "progress");
+        tracing::debug!(target: "guest", progress = %self.log.redact(&details), "progress");
         self.control.set_progress(details);
     }
 

@@ -30,6 +30,20 @@ enum Action {
     WaitCancel { max_ms: u64 },
     /// Prints `lines` lines to stdout and stderr.
     Print { lines: usize },
+    /// Returns `output` as the raw output text (need not be JSON).
+    Raw { output: String },
+    /// Returns a JSON string of `kib` KiB.
+    HugeOutput { kib: usize },
+    /// Reads a file; returns its text.
+    ReadFile { path: String },
+    /// Writes a file.
+    WriteFile { path: String, content: String },
+    /// Lists a directory.
+    ListDir { path: String },
+    /// Returns every environment variable the guest can see.
+    Env,
+    /// Logs `text` and then fails with it in the cause.
+    Leak { text: String },
 }
 
 fn now_ms() -> u128 {
@@ -44,8 +58,42 @@ fn recurse(depth: u64) -> u64 {
     recurse(depth + 1) + u64::from(std::hint::black_box(buf)[0])
 }
 
+fn io_failure(what: &str, path: &str, e: std::io::Error) -> Failure {
+    Failure::new("IoError", format!("{what} {path}: {e}"))
+}
+
+/// Raw entry point: parses the action itself so `raw` can return non-JSON.
+fn handle_raw(input: String) -> Result<String, Failure> {
+    let action: Action = serde_json::from_str(&input)
+        .map_err(|e| Failure::new(wasm_activity_guest::INVALID_INPUT, format!("task input is not valid: {e}")))?;
+    match action {
+        Action::Raw { output } => Ok(output),
+        action => handle(action).map(|v| v.to_string()),
+    }
+}
+
 fn handle(action: Action) -> Result<Value, Failure> {
     match action {
+        Action::Raw { output } => Ok(Value::String(output)),
+        Action::HugeOutput { kib } => Ok(Value::String("x".repeat(kib * 1024))),
+        Action::ReadFile { path } => std::fs::read_to_string(&path)
+            .map(Value::String)
+            .map_err(|e| io_failure("reading", &path, e)),
+        Action::WriteFile { path, content } => std::fs::write(&path, content)
+            .map(|()| json!({ "written": path }))
+            .map_err(|e| io_failure("writing", &path, e)),
+        Action::ListDir { path } => {
+            let entries = std::fs::read_dir(&path).map_err(|e| io_failure("listing", &path, e))?;
+            let mut names: Vec<String> = entries.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            Ok(json!(names))
+        }
+        Action::Env => Ok(json!(std::env::vars().collect::<std::collections::BTreeMap<_, _>>())),
+        Action::Leak { text } => {
+            log(Level::Warn, &format!("leaking {text}"));
+            eprintln!("stderr leak {text}");
+            Err(Failure::new("Leaked", format!("the secret is {text}")))
+        }
         Action::Echo { value } => Ok(value),
         Action::Fail { error, cause } => Err(Failure::new(error, cause)),
         Action::FailUntil { until_ms } => {
@@ -102,4 +150,4 @@ fn handle(action: Action) -> Result<Value, Failure> {
     }
 }
 
-wasm_activity_guest::export_handler!(handle);
+wasm_activity_guest::export_raw_handler!(handle_raw);
