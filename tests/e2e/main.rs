@@ -6,6 +6,7 @@
 mod check;
 mod invoke;
 mod local_endpoint;
+mod sandbox;
 mod step_functions;
 mod support;
 mod swf;
