@@ -1061,14 +1061,45 @@ fn is_activity_arn(arn: &str) -> bool {
         && !parts[6].is_empty()
 }
 
+impl fmt::Display for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = Vec::new();
+        if !self.env.is_empty() {
+            parts.push(format!("env {}", self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        if !self.secrets.is_empty() {
+            parts.push(format!("secrets {}", self.secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")));
+        }
+        for p in &self.preopens {
+            let mode = if p.writable { "read-write" } else { "read-only" };
+            parts.push(format!("{} -> {} ({mode})", p.host.display(), p.guest));
+        }
+        if !self.sockets.is_empty() {
+            parts.push(format!("sockets {}", self.sockets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")));
+        }
+        if self.name_lookup {
+            parts.push("name lookup".into());
+        }
+        if parts.is_empty() {
+            write!(f, "none (no files, network or environment)")
+        } else {
+            write!(f, "{}", parts.join("; "))
+        }
+    }
+}
+
 impl fmt::Display for TaskLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "timeout {}, memory {}, logs {}",
+                        "timeout {}, memory {}, logs {}, output {}, tables {} elements, {} instances, fuel {}",
             humantime::format_duration(self.timeout),
             bytesize::ByteSize(self.memory).display().iec(),
-            bytesize::ByteSize(self.log_bytes).display().iec()
+            bytesize::ByteSize(self.log_bytes).display().iec(),
+            bytesize::ByteSize(self.output_bytes).display().iec(),
+            self.table_elements,
+            self.instances,
+            self.fuel.map(|f| f.to_string()).unwrap_or_else(|| "unmetered".into())
         )
     }
 }
