@@ -330,7 +330,7 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                     activity.pollers,
                     humantime::format_duration(activity.heartbeat_interval)
                 );
-                                println!("  limits:       {}", activity.limits);
+                println!("  limits:       {}", activity.limits);
                 println!("  grants:       {}", activity.capabilities);
                 if let Some(t) = &activity.tenant {
                     println!("  tenant:       {t}");

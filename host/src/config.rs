@@ -125,6 +125,7 @@ struct RawActivityType {
     output_limit: Option<String>,
     table_elements: Option<i64>,
     max_instances: Option<i64>,
+    http: Option<RawHttp>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,6 +155,16 @@ struct RawActivity {
     output_limit: Option<String>,
     table_elements: Option<i64>,
     max_instances: Option<i64>,
+    http: Option<RawHttp>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    allow: Vec<String>,
+    timeout: Option<String>,
+    max_response: Option<String>,
+    max_request: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +212,7 @@ struct RawTask {
     output_limit: Option<String>,
     table_elements: Option<i64>,
     max_instances: Option<i64>,
+    http: Option<RawHttp>,
 }
 
 macro_rules! raw_task {
@@ -221,6 +233,7 @@ macro_rules! raw_task {
             output_limit: $raw.output_limit,
             table_elements: $raw.table_elements,
             max_instances: $raw.max_instances,
+            http: $raw.http,
         }
     };
 }
@@ -241,6 +254,21 @@ pub struct Capabilities {
     pub sockets: Vec<std::net::SocketAddr>,
     /// Whether the guest may resolve host names.
     pub name_lookup: bool,
+    /// Outbound HTTP (`wasi:http`), if granted.
+    pub http: Option<HttpGrant>,
+}
+
+/// Outbound HTTP a guest may make.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpGrant {
+    /// Allowed origins, as written (`https://api.example.com`, `https://*.example.com`).
+    pub allow: Vec<String>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Largest response body, in bytes.
+    pub max_response: u64,
+    /// Largest request body, in bytes.
+    pub max_request: u64,
 }
 
 /// A host directory visible to the guest.
@@ -1036,6 +1064,35 @@ impl Validator<'_> {
             })?;
             capabilities.sockets.push(parsed);
         }
+        if let Some(h) = raw.http {
+            let hkey = |k: &str| format!("{prefix}.http.{k}");
+            for origin in &h.allow {
+                crate::runtime::http::OriginPattern::parse(origin)
+                    .map_err(|_| self.invalid(&hkey("allow"), origin, "origins like \"https://api.example.com\", \"https://*.example.com\" or \"http://127.0.0.1:8080\""))?;
+            }
+            capabilities.http = Some(HttpGrant {
+                allow: h.allow,
+                timeout: self.duration(
+                    &hkey("timeout"),
+                    h.timeout.as_deref(),
+                    Duration::from_secs(30),
+                )?,
+                max_response: self.bytes(
+                    &hkey("max_response"),
+                    h.max_response.as_deref(),
+                    1 << 20,
+                    1,
+                    1 << 30,
+                )?,
+                max_request: self.bytes(
+                    &hkey("max_request"),
+                    h.max_request.as_deref(),
+                    1 << 20,
+                    1,
+                    1 << 30,
+                )?,
+            });
+        }
         Ok((limits, capabilities, tenant))
     }
 }
@@ -1065,20 +1122,48 @@ impl fmt::Display for Capabilities {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts = Vec::new();
         if !self.env.is_empty() {
-            parts.push(format!("env {}", self.env.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>().join(", ")));
+            parts.push(format!(
+                "env {}",
+                self.env
+                    .iter()
+                    .map(|(k, _)| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if !self.secrets.is_empty() {
-            parts.push(format!("secrets {}", self.secrets.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")));
+            parts.push(format!(
+                "secrets {}",
+                self.secrets
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         for p in &self.preopens {
-            let mode = if p.writable { "read-write" } else { "read-only" };
+            let mode = if p.writable {
+                "read-write"
+            } else {
+                "read-only"
+            };
             parts.push(format!("{} -> {} ({mode})", p.host.display(), p.guest));
         }
         if !self.sockets.is_empty() {
-            parts.push(format!("sockets {}", self.sockets.iter().map(|s| s.to_string()).collect::<Vec<_>>().join(", ")));
+            parts.push(format!(
+                "sockets {}",
+                self.sockets
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if self.name_lookup {
             parts.push("name lookup".into());
+        }
+        if let Some(h) = &self.http {
+            parts.push(format!("http to {}", h.allow.join(", ")));
         }
         if parts.is_empty() {
             write!(f, "none (no files, network or environment)")
@@ -1092,14 +1177,16 @@ impl fmt::Display for TaskLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-                        "timeout {}, memory {}, logs {}, output {}, tables {} elements, {} instances, fuel {}",
+            "timeout {}, memory {}, logs {}, output {}, tables {} elements, {} instances, fuel {}",
             humantime::format_duration(self.timeout),
             bytesize::ByteSize(self.memory).display().iec(),
             bytesize::ByteSize(self.log_bytes).display().iec(),
             bytesize::ByteSize(self.output_bytes).display().iec(),
             self.table_elements,
             self.instances,
-            self.fuel.map(|f| f.to_string()).unwrap_or_else(|| "unmetered".into())
+            self.fuel
+                .map(|f| f.to_string())
+                .unwrap_or_else(|| "unmetered".into())
         )
     }
 }

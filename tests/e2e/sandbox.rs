@@ -8,6 +8,8 @@ use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// Outcome per input file, parsed from `dev`'s output.
@@ -310,5 +312,166 @@ async fn a_noisy_tenant_cannot_delay_a_quiet_one_or_its_heartbeats() {
         done.status,
         ExecutionStatus::Succeeded,
         "quiet heartbeats fell behind: {done:?}"
+    );
+}
+
+/// A loopback HTTP server that counts connections and answers every
+/// request with `body`.
+struct CountingServer {
+    port: u16,
+    connections: Arc<AtomicUsize>,
+}
+
+impl CountingServer {
+    fn start(body: Vec<u8>) -> CountingServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let body = body.clone();
+                std::thread::spawn(move || {
+                    use std::io::{Read, Write};
+                    let mut buf = [0u8; 4096];
+                    let _ = stream.read(&mut buf);
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = stream.write_all(head.as_bytes());
+                    let _ = stream.write_all(&body);
+                });
+            }
+        });
+        CountingServer { port, connections }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+}
+
+#[test]
+fn outbound_http_reaches_only_allowed_origins() {
+    let allowed = CountingServer::start(b"hello from the allowed origin".to_vec());
+    let forbidden = CountingServer::start(b"you should never see this".to_vec());
+    let big = CountingServer::start(vec![b'x'; 64 * 1024]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = \"{}\"\n{}\n[activity.web.http]\nallow = [\"http://127.0.0.1:{}\", \"http://127.0.0.1:{}\", \"https://*.example.com\"]\nmax_response = \"1KiB\"\ntimeout = \"5s\"\n\n{}",
+            crate::support::cache_dir().display(),
+            activity_toml("web", "arn:aws:states:us-east-1:000000000000:activity:web", &guests().scenario, ""),
+            allowed.port,
+            big.port,
+            activity_toml("offline", "arn:aws:states:us-east-1:000000000000:activity:offline", &guests().scenario, "")
+        ),
+    )
+    .unwrap();
+    let run = |activity: &str, cases: &[(&str, Value)]| {
+        let inputs = dir.path().join(format!("in-{activity}"));
+        std::fs::create_dir_all(&inputs).unwrap();
+        for (name, input) in cases {
+            std::fs::write(inputs.join(format!("{name}.json")), input.to_string()).unwrap();
+        }
+        let out = std::process::Command::new(crate::support::binary())
+            .args(["dev", "--port", "0", "--activity", activity, "--config"])
+            .arg(&config)
+            .arg("--input")
+            .arg(&inputs)
+            .env("RUST_LOG", "info")
+            .output()
+            .unwrap();
+        (
+            parse_dev_output(&String::from_utf8_lossy(&out.stdout)),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (results, log) = run(
+        "web",
+        &[
+            (
+                "allowed",
+                json!({"action": "http_get", "url": allowed.url("/ok")}),
+            ),
+            (
+                "other-port",
+                json!({"action": "http_get", "url": forbidden.url("/steal")}),
+            ),
+            (
+                "other-name",
+                json!({"action": "http_get", "url": "http://not-on-the-list.test/"}),
+            ),
+            (
+                "metadata-ip",
+                json!({"action": "http_get", "url": "http://169.254.169.254/latest/meta-data/"}),
+            ),
+            (
+                "too-large",
+                json!({"action": "http_get", "url": big.url("/big")}),
+            ),
+        ],
+    );
+    let r = |name: &str| {
+        results
+            .get(&format!("{name}.json"))
+            .unwrap_or_else(|| panic!("no result for {name}: {results:?}\n{log}"))
+    };
+    assert_eq!(
+        r("allowed").status,
+        "SUCCEEDED",
+        "{:?}\n{log}",
+        r("allowed")
+    );
+    assert_eq!(
+        r("allowed").output,
+        Some(json!({"status": 200, "body": "hello from the allowed origin"}))
+    );
+    for denied in ["other-port", "other-name", "metadata-ip"] {
+        let o = r(denied);
+        assert_eq!(o.error.as_deref(), Some("HttpError"), "{denied}: {o:?}");
+        assert!(
+            o.cause.as_deref().unwrap().contains("HttpRequestDenied"),
+            "{denied}: {o:?}"
+        );
+    }
+    assert!(
+        r("too-large")
+            .cause
+            .as_deref()
+            .unwrap()
+            .contains("HttpResponseBodySize"),
+        "{:?}",
+        r("too-large")
+    );
+    assert_eq!(
+        forbidden.connections.load(Ordering::SeqCst),
+        0,
+        "a denied origin was contacted"
+    );
+    assert!(log.contains("guest HTTP request denied"), "{log}");
+
+    // An activity without an http grant reaches nothing, not even listed origins of others.
+    let (results, _) = run(
+        "offline",
+        &[(
+            "no-grant",
+            json!({"action": "http_get", "url": allowed.url("/ok")}),
+        )],
+    );
+    let o = &results["no-grant.json"];
+    assert!(
+        o.cause.as_deref().unwrap().contains("HttpRequestDenied"),
+        "{o:?}"
+    );
+    assert_eq!(
+        allowed.connections.load(Ordering::SeqCst),
+        1,
+        "only the one allowed request connected"
     );
 }

@@ -21,6 +21,8 @@ pub struct Grants {
     pub sockets: Arc<[SocketAddr]>,
     /// Whether name lookup is allowed.
     pub name_lookup: bool,
+    /// Outbound HTTP, if granted.
+    pub http: Option<Arc<super::http::HttpPolicy>>,
 }
 
 impl fmt::Debug for Grants {
@@ -65,6 +67,18 @@ impl Grants {
             preopens: c.preopens.clone(),
             sockets: c.sockets.clone().into(),
             name_lookup: c.name_lookup,
+            http: c.http.as_ref().map(|h| {
+                Arc::new(super::http::HttpPolicy {
+                    allow: h
+                        .allow
+                        .iter()
+                        .filter_map(|o| super::http::OriginPattern::parse(o).ok())
+                        .collect(),
+                    timeout: h.timeout,
+                    max_response: h.max_response,
+                    max_request: h.max_request,
+                })
+            }),
         })
     }
 

@@ -20,6 +20,7 @@ pub mod cache;
 pub mod control;
 pub mod grants;
 pub mod guest_log;
+pub mod http;
 pub mod limits;
 mod task_store;
 
@@ -131,6 +132,7 @@ pub struct Runtime {
     cache: ArtifactCache,
     pooling: bool,
     fuel: bool,
+    http_client: reqwest::Client,
     _ticker: EpochTicker,
 }
 impl std::fmt::Debug for Runtime {
@@ -188,6 +190,8 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(|e| EngineError(format!("{e:#}")))?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(|e| EngineError(format!("{e:#}")))?;
         bindings::Activity::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| EngineError(format!("{e:#}")))?;
         let cache = ArtifactCache::new(&engine, options.cache_dir.clone());
@@ -198,6 +202,7 @@ impl Runtime {
             cache,
             pooling,
             fuel: options.fuel,
+            http_client: http::shared_client(),
             _ticker: ticker,
         })
     }
@@ -249,6 +254,7 @@ impl Runtime {
             from_cache: cached,
             load_time: started.elapsed(),
             fuel: self.fuel,
+            http_client: self.http_client.clone(),
             pre,
         })
     }
@@ -290,6 +296,7 @@ pub struct Handler {
     /// Time to read, compile or load, and prepare it.
     pub load_time: Duration,
     fuel: bool,
+    http_client: reqwest::Client,
     pre: bindings::ActivityPre<TaskState>,
 }
 impl std::fmt::Debug for Handler {
@@ -392,7 +399,7 @@ impl Handler {
     /// Runs one task in a fresh instance.
     pub async fn run(&self, input: &str, ctx: &TaskContext) -> Outcome {
         let deadline = tokio::time::Instant::now() + ctx.limits.timeout;
-        let state = match TaskState::new(ctx, deadline.into_std()) {
+        let state = match TaskState::new(ctx, deadline.into_std(), &self.http_client) {
             Ok(state) => state,
             Err(e) => return Outcome::Fault(Fault::Instantiate(e)),
         };

@@ -9,14 +9,18 @@ use super::TaskContext;
 use super::bindings::wasm_activity::handler::host;
 use super::control::TaskControl;
 use super::guest_log::{GuestLevel, GuestLog};
+use super::http::HttpGate;
 use super::limits::TaskLimiter;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 /// The data in one task's store.
 pub struct TaskState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    http_gate: HttpGate,
     table: ResourceTable,
     limiter: TaskLimiter,
     log: Arc<GuestLog>,
@@ -27,7 +31,11 @@ pub struct TaskState {
 impl TaskState {
     /// The store data for one task: WASI built from the activity's grants
     /// and nothing else. Fails only if a granted directory cannot be opened.
-    pub fn new(ctx: &TaskContext, deadline: Instant) -> Result<TaskState, String> {
+    pub fn new(
+        ctx: &TaskContext,
+        deadline: Instant,
+        http_client: &reqwest::Client,
+    ) -> Result<TaskState, String> {
         let log = GuestLog::new(
             ctx.activity.clone(),
             ctx.task_id.clone(),
@@ -63,8 +71,16 @@ impl TaskState {
                 Box::pin(async move { allowed })
             });
         let wasi = wasi.build();
+        let http_gate = HttpGate {
+            policy: grants.http.clone(),
+            client: http_client.clone(),
+            activity: ctx.activity.clone(),
+            task: ctx.task_id.clone(),
+        };
         Ok(TaskState {
             wasi,
+            http: WasiHttpCtx::new(),
+            http_gate,
             table: ResourceTable::new(),
             limiter: TaskLimiter::with_tables(
                 ctx.limits.memory,
@@ -102,6 +118,16 @@ impl WasiView for TaskState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for TaskState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_gate,
         }
     }
 }

@@ -42,8 +42,10 @@ enum Action {
     ListDir { path: String },
     /// Returns every environment variable the guest can see.
     Env,
-    /// Logs `text` and then fails with it in the cause.
+        /// Logs `text` and then fails with it in the cause.
     Leak { text: String },
+    /// GETs `url` through wasi:http; returns status and body.
+    HttpGet { url: String },
 }
 
 fn now_ms() -> u128 {
@@ -56,6 +58,41 @@ fn recurse(depth: u64) -> u64 {
     let mut buf = std::hint::black_box([0u8; 256]);
     buf[(depth % 256) as usize] = depth as u8;
     recurse(depth + 1) + u64::from(std::hint::black_box(buf)[0])
+}
+
+fn http_get(url: &str) -> Result<Value, Failure> {
+    use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
+    let err = |e: String| Failure::new("HttpError", format!("GET {url}: {e}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| err("no scheme".into()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_method(&Method::Get).map_err(|()| err("method".into()))?;
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    request.set_scheme(Some(&scheme)).map_err(|()| err("scheme".into()))?;
+    request.set_authority(Some(authority)).map_err(|()| err("authority".into()))?;
+    request.set_path_with_query(Some(path)).map_err(|()| err("path".into()))?;
+    let future = wasi::http::outgoing_handler::handle(request, None).map_err(|e| err(format!("{e:?}")))?;
+    future.subscribe().block();
+    let response = future
+        .get()
+        .ok_or_else(|| err("no response".into()))?
+        .map_err(|()| err("response taken twice".into()))?
+        .map_err(|e| err(format!("{e:?}")))?;
+    let status = response.status();
+    let body = response.consume().map_err(|()| err("body".into()))?;
+    let stream = body.stream().map_err(|()| err("body stream".into()))?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(wasi::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(err(format!("reading the body: {e:?}"))),
+        }
+    }
+    Ok(json!({ "status": status, "body": String::from_utf8_lossy(&bytes) }))
 }
 
 fn io_failure(what: &str, path: &str, e: std::io::Error) -> Failure {
@@ -88,6 +125,7 @@ fn handle(action: Action) -> Result<Value, Failure> {
             names.sort();
             Ok(json!(names))
         }
+                Action::HttpGet { url } => http_get(&url),
         Action::Env => Ok(json!(std::env::vars().collect::<std::collections::BTreeMap<_, _>>())),
         Action::Leak { text } => {
             log(Level::Warn, &format!("leaking {text}"));

@@ -1,0 +1,416 @@
+//! Outbound HTTP for guests (`wasi:http`), allowed only to listed origins.
+//!
+//! Every request a guest makes goes through [`HttpGate`]: its origin must
+//! match the activity's allow-list, or the request fails inside the guest
+//! with `HTTP request denied` and the host logs it. Allowed requests go
+//! through one shared, pooled `reqwest` client (connections and TLS sessions
+//! are reused across tasks), with a per-request timeout and a response size
+//! limit.
+//!
+//! Host names are resolved by the host, and addresses that lead inside
+//! (loopback, private, link-local such as the cloud metadata service at
+//! 169.254.169.254, unique-local, unspecified) are refused for names, so an
+//! allowed name cannot be pointed at the inside by DNS. Such addresses are
+//! reachable only when an origin names the IP literal itself.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+
+/// One allowed origin: scheme, host (or `*.domain`), port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginPattern {
+    scheme: String,
+    host: HostPattern,
+    port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostPattern {
+    /// `api.example.com`
+    Exact(String),
+    /// `*.example.com`: any subdomain, not the apex.
+    Subdomains(String),
+    /// `127.0.0.1`, `[::1]`
+    Ip(IpAddr),
+}
+
+fn default_port(scheme: &str) -> u16 {
+    if scheme == "https" { 443 } else { 80 }
+}
+
+impl OriginPattern {
+    /// Parses `scheme://host[:port]`; `host` may start with `*.`.
+    pub fn parse(text: &str) -> Result<OriginPattern, String> {
+        let bad = || {
+            format!(
+                "{text:?} is not an origin like \"https://api.example.com\", \"https://*.example.com\" or \
+                 \"http://127.0.0.1:8080\" (scheme, host, optional port; no path)"
+            )
+        };
+        let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
+        if scheme != "http" && scheme != "https" {
+            return Err(bad());
+        }
+        if rest.is_empty() || rest.contains('/') || rest.contains('@') {
+            return Err(bad());
+        }
+        let (host, port) = split_host_port(rest).ok_or_else(bad)?;
+        let port = port.unwrap_or_else(|| default_port(scheme));
+        let host = if let Some(domain) = host.strip_prefix("*.") {
+            if domain.is_empty() || domain.contains('*') {
+                return Err(bad());
+            }
+            HostPattern::Subdomains(domain.to_ascii_lowercase())
+        } else if let Ok(ip) = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+        {
+            HostPattern::Ip(ip)
+        } else if host.contains('*') || host.is_empty() {
+            return Err(bad());
+        } else {
+            HostPattern::Exact(host.to_ascii_lowercase())
+        };
+        Ok(OriginPattern {
+            scheme: scheme.to_string(),
+            host,
+            port,
+        })
+    }
+
+    fn matches(&self, scheme: &str, host: &str, port: u16) -> bool {
+        if self.scheme != scheme || self.port != port {
+            return false;
+        }
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        match (&self.host, host.parse::<IpAddr>()) {
+            (HostPattern::Ip(allowed), Ok(ip)) => *allowed == ip,
+            (HostPattern::Ip(_), Err(_)) | (_, Ok(_)) => false,
+            (HostPattern::Exact(name), Err(_)) => name.eq_ignore_ascii_case(host),
+            (HostPattern::Subdomains(domain), Err(_)) => {
+                let host = host.to_ascii_lowercase();
+                host.len() > domain.len() + 1
+                    && host.ends_with(domain.as_str())
+                    && host.as_bytes()[host.len() - domain.len() - 1] == b'.'
+            }
+        }
+    }
+}
+
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((&authority[..ip.len() + 2], port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host, Some(port.parse().ok()?))),
+        None => Some((authority, None)),
+    }
+}
+
+/// True for addresses that lead inside a network rather than to the
+/// internet: never reachable through a host name.
+pub fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.octets()[0] == 0
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64) // 100.64.0.0/10, carrier-grade NAT
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_internal(IpAddr::V4(v4));
+            }
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00 // fc00::/7 unique local
+                || (v6.segments()[0] & 0xffc0) == 0xfe80 // fe80::/10 link local
+        }
+    }
+}
+
+/// An activity's HTTP grant.
+#[derive(Debug, Clone)]
+pub struct HttpPolicy {
+    /// Allowed origins.
+    pub allow: Vec<OriginPattern>,
+    /// Per-request timeout (connect to end of body).
+    pub timeout: Duration,
+    /// Largest response body read, in bytes.
+    pub max_response: u64,
+    /// Largest request body sent, in bytes.
+    pub max_request: u64,
+}
+
+impl HttpPolicy {
+    /// Why a request to `uri` is not allowed, or `Ok`.
+    pub fn check(&self, uri: &http::Uri) -> Result<(), String> {
+        let scheme = uri.scheme_str().unwrap_or("https");
+        let host = uri.host().ok_or("the request has no host")?;
+        let port = uri.port_u16().unwrap_or_else(|| default_port(scheme));
+        if self.allow.iter().any(|p| p.matches(scheme, host, port)) {
+            Ok(())
+        } else {
+            Err(format!("{scheme}://{host}:{port} is not an allowed origin"))
+        }
+    }
+}
+
+/// DNS resolution that never hands out inside addresses for names.
+#[derive(Debug, Clone, Default)]
+struct OutsideOnlyResolver;
+
+impl reqwest::dns::Resolve for OutsideOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| !is_internal(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                return Err(format!(
+                    "{host} resolves only to internal addresses, which names may not reach"
+                )
+                .into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// The one client all guests' requests share.
+pub fn shared_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .dns_resolver(Arc::new(OutsideOnlyResolver))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build()
+        .expect("building the HTTP client")
+}
+
+/// The `wasi:http` hooks of one task.
+pub struct HttpGate {
+    /// The activity's grant; `None` denies everything.
+    pub policy: Option<Arc<HttpPolicy>>,
+    /// The shared client.
+    pub client: reqwest::Client,
+    /// For log lines.
+    pub activity: Arc<str>,
+    /// For log lines.
+    pub task: Arc<str>,
+}
+
+type SendResult = Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+>;
+
+impl WasiHttpHooks for HttpGate {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        _options: Option<RequestOptions>,
+        _fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> Box<dyn Future<Output = SendResult> + Send> {
+        let policy = self.policy.clone();
+        let client = self.client.clone();
+        let (activity, task) = (self.activity.clone(), self.task.clone());
+        Box::new(async move {
+            let uri = request.uri().clone();
+            let Some(policy) = policy else {
+                tracing::warn!(%activity, %task, %uri, "guest HTTP request denied: the activity has no http grant");
+                return Err(HttpError::HttpRequestDenied);
+            };
+            if let Err(why) = policy.check(&uri) {
+                tracing::warn!(%activity, %task, %uri, "guest HTTP request denied: {why}");
+                return Err(HttpError::HttpRequestDenied);
+            }
+            let (parts, body) = request.into_parts();
+            let body = http_body_util::Limited::new(body, policy.max_request as usize)
+                .collect()
+                .await
+                .map_err(|_| HttpError::HttpRequestBodySize(None))?
+                .to_bytes();
+            let response = client
+                .request(parts.method, uri.to_string())
+                .headers(parts.headers)
+                .body(body)
+                .timeout(policy.timeout)
+                .send()
+                .await
+                .map_err(|e| {
+                    tracing::warn!(%activity, %task, %uri, "guest HTTP request failed: {e}");
+                    if e.is_timeout() {
+                        HttpError::ConnectionTimeout
+                    } else if e.is_connect() {
+                        HttpError::ConnectionRefused
+                    } else {
+                        HttpError::DestinationUnavailable
+                    }
+                })?;
+            let status = response.status();
+            let headers = response.headers().clone();
+            let mut body = Vec::new();
+            let mut stream = response;
+            while let Some(chunk) = stream
+                .chunk()
+                .await
+                .map_err(|_| HttpError::ConnectionTerminated)?
+            {
+                if (body.len() + chunk.len()) as u64 > policy.max_response {
+                    tracing::warn!(%activity, %task, %uri, limit = policy.max_response, "guest HTTP response too large");
+                    return Err(HttpError::HttpResponseBodySize(Some(policy.max_response)));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            tracing::debug!(%activity, %task, %uri, %status, bytes = body.len(), "guest HTTP request");
+            let mut builder = http::Response::builder().status(status);
+            if let Some(h) = builder.headers_mut() {
+                *h = headers;
+            }
+            let body: WasiBody = Full::new(Bytes::from(body))
+                .map_err(|never| match never {})
+                .boxed_unsync();
+            let response = builder
+                .body(body)
+                .map_err(|_| HttpError::HttpProtocolError)?;
+            Ok((
+                response,
+                Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(origins: &[&str]) -> HttpPolicy {
+        HttpPolicy {
+            allow: origins
+                .iter()
+                .map(|o| OriginPattern::parse(o).unwrap())
+                .collect(),
+            timeout: Duration::from_secs(1),
+            max_response: 1024,
+            max_request: 1024,
+        }
+    }
+
+    fn allowed(p: &HttpPolicy, url: &str) -> bool {
+        p.check(&url.parse().unwrap()).is_ok()
+    }
+
+    #[test]
+    fn exact_origins_match_scheme_host_and_port() {
+        let p = policy(&["https://api.example.com", "http://127.0.0.1:8080"]);
+        assert!(allowed(&p, "https://api.example.com/v1/orders?x=1"));
+        assert!(allowed(&p, "https://API.example.com:443/"));
+        assert!(!allowed(&p, "http://api.example.com/"), "scheme differs");
+        assert!(
+            !allowed(&p, "https://api.example.com:8443/"),
+            "port differs"
+        );
+        assert!(!allowed(&p, "https://evil.com/?https://api.example.com"));
+        assert!(!allowed(&p, "https://api.example.com.evil.com/"));
+        assert!(allowed(&p, "http://127.0.0.1:8080/x"));
+        assert!(!allowed(&p, "http://127.0.0.1:8081/x"));
+    }
+
+    #[test]
+    fn wildcards_cover_subdomains_only() {
+        let p = policy(&["https://*.example.com"]);
+        assert!(allowed(&p, "https://a.example.com/"));
+        assert!(allowed(&p, "https://a.b.example.com/"));
+        assert!(
+            !allowed(&p, "https://example.com/"),
+            "the apex is not a subdomain"
+        );
+        assert!(!allowed(&p, "https://badexample.com/"));
+        assert!(!allowed(&p, "https://example.com.attacker.net/"));
+    }
+
+    #[test]
+    fn ip_literals_match_only_listed_ips_never_names_or_wildcards() {
+        let p = policy(&["https://*.example.com", "https://api.example.com"]);
+        for url in [
+            "http://169.254.169.254/latest/meta-data/",
+            "https://169.254.169.254/",
+            "https://10.0.0.1/",
+            "https://192.168.1.1/",
+            "https://[::1]/",
+            "https://[fd00::1]/",
+            "https://127.0.0.1/",
+        ] {
+            assert!(!allowed(&p, url), "{url}");
+        }
+        let p = policy(&["http://[::1]:9000"]);
+        assert!(allowed(&p, "http://[::1]:9000/"));
+    }
+
+    #[test]
+    fn internal_addresses_are_recognised_for_the_resolver() {
+        for ip in [
+            "169.254.169.254",
+            "10.1.2.3",
+            "172.16.0.1",
+            "172.31.255.255",
+            "192.168.0.1",
+            "127.0.0.1",
+            "0.0.0.0",
+            "100.64.0.1",
+            "::1",
+            "fe80::1",
+            "fd12::1",
+            "::ffff:10.0.0.1",
+            "::",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "172.32.0.1",
+            "2606:4700::1111",
+            "100.128.0.1",
+        ] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_the_form_expected() {
+        for bad in [
+            "api.example.com",
+            "ftp://x.com",
+            "https://x.com/path",
+            "https://*",
+            "https://a.*.com",
+            "https://u@x.com",
+            "https://x.com:99999",
+        ] {
+            let e = OriginPattern::parse(bad).unwrap_err();
+            assert!(e.contains("is not an origin like"), "{bad}: {e}");
+        }
+    }
+}
