@@ -45,6 +45,31 @@ fn good_config_passes_with_a_summary() {
 }
 
 #[test]
+fn check_prints_the_tenant_table_and_grants() {
+    let config = with_component(&guests().example).replace(
+        "max_concurrent = 3",
+        "max_concurrent = 3\ntenant = \"acme\"\nenv = { MODE = \"x\" }",
+    ) + "\n[activity.price.http]\nallow = [\"https://api.example.com\"]\n\n\
+         [tenant.acme]\nmax_concurrent = 5\nmax_memory = \"128MiB\"\n";
+    let (code, text, _) = check(&config);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("tenants:"), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("acme"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        row.contains('5') && row.contains("128.0 MiB") && row.contains("price"),
+        "{row}"
+    );
+    assert!(
+        text.contains("grants:       env MODE; http to https://api.example.com"),
+        "{text}"
+    );
+    assert!(text.contains("tenant:       acme"), "{text}");
+}
+
+#[test]
 fn unknown_key_fails_naming_file_and_key() {
     let config = with_component(&guests().example).replace("max_concurrent", "max_concurency");
     let (code, text, path) = check(&config);
