@@ -11,34 +11,19 @@ use std::time::Duration;
 
 const DONE: Duration = Duration::from_secs(90);
 
-/// Generates one test per backend for each scenario.
-macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod localstack {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() {
-                super::$name(crate::support::Backend::LocalStack).await
-            })*
-        }
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() {
-                super::$name(crate::support::Backend::Embedded).await
-            })*
-        }
-    };
-}
-
-on_both_backends!(
-    example_succeeds_and_handled_failure_fails_with_name_and_cause,
-    trap_fails_the_execution_with_wasm_activity_trap_and_the_loop_goes_on,
-    host_heartbeats_keep_a_task_longer_than_heartbeat_seconds_alive,
-    task_past_the_host_timeout_is_stopped_and_reported,
-    twenty_executions_with_max_concurrency_four_all_complete_never_more_than_four_at_once,
-    stopped_execution_stops_the_guest_and_nothing_is_reported,
-    sigterm_lets_running_tasks_finish_within_the_grace_period,
-    tasks_still_running_after_the_grace_period_fail_with_worker_shutdown,
-    missing_activity_is_a_clear_error_and_the_worker_keeps_trying,
+crate::per_backend!(
+    [localstack => LocalStack, embedded => Embedded]
+    [
+        example_succeeds_and_handled_failure_fails_with_name_and_cause,
+        trap_fails_the_execution_with_wasm_activity_trap_and_the_loop_goes_on,
+        host_heartbeats_keep_a_task_longer_than_heartbeat_seconds_alive,
+        task_past_the_host_timeout_is_stopped_and_reported,
+        twenty_executions_with_max_concurrency_four_all_complete_never_more_than_four_at_once,
+        stopped_execution_stops_the_guest_and_nothing_is_reported,
+        sigterm_lets_running_tasks_finish_within_the_grace_period,
+        tasks_still_running_after_the_grace_period_fail_with_worker_shutdown,
+        missing_activity_is_a_clear_error_and_the_worker_keeps_trying,
+    ]
 );
 
 async fn example_succeeds_and_handled_failure_fails_with_name_and_cause(backend: Backend) {

@@ -571,3 +571,20 @@ pub fn run_cli_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     cmd.output().expect("running wasm-activity")
 }
+
+/// One test per backend for each scenario `async fn name(backend: Backend)`:
+/// `per_backend!([module => Backend, ...] [scenario, ...])`.
+#[macro_export]
+macro_rules! per_backend {
+    ([$($module:ident => $backend:ident),+ $(,)?] $names:tt) => {
+        $($crate::per_backend!(@module $module $backend $names);)+
+    };
+    (@module $module:ident $backend:ident [$($name:ident),* $(,)?]) => {
+        mod $module {
+            $(#[tokio::test(flavor = "multi_thread")]
+            async fn $name() {
+                super::$name(crate::support::Backend::$backend).await
+            })*
+        }
+    };
+}

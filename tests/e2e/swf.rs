@@ -35,29 +35,15 @@ fn swf_toml(
     toml
 }
 
-macro_rules! on_swf_backends {
-    ($($name:ident),* $(,)?) => {
-        mod localstack_moto {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() {
-                super::$name(crate::support::Backend::LocalStack).await
-            })*
-        }
-        mod embedded {
-            $(#[tokio::test(flavor = "multi_thread")]
-            async fn $name() {
-                super::$name(crate::support::Backend::Embedded).await
-            })*
-        }
-    };
-}
-
-on_swf_backends!(
-    tasks_complete_and_fail_with_results_reasons_and_details,
-    heartbeat_timeout_when_the_host_does_not_heartbeat,
-    default_heartbeat_interval_comes_from_the_registered_type,
-    a_type_without_a_component_is_failed_with_a_clear_reason,
-    step_functions_and_swf_in_one_process,
+crate::per_backend!(
+    [localstack_moto => LocalStack, embedded => Embedded]
+    [
+        tasks_complete_and_fail_with_results_reasons_and_details,
+        heartbeat_timeout_when_the_host_does_not_heartbeat,
+        default_heartbeat_interval_comes_from_the_registered_type,
+        a_type_without_a_component_is_failed_with_a_clear_reason,
+        step_functions_and_swf_in_one_process,
+    ]
 );
 
 async fn tasks_complete_and_fail_with_results_reasons_and_details(backend: Backend) {
