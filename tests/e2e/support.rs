@@ -583,7 +583,7 @@ macro_rules! per_backend {
         mod $module {
             $(#[tokio::test(flavor = "multi_thread")]
             async fn $name() {
-                super::$name(crate::support::Backend::$backend).await
+                super::$name($crate::support::Backend::$backend).await
             })*
         }
     };
