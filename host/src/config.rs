@@ -78,6 +78,7 @@ struct RawConfig {
     worker_name: Option<String>,
     shutdown_grace: Option<String>,
     cache_dir: Option<String>,
+    metrics_addr: Option<String>,
     #[serde(default)]
     activity: BTreeMap<String, RawActivity>,
     #[serde(default)]
@@ -327,6 +328,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where precompiled components are cached; `None` uses the user cache.
     pub cache_dir: Option<PathBuf>,
+    /// Where to serve Prometheus metrics, `/healthz` and `/readyz`; off if `None`.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// The Step Functions activities this worker serves, in key order.
     pub activities: Vec<ActivityConfig>,
     /// The SWF task lists this worker serves, in key order.
@@ -504,6 +507,16 @@ impl Config {
             DEFAULT_SHUTDOWN_GRACE,
         )?;
         let cache_dir = raw.cache_dir.map(|d| base.join(d));
+        let metrics_addr = match raw.metrics_addr {
+            None => None,
+            Some(a) => Some(a.parse().map_err(|_| {
+                v.invalid(
+                    "metrics_addr",
+                    &a,
+                    "a socket address such as \"127.0.0.1:9464\"",
+                )
+            })?),
+        };
 
         if raw.activity.is_empty() && raw.swf.is_empty() {
             return Err(v.invalid(
@@ -576,6 +589,7 @@ impl Config {
             worker_name,
             shutdown_grace,
             cache_dir,
+            metrics_addr,
             activities,
             task_lists,
             tenants,

@@ -83,6 +83,7 @@ async fn beat(
         match result {
             Ok(ack) => {
                 stats.sent += 1;
+                crate::metrics::global().heartbeat(true);
                 backoff.reset();
                 if ack.cancel_requested && !control.is_cancel_requested() {
                     tracing::info!(task = %token.short_id(), "the service requested cancellation");
@@ -92,18 +93,21 @@ async fn beat(
             }
             Err(ServiceError::TaskGone { code, message }) => {
                 stats.failed += 1;
+                crate::metrics::global().heartbeat(false);
                 tracing::info!(task = %token.short_id(), "heartbeat: the task is over ({code}: {message}); stopping the guest");
                 control.stop(StopReason::TaskGone { code });
                 return stats;
             }
             Err(e @ ServiceError::Transient { .. }) => {
                 stats.failed += 1;
+                crate::metrics::global().heartbeat(false);
                 let delay = backoff.next_delay().max(RETRY_BASE / 5);
                 tracing::warn!(task = %token.short_id(), "heartbeat failed ({e}); retrying in {delay:?}");
                 next = Instant::now() + delay;
             }
             Err(e @ ServiceError::Rejected { .. }) => {
                 stats.failed += 1;
+                crate::metrics::global().heartbeat(false);
                 tracing::warn!(task = %token.short_id(), "heartbeat refused ({e}); trying again at the next interval");
                 next = Instant::now() + interval;
             }

@@ -26,6 +26,7 @@ pub mod config;
 pub mod dev;
 pub mod endpoint;
 pub mod heartbeat;
+pub mod metrics;
 pub mod poller;
 pub mod registry;
 pub mod report;
@@ -82,6 +83,14 @@ pub enum RunError {
         activity: String,
         /// What is missing.
         message: String,
+    },
+    /// The metrics endpoint could not listen.
+    #[error("cannot serve metrics on {addr}: {source} (change `metrics_addr`)")]
+    Metrics {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
     },
     /// No AWS region could be found.
     #[error("no AWS region configured: set `region` in {0} or the AWS_REGION environment variable")]
@@ -206,6 +215,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let runtime = Arc::new(Runtime::new(runtime_options(&config))?);
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let _stop_metrics = stop_metrics.clone().drop_guard();
+    if let Some(addr) = config.metrics_addr {
+        metrics::serve(addr, stop_metrics.clone())
+            .await
+            .map_err(|source| RunError::Metrics { addr, source })?;
+    }
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
     let mut pollers = tokio::task::JoinSet::new();
@@ -230,6 +246,7 @@ pub async fn serve(
             activity: a.name.clone(),
             message,
         })?;
+        metrics::global().component_version(&a.name, None, &handler.version);
         let activity = Activity::new(settings, handler);
         tracing::info!(activity = %a.name, arn = %a.arn, max_concurrent = a.max_concurrent, pollers = a.pollers, "serving");
         let poller = Poller {
@@ -279,6 +296,7 @@ pub async fn serve(
                             message,
                         }
                     })?;
+                metrics::global().component_version(&settings.name, None, &handler.version);
                 let activity = Activity::new(settings, handler);
                 routes.push(TypeRoute {
                     name: t.name.clone(),
@@ -317,9 +335,11 @@ pub async fn serve(
             served += 1;
         }
     }
+    metrics::global().set_ready(true);
     tracing::info!(worker = %config.worker_name, sources = served, "worker running");
 
     shutdown.await;
+    metrics::global().set_ready(false);
     stages.initiate();
     tracing::info!(
         running = tasks.len(),

@@ -82,6 +82,7 @@ impl Poller {
             match self.service.poll().await {
                 Ok(Some(task)) => {
                     backoff.reset();
+                    crate::metrics::global().poll(&name, "task");
                     match self.route.resolve(&task) {
                         Ok(activity) => {
                             let run = task::run(
@@ -103,9 +104,13 @@ impl Poller {
                         }
                     }
                 }
-                Ok(None) => backoff.reset(),
+                Ok(None) => {
+                    backoff.reset();
+                    crate::metrics::global().poll(&name, "empty");
+                }
                 Err(e) => {
                     drop(slot);
+                    crate::metrics::global().poll(&name, "error");
                     let delay = backoff.next_delay();
                     self.log_poll_error(&e, delay);
                     tokio::select! {

@@ -14,9 +14,31 @@ use crate::shutdown::Shutdown;
 use crate::tenant::Slot;
 use std::sync::Arc;
 use std::time::Instant;
+use tracing::Instrument;
 
-/// Runs `task` on `activity`'s current handler and reports the result.
+/// Runs `task` on `activity`'s current handler and reports the result,
+/// inside a span carrying the activity, tenant, task id and component
+/// version, so every log line of the task (its guest's too) names them.
 pub async fn run(
+    task: Task,
+    activity: Arc<Activity>,
+    service: Arc<dyn ActivityService>,
+    slot: Slot,
+    shutdown: Shutdown,
+) {
+    let span = tracing::info_span!(
+        "task",
+        activity = %activity.name(),
+        tenant = activity.settings.tenant.as_deref().unwrap_or("-"),
+        task = %task.token.short_id(),
+        version = %activity.handler().version,
+    );
+    run_task(task, activity, service, slot, shutdown)
+        .instrument(span)
+        .await
+}
+
+async fn run_task(
     task: Task,
     activity: Arc<Activity>,
     service: Arc<dyn ActivityService>,
@@ -28,6 +50,13 @@ pub async fn run(
     let handler = activity.handler();
     let control = Arc::new(TaskControl::new());
     let settings = &activity.settings;
+    let m = crate::metrics::global();
+    let labels = crate::metrics::ActivityLabels {
+        activity: activity.name().to_string(),
+        tenant: settings.tenant.clone().unwrap_or_else(|| "-".into()),
+    };
+    m.tasks_started.get_or_create(&labels).inc();
+    m.in_flight.get_or_create(&labels).inc();
     let heartbeat = Heartbeat::start(
         service.clone(),
         task.token.clone(),
@@ -104,6 +133,27 @@ pub async fn run(
     drop(slot);
 
     let total = started.elapsed();
+    m.in_flight.get_or_create(&labels).dec();
+    m.task_seconds
+        .get_or_create(&labels)
+        .observe(crate::metrics::seconds(total));
+    let (outcome, error) = match &delivery {
+        Delivery::Delivered(Report::Success { .. }) => ("succeeded", String::new()),
+        Delivery::Delivered(Report::Failure { error, .. }) => ("failed", error.clone()),
+        Delivery::Delivered(Report::Canceled { .. }) => ("canceled", String::new()),
+        Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => {
+            ("abandoned", String::new())
+        }
+        Delivery::TaskGone(_) | Delivery::Refused(_) => ("undelivered", String::new()),
+    };
+    m.tasks_finished
+        .get_or_create(&crate::metrics::FinishedLabels {
+            activity: labels.activity.clone(),
+            tenant: labels.tenant.clone(),
+            outcome: outcome.into(),
+            error,
+        })
+        .inc();
     let (activity, version) = (activity.name(), handler.version.as_str());
     match &delivery {
         Delivery::Delivered(Report::Success { .. }) => tracing::info!(

@@ -6,6 +6,8 @@
 mod check;
 mod invoke;
 mod local_endpoint;
+mod many_hosts;
+mod observability;
 mod sandbox;
 mod step_functions;
 mod support;

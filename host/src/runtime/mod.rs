@@ -422,8 +422,18 @@ impl Handler {
             Ok(wasmtime::UpdateDeadline::Yield(1))
         });
 
+        let labels = crate::metrics::ComponentLabels {
+            activity: ctx.activity.to_string(),
+            version: self.version.clone(),
+        };
         let call = async move {
-            let result = match self.pre.instantiate_async(&mut store).await {
+            let started = Instant::now();
+            let instance = self.pre.instantiate_async(&mut store).await;
+            crate::metrics::global()
+                .instantiate_seconds
+                .get_or_create(&labels)
+                .observe(crate::metrics::seconds(started.elapsed()));
+            let result = match instance {
                 Ok(instance) => instance
                     .wasm_activity_handler_handler()
                     .call_handle(&mut store, input)

@@ -1,0 +1,273 @@
+//! Prometheus metrics, `/healthz` and `/readyz`.
+//!
+//! One process-wide registry, so the poller, task, heartbeat and runtime
+//! code record where things happen without threading a handle through every
+//! call. The HTTP endpoint is optional (`metrics_addr` in the config) and
+//! listens where told (bind it to 127.0.0.1 or a private interface).
+
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+/// Labels for per-activity metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActivityLabels {
+    /// Activity name.
+    pub activity: String,
+    /// Tenant, or `-`.
+    pub tenant: String,
+}
+
+/// Labels for finished tasks.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FinishedLabels {
+    /// Activity name.
+    pub activity: String,
+    /// Tenant, or `-`.
+    pub tenant: String,
+    /// `succeeded`, `failed`, `canceled`, `abandoned`, `undelivered`.
+    pub outcome: String,
+    /// Error name for failures, else empty.
+    pub error: String,
+}
+
+/// Labels for polls.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PollLabels {
+    /// Activity or task list name.
+    pub source: String,
+    /// `task`, `empty` or `error`.
+    pub result: String,
+}
+
+/// Labels for results of an operation.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// `ok` or `failed`.
+    pub result: String,
+}
+
+/// Labels naming the component version an activity runs.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    /// Activity name.
+    pub activity: String,
+    /// Component version (content hash prefix).
+    pub version: String,
+}
+
+/// Every metric the host exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Tasks started.
+    pub tasks_started: Family<ActivityLabels, Counter>,
+    /// Tasks finished, by outcome and error name.
+    pub tasks_finished: Family<FinishedLabels, Counter>,
+    /// Task duration, poll return to result delivered.
+    pub task_seconds: Family<ActivityLabels, Histogram>,
+    /// Time to create a task's instance, by activity and component version.
+    pub instantiate_seconds: Family<ComponentLabels, Histogram>,
+    /// Tasks running now.
+    pub in_flight: Family<ActivityLabels, Gauge>,
+    /// Polls by result.
+    pub polls: Family<PollLabels, Counter>,
+    /// Heartbeats by result.
+    pub heartbeats: Family<ResultLabels, Counter>,
+    /// Component reloads by result.
+    pub reloads: Family<ResultLabels, Counter>,
+    /// 1 for the component version each activity runs now.
+    pub component: Family<ComponentLabels, Gauge>,
+    ready: AtomicBool,
+}
+
+fn histogram() -> Histogram {
+    // 10 us .. ~20 min
+    Histogram::new(exponential_buckets(0.000_01, 4.0, 14))
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("wasm_activity");
+        let m = Metrics {
+            tasks_started: Family::default(),
+            tasks_finished: Family::default(),
+            task_seconds: Family::new_with_constructor(histogram),
+            instantiate_seconds: Family::new_with_constructor(histogram),
+            in_flight: Family::default(),
+            polls: Family::default(),
+            heartbeats: Family::default(),
+            reloads: Family::default(),
+            component: Family::default(),
+            ready: AtomicBool::new(false),
+            registry: Registry::default(),
+        };
+        registry.register("tasks_started", "Tasks started", m.tasks_started.clone());
+        registry.register(
+            "tasks_finished",
+            "Tasks finished, by outcome and error name",
+            m.tasks_finished.clone(),
+        );
+        registry.register(
+            "task_seconds",
+            "Task duration from poll to delivered result",
+            m.task_seconds.clone(),
+        );
+        registry.register(
+            "instantiate_seconds",
+            "Time to create a task's instance",
+            m.instantiate_seconds.clone(),
+        );
+        registry.register("tasks_in_flight", "Tasks running now", m.in_flight.clone());
+        registry.register("polls", "Long polls, by result", m.polls.clone());
+        registry.register(
+            "heartbeats",
+            "Heartbeats sent, by result",
+            m.heartbeats.clone(),
+        );
+        registry.register("reloads", "Component reloads, by result", m.reloads.clone());
+        registry.register(
+            "component",
+            "The component version each activity runs (1)",
+            m.component.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String");
+        out
+    }
+
+    /// Marks the worker ready (every activity loaded and polled) or not.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether the worker is ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    /// Records a heartbeat.
+    pub fn heartbeat(&self, ok: bool) {
+        self.heartbeats
+            .get_or_create(&ResultLabels {
+                result: if ok { "ok" } else { "failed" }.into(),
+            })
+            .inc();
+    }
+
+    /// Records a poll's result.
+    pub fn poll(&self, source: &str, result: &str) {
+        self.polls
+            .get_or_create(&PollLabels {
+                source: source.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// Records which component version an activity now runs.
+    pub fn component_version(&self, activity: &str, old: Option<&str>, new: &str) {
+        if let Some(old) = old {
+            self.component.remove(&ComponentLabels {
+                activity: activity.into(),
+                version: old.into(),
+            });
+        }
+        self.component
+            .get_or_create(&ComponentLabels {
+                activity: activity.into(),
+                version: new.into(),
+            })
+            .set(1);
+    }
+}
+
+/// The process's metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+/// Seconds as the histograms record them.
+pub fn seconds(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop`.
+pub async fn serve(
+    addr: SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(|| async { global().encode() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|| async {
+                if global().is_ready() {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    tracing::info!("metrics on http://{bound}/metrics (health: /healthz, readiness: /readyz)");
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_encode_with_labels() {
+        let m = Metrics::new();
+        m.tasks_finished
+            .get_or_create(&FinishedLabels {
+                activity: "price".into(),
+                tenant: "acme".into(),
+                outcome: "failed".into(),
+                error: "InvalidOrder".into(),
+            })
+            .inc();
+        m.poll("price", "empty");
+        m.component_version("price", None, "abc");
+        m.component_version("price", Some("abc"), "def");
+        let text = m.encode();
+        assert!(
+            text.contains(r#"wasm_activity_tasks_finished_total{activity="price",tenant="acme",outcome="failed",error="InvalidOrder"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"wasm_activity_polls_total{source="price",result="empty"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"wasm_activity_component{activity="price",version="def"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"version="abc""#), "{text}");
+    }
+}

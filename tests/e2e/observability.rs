@@ -1,0 +1,118 @@
+//! Metrics, health and readiness endpoints, and JSON logs, on the real binary.
+
+use crate::support::{Backend, Service, Sfn, Worker, activity_toml, guests};
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_health_and_readiness_are_served() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("observed").await;
+    let sm = sfn.create_state_machine(&activity, 60, None).await;
+    let worker = Worker::start(
+        &format!(
+            "metrics_addr = \"127.0.0.1:0\"\n{}",
+            activity_toml("observed", &activity, &guests().scenario, "")
+        ),
+        &svc,
+    );
+    let log = worker.log();
+    let url = log
+        .lines()
+        .find_map(|l| l.split("metrics on ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+        .trim_end_matches("/metrics")
+        .to_string();
+    let get = |path: &str| {
+        let url = format!("{url}{path}");
+        async move {
+            let r = reqwest::get(&url).await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(get("/healthz").await, (200, "ok".to_string()));
+    assert_eq!(get("/readyz").await, (200, "ready".to_string()));
+
+    let ok = sfn.start(&sm, &json!({"action": "echo", "value": 1})).await;
+    let bad = sfn
+        .start(
+            &sm,
+            &json!({"action": "fail", "error": "Nope", "cause": "c"}),
+        )
+        .await;
+    sfn.wait(&ok, Duration::from_secs(60)).await;
+    sfn.wait(&bad, Duration::from_secs(60)).await;
+    // Results are counted when delivered, which precedes the execution's end.
+    let metrics =
+        crate::support::wait_until(Duration::from_secs(10), "both tasks in the metrics", || {
+            let text = tokio::task::block_in_place(|| {
+                tokio::runtime::Handle::current().block_on(get("/metrics"))
+            })
+            .1;
+            text.contains(r#"outcome="failed",error="Nope"} 1"#)
+                .then_some(text)
+        });
+    for expected in [
+        r#"wasm_activity_tasks_finished_total{activity="observed",tenant="-",outcome="succeeded",error=""} 1"#,
+        r#"wasm_activity_tasks_started_total{activity="observed",tenant="-"} 2"#,
+        r#"wasm_activity_tasks_in_flight{activity="observed",tenant="-"} 0"#,
+        r#"wasm_activity_polls_total{source="observed",result="task"} 2"#,
+        r#"wasm_activity_task_seconds_count{activity="observed",tenant="-"} 2"#,
+        r#"wasm_activity_component{activity="observed",version=""#,
+        r#"wasm_activity_instantiate_seconds_count{activity="observed",version=""#,
+    ] {
+        assert!(metrics.contains(expected), "missing {expected}:\n{metrics}");
+    }
+}
+
+#[test]
+fn json_logs_carry_the_task_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.toml");
+    std::fs::write(
+        &config,
+        activity_toml(
+            "price-order",
+            "arn:aws:states:us-east-1:000000000000:activity:price-order",
+            &guests().example,
+            "",
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["--log-format", "json", "dev", "--port", "0", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(crate::support::repo_root().join("examples/rust/inputs/order-ok.json"))
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let done = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "task succeeded")
+        .expect("a task succeeded line");
+    assert_eq!(done["span"]["activity"], "price-order");
+    assert_eq!(done["span"]["name"], "task");
+    assert!(
+        done["span"]["version"]
+            .as_str()
+            .is_some_and(|v| v.len() == 12),
+        "{done}"
+    );
+    let guest = lines
+        .iter()
+        .find(|l| l["target"] == "guest")
+        .expect("a guest log line");
+    assert_eq!(guest["span"]["task"], done["span"]["task"]);
+}
