@@ -79,6 +79,8 @@ struct RawConfig {
     shutdown_grace: Option<String>,
     cache_dir: Option<String>,
     metrics_addr: Option<String>,
+    reload: Option<bool>,
+    reload_debounce: Option<String>,
     #[serde(default)]
     activity: BTreeMap<String, RawActivity>,
     #[serde(default)]
@@ -330,6 +332,10 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Where to serve Prometheus metrics, `/healthz` and `/readyz`; off if `None`.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Whether to watch component files and the config file for changes.
+    pub reload: bool,
+    /// How long a changed file must be quiet before it is reloaded.
+    pub reload_debounce: Duration,
     /// The Step Functions activities this worker serves, in key order.
     pub activities: Vec<ActivityConfig>,
     /// The SWF task lists this worker serves, in key order.
@@ -590,6 +596,12 @@ impl Config {
             shutdown_grace,
             cache_dir,
             metrics_addr,
+            reload: raw.reload.unwrap_or(true),
+            reload_debounce: v.duration(
+                "reload_debounce",
+                raw.reload_debounce.as_deref(),
+                Duration::from_millis(100),
+            )?,
             activities,
             task_lists,
             tenants,

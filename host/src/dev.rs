@@ -180,8 +180,17 @@ impl DevSession {
             .await;
         let stop_worker = CancellationToken::new();
         let stop = stop_worker.clone();
-        let worker =
-            tokio::spawn(async move { crate::serve(config, &sdk, stop.cancelled_owned()).await });
+        let worker = tokio::spawn(async move {
+            crate::serve(
+                config,
+                &sdk,
+                crate::ServeOptions {
+                    watch_config: false,
+                },
+                stop.cancelled_owned(),
+            )
+            .await
+        });
         Ok(DevSession {
             endpoint,
             activities,

@@ -29,35 +29,28 @@ pub mod heartbeat;
 pub mod metrics;
 pub mod poller;
 pub mod registry;
+pub mod reload;
 pub mod report;
 pub mod runtime;
 pub mod service;
 pub mod shutdown;
+mod sources;
 pub mod task;
 pub mod tenant;
 
 use crate::config::Config;
-use crate::poller::Poller;
-use crate::registry::{Activity, ActivitySettings, Route, TypeRoute};
-use crate::runtime::{Handler, LoadError, Runtime, RuntimeOptions};
-use crate::service::sfn::{POLL_READ_TIMEOUT, SfnClients};
-use crate::service::swf::SwfClients;
-use crate::service::{StepFunctions, Swf};
+use crate::runtime::{LoadError, Runtime, RuntimeOptions};
+use crate::service::sfn::POLL_READ_TIMEOUT;
 use crate::shutdown::Shutdown;
-use crate::tenant::TenantGate;
+use crate::sources::Sources;
 use std::future::Future;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 
 /// Instance slots kept beyond the sum of all activities' concurrency (for
 /// `check` and `invoke`, and headroom).
 const EXTRA_INSTANCES: u32 = 4;
-/// SWF heartbeat interval when neither the config nor the registered type
-/// says.
-const DEFAULT_SWF_HEARTBEAT: Duration = Duration::from_secs(10);
 /// After the grace period, how long stopped tasks get to deliver their
 /// `WorkerShutdown` reports (on top of polls still in flight).
 const REPORT_AFTER_GRACE: Duration = Duration::from_secs(30);
@@ -95,6 +88,75 @@ pub enum RunError {
     /// No AWS region could be found.
     #[error("no AWS region configured: set `region` in {0} or the AWS_REGION environment variable")]
     NoRegion(String),
+}
+
+/// How [`serve`] behaves beyond the config.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// Reload the config file when it changes (component files are watched
+    /// whenever the config's `reload` is on).
+    pub watch_config: bool,
+}
+
+fn start_watch(
+    config: &Config,
+    sources: &Sources,
+    watch_config: bool,
+) -> Option<(
+    reload::Watcher,
+    tokio::sync::mpsc::UnboundedReceiver<reload::Change>,
+)> {
+    if !config.reload {
+        return None;
+    }
+    let config_path = watch_config.then_some(config.path.as_path());
+    match reload::watch(
+        config_path,
+        sources.components().into_keys(),
+        config.reload_debounce,
+    ) {
+        Ok(watch) => Some(watch),
+        Err(e) => {
+            tracing::warn!("hot reload disabled: cannot watch files: {e}");
+            None
+        }
+    }
+}
+
+/// Reads the changed config and applies it, or keeps the old one (whole)
+/// if the new one is invalid or cannot be served.
+async fn reload_config(current: Config, sources: &mut Sources) -> Config {
+    let m = metrics::global();
+    let failed = || {
+        m.reloads
+            .get_or_create(&metrics::ResultLabels {
+                result: "failed".into(),
+            })
+            .inc()
+    };
+    let new = match Config::from_file(&current.path) {
+        Ok(new) => new,
+        Err(e) => {
+            failed();
+            tracing::error!("config reload refused, the current config keeps running: {e}");
+            return current;
+        }
+    };
+    if let Err(e) = sources.apply(&new).await {
+        failed();
+        tracing::error!("config reload refused, the current config keeps running: {e}");
+        return current;
+    }
+    m.reloads
+        .get_or_create(&metrics::ResultLabels {
+            result: "ok".into(),
+        })
+        .inc();
+    if new.worker_name != current.worker_name || new.metrics_addr != current.metrics_addr {
+        tracing::warn!("worker_name and metrics_addr changes take effect at the next start");
+    }
+    tracing::info!(sources = sources.len(), "config reloaded");
+    new
 }
 
 /// How a run ended.
@@ -140,43 +202,6 @@ pub fn runtime_options(config: &Config) -> RuntimeOptions {
     }
 }
 
-/// Loads components, in parallel on blocking threads: one per entry, each
-/// tagged with what it is for (the name in errors and logs).
-pub async fn load_components<K>(
-    runtime: &Arc<Runtime>,
-    wanted: Vec<(K, String, PathBuf)>,
-) -> Result<Vec<(K, Handler)>, RunError> {
-    let mut loads = Vec::new();
-    for (key, name, path) in wanted {
-        let runtime = runtime.clone();
-        loads.push((
-            key,
-            name,
-            tokio::task::spawn_blocking(move || runtime.load(&path)),
-        ));
-    }
-    let mut loaded = Vec::new();
-    for (key, name, load) in loads {
-        let handler = load
-            .await
-            .expect("component loading panicked")
-            .map_err(|source| RunError::Load {
-                activity: name.clone(),
-                source,
-            })?;
-        tracing::info!(
-            activity = %name,
-            component = %handler.path.display(),
-            version = %handler.version,
-            cached = handler.from_cache,
-            load_ms = handler.load_time.as_millis() as u64,
-            "component loaded"
-        );
-        loaded.push((key, handler));
-    }
-    Ok(loaded)
-}
-
 /// Loads the AWS SDK configuration: the config's region and endpoint if set,
 /// else the SDK's default chains (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles,
 /// instance metadata).
@@ -204,7 +229,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let sdk = aws_sdk_config(&config).await?;
-    serve(config, &sdk, shutdown).await
+    serve(config, &sdk, ServeOptions { watch_config: true }, shutdown).await
 }
 
 /// [`run`] with an AWS SDK configuration chosen by the caller (`dev` points
@@ -212,6 +237,7 @@ pub async fn run(
 pub async fn serve(
     config: Config,
     sdk: &aws_config::SdkConfig,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let runtime = Arc::new(Runtime::new(runtime_options(&config))?);
@@ -224,121 +250,35 @@ pub async fn serve(
     }
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
-    let mut pollers = tokio::task::JoinSet::new();
-    let mut served = 0;
-    let gates: std::collections::HashMap<String, Arc<TenantGate>> = config
-        .tenants
-        .iter()
-        .map(|t| (t.name.clone(), TenantGate::new(t)))
-        .collect();
-    let gate =
-        |tenant: &Option<String>, memory: u64| tenant.as_ref().map(|t| (gates[t].clone(), memory));
+    let mut sources = Sources::new(runtime.clone(), sdk, &config, tasks.clone(), stages.clone());
+    sources.apply(&config).await?;
+    metrics::global().set_ready(true);
+    tracing::info!(worker = %config.worker_name, sources = sources.len(), "worker running");
 
-    // Step Functions: one poller per activity ARN.
-    let wanted = config
-        .activities
-        .iter()
-        .map(|a| (a.clone(), a.name.clone(), a.component.clone()))
-        .collect();
-    let sfn = SfnClients::new(sdk);
-    for (a, handler) in load_components(&runtime, wanted).await? {
-        let settings = ActivitySettings::for_activity(&a).map_err(|message| RunError::Grant {
-            activity: a.name.clone(),
-            message,
-        })?;
-        metrics::global().component_version(&a.name, None, &handler.version);
-        let activity = Activity::new(settings, handler);
-        tracing::info!(activity = %a.name, arn = %a.arn, max_concurrent = a.max_concurrent, pollers = a.pollers, "serving");
-        let poller = Poller {
-            name: a.name.clone(),
-            config_key: format!("activity.{}.arn", a.name),
-            pollers: a.pollers,
-            route: Route::One(activity),
-            service: Arc::new(StepFunctions::new(sfn.clone(), &a.arn, &config.worker_name)),
-            slots: Arc::new(Semaphore::new(a.max_concurrent)),
-            tenant: gate(&a.tenant, a.limits.memory),
-            tasks: tasks.clone(),
-            shutdown: stages.clone(),
-        };
-        pollers.spawn(poller.run());
-        served += 1;
-    }
-
-    // SWF: one poller per task list, dispatching by activity type.
-    if !config.task_lists.is_empty() {
-        let swf = SwfClients::new(sdk);
-        for list in &config.task_lists {
-            let wanted = list
-                .types
-                .iter()
-                .map(|t| {
-                    (
-                        t.clone(),
-                        format!("swf.{}/{}", list.name, t.name),
-                        t.component.clone(),
-                    )
-                })
-                .collect();
-            let mut routes = Vec::new();
-            for (t, handler) in load_components(&runtime, wanted).await? {
-                let interval = match (t.heartbeat_interval, &t.version) {
-                    (Some(i), _) => i,
-                    (None, Some(version)) => swf
-                        .default_heartbeat_interval(&list.domain, &t.name, version)
-                        .await
-                        .unwrap_or(DEFAULT_SWF_HEARTBEAT),
-                    (None, None) => DEFAULT_SWF_HEARTBEAT,
-                };
-                let settings =
-                    ActivitySettings::for_type(list, &t, interval).map_err(|message| {
-                        RunError::Grant {
-                            activity: format!("swf.{}/{}", list.name, t.name),
-                            message,
-                        }
-                    })?;
-                metrics::global().component_version(&settings.name, None, &handler.version);
-                let activity = Activity::new(settings, handler);
-                routes.push(TypeRoute {
-                    name: t.name.clone(),
-                    version: t.version.clone(),
-                    activity,
-                });
+    // Hot reload: component files always (when `reload` is on), the config
+    // file when the caller owns it (`run`, not `dev`).
+    let mut config = config;
+    let mut watch = start_watch(&config, &sources, options.watch_config);
+    tokio::pin!(shutdown);
+    loop {
+        let next_change = async {
+            match &mut watch {
+                Some((_, rx)) => rx.recv().await,
+                None => std::future::pending().await,
             }
-            tracing::info!(
-                task_list = %list.task_list, domain = %list.domain, types = routes.len(),
-                max_concurrent = list.max_concurrent, pollers = list.pollers, "serving"
-            );
-            let poller = Poller {
-                name: list.name.clone(),
-                config_key: format!("swf.{}", list.name),
-                pollers: list.pollers,
-                route: Route::ByType(routes),
-                service: Arc::new(Swf::new(
-                    swf.clone(),
-                    &list.domain,
-                    &list.task_list,
-                    &config.worker_name,
-                )),
-                slots: Arc::new(Semaphore::new(list.max_concurrent)),
-                tenant: gate(
-                    &list.types[0].tenant,
-                    list.types
-                        .iter()
-                        .map(|t| t.limits.memory)
-                        .max()
-                        .unwrap_or_default(),
-                ),
-                tasks: tasks.clone(),
-                shutdown: stages.clone(),
-            };
-            pollers.spawn(poller.run());
-            served += 1;
+        };
+        tokio::select! {
+            () = &mut shutdown => break,
+            change = next_change => match change {
+                None => watch = None,
+                Some(reload::Change::Component(path)) => sources.reload_component(&path).await,
+                Some(reload::Change::Config) => {
+                    config = reload_config(config, &mut sources).await;
+                    watch = start_watch(&config, &sources, options.watch_config);
+                }
+            },
         }
     }
-    metrics::global().set_ready(true);
-    tracing::info!(worker = %config.worker_name, sources = served, "worker running");
-
-    shutdown.await;
     metrics::global().set_ready(false);
     stages.initiate();
     tracing::info!(
@@ -348,6 +288,7 @@ pub async fn serve(
          so no task handed out meanwhile is lost); a second signal exits at once"
     );
     tasks.close();
+    let pollers = sources.pollers();
     let drain = async {
         while pollers.join_next().await.is_some() {}
         tasks.wait().await;

@@ -74,10 +74,10 @@ pub struct Activity {
 
 impl Activity {
     /// An activity served by `handler`.
-    pub fn new(settings: ActivitySettings, handler: Handler) -> Arc<Activity> {
+    pub fn new(settings: ActivitySettings, handler: Arc<Handler>) -> Arc<Activity> {
         Arc::new(Activity {
             settings,
-            handler: ArcSwap::from_pointee(handler),
+            handler: ArcSwap::new(handler),
         })
     }
 
@@ -88,8 +88,8 @@ impl Activity {
 
     /// Routes new tasks to `handler`; returns the one it replaces. Tasks
     /// already running keep the old one.
-    pub fn replace_handler(&self, handler: Handler) -> Arc<Handler> {
-        self.handler.swap(Arc::new(handler))
+    pub fn replace_handler(&self, handler: Arc<Handler>) -> Arc<Handler> {
+        self.handler.swap(handler)
     }
 
     /// The activity's name for logs.

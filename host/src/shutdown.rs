@@ -27,6 +27,16 @@ impl Shutdown {
         Self::default()
     }
 
+    /// A shutdown for one source: initiating it stops only that source's
+    /// pollers; the worker's own stages still reach it.
+    pub fn child(&self) -> Shutdown {
+        Shutdown {
+            initiated: self.initiated.child_token(),
+            grace_expired: self.grace_expired.clone(),
+            handed_back: self.handed_back.clone(),
+        }
+    }
+
     /// Stage 1: no new polls.
     pub fn initiate(&self) {
         self.initiated.cancel();

@@ -36,6 +36,8 @@ pub fn cache_dir() -> PathBuf {
 pub struct Guests {
     /// `tests/guests/scenario`: behaviour chosen by the input's `action`.
     pub scenario: PathBuf,
+    /// The same guest built with feature `v2` (reports version 2).
+    pub scenario_v2: PathBuf,
     /// `examples/rust`: the order-pricing example.
     pub example: PathBuf,
 }
@@ -62,8 +64,21 @@ pub fn guests() -> &'static Guests {
             );
         }
         let out = target.join("wasm32-wasip2/release");
+        // The "version 2" build of the scenario guest, for hot reload tests,
+        // in its own target dir so the two builds do not overwrite each other.
+        let v2_target = root.join("target/guests-v2");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--target", "wasm32-wasip2", "--features", "v2", "--manifest-path"])
+            .arg(root.join("tests/guests/Cargo.toml"))
+            .arg("--target-dir")
+            .arg(&v2_target)
+            .status()
+            .expect("running cargo to build the v2 test guest");
+        assert!(status.success(), "building the v2 scenario guest failed");
         Guests {
             scenario: out.join("scenario.wasm"),
+            scenario_v2: v2_target.join("wasm32-wasip2/release/scenario.wasm"),
             example: out.join("order_pricing.wasm"),
         }
     })
@@ -268,6 +283,25 @@ impl Worker {
         };
         worker.wait_for_log("worker running", Duration::from_secs(60));
         worker
+    }
+
+    /// Replaces the worker's config file (same header: endpoint, region,
+    /// cache) with `body`, as a deploy tool would: write, then rename.
+    pub fn rewrite_config(&self, service: &Service, body: &str) {
+        let path = self.dir.path().join("worker.toml");
+        let tmp = self.dir.path().join("worker.toml.tmp");
+        let text = format!(
+            "endpoint = \"{}\"\nregion = \"{REGION}\"\ncache_dir = \"{}\"\n{body}",
+            service.url,
+            cache_dir().display()
+        );
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+
+    /// How many times the log contains `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
     }
 
     pub fn log(&self) -> String {

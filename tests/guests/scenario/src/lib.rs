@@ -44,9 +44,14 @@ enum Action {
     Env,
         /// Logs `text` and then fails with it in the cause.
     Leak { text: String },
-    /// GETs `url` through wasi:http; returns status and body.
+        /// GETs `url` through wasi:http; returns status and body.
     HttpGet { url: String },
+    /// Returns which build of this component ran (1, or 2 with feature v2).
+    Version,
 }
+
+/// The build variant, reported by `version`.
+const VERSION: u32 = if cfg!(feature = "v2") { 2 } else { 1 };
 
 fn now_ms() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis()
@@ -125,7 +130,8 @@ fn handle(action: Action) -> Result<Value, Failure> {
             names.sort();
             Ok(json!(names))
         }
-                Action::HttpGet { url } => http_get(&url),
+                        Action::HttpGet { url } => http_get(&url),
+        Action::Version => Ok(json!({ "version": VERSION })),
         Action::Env => Ok(json!(std::env::vars().collect::<std::collections::BTreeMap<_, _>>())),
         Action::Leak { text } => {
             log(Level::Warn, &format!("leaking {text}"));

@@ -1,0 +1,363 @@
+//! The task sources a worker serves (Step Functions activities and SWF task
+//! lists), started, stopped and replaced while it runs.
+//!
+//! A config reload is all or nothing: every new or changed source is
+//! prepared first (components loaded, secrets read), and only if all of
+//! them succeed are the old ones stopped and the new ones started. Stopping
+//! a source cancels only its own shutdown token: its pollers start no new
+//! poll, polls in flight return and their tasks run, so nothing is
+//! abandoned. Tasks already running finish on the component they started
+//! with.
+
+use crate::config::{ActivityConfig, Config, TaskListConfig};
+use crate::poller::Poller;
+use crate::registry::{Activity, ActivitySettings, Route, TypeRoute};
+use crate::runtime::{Handler, Runtime};
+use crate::service::sfn::SfnClients;
+use crate::service::swf::SwfClients;
+use crate::service::{StepFunctions, Swf};
+use crate::shutdown::Shutdown;
+use crate::tenant::TenantGate;
+use crate::{RunError, metrics};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+
+/// SWF heartbeat interval when neither the config nor the registered type
+/// says.
+const DEFAULT_SWF_HEARTBEAT: Duration = Duration::from_secs(10);
+
+struct Running {
+    fingerprint: String,
+    stop: Shutdown,
+    activities: Vec<Arc<Activity>>,
+}
+
+/// A source ready to start.
+struct Prepared {
+    key: String,
+    fingerprint: String,
+    poller: Poller,
+    activities: Vec<Arc<Activity>>,
+}
+
+/// Everything needed to start sources, and the ones running.
+pub(crate) struct Sources {
+    runtime: Arc<Runtime>,
+    sfn: SfnClients,
+    swf: SwfClients,
+    worker_name: String,
+    gates: HashMap<String, Arc<TenantGate>>,
+    tasks: TaskTracker,
+    stages: Shutdown,
+    pollers: JoinSet<()>,
+    running: BTreeMap<String, Running>,
+}
+
+impl Sources {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        sdk: &aws_config::SdkConfig,
+        config: &Config,
+        tasks: TaskTracker,
+        stages: Shutdown,
+    ) -> Sources {
+        Sources {
+            runtime,
+            sfn: SfnClients::new(sdk),
+            swf: SwfClients::new(sdk),
+            worker_name: config.worker_name.clone(),
+            gates: HashMap::new(),
+            tasks,
+            stages,
+            pollers: JoinSet::new(),
+            running: BTreeMap::new(),
+        }
+    }
+
+    /// How many sources are being served.
+    pub(crate) fn len(&self) -> usize {
+        self.running.len()
+    }
+
+    /// The poller tasks, awaited on shutdown.
+    pub(crate) fn pollers(&mut self) -> &mut JoinSet<()> {
+        &mut self.pollers
+    }
+
+    /// Every component file in use, with the activities that run it.
+    pub(crate) fn components(&self) -> BTreeMap<PathBuf, Vec<Arc<Activity>>> {
+        let mut map: BTreeMap<PathBuf, Vec<Arc<Activity>>> = BTreeMap::new();
+        for r in self.running.values() {
+            for a in &r.activities {
+                map.entry(a.settings.component.clone())
+                    .or_default()
+                    .push(a.clone());
+            }
+        }
+        map
+    }
+
+    /// Makes the running sources match `config`: stops removed ones,
+    /// replaces changed ones, starts new ones. Nothing changes on error.
+    pub(crate) async fn apply(&mut self, config: &Config) -> Result<(), RunError> {
+        for t in &config.tenants {
+            self.gates
+                .entry(t.name.clone())
+                .or_insert_with(|| TenantGate::new(t));
+        }
+        let mut wanted: Vec<(String, String, Source<'_>)> = Vec::new();
+        for a in &config.activities {
+            wanted.push((
+                format!("activity.{}", a.name),
+                format!("{a:?}"),
+                Source::Activity(a),
+            ));
+        }
+        for t in &config.task_lists {
+            wanted.push((
+                format!("swf.{}", t.name),
+                format!("{t:?}"),
+                Source::TaskList(t),
+            ));
+        }
+        let mut prepared = Vec::new();
+        for (key, fingerprint, source) in &wanted {
+            if self
+                .running
+                .get(key)
+                .is_some_and(|r| &r.fingerprint == fingerprint)
+            {
+                continue;
+            }
+            let (poller, activities) = match source {
+                Source::Activity(a) => self.prepare_activity(a).await?,
+                Source::TaskList(t) => self.prepare_task_list(t).await?,
+            };
+            prepared.push(Prepared {
+                key: key.clone(),
+                fingerprint: fingerprint.clone(),
+                poller,
+                activities,
+            });
+        }
+        let keep: Vec<&String> = wanted.iter().map(|(k, _, _)| k).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.stop(&key, "removed from the config");
+        }
+        for p in prepared {
+            if self.running.contains_key(&p.key) {
+                self.stop(&p.key, "changed in the config");
+            }
+            self.launch(p);
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self, key: &str, why: &str) {
+        if let Some(r) = self.running.remove(key) {
+            tracing::info!(
+                source = key,
+                "stopped serving ({why}); polls in flight finish and their tasks run"
+            );
+            r.stop.initiate();
+        }
+    }
+
+    fn launch(&mut self, p: Prepared) {
+        let stop = self.stages.child();
+        let mut poller = p.poller;
+        poller.shutdown = stop.clone();
+        tracing::info!(source = %p.key, pollers = poller.pollers, "serving");
+        self.pollers.spawn(poller.run());
+        self.running.insert(
+            p.key,
+            Running {
+                fingerprint: p.fingerprint,
+                stop,
+                activities: p.activities,
+            },
+        );
+    }
+
+    fn gate(&self, tenant: &Option<String>, memory: u64) -> Option<(Arc<TenantGate>, u64)> {
+        tenant
+            .as_ref()
+            .and_then(|t| self.gates.get(t))
+            .map(|g| (g.clone(), memory))
+    }
+
+    async fn load(&self, name: &str, path: &Path) -> Result<Arc<Handler>, RunError> {
+        let runtime = self.runtime.clone();
+        let owned = path.to_path_buf();
+        let handler = tokio::task::spawn_blocking(move || runtime.load(&owned))
+            .await
+            .expect("component loading panicked")
+            .map_err(|source| RunError::Load {
+                activity: name.to_string(),
+                source,
+            })?;
+        tracing::info!(
+            activity = %name,
+            component = %handler.path.display(),
+            version = %handler.version,
+            cached = handler.from_cache,
+            load_ms = handler.load_time.as_millis() as u64,
+            "component loaded"
+        );
+        metrics::global().component_version(name, None, &handler.version);
+        Ok(Arc::new(handler))
+    }
+
+    async fn prepare_activity(
+        &self,
+        a: &ActivityConfig,
+    ) -> Result<(Poller, Vec<Arc<Activity>>), RunError> {
+        let handler = self.load(&a.name, &a.component).await?;
+        let settings = ActivitySettings::for_activity(a).map_err(|message| RunError::Grant {
+            activity: a.name.clone(),
+            message,
+        })?;
+        let activity = Activity::new(settings, handler);
+        let poller = Poller {
+            name: a.name.clone(),
+            config_key: format!("activity.{}.arn", a.name),
+            pollers: a.pollers,
+            route: Route::One(activity.clone()),
+            service: Arc::new(StepFunctions::new(
+                self.sfn.clone(),
+                &a.arn,
+                &self.worker_name,
+            )),
+            slots: Arc::new(Semaphore::new(a.max_concurrent)),
+            tenant: self.gate(&a.tenant, a.limits.memory),
+            tasks: self.tasks.clone(),
+            shutdown: self.stages.clone(),
+        };
+        Ok((poller, vec![activity]))
+    }
+
+    async fn prepare_task_list(
+        &self,
+        list: &TaskListConfig,
+    ) -> Result<(Poller, Vec<Arc<Activity>>), RunError> {
+        let mut routes = Vec::new();
+        let mut activities = Vec::new();
+        for t in &list.types {
+            let name = format!("swf.{}/{}", list.name, t.name);
+            let handler = self.load(&name, &t.component).await?;
+            let interval = match (t.heartbeat_interval, &t.version) {
+                (Some(i), _) => i,
+                (None, Some(version)) => self
+                    .swf
+                    .default_heartbeat_interval(&list.domain, &t.name, version)
+                    .await
+                    .unwrap_or(DEFAULT_SWF_HEARTBEAT),
+                (None, None) => DEFAULT_SWF_HEARTBEAT,
+            };
+            let settings = ActivitySettings::for_type(list, t, interval).map_err(|message| {
+                RunError::Grant {
+                    activity: name,
+                    message,
+                }
+            })?;
+            let activity = Activity::new(settings, handler);
+            activities.push(activity.clone());
+            routes.push(TypeRoute {
+                name: t.name.clone(),
+                version: t.version.clone(),
+                activity,
+            });
+        }
+        let memory = list
+            .types
+            .iter()
+            .map(|t| t.limits.memory)
+            .max()
+            .unwrap_or_default();
+        let poller = Poller {
+            name: list.name.clone(),
+            config_key: format!("swf.{}", list.name),
+            pollers: list.pollers,
+            route: Route::ByType(routes),
+            service: Arc::new(Swf::new(
+                self.swf.clone(),
+                &list.domain,
+                &list.task_list,
+                &self.worker_name,
+            )),
+            slots: Arc::new(Semaphore::new(list.max_concurrent)),
+            tenant: self.gate(&list.types[0].tenant, memory),
+            tasks: self.tasks.clone(),
+            shutdown: self.stages.clone(),
+        };
+        Ok((poller, activities))
+    }
+
+    /// Recompiles a changed component file and routes new tasks of every
+    /// activity using it to the new version. A file that does not load is
+    /// refused: the old version keeps serving.
+    pub(crate) async fn reload_component(&self, path: &Path) {
+        let users = self.components().remove(path).unwrap_or_default();
+        let Some(first) = users.first() else { return };
+        let current = first.handler();
+        let runtime = self.runtime.clone();
+        let owned = path.to_path_buf();
+        let started = std::time::Instant::now();
+        let loaded = tokio::task::spawn_blocking(move || runtime.load(&owned))
+            .await
+            .expect("component loading panicked");
+        let m = metrics::global();
+        match loaded {
+            Ok(handler) if handler.digest == current.digest => {
+                tracing::debug!(component = %path.display(), "component file touched but unchanged");
+            }
+            Ok(handler) => {
+                let handler = Arc::new(handler);
+                for a in &users {
+                    let old = a.replace_handler(handler.clone());
+                    m.component_version(a.name(), Some(&old.version), &handler.version);
+                    tracing::info!(
+                        activity = a.name(),
+                        old = %old.version,
+                        new = %handler.version,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "component reloaded; new tasks run the new version"
+                    );
+                }
+                m.reloads
+                    .get_or_create(&metrics::ResultLabels {
+                        result: "ok".into(),
+                    })
+                    .inc();
+            }
+            Err(e) => {
+                m.reloads
+                    .get_or_create(&metrics::ResultLabels {
+                        result: "failed".into(),
+                    })
+                    .inc();
+                tracing::error!(
+                    component = %path.display(),
+                    version = %current.version,
+                    "component reload refused, the previous version keeps serving: {e}"
+                );
+            }
+        }
+    }
+}
+
+enum Source<'a> {
+    Activity(&'a ActivityConfig),
+    TaskList(&'a TaskListConfig),
+}

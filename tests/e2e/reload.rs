@@ -1,0 +1,189 @@
+//! Hot reload while tasks run: component swaps (rename, broken file,
+//! symlink switch) and config changes that add and remove activities.
+
+use crate::support::{Backend, Service, Sfn, Worker, activity_toml, guests, wait_until};
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::json;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+const DONE: Duration = Duration::from_secs(90);
+
+fn replace_by_rename(target: &Path, from: &Path) {
+    let tmp = target.with_extension("incoming");
+    std::fs::copy(from, &tmp).unwrap();
+    std::fs::rename(&tmp, target).unwrap();
+}
+
+async fn versions_of_new_executions(sfn: &Sfn, sm: &str, n: usize) -> Vec<u64> {
+    let mut started = Vec::new();
+    for _ in 0..n {
+        started.push(sfn.start(sm, &json!({"action": "version"})).await);
+    }
+    let mut versions = Vec::new();
+    for e in started {
+        let done = sfn.wait(&e, DONE).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+        versions.push(done.output_json()["version"].as_u64().unwrap());
+    }
+    versions
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn components_swap_under_load_without_failed_or_lost_executions() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Arc::new(Sfn::connect(&svc).await);
+    let activity = sfn.create_activity("swapped").await;
+    let sm = sfn.create_state_machine(&activity, 60, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let handler = dir.path().join("handler.wasm");
+    std::fs::copy(&guests().scenario, &handler).unwrap();
+    let worker = Worker::start(
+        &format!(
+            "reload_debounce = \"50ms\"\n{}",
+            activity_toml(
+                "swapped",
+                &activity,
+                &handler,
+                "max_concurrent = 4\npollers = 2"
+            )
+        ),
+        &svc,
+    );
+
+    // A steady stream of executions for the whole test.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let stream: Arc<Mutex<Vec<String>>> = Arc::default();
+    let load = tokio::spawn({
+        let (sfn, sm, stop, stream) = (sfn.clone(), sm.clone(), stop.clone(), stream.clone());
+        async move {
+            while !stop.is_cancelled() {
+                let e = sfn.start(&sm, &json!({"action": "sleep", "ms": 30})).await;
+                stream.lock().await.push(e);
+                tokio::time::sleep(Duration::from_millis(40)).await;
+            }
+        }
+    });
+    let reloaded = |n: usize| {
+        wait_until(Duration::from_secs(30), &format!("reload #{n}"), || {
+            (worker.log_count("component reloaded") >= n).then_some(())
+        })
+    };
+    assert_eq!(versions_of_new_executions(&sfn, &sm, 3).await, [1, 1, 1]);
+
+    // 1. Write-and-rename.
+    replace_by_rename(&handler, &guests().scenario_v2);
+    reloaded(1);
+    assert_eq!(versions_of_new_executions(&sfn, &sm, 5).await, [2; 5]);
+
+    // 2. A broken file (truncate, then write garbage) is refused.
+    std::fs::write(&handler, b"\0asm\x0d\0\x01\0garbage").unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "the broken file to be refused",
+        || {
+            worker
+                .log()
+                .contains("component reload refused")
+                .then_some(())
+        },
+    );
+    assert_eq!(versions_of_new_executions(&sfn, &sm, 5).await, [2; 5]);
+
+    // 3. A symlink switch back to version 1.
+    let v1 = dir.path().join("v1.wasm");
+    std::fs::copy(&guests().scenario, &v1).unwrap();
+    let link = dir.path().join("link.tmp");
+    std::os::unix::fs::symlink(&v1, &link).unwrap();
+    std::fs::rename(&link, &handler).unwrap();
+    reloaded(2);
+    assert_eq!(versions_of_new_executions(&sfn, &sm, 5).await, [1; 5]);
+
+    // 4. And version 2 again.
+    replace_by_rename(&handler, &guests().scenario_v2);
+    reloaded(3);
+    assert_eq!(versions_of_new_executions(&sfn, &sm, 5).await, [2; 5]);
+
+    stop.cancel();
+    load.await.unwrap();
+    let stream = stream.lock().await.clone();
+    assert!(
+        stream.len() >= 10,
+        "the load was too light: {} executions",
+        stream.len()
+    );
+    for e in &stream {
+        let done = sfn.wait(e, DONE).await;
+        assert_eq!(
+            done.status,
+            ExecutionStatus::Succeeded,
+            "lost or failed during a swap: {done:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn config_reload_adds_and_removes_activities_and_refuses_a_bad_config() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let a = sfn.create_activity("first").await;
+    let b = sfn.create_activity("second").await;
+    let sm_a = sfn.create_state_machine(&a, 60, None).await;
+    let sm_b = sfn.create_state_machine(&b, 60, None).await;
+    let only_a = activity_toml("first", &a, &guests().scenario, "");
+    let only_b = activity_toml("second", &b, &guests().scenario, "");
+    let mut worker = Worker::start(&format!("reload_debounce = \"50ms\"\n{only_a}"), &svc);
+    let echo = |v: &str| json!({"action": "echo", "value": v});
+
+    // Add the second activity.
+    worker.rewrite_config(
+        &svc,
+        &format!("reload_debounce = \"50ms\"\n{only_a}{only_b}"),
+    );
+    worker.wait_for_log("serving source=activity.second", Duration::from_secs(30));
+    let e = sfn.start(&sm_b, &echo("b")).await;
+    assert_eq!(sfn.wait(&e, DONE).await.output_json(), json!("b"));
+
+    // Remove the first: its pollers stop once their polls in flight return.
+    worker.rewrite_config(&svc, &format!("reload_debounce = \"50ms\"\n{only_b}"));
+    worker.wait_for_log("removed from the config", Duration::from_secs(30));
+    let pollers_of_first = || async {
+        let state = svc.state().await;
+        state["activities"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["arn"] == a.as_str())
+            .map(|x| x["pollers"].as_u64().unwrap())
+            .unwrap_or(0)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while pollers_of_first().await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the removed activity is still being polled"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let orphan = sfn.start(&sm_a, &echo("a")).await;
+    let e = sfn.start(&sm_b, &echo("b2")).await;
+    assert_eq!(sfn.wait(&e, DONE).await.output_json(), json!("b2"));
+    assert!(
+        sfn.activity_results(&orphan).await.is_empty(),
+        "a task of the removed activity was taken"
+    );
+
+    // A broken config is refused whole; the second activity keeps serving.
+    worker.rewrite_config(&svc, "this is = not [valid toml");
+    worker.wait_for_log("config reload refused", Duration::from_secs(30));
+    let e = sfn.start(&sm_b, &echo("b3")).await;
+    assert_eq!(sfn.wait(&e, DONE).await.output_json(), json!("b3"));
+    sfn.client
+        .stop_execution()
+        .execution_arn(&orphan)
+        .send()
+        .await
+        .unwrap();
+}
