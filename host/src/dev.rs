@@ -316,8 +316,8 @@ pub fn banner(url: &str, activities: &[LocalActivity], example_input: Option<&Pa
         ));
     }
     text.push_str(
-        "\nHandler edits are not picked up yet (hot reload arrives in a later release): rebuild the \
-         component and restart `dev`.\nPress Ctrl-C to stop.\n",
+        "\nHandler edits are picked up: rebuild the component and new tasks run the new build \
+         (running ones finish on the old one).\nPress Ctrl-C to stop.\n",
     );
     text
 }

@@ -187,3 +187,64 @@ async fn config_reload_adds_and_removes_activities_and_refuses_a_bad_config() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drain_with_tasks_running_and_polls_in_flight_leaves_nothing_to_time_out() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("drain").await;
+    // Anything the worker leaves unreported would sit until this timeout,
+    // far beyond the waits below.
+    let sm = sfn.create_state_machine(&activity, 300, None).await;
+    let mut worker = Worker::start(
+        &format!(
+            "shutdown_grace = \"2s\"\n{}",
+            activity_toml(
+                "drain",
+                &activity,
+                &guests().scenario,
+                "max_concurrent = 4\npollers = 4"
+            )
+        ),
+        &svc,
+    );
+    let spinning = sfn.start(&sm, &json!({"action": "spin"})).await;
+    let short = sfn.start(&sm, &json!({"action": "sleep", "ms": 500})).await;
+    sfn.wait_activity_started(&spinning, DONE).await;
+    sfn.wait_activity_started(&short, DONE).await;
+    // Two pollers now wait in long polls; the signal does not abandon them,
+    // so tasks queued right after it are still handed out and run (or, past
+    // the grace period, handed back).
+    worker.send_term();
+    let late_input = json!({"action": "sleep", "ms": 200});
+    let mut late = Vec::new();
+    for _ in 0..2 {
+        late.push(sfn.start(&sm, &late_input).await);
+    }
+    let status = worker.wait_exit(Duration::from_secs(90));
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "the spinning task had to be stopped:\n{}",
+        worker.log()
+    );
+    for e in [&spinning, &short].into_iter().chain(late.iter()) {
+        let done = sfn.wait(e, Duration::from_secs(20)).await;
+        let ok = done.status == ExecutionStatus::Succeeded
+            || (done.status == ExecutionStatus::Failed
+                && done.error.as_deref() == Some("WasmActivity.WorkerShutdown"));
+        assert!(
+            ok,
+            "left unfinished or failed otherwise: {done:?}\n{}",
+            worker.log()
+        );
+    }
+    assert_eq!(
+        sfn.wait(&spinning, DONE).await.error.as_deref(),
+        Some("WasmActivity.WorkerShutdown")
+    );
+    assert_eq!(
+        sfn.wait(&short, DONE).await.status,
+        ExecutionStatus::Succeeded
+    );
+}

@@ -327,6 +327,22 @@ impl Worker {
         }
     }
 
+    /// Sends SIGTERM without waiting.
+    pub fn send_term(&self) {
+        let pid = self.child.as_ref().expect("worker already stopped").id();
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("worker already stopped");
+        wait_until(timeout, "the worker to exit", || child.try_wait().unwrap())
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("worker already stopped");
