@@ -92,16 +92,24 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Run a handler once on one input, locally, without any service.
+    /// Run a handler locally, without any service, on one input or a
+    /// directory of inputs.
     ///
     /// Prints the output JSON on success (exit 0), or {"error", "cause"} on
     /// failure (exit 1); exit 2 if the component could not be run at all.
+    /// With a directory, prints one result per *.json file. With --expect,
+    /// compares each result with the expected JSON (a file, or a directory
+    /// holding a file of the same name per input) and exits 0 only if all
+    /// match.
     Invoke {
         /// The component (.wasm) to run.
         component: PathBuf,
-        /// The task input: JSON text, or @FILE to read it from a file.
+        /// The task input: JSON text, @FILE, or a directory of *.json files.
         #[arg(long, short)]
         input: String,
+        /// Expected results: a JSON file, or a directory with one file per input.
+        #[arg(long)]
+        expect: Option<PathBuf>,
         /// Wall-clock limit, e.g. "30s".
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
@@ -153,6 +161,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         Command::Invoke {
             component,
             input,
+            expect,
             timeout,
             memory_limit,
             fuel,
@@ -163,7 +172,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
                 fuel,
                 ..TaskLimits::default()
             };
-            invoke(&component, &input, limits).await
+            invoke(&component, &input, expect.as_deref(), limits).await
         }
     };
     result.unwrap_or_else(|e| {
@@ -442,17 +451,69 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_input(input: &str) -> anyhow::Result<String> {
+/// One input to `invoke`: a name for the report and the JSON text.
+fn read_inputs(input: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let path = Path::new(input);
+    if path.is_dir() {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read input directory {input}"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        if files.is_empty() {
+            bail!("input directory {input} has no *.json files");
+        }
+        return files
+            .into_iter()
+            .map(|f| {
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("cannot read input file {}", f.display()))?;
+                Ok((
+                    f.file_name()
+                        .unwrap_or_default()
+                        .to_string_lossy()
+                        .into_owned(),
+                    text,
+                ))
+            })
+            .collect();
+    }
     match input.strip_prefix('@') {
         Some(file) => {
-            std::fs::read_to_string(file).with_context(|| format!("cannot read input file {file}"))
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read input file {file}"))?;
+            let name = Path::new(file)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            Ok(vec![(name, text)])
         }
-        None => Ok(input.to_string()),
+        None => Ok(vec![("input".into(), input.to_string())]),
     }
 }
 
-async fn invoke(component: &Path, input: &str, limits: TaskLimits) -> anyhow::Result<ExitCode> {
-    let input = read_input(input)?;
+/// The expected result for input `name`.
+fn expected(expect: &Path, name: &str) -> anyhow::Result<serde_json::Value> {
+    let file = if expect.is_dir() {
+        expect.join(name)
+    } else {
+        expect.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("cannot read expected result {}", file.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("expected result {} is not JSON", file.display()))
+}
+
+async fn invoke(
+    component: &Path,
+    input: &str,
+    expect: Option<&Path>,
+    limits: TaskLimits,
+) -> anyhow::Result<ExitCode> {
+    let inputs = read_inputs(input)?;
     let options = RuntimeOptions {
         max_instances: 1,
         max_memory: limits.memory,
@@ -472,26 +533,57 @@ async fn invoke(component: &Path, input: &str, limits: TaskLimits) -> anyhow::Re
             return Ok(ExitCode::from(2));
         }
     };
-    let ctx = TaskContext {
-        activity: "invoke".into(),
-        task_id: "local".into(),
-        limits,
-        control: Arc::new(TaskControl::new()),
-        grants: Arc::new(crate::runtime::Grants::default()),
-    };
-    let outcome = handler.run(&input, &ctx).await;
-    match report::from_outcome(outcome, report::LimitSource::Invoke, &LIMITS) {
-        Report::Success { output } => {
-            println!("{output}");
-            Ok(ExitCode::SUCCESS)
+    let single = inputs.len() == 1 && expect.is_none();
+    let mut all_ok = true;
+    for (name, text) in &inputs {
+        let ctx = TaskContext {
+            activity: "invoke".into(),
+            task_id: name.as_str().into(),
+            limits,
+            control: Arc::new(TaskControl::new()),
+            grants: Arc::new(crate::runtime::Grants::default()),
+        };
+        let outcome = handler.run(text, &ctx).await;
+        let (ok, result, shown) =
+            match report::from_outcome(outcome, report::LimitSource::Invoke, &LIMITS) {
+                Report::Success { output } => {
+                    let value = serde_json::from_str(&output).unwrap_or(serde_json::Value::Null);
+                    (true, value, output)
+                }
+                Report::Failure { error, cause } => {
+                    if single {
+                        eprintln!("task failed: {error}: {cause}");
+                    }
+                    let value = serde_json::json!({ "error": error, "cause": cause });
+                    (false, value.clone(), value.to_string())
+                }
+                Report::Canceled { details } | Report::Nothing { reason: details } => {
+                    bail!("the task was stopped: {details}")
+                }
+            };
+        match expect {
+            Some(expect) => {
+                let want = expected(expect, name)?;
+                if want == result {
+                    println!("PASS {name}");
+                } else {
+                    all_ok = false;
+                    println!("FAIL {name}\n  expected: {want}\n  got:      {result}");
+                }
+            }
+            None if single => println!("{shown}"),
+            None => {
+                all_ok &= ok;
+                println!("{name}: {shown}");
+            }
         }
-        Report::Failure { error, cause } => {
-            println!("{}", serde_json::json!({ "error": error, "cause": cause }));
-            eprintln!("task failed: {error}: {cause}");
-            Ok(ExitCode::from(1))
-        }
-        Report::Canceled { details } | Report::Nothing { reason: details } => {
-            bail!("the task was stopped: {details}")
+        if single {
+            all_ok = ok;
         }
     }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

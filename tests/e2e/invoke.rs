@@ -166,3 +166,75 @@ fn missing_component_is_a_clear_error() {
         "{err}"
     );
 }
+
+#[test]
+fn a_directory_of_inputs_is_checked_against_expected_results() {
+    let root = crate::support::repo_root();
+    let component = guests().example.to_str().unwrap().to_string();
+    let inputs = root.join("examples/rust/inputs");
+    let expected = root.join("examples/rust/expected");
+    let out = run_cli(&[
+        "invoke",
+        &component,
+        "--input",
+        inputs.to_str().unwrap(),
+        "--expect",
+        expected.to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("PASS ")).count(),
+        3,
+        "{text}"
+    );
+
+    // A changed expectation is reported with both values, and fails the run.
+    let dir = tempfile::tempdir().unwrap();
+    for f in std::fs::read_dir(&expected).unwrap() {
+        let f = f.unwrap().path();
+        std::fs::copy(&f, dir.path().join(f.file_name().unwrap())).unwrap();
+    }
+    let ok = dir.path().join("order-ok.json");
+    let mut want: Value = serde_json::from_str(&std::fs::read_to_string(&ok).unwrap()).unwrap();
+    want["total_cents"] = json!(1);
+    std::fs::write(&ok, want.to_string()).unwrap();
+    let out = run_cli(&[
+        "invoke",
+        &component,
+        "--input",
+        inputs.to_str().unwrap(),
+        "--expect",
+        dir.path().to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL order-ok.json\n  expected: "), "{text}");
+    assert!(text.contains("\"total_cents\":6010"), "{text}");
+    assert!(text.contains("PASS order-empty.json"), "{text}");
+}
+
+#[test]
+fn a_directory_of_inputs_prints_one_result_per_file() {
+    let root = crate::support::repo_root();
+    let out = run_cli(&[
+        "invoke",
+        guests().example.to_str().unwrap(),
+        "--input",
+        root.join("examples/rust/inputs").to_str().unwrap(),
+    ]);
+    let text = stdout(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "two example orders are invalid:\n{text}"
+    );
+    assert!(
+        text.contains("order-ok.json: {\"order_id\":\"A-1001\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("order-empty.json: {\"error\":\"InvalidOrder\""),
+        "{text}"
+    );
+}
