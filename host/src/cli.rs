@@ -84,6 +84,24 @@ pub enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         poll_timeout: std::time::Duration,
     },
+    /// Re-run recorded tasks (see `[activity.NAME.record]`) against a
+    /// component and report which results changed.
+    ///
+    /// Exit status: 0 if no result changed, 1 if some did, 2 if the
+    /// component could not be run.
+    Replay {
+        /// The directory of recordings.
+        dir: PathBuf,
+        /// The component (.wasm) to run them against.
+        #[arg(long)]
+        component: PathBuf,
+        /// Wall-clock limit per task.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+        /// Linear memory limit, e.g. "64MiB".
+        #[arg(long, default_value = "64MiB")]
+        memory_limit: bytesize::ByteSize,
+    },
     /// Validate a config and load every component; print a summary.
     ///
     /// Exit status: 0 if everything is usable, 1 otherwise.
@@ -152,6 +170,19 @@ pub async fn execute(cli: Cli) -> ExitCode {
             activity,
             port,
         } => dev(&config, &input, activity.as_deref(), port).await,
+        Command::Replay {
+            dir,
+            component,
+            timeout,
+            memory_limit,
+        } => {
+            let limits = TaskLimits {
+                timeout,
+                memory: memory_limit.0,
+                ..TaskLimits::default()
+            };
+            replay(&dir, &component, limits).await
+        }
         Command::ServeLocal {
             port,
             region,
@@ -507,13 +538,12 @@ fn expected(expect: &Path, name: &str) -> anyhow::Result<serde_json::Value> {
         .with_context(|| format!("expected result {} is not JSON", file.display()))
 }
 
-async fn invoke(
+/// Loads a component for local runs; `Err` carries the exit status after
+/// printing why it could not be loaded.
+async fn load_local(
     component: &Path,
-    input: &str,
-    expect: Option<&Path>,
-    limits: TaskLimits,
-) -> anyhow::Result<ExitCode> {
-    let inputs = read_inputs(input)?;
+    limits: &TaskLimits,
+) -> anyhow::Result<Result<crate::runtime::Handler, ExitCode>> {
     let options = RuntimeOptions {
         max_instances: 1,
         max_memory: limits.memory,
@@ -521,46 +551,98 @@ async fn invoke(
         fuel: limits.fuel.is_some(),
     };
     let runtime = Arc::new(Runtime::new(options)?);
-    let handler = {
-        let runtime = runtime.clone();
-        let path = component.to_path_buf();
-        tokio::task::spawn_blocking(move || runtime.load(&path)).await?
-    };
-    let handler = match handler {
-        Ok(handler) => handler,
+    let path = component.to_path_buf();
+    match tokio::task::spawn_blocking(move || runtime.load(&path)).await? {
+        Ok(handler) => Ok(Ok(handler)),
         Err(e) => {
             eprintln!("error: {e}");
-            return Ok(ExitCode::from(2));
+            Ok(Err(ExitCode::from(2)))
         }
+    }
+}
+
+/// Runs one input locally, with no grants, and says what would be reported.
+async fn run_local(
+    handler: &crate::runtime::Handler,
+    name: &str,
+    input: &str,
+    limits: TaskLimits,
+) -> Report {
+    let ctx = TaskContext {
+        activity: "invoke".into(),
+        task_id: name.into(),
+        limits,
+        control: Arc::new(TaskControl::new()),
+        grants: Arc::new(crate::runtime::Grants::default()),
+    };
+    let outcome = handler.run(input, &ctx).await;
+    report::from_outcome(outcome, report::LimitSource::Invoke, &LIMITS)
+}
+
+async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Result<ExitCode> {
+    let recordings = crate::record::read_dir(dir)
+        .with_context(|| format!("cannot read recordings in {}", dir.display()))?;
+    if recordings.is_empty() {
+        bail!("{} holds no recordings (*.json)", dir.display());
+    }
+    let handler = match load_local(component, &limits).await? {
+        Ok(handler) => handler,
+        Err(code) => return Ok(code),
+    };
+    let mut changed = 0;
+    for (path, rec) in &recordings {
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let report = run_local(&handler, &name, &rec.input.to_string(), limits).await;
+        let mut now = crate::record::result_of(&report).unwrap_or(serde_json::Value::Null);
+        crate::record::redact(&mut now, &rec.redacted);
+        if now == rec.result {
+            println!("same    {name}");
+        } else {
+            changed += 1;
+            println!(
+                "changed {name}\n  recorded (version {}): {}\n  now (version {}):      {now}",
+                rec.version, rec.result, handler.version
+            );
+        }
+    }
+    println!("{} recordings, {changed} changed", recordings.len());
+    Ok(if changed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn invoke(
+    component: &Path,
+    input: &str,
+    expect: Option<&Path>,
+    limits: TaskLimits,
+) -> anyhow::Result<ExitCode> {
+    let inputs = read_inputs(input)?;
+    let handler = match load_local(component, &limits).await? {
+        Ok(handler) => handler,
+        Err(code) => return Ok(code),
     };
     let single = inputs.len() == 1 && expect.is_none();
     let mut all_ok = true;
     for (name, text) in &inputs {
-        let ctx = TaskContext {
-            activity: "invoke".into(),
-            task_id: name.as_str().into(),
-            limits,
-            control: Arc::new(TaskControl::new()),
-            grants: Arc::new(crate::runtime::Grants::default()),
+        let (ok, result, shown) = match run_local(&handler, name, text, limits).await {
+            Report::Success { output } => {
+                let value = serde_json::from_str(&output).unwrap_or(serde_json::Value::Null);
+                (true, value, output)
+            }
+            Report::Failure { error, cause } => {
+                if single {
+                    eprintln!("task failed: {error}: {cause}");
+                }
+                let value = serde_json::json!({ "error": error, "cause": cause });
+                (false, value.clone(), value.to_string())
+            }
+            Report::Canceled { details } | Report::Nothing { reason: details } => {
+                bail!("the task was stopped: {details}")
+            }
         };
-        let outcome = handler.run(text, &ctx).await;
-        let (ok, result, shown) =
-            match report::from_outcome(outcome, report::LimitSource::Invoke, &LIMITS) {
-                Report::Success { output } => {
-                    let value = serde_json::from_str(&output).unwrap_or(serde_json::Value::Null);
-                    (true, value, output)
-                }
-                Report::Failure { error, cause } => {
-                    if single {
-                        eprintln!("task failed: {error}: {cause}");
-                    }
-                    let value = serde_json::json!({ "error": error, "cause": cause });
-                    (false, value.clone(), value.to_string())
-                }
-                Report::Canceled { details } | Report::Nothing { reason: details } => {
-                    bail!("the task was stopped: {details}")
-                }
-            };
         match expect {
             Some(expect) => {
                 let want = expected(expect, name)?;

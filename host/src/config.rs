@@ -129,6 +129,7 @@ struct RawActivityType {
     table_elements: Option<i64>,
     max_instances: Option<i64>,
     http: Option<RawHttp>,
+    record: Option<RawRecord>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +160,7 @@ struct RawActivity {
     table_elements: Option<i64>,
     max_instances: Option<i64>,
     http: Option<RawHttp>,
+    record: Option<RawRecord>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,6 +170,15 @@ struct RawHttp {
     timeout: Option<String>,
     max_response: Option<String>,
     max_request: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecord {
+    dir: String,
+    max_bytes: Option<String>,
+    #[serde(default)]
+    redact: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -216,6 +227,7 @@ struct RawTask {
     table_elements: Option<i64>,
     max_instances: Option<i64>,
     http: Option<RawHttp>,
+    record: Option<RawRecord>,
 }
 
 macro_rules! raw_task {
@@ -237,6 +249,7 @@ macro_rules! raw_task {
             table_elements: $raw.table_elements,
             max_instances: $raw.max_instances,
             http: $raw.http,
+            record: $raw.record,
         }
     };
 }
@@ -272,6 +285,18 @@ pub struct HttpGrant {
     pub max_response: u64,
     /// Largest request body, in bytes.
     pub max_request: u64,
+}
+
+/// Recording of an activity's tasks, for `wasm-activity replay`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordConfig {
+    /// Where recordings are written, one JSON file per task.
+    pub dir: PathBuf,
+    /// Inputs larger than this are not recorded.
+    pub max_bytes: u64,
+    /// Fields whose values are replaced by "[redacted]" (a key name matches
+    /// at any depth; a dotted path matches from the top).
+    pub redact: Vec<String>,
 }
 
 /// A host directory visible to the guest.
@@ -379,6 +404,8 @@ pub struct ActivityTypeConfig {
     pub capabilities: Capabilities,
     /// The tenant it belongs to, if any.
     pub tenant: Option<String>,
+    /// Task recording, if on.
+    pub record: Option<RecordConfig>,
 }
 
 /// One Step Functions activity and the component that handles it.
@@ -402,6 +429,8 @@ pub struct ActivityConfig {
     pub capabilities: Capabilities,
     /// The tenant it belongs to, if any.
     pub tenant: Option<String>,
+    /// Task recording, if on.
+    pub record: Option<RecordConfig>,
 }
 
 /// What one task may use.
@@ -748,7 +777,7 @@ impl Validator<'_> {
         )?;
         let prefix = format!("activity.{name}");
         let arn = raw.arn.clone();
-        let (limits, capabilities, tenant) =
+        let (limits, capabilities, tenant, record) =
             self.task(&prefix, raw_task!(raw, None), base, SFN_MAX_PAYLOAD)?;
         Ok(ActivityConfig {
             name: name.to_string(),
@@ -760,6 +789,7 @@ impl Validator<'_> {
             limits,
             capabilities,
             tenant,
+            record,
         })
     }
 
@@ -839,7 +869,7 @@ impl Validator<'_> {
             let prefix = format!("swf.{name}.activity[{i}]");
             let (type_name, version, component) =
                 (t.name.clone(), t.version.clone(), base.join(&t.component));
-            let (limits, capabilities, tenant) = self.task(
+            let (limits, capabilities, tenant, record) = self.task(
                 &prefix,
                 raw_task!(t, t.cancel_grace.clone()),
                 base,
@@ -853,6 +883,7 @@ impl Validator<'_> {
                 limits,
                 capabilities,
                 tenant,
+                record,
             });
         }
         // The tenant's caps are taken before polling, when the type of the
@@ -893,7 +924,15 @@ impl Validator<'_> {
         raw: RawTask,
         base: &Path,
         service_max_output: u64,
-    ) -> Result<(TaskLimits, Capabilities, Option<String>), ConfigError> {
+    ) -> Result<
+        (
+            TaskLimits,
+            Capabilities,
+            Option<String>,
+            Option<RecordConfig>,
+        ),
+        ConfigError,
+    > {
         let key = |k: &str| format!("{prefix}.{k}");
         let tenant = match &raw.tenant {
             None => None,
@@ -1119,7 +1158,30 @@ impl Validator<'_> {
                 )?,
             });
         }
-        Ok((limits, capabilities, tenant))
+        let record = match raw.record {
+            None => None,
+            Some(r) => {
+                if r.dir.is_empty() {
+                    return Err(self.invalid(
+                        &key("record.dir"),
+                        "",
+                        "a directory to write recordings to",
+                    ));
+                }
+                Some(RecordConfig {
+                    dir: base.join(r.dir),
+                    max_bytes: self.bytes(
+                        &key("record.max_bytes"),
+                        r.max_bytes.as_deref(),
+                        64 * 1024,
+                        1,
+                        1 << 30,
+                    )?,
+                    redact: r.redact,
+                })
+            }
+        };
+        Ok((limits, capabilities, tenant, record))
     }
 }
 

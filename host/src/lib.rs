@@ -28,6 +28,7 @@ pub mod endpoint;
 pub mod heartbeat;
 pub mod metrics;
 pub mod poller;
+pub mod record;
 pub mod registry;
 pub mod reload;
 pub mod report;

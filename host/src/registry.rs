@@ -28,6 +28,8 @@ pub struct ActivitySettings {
     pub grants: Arc<Grants>,
     /// The tenant it belongs to, if any.
     pub tenant: Option<String>,
+    /// Task recording, if on.
+    pub record: Option<crate::config::RecordConfig>,
 }
 
 impl ActivitySettings {
@@ -40,6 +42,7 @@ impl ActivitySettings {
             limits: a.limits,
             grants: Arc::new(Grants::resolve(&a.capabilities)?),
             tenant: a.tenant.clone(),
+            record: a.record.clone(),
         })
     }
     /// Settings for an SWF activity type; `heartbeat_interval` is the
@@ -61,6 +64,7 @@ impl ActivitySettings {
             limits: t.limits,
             grants: Arc::new(Grants::resolve(&t.capabilities)?),
             tenant: t.tenant.clone(),
+            record: t.record.clone(),
         })
     }
 }

@@ -128,6 +128,17 @@ async fn run_task(
         },
         other => other,
     };
+    if let Some(record) = &settings.record {
+        crate::record::write(
+            record,
+            activity.name(),
+            &handler.version,
+            &task_id,
+            &task.input,
+            &report,
+        )
+        .await;
+    }
     let delivery = report::deliver(service.as_ref(), &task.token, report).await;
     let beats = heartbeat.stop().await;
     drop(slot);

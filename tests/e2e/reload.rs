@@ -248,3 +248,73 @@ async fn drain_with_tasks_running_and_polls_in_flight_leaves_nothing_to_time_out
         ExecutionStatus::Succeeded
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn recorded_tasks_replay_against_a_new_build_and_report_what_changed() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("recorded").await;
+    let sm = sfn.create_state_machine(&activity, 60, None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let recordings = dir.path().join("recordings");
+    let _worker = Worker::start(
+        &activity_toml(
+            "recorded",
+            &activity,
+            &guests().scenario,
+            &format!(
+                "\n[activity.recorded.record]\ndir = \"{}\"\nmax_bytes = \"4KiB\"\nredact = [\"secret\"]",
+                recordings.display()
+            ),
+        ),
+        &svc,
+    );
+    for input in [
+        json!({"action": "version"}),
+        json!({"action": "echo", "value": {"secret": "s3cr3t-in-input", "keep": 1}}),
+    ] {
+        let e = sfn.start(&sm, &input).await;
+        assert_eq!(sfn.wait(&e, DONE).await.status, ExecutionStatus::Succeeded);
+    }
+    let files = wait_until(Duration::from_secs(10), "two recordings", || {
+        let files: Vec<_> = std::fs::read_dir(&recordings)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .collect();
+        (files.len() == 2).then_some(files)
+    });
+    for f in &files {
+        let text = std::fs::read_to_string(f.path()).unwrap();
+        assert!(
+            !text.contains("s3cr3t-in-input"),
+            "a redacted field was recorded: {text}"
+        );
+    }
+
+    let replay = |component: &Path| {
+        let out = std::process::Command::new(crate::support::binary())
+            .args(["replay"])
+            .arg(&recordings)
+            .arg("--component")
+            .arg(component)
+            .env("RUST_LOG", "warn")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = replay(&guests().scenario);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("2 recordings, 0 changed"), "{text}");
+
+    let (code, text) = replay(&guests().scenario_v2);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("2 recordings, 1 changed"), "{text}");
+    assert!(
+        text.contains(r#"{"output":{"version":1}}"#)
+            && text.contains(r#"{"output":{"version":2}}"#),
+        "{text}"
+    );
+}

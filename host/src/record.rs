@@ -1,0 +1,207 @@
+//! Recording tasks for replay.
+//!
+//! With `[activity.NAME.record]` on, the worker writes each finished task's
+//! input and result to a directory, one JSON file per task, with listed
+//! fields redacted. `wasm-activity replay DIR --component NEW.wasm` re-runs
+//! the inputs against a new build and reports which results changed: a
+//! check of a new version against real traffic before deploying it.
+
+use crate::config::RecordConfig;
+use crate::report::Report;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[redacted]";
+
+/// One recorded task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Recording {
+    /// The activity that ran it.
+    pub activity: String,
+    /// The component version that ran it.
+    pub version: String,
+    /// The task id.
+    pub task: String,
+    /// The task input (redacted), as JSON, or as a string if it was not JSON.
+    pub input: Value,
+    /// `{"output": ...}`, `{"error", "cause"}` or `{"canceled": details}`.
+    pub result: Value,
+    /// The fields that were redacted (replay redacts its results the same way).
+    #[serde(default)]
+    pub redacted: Vec<String>,
+}
+
+/// A report as a recorded result; `None` for tasks the service ended.
+pub fn result_of(report: &Report) -> Option<Value> {
+    Some(match report {
+        Report::Success { output } => {
+            serde_json::json!({ "output": serde_json::from_str::<Value>(output).unwrap_or(Value::String(output.clone())) })
+        }
+        Report::Failure { error, cause } => serde_json::json!({ "error": error, "cause": cause }),
+        Report::Canceled { details } => serde_json::json!({ "canceled": details }),
+        Report::Nothing { .. } => return None,
+    })
+}
+
+/// Replaces the values of `fields` in `value`: a plain name matches a key
+/// at any depth, a dotted path matches from the top.
+pub fn redact(value: &mut Value, fields: &[String]) {
+    for field in fields {
+        if field.contains('.') {
+            let mut parts = field.split('.').peekable();
+            let mut at = &mut *value;
+            while let Some(part) = parts.next() {
+                let Some(next) = at.get_mut(part) else { break };
+                if parts.peek().is_none() {
+                    *next = Value::String(REDACTED.into());
+                    break;
+                }
+                at = next;
+            }
+        } else {
+            redact_key(value, field);
+        }
+    }
+}
+
+fn redact_key(value: &mut Value, key: &str) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if k == key {
+                    *v = Value::String(REDACTED.into());
+                } else {
+                    redact_key(v, key);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_key(v, key)),
+        _ => {}
+    }
+}
+
+/// Writes a recording, unless the input is over the size cap. Failures are
+/// logged: recording must never fail a task.
+pub async fn write(
+    config: &RecordConfig,
+    activity: &str,
+    version: &str,
+    task: &str,
+    input: &str,
+    report: &Report,
+) {
+    if input.len() as u64 > config.max_bytes {
+        tracing::debug!(activity, task, "input over record.max_bytes; not recorded");
+        return;
+    }
+    let Some(mut result) = result_of(report) else {
+        return;
+    };
+    let mut input =
+        serde_json::from_str(input).unwrap_or_else(|_| Value::String(input.to_string()));
+    redact(&mut input, &config.redact);
+    redact(&mut result, &config.redact);
+    let recording = Recording {
+        activity: activity.into(),
+        version: version.into(),
+        task: task.into(),
+        input,
+        result,
+        redacted: config.redact.clone(),
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or_default();
+    let path = config.dir.join(format!("{stamp}-{task}.json"));
+    let text = serde_json::to_string_pretty(&recording).expect("a recording serializes");
+    let written = async {
+        tokio::fs::create_dir_all(&config.dir).await?;
+        tokio::fs::write(&path, text).await
+    };
+    if let Err(e) = written.await {
+        tracing::warn!(
+            activity,
+            task,
+            "cannot record the task to {}: {e}",
+            path.display()
+        );
+    }
+}
+
+/// The recordings in `dir`, oldest first.
+pub fn read_dir(dir: &Path) -> std::io::Result<Vec<(PathBuf, Recording)>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f)?;
+        let rec: Recording = serde_json::from_str(&text).map_err(|e| {
+            std::io::Error::other(format!("{} is not a recording: {e}", f.display()))
+        })?;
+        out.push((f, rec));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn names_match_at_any_depth_and_paths_from_the_top() {
+        let mut v = json!({"email": "a@b", "customer": {"email": "c@d", "tier": "gold"}, "items": [{"email": "e"}]});
+        redact(&mut v, &["email".into()]);
+        assert_eq!(
+            v,
+            json!({"email": REDACTED, "customer": {"email": REDACTED, "tier": "gold"}, "items": [{"email": REDACTED}]})
+        );
+        let mut v = json!({"customer": {"tier": "gold", "card": {"number": "4111"}}, "tier": "x"});
+        redact(
+            &mut v,
+            &["customer.card.number".into(), "missing.path".into()],
+        );
+        assert_eq!(
+            v,
+            json!({"customer": {"tier": "gold", "card": {"number": REDACTED}}, "tier": "x"})
+        );
+    }
+
+    #[tokio::test]
+    async fn recordings_round_trip_and_respect_the_size_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordConfig {
+            dir: dir.path().join("rec"),
+            max_bytes: 100,
+            redact: vec!["pin".into()],
+        };
+        let ok = Report::Success {
+            output: r#"{"pin":"1234","n":1}"#.into(),
+        };
+        write(&config, "a", "v1", "t1", r#"{"pin":"1234","n":1}"#, &ok).await;
+        write(
+            &config,
+            "a",
+            "v1",
+            "t2",
+            &format!("\"{}\"", "x".repeat(200)),
+            &ok,
+        )
+        .await;
+        let recs = read_dir(&config.dir).unwrap();
+        assert_eq!(recs.len(), 1, "the oversized input is skipped");
+        let r = &recs[0].1;
+        assert_eq!(r.input, json!({"pin": REDACTED, "n": 1}));
+        assert_eq!(r.result, json!({"output": {"pin": REDACTED, "n": 1}}));
+        assert_eq!(
+            (r.activity.as_str(), r.version.as_str(), r.task.as_str()),
+            ("a", "v1", "t1")
+        );
+    }
+}
