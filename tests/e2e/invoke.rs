@@ -152,7 +152,7 @@ fn guest_output_becomes_host_log_lines_tagged_with_the_task() {
     assert!(
         lines
             .iter()
-            .all(|l| l.contains("task=\"local\"") && l.contains("guest")),
+            .all(|l| l.contains("task=\"input\"") && l.contains("guest")),
         "{err}"
     );
 }

@@ -579,19 +579,20 @@ fn trap_detail(err: &wasmtime::Error, stderr_tail: &str) -> String {
 }
 
 /// The one thread that advances the engine's epoch.
-struct EpochTicker {
-    stop: Arc<std::sync::atomic::AtomicBool>,
-}
+///
+/// It lives as long as the engine, not as long as the [`Runtime`]: a
+/// [`Handler`] keeps the engine alive, and a guest running without ticks
+/// would never reach its deadline. The thread holds only a weak reference
+/// and ends once the last engine handle is gone.
+struct EpochTicker;
 
 impl EpochTicker {
     fn start(engine: &Engine) -> EpochTicker {
-        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let weak = engine.weak();
-        let flag = stop.clone();
         std::thread::Builder::new()
             .name("wasm-epoch".into())
             .spawn(move || {
-                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                loop {
                     std::thread::sleep(EPOCH_TICK);
                     match weak.upgrade() {
                         Some(engine) => engine.increment_epoch(),
@@ -600,12 +601,6 @@ impl EpochTicker {
                 }
             })
             .expect("spawning the epoch ticker thread");
-        EpochTicker { stop }
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        EpochTicker
     }
 }
