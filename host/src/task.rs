@@ -26,14 +26,17 @@ pub async fn run(
     slot: Slot,
     shutdown: Shutdown,
 ) {
+    // The handler is pinned once: the span and the run name the same version
+    // even if a reload swaps the activity's handler meanwhile.
+    let handler = activity.handler();
     let span = tracing::info_span!(
         "task",
         activity = %activity.name(),
         tenant = activity.settings.tenant.as_deref().unwrap_or("-"),
         task = %task.token.short_id(),
-        version = %activity.handler().version,
+        version = %handler.version,
     );
-    run_task(task, activity, service, slot, shutdown)
+    run_task(task, activity, handler, service, slot, shutdown)
         .instrument(span)
         .await
 }
@@ -41,13 +44,13 @@ pub async fn run(
 async fn run_task(
     task: Task,
     activity: Arc<Activity>,
+    handler: Arc<crate::runtime::Handler>,
     service: Arc<dyn ActivityService>,
     slot: Slot,
     shutdown: Shutdown,
 ) {
     let started = Instant::now();
     let task_id: Arc<str> = task.token.short_id().into();
-    let handler = activity.handler();
     let control = Arc::new(TaskControl::new());
     let settings = &activity.settings;
     let m = crate::metrics::global();
