@@ -188,25 +188,13 @@ pub fn cancelled() -> bool {
 macro_rules! export_handler {
     ($handler:path) => {
         #[doc(hidden)]
-        struct __WasmActivityHandler;
-
-        impl $crate::wit::exports::wasm_activity::handler::handler::Guest for __WasmActivityHandler {
-            fn handle(
-                input: ::std::string::String,
-            ) -> ::std::result::Result<
-                ::std::string::String,
-                $crate::wit::exports::wasm_activity::handler::handler::Failure,
-            > {
-                $crate::__private::dispatch(&input, $handler).map_err(|f| {
-                    $crate::wit::exports::wasm_activity::handler::handler::Failure {
-                        error: f.error,
-                        cause: f.cause,
-                    }
-                })
-            }
+        fn __wasm_activity_typed_handler(
+            input: ::std::string::String,
+        ) -> ::std::result::Result<::std::string::String, $crate::Failure> {
+            $crate::__private::dispatch(&input, $handler)
         }
 
-        $crate::wit::__export_activity_world!(__WasmActivityHandler with_types_in $crate::wit);
+        $crate::export_raw_handler!(__wasm_activity_typed_handler);
     };
 }
 
