@@ -73,18 +73,8 @@ impl Swf {
 
     /// Registers an activity type with a heartbeat timeout.
     pub async fn register_activity(&self, name: &str, version: &str, heartbeat_timeout_s: u32) {
-        self.client
-            .register_activity_type()
-            .domain(&self.domain)
-            .name(name)
-            .version(version)
-            .default_task_heartbeat_timeout(heartbeat_timeout_s.to_string())
-            .default_task_start_to_close_timeout("120")
-            .default_task_schedule_to_start_timeout("120")
-            .default_task_schedule_to_close_timeout("240")
-            .send()
+        self.register_activity_with(name, version, heartbeat_timeout_s, 120)
             .await
-            .unwrap();
     }
 
     /// Starts a workflow whose decider will schedule `activity` on
