@@ -1576,6 +1576,43 @@ mod tests {
     }
 
     #[test]
+    fn operational_keys_are_validated() {
+        let c = parse(&format!(
+            "metrics_addr = \"127.0.0.1:9464\"\nreload = false\nreload_debounce = \"250ms\"\n{}",
+            activity("\n[activity.price.record]\ndir = \"rec\"\nredact = [\"email\"]")
+        ))
+        .unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(!c.reload);
+        assert_eq!(c.reload_debounce, Duration::from_millis(250));
+        let r = c.activities[0].record.as_ref().unwrap();
+        assert_eq!(
+            (r.dir.as_path(), r.max_bytes, r.redact.as_slice()),
+            (
+                Path::new("/etc/wa/rec"),
+                64 * 1024,
+                &["email".to_string()][..]
+            )
+        );
+        let e = err(&format!("metrics_addr = \"localhost\"\n{}", activity("")));
+        assert!(
+            e.contains("`metrics_addr` = \"localhost\": expected a socket address"),
+            "{e}"
+        );
+        let e = err(&format!("reload_debounce = \"soon\"\n{}", activity("")));
+        assert!(e.contains("`reload_debounce` = \"soon\""), "{e}");
+        let e = err(&activity("\n[activity.price.record]\ndir = \"\""));
+        assert!(e.contains("`activity.price.record.dir`"), "{e}");
+        let e = err(&activity(
+            "\n[activity.price.record]\ndir = \"r\"\nmax_bytes = \"huge\"",
+        ));
+        assert!(
+            e.contains("`activity.price.record.max_bytes` = \"huge\""),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn bad_toml_names_the_file() {
         let e = err("[activity.price\n");
         assert!(e.starts_with("/etc/wa/worker.toml: "), "{e}");
