@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job, end to end, with nothing else installed and no AWS account:
 # builds the host and the example handler, then runs
-#   wasm-activity dev --config examples/rust/worker.toml --input examples/rust/inputs
+#   wasm-activity dev --config examples/rust/worker.toml --input examples/orders/inputs
 # which starts the embedded local Step Functions endpoint, runs the worker
 # against it, starts one execution per input file and prints each result.
 #
@@ -15,7 +15,7 @@ cargo build --release -p wasm-activity
 cargo build --manifest-path examples/rust/Cargo.toml --release --target wasm32-wasip2
 
 inputs=("$@")
-[ ${#inputs[@]} -gt 0 ] || inputs=(examples/rust/inputs)
+[ ${#inputs[@]} -gt 0 ] || inputs=(examples/orders/inputs)
 args=()
 for i in "${inputs[@]}"; do args+=(--input "$i"); done
 

@@ -21,7 +21,7 @@ fn example_prices_an_order() {
     let input = format!(
         "@{}",
         crate::support::repo_root()
-            .join("examples/rust/input.json")
+            .join("examples/orders/input.json")
             .display()
     );
     let (code, out, err) = invoke(&guests().example, &input, &[]);
@@ -171,8 +171,8 @@ fn missing_component_is_a_clear_error() {
 fn a_directory_of_inputs_is_checked_against_expected_results() {
     let root = crate::support::repo_root();
     let component = guests().example.to_str().unwrap().to_string();
-    let inputs = root.join("examples/rust/inputs");
-    let expected = root.join("examples/rust/expected");
+    let inputs = root.join("examples/orders/inputs");
+    let expected = root.join("examples/orders/expected");
     let out = run_cli(&[
         "invoke",
         &component,
@@ -221,7 +221,7 @@ fn a_directory_of_inputs_prints_one_result_per_file() {
         "invoke",
         guests().example.to_str().unwrap(),
         "--input",
-        root.join("examples/rust/inputs").to_str().unwrap(),
+        root.join("examples/orders/inputs").to_str().unwrap(),
     ]);
     let text = stdout(&out);
     assert_eq!(

@@ -231,7 +231,7 @@ async fn dev_runs_the_example_inputs_with_nothing_else_running() {
         .args(["dev", "--port", "0", "--config"])
         .arg(&config)
         .arg("--input")
-        .arg(root.join("examples/rust/inputs"))
+        .arg(root.join("examples/orders/inputs"))
         .env_remove("AWS_ACCESS_KEY_ID")
         .env_remove("AWS_SECRET_ACCESS_KEY")
         .env_remove("AWS_REGION")

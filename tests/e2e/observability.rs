@@ -85,7 +85,7 @@ fn json_logs_carry_the_task_span() {
         .args(["--log-format", "json", "dev", "--port", "0", "--config"])
         .arg(&config)
         .arg("--input")
-        .arg(crate::support::repo_root().join("examples/rust/inputs/order-ok.json"))
+        .arg(crate::support::repo_root().join("examples/orders/inputs/order-ok.json"))
         .env("RUST_LOG", "info")
         .output()
         .unwrap();

@@ -42,7 +42,7 @@ async fn example_succeeds_and_handled_failure_fails_with_name_and_cause(backend:
     );
 
     let good: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(crate::support::repo_root().join("examples/rust/input.json"))
+        &std::fs::read_to_string(crate::support::repo_root().join("examples/orders/input.json"))
             .unwrap(),
     )
     .unwrap();

@@ -67,7 +67,7 @@ async fn tasks_complete_and_fail_with_results_reasons_and_details(backend: Backe
     );
     let _decider = swf.decider();
     let good =
-        std::fs::read_to_string(crate::support::repo_root().join("examples/rust/input.json"))
+        std::fs::read_to_string(crate::support::repo_root().join("examples/orders/input.json"))
             .unwrap();
     let ok = swf
         .start(&activity_type("price-order", "1"), &list, &good)

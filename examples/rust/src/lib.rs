@@ -12,7 +12,7 @@
 //! ```sh
 //! cargo run -p wasm-activity -- invoke \
 //!     examples/rust/target/wasm32-wasip2/release/order_pricing.wasm \
-//!     --input @examples/rust/input.json
+//!     --input @examples/orders/input.json
 //! ```
 //!
 //! Serve it for a Step Functions activity: `wasm-activity run --config examples/rust/worker.toml`.
