@@ -102,6 +102,19 @@ pub enum Command {
         #[arg(long, default_value = "64MiB")]
         memory_limit: bytesize::ByteSize,
     },
+        /// Create a handler project (SDK, WIT contract, build script, sample
+    /// input and expected output, worker config) that builds and passes
+    /// `invoke` out of the box.
+    New {
+        /// The handler's language.
+        #[arg(value_enum)]
+        language: crate::scaffold::Language,
+        /// Project name: directory, crate and component file name.
+        name: String,
+        /// Where to create the project directory.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// Validate a config and load every component; print a summary.
     ///
     /// Exit status: 0 if everything is usable, 1 otherwise.
@@ -164,7 +177,12 @@ pub fn init_logging(format: LogFormat) {
 pub async fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config).await,
-        Command::Check { config } => check(&config).await,
+                Command::Check { config } => check(&config).await,
+        Command::New {
+            language,
+            name,
+            dir,
+                } => new_project(language, &name, &dir),
         Command::Dev {
             config,
             input,
@@ -320,6 +338,31 @@ async fn serve_local(
     Ok(ExitCode::SUCCESS)
 }
 
+fn new_project(
+    language: crate::scaffold::Language,
+    name: &str,
+    dir: &Path,
+) -> anyhow::Result<ExitCode> {
+    let project = crate::scaffold::create(language, name, dir)?;
+    println!("created {}", project.display());
+    println!("  cd {} && ./build.sh", project.display());
+    println!("  wasm-activity invoke {name}.wasm --input @input.json --expect expected.json");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Instances `check` creates per activity to time instantiation.
+const INSTANTIATE_SAMPLES: usize = 20;
+
+/// "12 us" or "1.3 ms".
+fn micros(d: std::time::Duration) -> String {
+    let us = d.as_micros();
+    if us < 1000 {
+        format!("{us} us")
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
 async fn check(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::from_file(path)?;
     let options = crate::runtime_options(&config);
@@ -391,6 +434,25 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                     activity.pollers,
                     humantime::format_duration(activity.heartbeat_interval)
                 );
+                                let ctx = TaskContext {
+                    activity: activity.name.as_str().into(),
+                    task_id: "check".into(),
+                    limits: activity.limits,
+                    control: Arc::new(TaskControl::new()),
+                    grants: Arc::new(crate::runtime::Grants::default()),
+                };
+                match handler.instantiate_time(&ctx, INSTANTIATE_SAMPLES).await {
+                    Ok(t) => println!(
+                        "  instantiate:  first {}, then p50 {} (max {}) over {INSTANTIATE_SAMPLES}",
+                        micros(t.first),
+                        micros(t.warm_p50),
+                        micros(t.warm_max)
+                    ),
+                    Err(e) => {
+                        problems += 1;
+                        println!("  instantiate:  FAILED: {e}");
+                    }
+                }
                 println!("  limits:       {}", activity.limits);
                 println!("  grants:       {}", activity.capabilities);
                 if let Some(t) = &activity.tenant {

@@ -33,6 +33,7 @@ pub mod registry;
 pub mod reload;
 pub mod report;
 pub mod runtime;
+pub mod scaffold;
 pub mod service;
 pub mod shutdown;
 mod sources;

@@ -456,6 +456,55 @@ impl Handler {
     }
 }
 
+/// How long creating an instance takes, measured by [`Handler::instantiate_time`].
+#[derive(Debug, Clone, Copy)]
+pub struct InstantiateTime {
+    /// The first instance after loading (cold pool slot, lazy init).
+    pub first: Duration,
+    /// Median of the instances after it.
+    pub warm_p50: Duration,
+    /// Slowest of the instances after it.
+    pub warm_max: Duration,
+}
+
+impl Handler {
+    /// Creates `samples + 1` instances the way a task does (fresh store,
+    /// the activity's limits, no grants) without calling the handler, and
+    /// reports how long that took. `check` prints it: Python and JavaScript
+    /// guests cost far more here than Rust or C ones.
+    pub async fn instantiate_time(
+        &self,
+        ctx: &TaskContext,
+        samples: usize,
+    ) -> Result<InstantiateTime, String> {
+        let mut times = Vec::with_capacity(samples + 1);
+        for _ in 0..=samples {
+            let deadline = Instant::now() + ctx.limits.timeout;
+            let state = TaskState::new(ctx, deadline, &self.http_client)?;
+            let mut store = wasmtime::Store::new(self.pre.engine(), state);
+            store.limiter(|s| s.limiter_mut());
+            if self.fuel {
+                let _ = store.set_fuel(u64::MAX);
+            }
+            store.set_epoch_deadline(1);
+            store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
+            let started = Instant::now();
+            self.pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(|e| format!("{e:#}"))?;
+            times.push(started.elapsed());
+        }
+        let first = times.remove(0);
+        times.sort();
+        Ok(InstantiateTime {
+            first,
+            warm_p50: times.get(times.len() / 2).copied().unwrap_or(first),
+            warm_max: times.last().copied().unwrap_or(first),
+        })
+    }
+}
+
 fn stopped(ctx: &TaskContext) -> Outcome {
     let reason = ctx
         .control

@@ -1,0 +1,273 @@
+//! `wasm-activity new`: a handler project that builds and passes `invoke`
+//! out of the box.
+//!
+//! Each project carries its own copy of the WIT contract and of the guest
+//! SDK for its language, taken from this binary, so it builds without this
+//! repository and stays pinned to the host version that made it. The
+//! templates live in `host/templates/`; the SDK files are the ones in
+//! `guest-sdk/`, included at compile time so they cannot drift.
+
+use std::path::{Path, PathBuf};
+
+/// Languages a handler project can be written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    /// Rust, with the wasm-activity-guest crate (cargo, wasm32-wasip2).
+    Rust,
+    /// Python, with componentize-py.
+    Python,
+    /// JavaScript, with componentize-js.
+    Js,
+    /// C, with clang, wasi-libc and jco.
+    C,
+}
+
+/// Why a project could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ScaffoldError {
+    /// The name cannot be used for a project, a crate and a file name.
+    #[error(
+        "project name {0:?} is not usable: use lowercase letters, digits, '-' and '_', starting \
+         with a letter (e.g. \"price-order\")"
+    )]
+    BadName(String),
+    /// The target directory exists.
+    #[error("{} already exists; pick another name or remove it", .0.display())]
+    Exists(PathBuf),
+    /// Writing failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+enum Content {
+    Text(&'static str),
+    Bytes(&'static [u8]),
+}
+
+/// (path in the project, content, executable)
+type File = (&'static str, Content, bool);
+
+const WIT: &str = include_str!("../../wit/handler.wit");
+const INPUT: &str = include_str!("../templates/common/input.json");
+const EXPECTED: &str = include_str!("../templates/common/expected.json");
+const WORKER: &str = include_str!("../templates/common/worker.toml");
+const README: &str = include_str!("../templates/common/README.md");
+
+fn files(language: Language) -> Vec<File> {
+    use Content::{Bytes, Text};
+    let mut files: Vec<File> = vec![
+        ("wit/handler.wit", Text(WIT), false),
+        ("input.json", Text(INPUT), false),
+        ("expected.json", Text(EXPECTED), false),
+        ("worker.toml", Text(WORKER), false),
+        ("README.md", Text(README), false),
+    ];
+    files.extend(match language {
+        Language::Rust => vec![
+            ("Cargo.toml", Text(include_str!("../templates/rust/Cargo.toml")), false),
+            ("src/lib.rs", Text(include_str!("../templates/rust/lib.rs")), false),
+            ("build.sh", Text(include_str!("../templates/rust/build.sh")), true),
+            (
+                "wasm-activity-guest/Cargo.toml",
+                Text(include_str!("../templates/rust/sdk-Cargo.toml")),
+                false,
+            ),
+            (
+                "wasm-activity-guest/src/lib.rs",
+                Text(include_str!("../../guest-sdk/src/lib.rs")),
+                false,
+            ),
+            (".gitignore", Text("/target/\n*.wasm\n"), false),
+        ],
+        Language::Python => vec![
+            ("app.py", Text(include_str!("../templates/python/app.py")), false),
+            ("build.sh", Text(include_str!("../templates/python/build.sh")), true),
+            (
+                "wasm_activity.py",
+                Text(include_str!("../../guest-sdk/python/wasm_activity.py")),
+                false,
+            ),
+            (".gitignore", Text("*.wasm\n__pycache__/\n"), false),
+        ],
+        Language::Js => vec![
+            ("app.js", Text(include_str!("../templates/js/app.js")), false),
+            ("package.json", Text(include_str!("../templates/js/package.json")), false),
+            ("build.sh", Text(include_str!("../templates/js/build.sh")), true),
+            (
+                "wasm-activity.js",
+                Text(include_str!("../../guest-sdk/js/wasm-activity.js")),
+                false,
+            ),
+            (".gitignore", Text("*.wasm\nnode_modules/\n"), false),
+        ],
+        Language::C => vec![
+            ("handler.c", Text(include_str!("../templates/c/handler.c")), false),
+            ("build.sh", Text(include_str!("../templates/c/build.sh")), true),
+            (
+                "sdk/wasm_activity.h",
+                Text(include_str!("../../guest-sdk/c/wasm_activity.h")),
+                false,
+            ),
+            (
+                "sdk/wasm_activity.c",
+                Text(include_str!("../../guest-sdk/c/wasm_activity.c")),
+                false,
+            ),
+            (
+                "sdk/bindings/activity.h",
+                Text(include_str!("../../guest-sdk/c/bindings/activity.h")),
+                false,
+            ),
+            (
+                "sdk/bindings/activity.c",
+                Text(include_str!("../../guest-sdk/c/bindings/activity.c")),
+                false,
+            ),
+            (
+                "sdk/bindings/activity_component_type.o",
+                Bytes(include_bytes!("../../guest-sdk/c/bindings/activity_component_type.o")),
+                false,
+            ),
+            (
+                "sdk/vendor/cjson/cJSON.h",
+                Text(include_str!("../../guest-sdk/c/vendor/cjson/cJSON.h")),
+                false,
+            ),
+            (
+                "sdk/vendor/cjson/cJSON.c",
+                Text(include_str!("../../guest-sdk/c/vendor/cjson/cJSON.c")),
+                false,
+            ),
+            (
+                "sdk/vendor/cjson/LICENSE",
+                Text(include_str!("../../guest-sdk/c/vendor/cjson/LICENSE")),
+                false,
+            ),
+            (".gitignore", Text("*.wasm\nbuild/\n"), false),
+        ],
+    });
+    files
+}
+
+fn check_name(name: &str) -> Result<(), ScaffoldError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && name.len() <= 64;
+    if ok {
+        Ok(())
+    } else {
+        Err(ScaffoldError::BadName(name.to_string()))
+    }
+}
+
+fn fill(template: &str, name: &str, language: Language) -> String {
+    let (label, notes, memory) = match language {
+        Language::Rust => (
+            "Rust",
+            "Needs `rustup target add wasm32-wasip2`. The handler is `src/lib.rs`; the SDK crate is \
+             `wasm-activity-guest/`.",
+            "64MiB",
+        ),
+        Language::Python => (
+            "Python",
+            "Needs `pip install componentize-py==0.25.1`. The handler is `app.py`; the SDK is \
+             `wasm_activity.py`. The component is ~18 MiB and needs ~12 MiB of linear memory per \
+             instance, hence `memory_limit` in worker.toml.",
+            "64MiB",
+        ),
+        Language::Js => (
+            "JavaScript",
+            "Needs node and npm (`build.sh` runs `npm install` for componentize-js). The handler is \
+             `app.js`; the SDK is `wasm-activity.js`. `fetch()` reaches the origins the config \
+             allows under `[activity.NAME.http]`.",
+            "64MiB",
+        ),
+        Language::C => (
+            "C",
+            "Needs clang, lld, wasi-libc (`apt-get install clang lld libclang-rt-dev-wasm32 \
+             wasi-libc`) and jco (`npm install -g @bytecodealliance/jco@1.35.0`). The handler is \
+             `handler.c`; the SDK is `sdk/` (with cJSON for JSON).",
+            "16MiB",
+        ),
+    };
+    template
+        .replace("{{name}}", name)
+        .replace("{{crate}}", &name.replace('-', "_"))
+        .replace("{{language}}", label)
+        .replace("{{build_notes}}", notes)
+        .replace("{{memory}}", memory)
+}
+
+/// Creates the project `name` for `language` under `parent`; returns its
+/// directory.
+pub fn create(language: Language, name: &str, parent: &Path) -> Result<PathBuf, ScaffoldError> {
+    check_name(name)?;
+    let dir = parent.join(name);
+    if dir.exists() {
+        return Err(ScaffoldError::Exists(dir));
+    }
+    for (rel, content, executable) in files(language) {
+        let path = dir.join(rel);
+        let write = |path: &Path| -> std::io::Result<()> {
+            std::fs::create_dir_all(path.parent().expect("project files are in a directory"))?;
+            match content {
+                Content::Text(t) => std::fs::write(path, fill(t, name, language))?,
+                Content::Bytes(b) => std::fs::write(path, b)?,
+            }
+            if executable {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+            }
+            Ok(())
+        };
+        write(&path).map_err(|source| ScaffoldError::Write { path, source })?;
+    }
+    Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_suit_crates_and_files() {
+        for good in ["price-order", "a", "etl_v2"] {
+            check_name(good).unwrap();
+        }
+        for bad in ["", "Price", "1st", "../escape", "a b", "a/b"] {
+            assert!(check_name(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn every_language_gets_the_contract_a_build_script_and_no_placeholders() {
+        let tmp = tempfile::tempdir().unwrap();
+        for language in [Language::Rust, Language::Python, Language::Js, Language::C] {
+            let name = format!("{language:?}-handler").to_lowercase();
+            let dir = create(language, &name, tmp.path()).unwrap();
+            assert_eq!(
+                std::fs::read_to_string(dir.join("wit/handler.wit")).unwrap(),
+                WIT
+            );
+            for (rel, content, _) in files(language) {
+                if let Content::Text(_) = content {
+                    let text = std::fs::read_to_string(dir.join(rel)).unwrap();
+                    assert!(!text.contains("{{"), "{rel} for {language:?} has a placeholder");
+                }
+            }
+            assert!(
+                std::fs::read_to_string(dir.join("worker.toml"))
+                    .unwrap()
+                    .contains(&format!("component = \"{name}.wasm\""))
+            );
+            let err = create(language, &name, tmp.path()).unwrap_err();
+            assert!(err.to_string().contains("already exists"), "{err}");
+        }
+    }
+}
