@@ -4,7 +4,8 @@
 #
 #   scripts/test.sh
 #
-# Needs: rustup (for the wasm32-wasip2 target), Python 3.13 for LocalStack
+# Needs: rustup (for the wasm32-wasip2 target), node and npm (JavaScript
+# guests), Python 3.13 for LocalStack
 # (pyenv installs it if missing), curl, and apt (for Chromium, which the live
 # page test drives). Caches what it installs under ~/.cache/wasm-activity-dev,
 # outside the clone.
@@ -15,6 +16,9 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "Rust target wasm32-wasip2 (guest components)"
 rustup target add wasm32-wasip2
+
+step "Python, JavaScript and C guest toolchains (componentize-py, componentize-js, jco, clang + wasi-libc)"
+scripts/guest-tools.sh install
 
 step "Chromium (headless, for the live page test)"
 if ! command -v chromium >/dev/null; then

@@ -102,7 +102,7 @@ pub enum Command {
         #[arg(long, default_value = "64MiB")]
         memory_limit: bytesize::ByteSize,
     },
-        /// Create a handler project (SDK, WIT contract, build script, sample
+    /// Create a handler project (SDK, WIT contract, build script, sample
     /// input and expected output, worker config) that builds and passes
     /// `invoke` out of the box.
     New {
@@ -130,7 +130,7 @@ pub enum Command {
     /// failure (exit 1); exit 2 if the component could not be run at all.
     /// With a directory, prints one result per *.json file. With --expect,
     /// compares each result with the expected JSON (a file, or a directory
-        /// holding a file of the same name per input) and exits 0 only if all
+    /// holding a file of the same name per input) and exits 0 only if all
     /// match. An expected `{"error": NAME}` without a cause matches any
     /// failure named NAME.
     Invoke {
@@ -177,12 +177,12 @@ pub fn init_logging(format: LogFormat) {
 pub async fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config).await,
-                Command::Check { config } => check(&config).await,
+        Command::Check { config } => check(&config).await,
         Command::New {
             language,
             name,
             dir,
-                } => new_project(language, &name, &dir),
+        } => new_project(language, &name, &dir),
         Command::Dev {
             config,
             input,
@@ -434,7 +434,7 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                     activity.pollers,
                     humantime::format_duration(activity.heartbeat_interval)
                 );
-                                let ctx = TaskContext {
+                let ctx = TaskContext {
                     activity: activity.name.as_str().into(),
                     task_id: "check".into(),
                     limits: activity.limits,
@@ -720,7 +720,7 @@ async fn invoke(
         };
         match expect {
             Some(expect) => {
-                                let want = expected(expect, name)?;
+                let want = expected(expect, name)?;
                 if matches_expected(&want, &result) {
                     println!("PASS {name}");
                 } else {
@@ -761,6 +761,9 @@ mod tests {
         ));
         // A successful output is compared whole.
         assert!(matches_expected(&json!({"a": 1}), &json!({"a": 1})));
-        assert!(!matches_expected(&json!({"error": "E"}), &json!({"error": "E"})));
+        assert!(!matches_expected(
+            &json!({"error": "E"}),
+            &json!({"error": "E"})
+        ));
     }
 }

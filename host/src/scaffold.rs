@@ -69,9 +69,21 @@ fn files(language: Language) -> Vec<File> {
     ];
     files.extend(match language {
         Language::Rust => vec![
-            ("Cargo.toml", Text(include_str!("../templates/rust/Cargo.toml")), false),
-            ("src/lib.rs", Text(include_str!("../templates/rust/lib.rs")), false),
-            ("build.sh", Text(include_str!("../templates/rust/build.sh")), true),
+            (
+                "Cargo.toml",
+                Text(include_str!("../templates/rust/Cargo.toml")),
+                false,
+            ),
+            (
+                "src/lib.rs",
+                Text(include_str!("../templates/rust/lib.rs")),
+                false,
+            ),
+            (
+                "build.sh",
+                Text(include_str!("../templates/rust/build.sh")),
+                true,
+            ),
             (
                 "wasm-activity-guest/Cargo.toml",
                 Text(include_str!("../templates/rust/sdk-Cargo.toml")),
@@ -85,8 +97,16 @@ fn files(language: Language) -> Vec<File> {
             (".gitignore", Text("/target/\n*.wasm\n"), false),
         ],
         Language::Python => vec![
-            ("app.py", Text(include_str!("../templates/python/app.py")), false),
-            ("build.sh", Text(include_str!("../templates/python/build.sh")), true),
+            (
+                "app.py",
+                Text(include_str!("../templates/python/app.py")),
+                false,
+            ),
+            (
+                "build.sh",
+                Text(include_str!("../templates/python/build.sh")),
+                true,
+            ),
             (
                 "wasm_activity.py",
                 Text(include_str!("../../guest-sdk/python/wasm_activity.py")),
@@ -95,9 +115,21 @@ fn files(language: Language) -> Vec<File> {
             (".gitignore", Text("*.wasm\n__pycache__/\n"), false),
         ],
         Language::Js => vec![
-            ("app.js", Text(include_str!("../templates/js/app.js")), false),
-            ("package.json", Text(include_str!("../templates/js/package.json")), false),
-            ("build.sh", Text(include_str!("../templates/js/build.sh")), true),
+            (
+                "app.js",
+                Text(include_str!("../templates/js/app.js")),
+                false,
+            ),
+            (
+                "package.json",
+                Text(include_str!("../templates/js/package.json")),
+                false,
+            ),
+            (
+                "build.sh",
+                Text(include_str!("../templates/js/build.sh")),
+                true,
+            ),
             (
                 "wasm-activity.js",
                 Text(include_str!("../../guest-sdk/js/wasm-activity.js")),
@@ -106,8 +138,16 @@ fn files(language: Language) -> Vec<File> {
             (".gitignore", Text("*.wasm\nnode_modules/\n"), false),
         ],
         Language::C => vec![
-            ("handler.c", Text(include_str!("../templates/c/handler.c")), false),
-            ("build.sh", Text(include_str!("../templates/c/build.sh")), true),
+            (
+                "handler.c",
+                Text(include_str!("../templates/c/handler.c")),
+                false,
+            ),
+            (
+                "build.sh",
+                Text(include_str!("../templates/c/build.sh")),
+                true,
+            ),
             (
                 "sdk/wasm_activity.h",
                 Text(include_str!("../../guest-sdk/c/wasm_activity.h")),
@@ -130,7 +170,9 @@ fn files(language: Language) -> Vec<File> {
             ),
             (
                 "sdk/bindings/activity_component_type.o",
-                Bytes(include_bytes!("../../guest-sdk/c/bindings/activity_component_type.o")),
+                Bytes(include_bytes!(
+                    "../../guest-sdk/c/bindings/activity_component_type.o"
+                )),
                 false,
             ),
             (
@@ -258,7 +300,10 @@ mod tests {
             for (rel, content, _) in files(language) {
                 if let Content::Text(_) = content {
                     let text = std::fs::read_to_string(dir.join(rel)).unwrap();
-                    assert!(!text.contains("{{"), "{rel} for {language:?} has a placeholder");
+                    assert!(
+                        !text.contains("{{"),
+                        "{rel} for {language:?} has a placeholder"
+                    );
                 }
             }
             assert!(

@@ -8,6 +8,7 @@ mod invoke;
 mod local_endpoint;
 mod many_hosts;
 mod observability;
+mod polyglot;
 mod reload;
 mod sandbox;
 mod step_functions;

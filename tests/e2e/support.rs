@@ -84,6 +84,46 @@ pub fn guests() -> &'static Guests {
     })
 }
 
+/// The Python, JavaScript and C guests (`tests/guests/build-polyglot.sh`).
+pub struct Polyglot {
+    /// The order-pricing example per language, Rust first.
+    pub examples: Vec<(&'static str, PathBuf)>,
+    /// The adversarial scenario guest per language (python, js, c).
+    pub scenarios: Vec<(&'static str, PathBuf)>,
+    /// `examples/js-fetch`: calls an HTTP service with fetch().
+    pub stock_check: PathBuf,
+}
+
+/// Builds the polyglot guests once per test process (the build script
+/// installs the toolchains if `scripts/test.sh` has not).
+pub fn polyglot() -> &'static Polyglot {
+    static POLYGLOT: OnceLock<Polyglot> = OnceLock::new();
+    POLYGLOT.get_or_init(|| {
+        let root = repo_root();
+        // Several test processes may get here at once; one builds at a time.
+        let lock = std::fs::File::create(root.join("target/polyglot-build.lock")).unwrap();
+        lock.lock().expect("locking the polyglot build");
+        let status = Command::new(root.join("tests/guests/build-polyglot.sh"))
+            .status()
+            .expect("running tests/guests/build-polyglot.sh");
+        assert!(status.success(), "tests/guests/build-polyglot.sh failed");
+        drop(lock);
+        Polyglot {
+            examples: vec![
+                ("rust", guests().example.clone()),
+                ("python", root.join("examples/python/order_pricing.wasm")),
+                ("js", root.join("examples/js/order_pricing.wasm")),
+                ("c", root.join("examples/c/order_pricing.wasm")),
+            ],
+            scenarios: ["python", "js", "c"]
+                .into_iter()
+                .map(|l| (l, root.join(format!("tests/guests/{l}/scenario.wasm"))))
+                .collect(),
+            stock_check: root.join("examples/js-fetch/stock_check.wasm"),
+        }
+    })
+}
+
 /// A unique name for activities, state machines, temp files.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);

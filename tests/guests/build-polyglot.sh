@@ -10,6 +10,7 @@ guest_tools all
 examples/python/build.sh
 examples/js/build.sh
 examples/c/build.sh
+examples/js-fetch/build.sh
 
 "$COMPONENTIZE_PY" -d wit -w activity componentize scenario \
   -p tests/guests/python -p guest-sdk/python -o tests/guests/python/scenario.wasm
