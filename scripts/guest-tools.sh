@@ -43,7 +43,12 @@ guest_tools_install_node() {
   local dir="$GUEST_TOOLS_CACHE/node"
   local stamp; stamp="$dir/.installed-$(printf '%s ' "${GUEST_TOOLS_NPM_PINS[@]}" | sha256sum | cut -c1-16)"
   [ -f "$stamp" ] && return
-  command -v npm >/dev/null || { echo "error: building JavaScript guests needs node and npm (apt-get install nodejs npm)" >&2; return 1; }
+    if ! command -v npm >/dev/null; then
+    echo "installing node and npm from Debian" >&2
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+  fi
   echo "installing ${GUEST_TOOLS_NPM_PINS[*]} into $dir" >&2
   rm -rf "$dir" && mkdir -p "$dir"
   (cd "$dir" && echo '{"private":true}' >package.json &&
