@@ -41,6 +41,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests: unit, guest SDK, end to end (builds the test guests)"
 cargo test --workspace
 
+step "Python guest SDK unit tests (plain CPython)"
+python3 -m unittest discover -s guest-sdk/python
+
 step "example handler's own unit tests"
 cargo test --manifest-path examples/rust/Cargo.toml
 

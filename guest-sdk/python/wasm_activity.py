@@ -37,12 +37,18 @@ Failures, the same as the Rust SDK:
 """
 
 import json
+import sys
 from enum import Enum
 
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.exports import handler as _handler
-from wit_world.imports import host as _host
+try:
+    from componentize_py_types import Err
+    from wit_world import exports
+    from wit_world.exports import handler as _handler
+    from wit_world.imports import host as _host
+except ImportError:
+    # Plain CPython (a handler's unit tests, `call`): no component, no host.
+    # log() writes to stderr, progress() does nothing, cancelled() is False.
+    exports = _handler = _host = None
 
 __all__ = [
     "INVALID_INPUT",
@@ -50,6 +56,7 @@ __all__ = [
     "Failure",
     "InvalidInput",
     "Level",
+        "call",
     "cancelled",
     "export_handler",
     "log",
@@ -88,11 +95,11 @@ class InvalidInput(Failure):
 class Level(Enum):
     """Severity of a log line sent to the host with `log`."""
 
-    TRACE = _host.LogLevel.TRACE
-    DEBUG = _host.LogLevel.DEBUG
-    INFO = _host.LogLevel.INFO
-    WARN = _host.LogLevel.WARN
-    ERROR = _host.LogLevel.ERROR
+    TRACE = 0
+    DEBUG = 1
+    INFO = 2
+    WARN = 3
+    ERROR = 4
 
 
 def log(level, message):
@@ -101,20 +108,24 @@ def log(level, message):
     Lines count against the task's log budget; past it the host drops them.
     `print()` also reaches the host log (as stdout lines, at info level).
     """
-    _host.log(level.value, str(message))
+    if _host is None:
+        print(f"{level.name}: {message}", file=sys.stderr)
+    else:
+        _host.log(_host.LogLevel(level.value), str(message))
 
 
 def progress(details):
     """Records the latest progress report (sent with SWF heartbeats as the
     details, at most 2,048 characters; logged at debug level on Step
     Functions)."""
-    _host.progress(str(details))
+    if _host is not None:
+        _host.progress(str(details))
 
 
 def cancelled():
     """True once the task should stop: cancelled by the service, timed out,
     or the host is shutting down. Check it between steps of long work."""
-    return _host.cancelled()
+    return _host is not None and _host.cancelled()
 
 
 def _to_json(value):
@@ -122,30 +133,40 @@ def _to_json(value):
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _fail(failure):
-    raise Err(_handler.Failure(error=failure.error, cause=failure.cause))
+def call(func, text):
+    """Runs `func` on a JSON input exactly as the component would: parse
+    (failing with `InvalidInput`), call, serialize. Returns the output JSON
+    text or raises `Failure`. Works in plain CPython too, for a handler's
+    unit tests."""
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise InvalidInput(f"the task input is not JSON: {e}") from None
+    try:
+        result = func(value)
+    except Failure:
+        raise
+    except Exception as e:  # a bug in the handler: report it, do not trap
+        raise Failure(type(e).__name__, str(e) or repr(e)) from e
+    try:
+        return _to_json(result)
+    except (TypeError, ValueError) as e:
+        raise Failure(INVALID_OUTPUT, f"the handler's result is not JSON-serializable: {e}") from None
 
 
 def _run(func, text):
     try:
-        value = json.loads(text)
-    except ValueError as e:
-        _fail(InvalidInput(f"the task input is not JSON: {e}"))
-    try:
-        result = func(value)
+        return call(func, text)
     except Failure as f:
-        _fail(f)
-    except Exception as e:  # a bug in the handler: report it, do not trap
-        _fail(Failure(type(e).__name__, str(e) or repr(e)))
-    try:
-        return _to_json(result)
-    except (TypeError, ValueError) as e:
-        _fail(Failure(INVALID_OUTPUT, f"the handler's result is not JSON-serializable: {e}"))
+        raise Err(_handler.Failure(error=f.error, cause=f.cause)) from None
 
 
 def export_handler(func):
     """Returns the `Handler` class for `func`; bind it in your app module as
-    `Handler = wasm_activity.export_handler(func)`."""
+    `Handler = wasm_activity.export_handler(func)`. In plain CPython it
+    returns None (there is nothing to export to)."""
+    if exports is None:
+        return None
 
     class Handler(exports.Handler):
         def handle(self, input):

@@ -141,7 +141,14 @@ pub enum Level {
 /// Writes one line to the host's log, tagged with the activity and task.
 ///
 /// Lines count against the task's log budget; past it the host drops them.
+///
+/// Outside WebAssembly (a handler's native unit tests, [`call`]) there is no
+/// host: the line goes to stderr.
 pub fn log(level: Level, message: &str) {
+    if cfg!(not(target_arch = "wasm32")) {
+        eprintln!("{level:?}: {message}");
+        return;
+    }
     let level = match level {
         Level::Trace => host::LogLevel::Trace,
         Level::Debug => host::LogLevel::Debug,
@@ -159,7 +166,10 @@ pub fn log(level: Level, message: &str) {
 /// wasm_activity_guest::progress("42 of 100 rows");
 /// ```
 pub fn progress(details: &str) {
-    host::progress(details);
+    // Natively there is no host and no heartbeat to carry it.
+    if cfg!(target_arch = "wasm32") {
+        host::progress(details);
+    }
 }
 
 /// True once the task should stop (cancelled, timed out on the service side,
@@ -175,7 +185,29 @@ pub fn progress(details: &str) {
 /// }
 /// ```
 pub fn cancelled() -> bool {
-    host::cancelled()
+    // Natively nothing cancels a call.
+    cfg!(target_arch = "wasm32") && host::cancelled()
+}
+
+/// Runs `handler` on a JSON input exactly as the exported component would:
+/// parse (failing with [`INVALID_INPUT`]), call, serialize. Use it to test a
+/// handler natively (`cargo test`), or to run the same handler code outside
+/// WebAssembly; `log` then writes to stderr, `progress` does nothing and
+/// `cancelled` is false.
+///
+/// ```
+/// use wasm_activity_guest::Failure;
+/// fn double(n: u32) -> Result<u32, Failure> { Ok(n * 2) }
+/// assert_eq!(wasm_activity_guest::call(double, "21").unwrap(), "42");
+/// assert_eq!(wasm_activity_guest::call(double, "\"x\"").unwrap_err().error, "InvalidInput");
+/// ```
+pub fn call<T, U, E>(handler: fn(T) -> Result<U, E>, input: &str) -> Result<String, Failure>
+where
+    T: DeserializeOwned,
+    U: Serialize,
+    E: Into<Failure>,
+{
+    __private::dispatch(input, handler)
 }
 
 /// Turns a handler function into the component's export.

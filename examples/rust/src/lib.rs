@@ -27,7 +27,7 @@ use wasm_activity_guest::{Failure, Level, log, progress};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Order {
+pub struct Order {
     order_id: String,
     currency: String,
     customer: Customer,
@@ -58,7 +58,7 @@ struct Item {
 }
 
 #[derive(Serialize, Debug, PartialEq)]
-struct PricedOrder {
+pub struct PricedOrder {
     order_id: String,
     currency: String,
     lines: Vec<Line>,
@@ -92,7 +92,10 @@ fn parse_cents(price: &str) -> Option<u64> {
     whole.parse::<u64>().ok()?.checked_mul(100)?.checked_add(frac_cents)
 }
 
-fn price(order: Order) -> Result<PricedOrder, Failure> {
+/// Prices one order. Exported as the component's handler; also callable
+/// natively (the benchmarks' native worker runs it through
+/// `wasm_activity_guest::call`).
+pub fn price(order: Order) -> Result<PricedOrder, Failure> {
     let order_id = order.order_id.trim().to_string();
     if order_id.is_empty() {
         return Err(invalid("order_id must not be empty"));
