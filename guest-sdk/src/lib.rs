@@ -265,6 +265,10 @@ macro_rules! export_raw_handler {
             }
         }
 
+                // Exported only when built for WebAssembly: a native build of the
+        // same crate (unit tests, `cdylib` next to `rlib`) has no host to
+        // export to, and native linkers refuse the component export names.
+        #[cfg(target_arch = "wasm32")]
         $crate::wit::__export_activity_world!(__WasmActivityRawHandler with_types_in $crate::wit);
     };
 }

@@ -624,6 +624,7 @@ async fn load_local(
         max_memory: limits.memory,
         cache_dir: None,
         fuel: limits.fuel.is_some(),
+        epoch_interruption: true,
     };
     let runtime = Arc::new(Runtime::new(options)?);
     let path = component.to_path_buf();

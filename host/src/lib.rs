@@ -201,6 +201,7 @@ pub fn runtime_options(config: &Config) -> RuntimeOptions {
         max_memory: memories.max().unwrap_or_default(),
         cache_dir: config.cache_dir.clone(),
         fuel,
+        epoch_interruption: true,
     }
 }
 

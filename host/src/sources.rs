@@ -331,7 +331,7 @@ impl Sources {
                         activity = a.name(),
                         old = %old.version,
                         new = %handler.version,
-                        took_ms = started.elapsed().as_millis() as u64,
+                        took_us = started.elapsed().as_micros() as u64,
                         "component reloaded; new tasks run the new version"
                     );
                 }

@@ -85,11 +85,21 @@ fn invalid(cause: impl std::fmt::Display) -> Failure {
 /// "19.99" -> 1999. At most two decimals, no sign, no exponent.
 fn parse_cents(price: &str) -> Option<u64> {
     let (whole, frac) = price.split_once('.').unwrap_or((price, ""));
-    if whole.is_empty() || frac.len() > 2 || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+    if whole.is_empty()
+        || frac.len() > 2
+        || !whole
+            .bytes()
+            .chain(frac.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
         return None;
     }
     let frac_cents = format!("{frac:0<2}").parse::<u64>().ok()?;
-    whole.parse::<u64>().ok()?.checked_mul(100)?.checked_add(frac_cents)
+    whole
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(frac_cents)
 }
 
 /// Prices one order. Exported as the component's handler; also callable
@@ -120,7 +130,10 @@ pub fn price(order: Order) -> Result<PricedOrder, Failure> {
     let mut lines = Vec::with_capacity(order.items.len());
     for (i, item) in order.items.into_iter().enumerate() {
         if item.quantity == 0 {
-            return Err(invalid(format!("items[{i}] ({}): quantity must be at least 1", item.sku)));
+            return Err(invalid(format!(
+                "items[{i}] ({}): quantity must be at least 1",
+                item.sku
+            )));
         }
         let unit = parse_cents(&item.unit_price).ok_or_else(|| {
             invalid(format!(
@@ -148,14 +161,24 @@ pub fn price(order: Order) -> Result<PricedOrder, Failure> {
         None => {}
         Some("SAVE10") => discount_percent += 10,
         Some(other) => {
-            log(Level::Warn, &format!("order {order_id}: unknown coupon {other:?} ignored"));
+            log(
+                Level::Warn,
+                &format!("order {order_id}: unknown coupon {other:?} ignored"),
+            );
         }
     }
     let discount = subtotal * discount_percent / 100;
     let taxable = subtotal - discount;
     // Basis points, rounded half up.
     let tax = (taxable * tax_basis_points + 5_000) / 10_000;
-    log(Level::Info, &format!("order {order_id}: {} lines, total {}", lines.len(), taxable + tax));
+    log(
+        Level::Info,
+        &format!(
+            "order {order_id}: {} lines, total {}",
+            lines.len(),
+            taxable + tax
+        ),
+    );
 
     Ok(PricedOrder {
         order_id,

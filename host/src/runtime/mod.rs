@@ -51,6 +51,11 @@ const ASYNC_STACK: usize = 2 * 1024 * 1024;
 const MAX_BACKTRACE_FRAMES: usize = 32;
 /// Core instances one component may create (a Python component has a dozen).
 const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
+/// Per pool slot, how much linear memory, table and fiber stack stays
+/// resident between tasks (see `engine_config`).
+const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+const KEEP_RESIDENT_STACK: usize = 256 << 10;
 /// Memories and tables one component may define.
 const MAX_MEMORIES_PER_COMPONENT: u32 = 8;
 const MAX_TABLES_PER_COMPONENT: u32 = 32;
@@ -113,6 +118,10 @@ pub struct RuntimeOptions {
     /// Meter CPU fuel (needed if any activity sets `fuel`; costs some speed
     /// for every guest, so it is off otherwise).
     pub fuel: bool,
+    /// Epoch interruption (deadlines, fair yielding, stopping a spinning
+    /// guest). Always on in the worker; the benchmarks turn it off to
+    /// measure what it costs. Without it a CPU-bound guest cannot be stopped.
+    pub epoch_interruption: bool,
 }
 impl Default for RuntimeOptions {
     fn default() -> Self {
@@ -121,6 +130,7 @@ impl Default for RuntimeOptions {
             max_memory: TaskLimits::default().memory,
             cache_dir: None,
             fuel: false,
+            epoch_interruption: true,
         }
     }
 }
@@ -132,8 +142,9 @@ pub struct Runtime {
     cache: ArtifactCache,
     pooling: bool,
     fuel: bool,
+    epoch: bool,
     http_client: reqwest::Client,
-    _ticker: EpochTicker,
+    _ticker: Option<EpochTicker>,
 }
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -147,7 +158,7 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> EngineConfig {
     let mut config = EngineConfig::new();
     config
         .wasm_component_model(true)
-        .epoch_interruption(true)
+        .epoch_interruption(options.epoch_interruption)
         .consume_fuel(options.fuel)
         .max_wasm_stack(MAX_WASM_STACK)
         .async_stack_size(ASYNC_STACK)
@@ -166,7 +177,16 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> EngineConfig {
             .total_stacks(instances)
             .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
             .max_core_instance_size(2 << 20)
-            .max_component_instance_size(2 << 20);
+            .max_component_instance_size(2 << 20)
+            // Reset a slot's memory by rewriting the pages the last task
+            // dirtied (found with the PAGEMAP_SCAN ioctl, Linux 6.7+)
+            // instead of discarding them with madvise: no page faults on the
+            // next task and no TLB-shootdown IPIs. Pages stay resident only
+            // up to these sizes per slot; see BENCHMARKS.md.
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+            .table_keep_resident(KEEP_RESIDENT_TABLE)
+            .async_stack_keep_resident(KEEP_RESIDENT_STACK);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     config
@@ -195,13 +215,16 @@ impl Runtime {
         bindings::Activity::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
             .map_err(|e| EngineError(format!("{e:#}")))?;
         let cache = ArtifactCache::new(&engine, options.cache_dir.clone());
-        let ticker = EpochTicker::start(&engine);
+        let ticker = options
+            .epoch_interruption
+            .then(|| EpochTicker::start(&engine));
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
             cache,
             pooling,
             fuel: options.fuel,
+            epoch: options.epoch_interruption,
             http_client: http::shared_client(),
             _ticker: ticker,
         })
@@ -254,6 +277,7 @@ impl Runtime {
             from_cache: cached,
             load_time: started.elapsed(),
             fuel: self.fuel,
+            epoch: self.epoch,
             http_client: self.http_client.clone(),
             pre,
         })
@@ -296,6 +320,7 @@ pub struct Handler {
     /// Time to read, compile or load, and prepare it.
     pub load_time: Duration,
     fuel: bool,
+    epoch: bool,
     http_client: reqwest::Client,
     pre: bindings::ActivityPre<TaskState>,
 }
@@ -410,7 +435,9 @@ impl Handler {
             // Unmetered activities get all the fuel there is.
             let _ = store.set_fuel(ctx.limits.fuel.unwrap_or(u64::MAX));
         }
-        store.set_epoch_deadline(1);
+        if self.epoch {
+            store.set_epoch_deadline(1);
+        }
         store.epoch_deadline_callback(|ctx| {
             let state = ctx.data();
             if state.control().is_stopped() {
@@ -463,6 +490,8 @@ pub struct InstantiateTime {
     pub first: Duration,
     /// Median of the instances after it.
     pub warm_p50: Duration,
+    /// 99th percentile of the instances after it.
+    pub warm_p99: Duration,
     /// Slowest of the instances after it.
     pub warm_max: Duration,
 }
@@ -486,8 +515,10 @@ impl Handler {
             if self.fuel {
                 let _ = store.set_fuel(u64::MAX);
             }
-            store.set_epoch_deadline(1);
-            store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
+            if self.epoch {
+                store.set_epoch_deadline(1);
+                store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
+            }
             let started = Instant::now();
             self.pre
                 .instantiate_async(&mut store)
@@ -500,6 +531,7 @@ impl Handler {
         Ok(InstantiateTime {
             first,
             warm_p50: times.get(times.len() / 2).copied().unwrap_or(first),
+            warm_p99: times.get(times.len() * 99 / 100).copied().unwrap_or(first),
             warm_max: times.last().copied().unwrap_or(first),
         })
     }

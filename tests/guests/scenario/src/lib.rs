@@ -20,8 +20,11 @@ enum Action {
     Panic { message: String },
     /// Sleeps `ms` milliseconds in steps, then reports when it ran.
     Sleep { ms: u64 },
-    /// Spins on the CPU forever.
+        /// Spins on the CPU forever.
     Spin,
+    /// CPU-bound work: `rounds` steps of a hash chain (the benchmarks'
+    /// CPU-heavy guest).
+    Work { rounds: u64 },
     /// Allocates and touches `mib` MiB.
     Alloc { mib: usize },
     /// Recurses until the stack runs out.
@@ -158,6 +161,13 @@ fn handle(action: Action) -> Result<Value, Failure> {
                 progress(&format!("{} ms to go", left));
             }
             Ok(json!({ "slept_ms": ms, "started_ms": started, "finished_ms": now_ms() }))
+        }
+                Action::Work { rounds } => {
+            let mut x: u64 = 1;
+            for i in 0..rounds {
+                x = std::hint::black_box((x ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17));
+            }
+            Ok(json!({ "rounds": rounds, "hash": x }))
         }
         Action::Spin => {
             let mut x: u64 = 1;

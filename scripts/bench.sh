@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Regenerates BENCHMARKS.md: builds the release host, the native baseline,
+# the guests in every language, starts LocalStack (for the full-stack
+# figure; its venv also provides boto3 for the Python baseline) and runs the
+# harness (bench/). About 15 minutes on 2 cores.
+#
+#   scripts/bench.sh            # full run, writes BENCHMARKS.md
+#   scripts/bench.sh --quick    # smoke run of the harness (fewer tasks), same report shape
+set -euo pipefail
+cd "$(dirname "$0")/.."
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchains and LocalStack"
+rustup target add wasm32-wasip2
+scripts/guest-tools.sh install
+scripts/localstack.sh start
+trap 'scripts/localstack.sh stop' EXIT
+PYTHON="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity-dev}/localstack-venv/bin/python"
+
+step "release builds: host, native baseline, guests"
+cargo build --release -p wasm-activity -p wasm-activity-bench
+cargo build --release --target wasm32-wasip2 --manifest-path examples/rust/Cargo.toml
+cargo build --release --target wasm32-wasip2 --manifest-path tests/guests/Cargo.toml --target-dir target/guests
+tests/guests/build-polyglot.sh
+
+step "benchmarks"
+target/release/wasm-activity-bench --root . --python "$PYTHON" \
+  --localstack "http://127.0.0.1:${LOCALSTACK_PORT:-4566}" "$@"
