@@ -278,3 +278,87 @@ fn report(state: &State, body: &Value, success: bool) -> Response {
     }
     reply(json!({}))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sfn::Client;
+
+    fn client(url: &str) -> Client {
+        let conf = aws_sdk_sfn::config::Builder::new()
+            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
+            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
+            .endpoint_url(url)
+            .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+                "t", "t", None, None, "t",
+            ))
+            .build();
+        Client::from_conf(conf)
+    }
+
+    /// A worker through the real SDK: polls, answers right for the first
+    /// task and wrong for the second; the round counts both and ends.
+    #[tokio::test]
+    async fn a_round_hands_out_tasks_and_checks_every_output() {
+        let fake = FakeSfn::start().await.unwrap();
+        let work = vec![Work {
+            input: "{\"n\":1}".into(),
+            expected: Some("{\"ok\":true}".into()),
+        }];
+        let sfn = client(&fake.url);
+        let worker = tokio::spawn(async move {
+            for output in ["{\"ok\":true}", "{\"ok\":false}"] {
+                let task = sfn
+                    .get_activity_task()
+                    .activity_arn("arn:a")
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(task.input(), Some("{\"n\":1}"));
+                sfn.send_task_heartbeat()
+                    .task_token(task.task_token().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+                sfn.send_task_success()
+                    .task_token(task.task_token().unwrap())
+                    .output(output)
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        });
+        let result = fake
+            .round("arn:a", &work, 1, 2, Duration::from_secs(30))
+            .await
+            .unwrap();
+        worker.await.unwrap();
+        assert_eq!((result.ok, result.wrong, result.failed), (1, 1, 0));
+        assert_eq!(result.latencies.len(), 2);
+        assert_eq!(fake.heartbeats(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_unknown_token_is_refused_and_an_idle_poll_comes_back_empty() {
+        let fake = FakeSfn::start().await.unwrap();
+        let sfn = client(&fake.url);
+        let err = sfn
+            .send_task_success()
+            .task_token("nope")
+            .output("{}")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            format!("{}", aws_sdk_sfn::error::DisplayErrorContext(err))
+                .contains("TaskDoesNotExist")
+        );
+        let empty = sfn
+            .get_activity_task()
+            .activity_arn("arn:idle")
+            .send()
+            .await
+            .unwrap();
+        assert!(empty.task_token().is_none());
+    }
+}

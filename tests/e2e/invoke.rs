@@ -183,9 +183,11 @@ fn a_directory_of_inputs_is_checked_against_expected_results() {
     ]);
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}{}", stderr(&out));
+    let files = std::fs::read_dir(&inputs).unwrap().count();
+    assert!(files >= 9, "examples/orders/inputs lost files");
     assert_eq!(
         text.lines().filter(|l| l.starts_with("PASS ")).count(),
-        3,
+        files,
         "{text}"
     );
 
@@ -227,7 +229,7 @@ fn a_directory_of_inputs_prints_one_result_per_file() {
     assert_eq!(
         out.status.code(),
         Some(1),
-        "two example orders are invalid:\n{text}"
+        "some example orders are invalid:\n{text}"
     );
     assert!(
         text.contains("order-ok.json: {\"order_id\":\"A-1001\""),

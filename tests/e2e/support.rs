@@ -107,8 +107,7 @@ pub fn polyglot() -> &'static Polyglot {
             .status()
             .expect("running tests/guests/build-polyglot.sh");
         assert!(status.success(), "tests/guests/build-polyglot.sh failed");
-        drop(lock);
-        Polyglot {
+        let polyglot = Polyglot {
             examples: vec![
                 ("rust", guests().example.clone()),
                 ("python", root.join("examples/python/order_pricing.wasm")),
@@ -120,7 +119,36 @@ pub fn polyglot() -> &'static Polyglot {
                 .map(|l| (l, root.join(format!("tests/guests/{l}/scenario.wasm"))))
                 .collect(),
             stock_check: root.join("examples/js-fetch/stock_check.wasm"),
+        };
+        // Compile every component once into the tests' artifact cache, so
+        // workers started by the tests load them in milliseconds instead of
+        // compiling 12-18 MiB guests in parallel under load.
+        let mut config = format!(
+            "endpoint = \"http://127.0.0.1:9\"\nregion = \"{REGION}\"\ncache_dir = \"{}\"\n",
+            cache_dir().display()
+        );
+        let all = polyglot.examples.iter().chain(&polyglot.scenarios);
+        for (i, (_, path)) in all
+            .chain([&("stock", polyglot.stock_check.clone())])
+            .enumerate()
+        {
+            config.push_str(&activity_toml(
+                &format!("warm{i}"),
+                &format!("arn:aws:states:{REGION}:000000000000:activity:warm{i}"),
+                path,
+                "memory_limit = \"64MiB\"",
+            ));
         }
+        let config_path = root.join("target/polyglot-warm.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let out = run_cli(&["check", "--config", config_path.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "warming the artifact cache failed: {}",
+            stdout(&out)
+        );
+        drop(lock);
+        polyglot
     })
 }
 
