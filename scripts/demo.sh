@@ -5,7 +5,7 @@
 # which starts the embedded local Step Functions endpoint, runs the worker
 # against it, starts one execution per input file and prints each result.
 #
-#   scripts/demo.sh                 # the example inputs (two are invalid orders, on purpose)
+#   scripts/demo.sh                 # the example inputs (several are invalid orders, on purpose)
 #   scripts/demo.sh my-input.json   # your own inputs (files or directories)
 set -euo pipefail
 cd "$(dirname "$0")/.."
