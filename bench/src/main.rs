@@ -797,13 +797,12 @@ const NOTES: &str = "
 
 * **CPU per task** decides cost at scale: the service caps an account at a few hundred tasks per second per
   region, so a worker's job is to spend little CPU and memory per task, not to reach a high rate. Most of
-  every worker's CPU here is the AWS SDK (request building, SigV4 signing, HTTP, two calls per task, about
-  120 µs each); the host and the native worker use the same client, so the difference between them is the
+  every worker's CPU here is the AWS SDK (request building, SigV4 signing, HTTP, two calls per task, 100-200 µs each on this machine); the host and the native worker use the same client, so the difference between them is the
   sandbox: a fresh instance per task, the input copied in and the output out, the output checked to be JSON,
   and the guest's code running as WebAssembly.
 * **Fixed in the host after profiling** (`perf` on the host under this harness): glibc malloc, with
   `malloc_consolidate`, took close to half of the host's CPU per task; mimalloc as the global allocator
-  halved the host's CPU per task (about 450 -> 240 µs at 1 KiB). Resetting pool slots with `madvise` cost
+  halved the host's CPU per task (about 450 -> 250 µs at 1 KiB in the same harness). Resetting pool slots with `madvise` cost
   about 8 page faults per task and TLB-shootdown IPIs to the other core; slots are now reset by rewriting the
   pages the task dirtied (`PAGEMAP_SCAN`), 0 faults per task. The example guest is built with `opt-level = 3`
   instead of `\"s\"` (25% less guest CPU at 100 KiB).
@@ -812,19 +811,20 @@ const NOTES: &str = "
   memory growth per task. That is why the 100 KiB ratio stays near 1.5x: the transform is most of the task
   there. Keeping instances warm between tasks would cut it but would break the per-task isolation the host
   promises; a faster guest (opt-level 3, less JSON) is the user's lever. The boto3 comparison is bounded the
-  same way: the host cannot spend less than the SDK's two calls (about 240 µs), so 20x less CPU than boto3
-  would need boto3 to spend about 5 ms per task; it spends 2.5-5 ms here.
-* **Heartbeats** cost one SDK call each (about 120 µs); the host adds nothing measurable around them (the
+  same way: the host cannot spend less than the SDK's two calls (200-300 µs here), so 20x less CPU than
+  boto3 would need boto3 to spend 4-6 ms per 1 KiB task; it spends about 3 ms here (boto3 is not as slow as
+  the target assumed), so the host lands at 7-10x.
+* **Heartbeats** cost one SDK call each (100-200 µs here); the host adds nothing measurable around them (the
   timers of tasks with no heartbeat due are free). Their share of a task's CPU is the interval's choice:
-  at the default 10 s interval a task spends under 1% on heartbeats once it does more than about 12 ms of
-  CPU per 10 s of run time. A guest that only sleeps has almost no CPU of its own to compare with.
-* **Latency-bound throughput** at 64 in flight reaches about 0.9 of N / latency for both the host and the
-  native worker: the harness, the fake service and the workers share 2 cores, so the missing 10% is the
-  machine, not the host (the host is within a few percent of the native worker throughout).
-* **Memory**: a live Rust-guest task costs about 95 KiB resident (the instance's touched linear memory,
-  its fiber stack, store and WASI context, plus its poller's HTTP connection); 1,000 in flight land at about
-  190 MiB with a 50 MiB base, above the 150 MiB target. The native worker needs about 75 MiB for the same
-  1,000 polls, so roughly 115 MiB is the price of 1,000 live sandboxes. Not fixed in this round.
+  at the default 10 s interval a task spends under 1% on heartbeats once it does more than about 10-20 ms
+  of CPU per 10 s of run time. A guest that only sleeps has almost no CPU of its own to compare with.
+* **Latency-bound throughput** at 64 in flight reaches 0.8-0.9 of N / latency for both the host and the
+  native worker alike: the harness, the fake service and the workers share 2 cores, so the shortfall is the
+  machine, not the host (the host stays within a few percent of the native worker's throughput).
+* **Memory**: a live Rust-guest task costs about 100-120 KiB resident (the instance's touched linear
+  memory, its fiber stack, store and WASI context, plus its poller's HTTP connection); 1,000 in flight land
+  at about 190-200 MiB over a 40-50 MiB base, above the 150 MiB target. The native worker needs about 75 MiB
+  for the same 1,000 polls, so roughly 120 MiB is the price of 1,000 live sandboxes. Not fixed yet.
 * **Python and JavaScript guests** pay for their interpreters: a JavaScript instance is cheap to create
   (snapshotted) but its first call per instance runs the engine's lazy setup (~1.2 ms per task); a Python
   instance costs ~0.7 ms to create and ~12 MiB of linear memory. Compile once and keep the precompile
