@@ -140,15 +140,19 @@ fn check_reports_instantiate_time_per_language() {
     }
 }
 
-/// One worker serving the example in all four languages; every order goes
-/// through every language's activity, and all four report the same result.
-async fn examples_give_identical_results_in_every_language(backend: Backend) {
-    let svc = Service::start(backend);
-    let sfn = Sfn::connect(&svc).await;
-    let mut config = String::from("worker_name = \"polyglot\"\n");
+/// One worker serving each component on an activity of its own (named
+/// after its language), with a one-state machine per activity.
+async fn serve_each(
+    svc: &Service,
+    sfn: &Sfn,
+    prefix: &str,
+    components: &[(&'static str, std::path::PathBuf)],
+    extra: &str,
+) -> (Worker, Vec<(&'static str, String)>) {
+    let mut config = format!("worker_name = \"polyglot-{prefix}\"\n");
     let mut machines = Vec::new();
-    for (language, component) in &polyglot().examples {
-        let activity = sfn.create_activity(&format!("price-{language}")).await;
+    for (language, component) in components {
+        let activity = sfn.create_activity(&format!("{prefix}-{language}")).await;
         machines.push((
             *language,
             sfn.create_state_machine(&activity, 300, None).await,
@@ -157,10 +161,25 @@ async fn examples_give_identical_results_in_every_language(backend: Backend) {
             language,
             &activity,
             component,
-            "max_concurrent = 4\nmemory_limit = \"64MiB\"",
+            &format!("{extra}\nmemory_limit = \"64MiB\""),
         ));
     }
-    let _worker = Worker::start(&config, &svc);
+    (Worker::start(&config, svc), machines)
+}
+
+/// One worker serving the example in all four languages; every order goes
+/// through every language's activity, and all four report the same result.
+async fn examples_give_identical_results_in_every_language(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
+    let (_worker, machines) = serve_each(
+        &svc,
+        &sfn,
+        "price",
+        &polyglot().examples,
+        "max_concurrent = 4",
+    )
+    .await;
 
     let inputs = order_inputs();
     let mut executions = Vec::new();
@@ -208,22 +227,14 @@ async fn examples_give_identical_results_in_every_language(backend: Backend) {
 async fn adversarial_basics_in_every_language(backend: Backend) {
     let svc = Service::start(backend);
     let sfn = Sfn::connect(&svc).await;
-    let mut config = String::from("worker_name = \"polyglot-adversarial\"\n");
-    let mut machines = Vec::new();
-    for (language, component) in &polyglot().scenarios {
-        let activity = sfn.create_activity(&format!("adv-{language}")).await;
-        machines.push((
-            *language,
-            sfn.create_state_machine(&activity, 300, None).await,
-        ));
-        config.push_str(&activity_toml(
-            language,
-            &activity,
-            component,
-            "max_concurrent = 4\ntask_timeout = \"3s\"\nmemory_limit = \"64MiB\"",
-        ));
-    }
-    let _worker = Worker::start(&config, &svc);
+    let (_worker, machines) = serve_each(
+        &svc,
+        &sfn,
+        "adv",
+        &polyglot().scenarios,
+        "max_concurrent = 4\ntask_timeout = \"3s\"",
+    )
+    .await;
 
     let cases = [
         ("trap", "WasmActivity.Trap"),
