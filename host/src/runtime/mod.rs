@@ -421,19 +421,15 @@ enum Interrupt {
 }
 
 impl Handler {
-    /// Runs one task in a fresh instance.
-    pub async fn run(&self, input: &str, ctx: &TaskContext) -> Outcome {
-        let deadline = tokio::time::Instant::now() + ctx.limits.timeout;
-        let state = match TaskState::new(ctx, deadline.into_std(), &self.http_client) {
-            Ok(state) => state,
-            Err(e) => return Outcome::Fault(Fault::Instantiate(e)),
-        };
-        let log = state.log().clone();
+    /// A fresh store for one instance: the task's limiter, its fuel budget
+    /// (unmetered activities get all the fuel there is) and the epoch
+    /// callback that yields every tick and interrupts a stopped or overdue
+    /// guest.
+    fn store(&self, state: TaskState, fuel: Option<u64>) -> wasmtime::Store<TaskState> {
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
         store.limiter(|s| s.limiter_mut());
         if self.fuel {
-            // Unmetered activities get all the fuel there is.
-            let _ = store.set_fuel(ctx.limits.fuel.unwrap_or(u64::MAX));
+            let _ = store.set_fuel(fuel.unwrap_or(u64::MAX));
         }
         if self.epoch {
             store.set_epoch_deadline(1);
@@ -448,6 +444,18 @@ impl Handler {
             }
             Ok(wasmtime::UpdateDeadline::Yield(1))
         });
+        store
+    }
+
+    /// Runs one task in a fresh instance.
+    pub async fn run(&self, input: &str, ctx: &TaskContext) -> Outcome {
+        let deadline = tokio::time::Instant::now() + ctx.limits.timeout;
+        let state = match TaskState::new(ctx, deadline.into_std(), &self.http_client) {
+            Ok(state) => state,
+            Err(e) => return Outcome::Fault(Fault::Instantiate(e)),
+        };
+        let log = state.log().clone();
+        let mut store = self.store(state, ctx.limits.fuel);
 
         let labels = crate::metrics::ComponentLabels {
             activity: ctx.activity.to_string(),
@@ -510,15 +518,7 @@ impl Handler {
         for _ in 0..=samples {
             let deadline = Instant::now() + ctx.limits.timeout;
             let state = TaskState::new(ctx, deadline, &self.http_client)?;
-            let mut store = wasmtime::Store::new(self.pre.engine(), state);
-            store.limiter(|s| s.limiter_mut());
-            if self.fuel {
-                let _ = store.set_fuel(u64::MAX);
-            }
-            if self.epoch {
-                store.set_epoch_deadline(1);
-                store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
-            }
+            let mut store = self.store(state, None);
             let started = Instant::now();
             self.pre
                 .instantiate_async(&mut store)
