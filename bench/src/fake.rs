@@ -282,19 +282,7 @@ fn report(state: &State, body: &Value, success: bool) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_sfn::Client;
-
-    fn client(url: &str) -> Client {
-        let conf = aws_sdk_sfn::config::Builder::new()
-            .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
-            .region(aws_sdk_sfn::config::Region::new("us-east-1"))
-            .endpoint_url(url)
-            .credentials_provider(aws_sdk_sfn::config::Credentials::new(
-                "t", "t", None, None, "t",
-            ))
-            .build();
-        Client::from_conf(conf)
-    }
+    use crate::fullstack::client;
 
     /// A worker through the real SDK: polls, answers right for the first
     /// task and wrong for the second; the round counts both and ends.

@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-async fn client(url: &str) -> Client {
+/// A Step Functions client for `url` with dummy credentials.
+pub(crate) fn client(url: &str) -> Client {
     let config = aws_sdk_sfn::config::Builder::new()
         .behavior_version(aws_sdk_sfn::config::BehaviorVersion::latest())
         .region(aws_sdk_sfn::config::Region::new("us-east-1"))
@@ -125,7 +126,7 @@ pub async fn run(b: &mut Bench) -> anyhow::Result<()> {
          column.\n\n| service | worker | executions | succeeded | tasks/s | worker CPU µs/task |\n|---|---|---:|---:|---:|---:|\n",
     );
     for (service, url, tasks) in services {
-        let sfn = client(&url).await;
+        let sfn = client(&url);
         for kind in [Kind::Host, Kind::Native, Kind::Boto3] {
             let (tps, cpu, ok) = one(b, &sfn, &url, kind, tasks, &input).await?;
             let _ = writeln!(
