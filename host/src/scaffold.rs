@@ -53,6 +53,41 @@ enum Content {
 type File = (&'static str, Content, bool);
 
 const WIT: &str = include_str!("../../wit/handler.wit");
+
+/// `wit/http.wit` (the `activity-http` world) and the WASI packages it
+/// refers to, for Python projects: their SDK's `http_request` needs the
+/// `wasi:http` imports that world adds.
+const WIT_HTTP: [(&str, &str); 8] = [
+    ("wit/http.wit", include_str!("../../wit/http.wit")),
+    (
+        "wit/deps/cli/package.wit",
+        include_str!("../../wit/deps/cli/package.wit"),
+    ),
+    (
+        "wit/deps/clocks/package.wit",
+        include_str!("../../wit/deps/clocks/package.wit"),
+    ),
+    (
+        "wit/deps/filesystem/package.wit",
+        include_str!("../../wit/deps/filesystem/package.wit"),
+    ),
+    (
+        "wit/deps/http/package.wit",
+        include_str!("../../wit/deps/http/package.wit"),
+    ),
+    (
+        "wit/deps/io/package.wit",
+        include_str!("../../wit/deps/io/package.wit"),
+    ),
+    (
+        "wit/deps/random/package.wit",
+        include_str!("../../wit/deps/random/package.wit"),
+    ),
+    (
+        "wit/deps/sockets/package.wit",
+        include_str!("../../wit/deps/sockets/package.wit"),
+    ),
+];
 const INPUT: &str = include_str!("../templates/common/input.json");
 const EXPECTED: &str = include_str!("../templates/common/expected.json");
 const WORKER: &str = include_str!("../templates/common/worker.toml");
@@ -113,7 +148,10 @@ fn files(language: Language) -> Vec<File> {
                 false,
             ),
             (".gitignore", Text("*.wasm\n__pycache__/\n"), false),
-        ],
+        ]
+        .into_iter()
+        .chain(WIT_HTTP.map(|(path, text)| (path, Text(text), false)))
+        .collect(),
         Language::Js => vec![
             (
                 "app.js",

@@ -2,7 +2,8 @@
 //! the order-pricing example gives identical results in every language, the
 //! adversarial basics (trap, output that is not JSON, timeout) are reported
 //! the same way, a JavaScript guest reaches an allowed HTTP server with
-//! fetch() and nothing else, and `wasm-activity new` projects build and pass
+//! fetch() and a Python one through wasi:http, and nothing else, and
+//! `wasm-activity new` projects build and pass
 //! `invoke` in every language.
 
 use crate::support::{
@@ -330,6 +331,23 @@ fn inventory_server() -> (String, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn js_fetch_reaches_an_allowed_local_server_and_nothing_else() {
+    stock_check_reaches_an_allowed_local_server_and_nothing_else("js").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_wasi_http_reaches_an_allowed_local_server_and_nothing_else() {
+    stock_check_reaches_an_allowed_local_server_and_nothing_else("python").await;
+}
+
+/// Runs the stock-check example in `language` against two local inventory
+/// servers: the allow-listed one answers, the other must see no connection.
+async fn stock_check_reaches_an_allowed_local_server_and_nothing_else(language: &str) {
+    let component = &polyglot()
+        .stock_checks
+        .iter()
+        .find(|(l, _)| *l == language)
+        .unwrap()
+        .1;
     let (allowed, allowed_hits) = inventory_server();
     let (other, other_hits) = inventory_server();
     let svc = Service::start(Backend::Embedded);
@@ -341,7 +359,7 @@ async fn js_fetch_reaches_an_allowed_local_server_and_nothing_else() {
         activity_toml(
             "stock",
             &activity,
-            &polyglot().stock_check,
+            component,
             "memory_limit = \"64MiB\"\ntask_timeout = \"30s\""
         )
     );
@@ -385,6 +403,104 @@ async fn js_fetch_reaches_an_allowed_local_server_and_nothing_else() {
         0,
         "the host let a request through to an origin the config does not allow"
     );
+}
+
+/// An echo service on 127.0.0.1: answers each request with its own body and
+/// an `x-echo-method` header; `/missing` answers 404.
+fn echo_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request_line = String::new();
+            if reader.read_line(&mut request_line).is_err() {
+                continue;
+            }
+            let mut length = 0;
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+                line.clear();
+            }
+            let mut body = vec![0; length];
+            if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                continue;
+            }
+            let mut parts = request_line.split_whitespace();
+            let method = parts.next().unwrap_or("");
+            let status = if parts.next() == Some("/missing") {
+                "404 Not Found"
+            } else {
+                "200 OK"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nx-echo-method: {method}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+        }
+    });
+    url
+}
+
+/// The Python SDK's wasi:http client streams a request body larger than the
+/// host's pipe buffers, reads the whole response, and hands back 4xx
+/// statuses as responses rather than errors.
+#[tokio::test(flavor = "multi_thread")]
+async fn python_http_request_round_trips_a_large_body() {
+    let echo = echo_server();
+    let python = &polyglot().scenarios.iter().find(|(l, _)| *l == "python");
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("pyhttp").await;
+    let machine = sfn.create_state_machine(&activity, 120, None).await;
+    let config = format!(
+        "{}\n[activity.pyhttp.http]\nallow = [\"{echo}\"]\n",
+        activity_toml(
+            "pyhttp",
+            &activity,
+            &python.unwrap().1,
+            "memory_limit = \"64MiB\"\ntask_timeout = \"30s\""
+        )
+    );
+    let _worker = Worker::start(&config, &svc);
+
+    let size = 300_000;
+    let big = sfn
+        .start(
+            &machine,
+            &json!({"action": "http", "url": format!("{echo}/echo"), "size": size}),
+        )
+        .await;
+    let missing = sfn
+        .start(
+            &machine,
+            &json!({"action": "http", "method": "PUT", "url": format!("{echo}/missing"), "size": 10}),
+        )
+        .await;
+
+    let big = sfn.wait(&big, Duration::from_secs(120)).await;
+    assert_eq!(big.status, ExecutionStatus::Succeeded, "{big:?}");
+    let out = big.output_json();
+    assert_eq!(out["status"], 200, "{out}");
+    assert_eq!(out["received_len"], size, "{out}");
+    assert_eq!(out["received_sha256"], out["sent_sha256"], "{out}");
+    assert_eq!(out["echo_method"], "POST", "{out}");
+
+    let missing = sfn.wait(&missing, Duration::from_secs(120)).await;
+    assert_eq!(missing.status, ExecutionStatus::Succeeded, "{missing:?}");
+    let out = missing.output_json();
+    assert_eq!(out["status"], 404, "{out}");
+    assert_eq!(out["ok"], false, "{out}");
+    assert_eq!(out["echo_method"], "PUT", "{out}");
+    assert_eq!(out["received_len"], 10, "{out}");
 }
 
 /// Runs `wasm-activity new`, the project's build script (with the cached

@@ -90,8 +90,9 @@ pub struct Polyglot {
     pub examples: Vec<(&'static str, PathBuf)>,
     /// The adversarial scenario guest per language (python, js, c).
     pub scenarios: Vec<(&'static str, PathBuf)>,
-    /// `examples/js-fetch`: calls an HTTP service with fetch().
-    pub stock_check: PathBuf,
+    /// The stock-check example calling an HTTP service, per language:
+    /// `examples/js-fetch` (fetch()) and `examples/python-http` (wasi:http).
+    pub stock_checks: Vec<(&'static str, PathBuf)>,
 }
 
 /// Builds the polyglot guests once per test process (the build script
@@ -118,7 +119,10 @@ pub fn polyglot() -> &'static Polyglot {
                 .into_iter()
                 .map(|l| (l, root.join(format!("tests/guests/{l}/scenario.wasm"))))
                 .collect(),
-            stock_check: root.join("examples/js-fetch/stock_check.wasm"),
+            stock_checks: vec![
+                ("js", root.join("examples/js-fetch/stock_check.wasm")),
+                ("python", root.join("examples/python-http/stock_check.wasm")),
+            ],
         };
         // Compile every component once into the tests' artifact cache, so
         // workers started by the tests load them in milliseconds instead of
@@ -127,11 +131,10 @@ pub fn polyglot() -> &'static Polyglot {
             "endpoint = \"http://127.0.0.1:9\"\nregion = \"{REGION}\"\ncache_dir = \"{}\"\n",
             cache_dir().display()
         );
-        let all = polyglot.examples.iter().chain(&polyglot.scenarios);
-        for (i, (_, path)) in all
-            .chain([&("stock", polyglot.stock_check.clone())])
-            .enumerate()
-        {
+        let all = (polyglot.examples.iter())
+            .chain(&polyglot.scenarios)
+            .chain(&polyglot.stock_checks);
+        for (i, (_, path)) in all.enumerate() {
             config.push_str(&activity_toml(
                 &format!("warm{i}"),
                 &format!("arn:aws:states:{REGION}:000000000000:activity:warm{i}"),

@@ -11,8 +11,9 @@ examples/python/build.sh
 examples/js/build.sh
 examples/c/build.sh
 examples/js-fetch/build.sh
+examples/python-http/build.sh
 
-"$COMPONENTIZE_PY" -d wit -w activity componentize scenario \
+"$COMPONENTIZE_PY" -d wit -w activity-http componentize scenario \
   -p tests/guests/python -p guest-sdk/python -o tests/guests/python/scenario.wasm
 "$COMPONENTIZE_JS" tests/guests/js/scenario.js --wit wit -n activity -o tests/guests/js/scenario.wasm
 mkdir -p tests/guests/c/build

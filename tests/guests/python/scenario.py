@@ -1,6 +1,8 @@
 """Adversarial basics for Python guests: behaviour chosen by the input's
-`action`. Built by tests/guests/build-polyglot.sh."""
+`action`. Built by tests/guests/build-polyglot.sh for the `activity-http`
+world, so the `http` action can exercise the SDK's wasi:http client."""
 
+import hashlib
 import json
 
 import wasm_activity
@@ -22,6 +24,23 @@ def run(task):
         hoard = []
         while True:
             hoard.append(bytearray(1 << 20))
+    if action == "http":
+        # Sends `size` bytes (a repeating pattern) and reports what came back.
+        body = bytes(i % 251 for i in range(task.get("size", 0)))
+        response = wasm_activity.http_request(
+            task.get("method", "POST"),
+            task["url"],
+            headers={"content-type": "application/octet-stream", "x-scenario": "python"},
+            body=body,
+        )
+        return {
+            "status": response.status,
+            "sent_sha256": hashlib.sha256(body).hexdigest(),
+            "received_sha256": hashlib.sha256(response.body).hexdigest(),
+            "received_len": len(response.body),
+            "echo_method": response.header("X-Echo-Method"),
+            "ok": response.ok,
+        }
     raise Failure("UnknownAction", f"no such action: {action!r}")
 
 
