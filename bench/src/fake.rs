@@ -35,6 +35,8 @@ pub struct RoundResult {
     pub elapsed: Duration,
     /// Per task, hand-out to report, sorted.
     pub latencies: Vec<Duration>,
+    /// The most tasks handed out and not yet reported at one time.
+    pub max_outstanding: u64,
 }
 
 impl RoundResult {
@@ -232,6 +234,8 @@ async fn get_task(state: &State, body: &Value) -> Response {
                 round
                     .outstanding
                     .insert(token.clone(), (index, Instant::now()));
+                round.result.max_outstanding =
+                    (round.result.max_outstanding).max(round.outstanding.len() as u64);
                 return reply(json!({ "taskToken": token, "input": &*input }));
             }
         }

@@ -78,6 +78,38 @@ fn expect_output(outcome: Outcome, what: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Fresh starts per language for the first-task figure.
+const RESTARTS: usize = 7;
+
+/// The first argument that makes this binary one fresh start (see
+/// [`first_task_child`]) instead of the benchmark.
+pub const FIRST_TASK_CHILD: &str = "--first-task-child";
+
+/// One fresh start, in its own process: `COMPONENT CACHE_DIR INPUT` ->
+/// prints the runtime creation, load-from-cache and load-plus-first-task
+/// times in ns.
+pub async fn first_task_child(args: &[String]) -> anyhow::Result<()> {
+    let [component, cache, input] = args else {
+        anyhow::bail!("usage: {FIRST_TASK_CHILD} COMPONENT CACHE_DIR INPUT");
+    };
+    let started = Instant::now();
+    let runtime = Runtime::new(options(Path::new(cache), true))?;
+    let engine = started.elapsed();
+    let started = Instant::now();
+    let handler = runtime.load(Path::new(component))?;
+    anyhow::ensure!(handler.from_cache, "the precompile cache was not used");
+    let load_cached = handler.load_time;
+    expect_output(handler.run(input, &context()).await, component)?;
+    let first_task = started.elapsed();
+    println!(
+        "{} {} {}",
+        engine.as_nanos(),
+        load_cached.as_nanos(),
+        first_task.as_nanos()
+    );
+    Ok(())
+}
+
 pub async fn instantiation(
     language: &'static str,
     component: &Path,
@@ -92,22 +124,44 @@ pub async fn instantiation(
         let handler = runtime.load(component)?;
         handler.load_time
     };
-    // Start as a restarted worker would: new runtime (engine, pool,
-    // linker: once per process), then load from the cache and run the
-    // first task.
-    let started = Instant::now();
+    // Start as a restarted worker would, in a fresh process each time (a
+    // fresh heap, as after a restart): new runtime (engine, pool, linker:
+    // once per process), then load from the cache and run the first task.
+    // One start is one sample of a noisy figure: take the median of several.
+    let mut starts = Vec::new();
+    for _ in 0..RESTARTS {
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .arg(FIRST_TASK_CHILD)
+            .arg(component)
+            .arg(cache.path())
+            .arg(input)
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        anyhow::ensure!(
+            out.status.success(),
+            "{language}: first-task child failed: {}{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let ns: Vec<u64> = text
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        anyhow::ensure!(
+            ns.len() == 3,
+            "{language}: first-task child printed {text:?}"
+        );
+        starts.push([0, 1, 2].map(|i| Duration::from_nanos(ns[i])));
+    }
+    let median = |i: usize| {
+        let mut v: Vec<Duration> = starts.iter().map(|s| s[i]).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (engine, load_cached, first_task) = (median(0), median(1), median(2));
     let runtime = Runtime::new(options(cache.path(), true))?;
-    let engine = started.elapsed();
-    let started = Instant::now();
     let handler = runtime.load(component)?;
-    anyhow::ensure!(
-        handler.from_cache,
-        "{language}: the precompile cache was not used"
-    );
-    let load_cached = handler.load_time;
     let ctx = context();
-    expect_output(handler.run(input, &ctx).await, language)?;
-    let first_task = started.elapsed();
 
     let times = handler
         .instantiate_time(&ctx, samples)

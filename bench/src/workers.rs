@@ -51,6 +51,8 @@ pub struct HostOptions<'a> {
     pub heartbeat: &'a str,
     pub reload: bool,
     pub log: &'a str,
+    /// Long polls at once; None: one per task slot.
+    pub pollers: Option<usize>,
 }
 
 pub fn arn(name: &str) -> String {
@@ -83,7 +85,7 @@ pub fn start(
                     paths.cache_dir.display(),
                     host.reload,
                     host.component.display(),
-                    concurrency.min(1000),
+                    host.pollers.unwrap_or(concurrency).min(1000),
                     host.heartbeat,
                 ),
             )?;
