@@ -900,13 +900,23 @@ const NOTES: &str = "
   timers of tasks with no heartbeat due are free). Their share of a task's CPU is the interval's choice:
   at the default 10 s interval a task spends under 1% on heartbeats once it does more than about 10-20 ms
   of CPU per 10 s of run time. A guest that only sleeps has almost no CPU of its own to compare with.
-* **Latency-bound throughput** at 64 in flight reaches 0.8-0.9 of N / latency for both the host and the
-  native worker alike: the harness, the fake service and the workers share 2 cores, so the shortfall is the
-  machine, not the host (the host stays within a few percent of the native worker's throughput).
-* **Memory**: a live Rust-guest task costs about 100-120 KiB resident (the instance's touched linear
-  memory, its fiber stack, store and WASI context, plus its poller's HTTP connection); 1,000 in flight land
-  at about 190-200 MiB over a 40-50 MiB base, above the 150 MiB target. The native worker needs about 75 MiB
-  for the same 1,000 polls, so roughly 120 MiB is the price of 1,000 live sandboxes. Not fixed yet.
+* **Latency-bound throughput** lands at 0.8-0.95 of N / latency for the host and the native worker alike
+  (the host a few percent below the native worker): the harness, the fake service and the workers share 2
+  cores, and \"latency\" here is a p50 while throughput follows the mean, so tails count against it. The
+  host's own extra per task is a fresh instance and a few more thread hand-offs (the task and its heartbeat
+  run as tasks of their own), about 0.5 ms of p50 at one in flight; not reduced yet.
+* **Memory**, profiled with heaptrack and `/proc/PID/smaps` at 1,000 in flight. Fixed: mimalloc asked the
+  kernel for transparent huge pages, so every 2 MiB heap region a few live tasks touched became resident
+  whole; built with `no_thp` the host needs about 60 MiB less at idle and at 1,000 in flight. The figure
+  used to be taken on a host that had just compiled the guest (compilation's heap and code pages in its
+  RSS); it is now taken with the component precompiled, as after any deploy. What a live Rust-guest task
+  holds now: ~28 KiB of its memory image's pages (shared with every other instance, but counted once per
+  instance by RSS), ~12 KiB of its own linear memory and ~8 KiB of fiber stack, ~18 KiB of wasmtime
+  instance and store state (the vmctx of its four core instances), then its task state and tokio tasks.
+  **Not ours**: the HTTP connections. The SDK's hyper pool keeps about 30 KiB of buffers per connection
+  (a channel block, read and write buffers) and does not let the caller size them; a worker holds one per
+  long poll in flight and, for a while, one per report of a burst (~400 when 1,000 tasks finish at once).
+  With one long poll per slot that is about 30-35 MiB at 1,000 in flight, for any worker using the SDK.
 * **Python and JavaScript guests** pay for their interpreters: a JavaScript instance is cheap to create
   (snapshotted) but its first call per instance runs the engine's lazy setup (~1.2 ms per task); a Python
   instance costs ~0.7 ms to create and ~12 MiB of linear memory. Compile once and keep the precompile
