@@ -103,7 +103,10 @@ pub async fn run(b: &mut Bench) -> anyhow::Result<()> {
         .stdout(std::process::Stdio::piped())
         .spawn()?;
     let mut line = String::new();
-    std::io::BufReader::new(endpoint.stdout.take().expect("piped")).read_line(&mut line)?;
+    let mut stdout = std::io::BufReader::new(endpoint.stdout.take().expect("piped"));
+    stdout.read_line(&mut line)?;
+    // Keep reading, so the endpoint never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
     let embedded = line
         .trim()
         .strip_prefix("listening on ")

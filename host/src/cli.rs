@@ -327,11 +327,14 @@ async fn serve_local(
             .with_context(|| {
                 format!("cannot listen on 127.0.0.1:{port} (pick another port with --port)")
             })?;
-    // Tests and scripts read this line to find the port.
-    println!("listening on {}", endpoint.url());
-    println!(
-        "state is in memory only; live page at {}/ ; Ctrl-C stops",
-        endpoint.url()
+    // Tests and scripts read the first line to find the port, and may close
+    // the pipe after it: the endpoint keeps serving whether or not anyone
+    // reads the rest (println! would panic on the closed pipe).
+    let url = endpoint.url();
+    use std::io::Write as _;
+    let _ = writeln!(
+        std::io::stdout(),
+        "listening on {url}\nstate is in memory only; live page at {url}/ ; Ctrl-C stops"
     );
     crate::shutdown::signal().await;
     endpoint.shutdown().await;
