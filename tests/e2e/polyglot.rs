@@ -291,9 +291,12 @@ async fn adversarial_basics_in_every_language(backend: Backend) {
     }
 }
 
-/// A tiny inventory service on 127.0.0.1: `GET /stock/SKU` answers
-/// `{"available": N}`; counts the connections it accepts.
-fn inventory_server() -> (String, Arc<AtomicUsize>) {
+/// A tiny HTTP/1.1 server on 127.0.0.1: `respond(method, path, body)`
+/// gives the status line's code and text, extra headers and the body of each
+/// answer. Returns its URL and a count of the connections it accepted.
+fn http_server(
+    respond: impl Fn(&str, &str, Vec<u8>) -> (&'static str, String, Vec<u8>) + Send + 'static,
+) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let hits = Arc::new(AtomicUsize::new(0));
@@ -307,26 +310,70 @@ fn inventory_server() -> (String, Arc<AtomicUsize>) {
             if reader.read_line(&mut request_line).is_err() {
                 continue;
             }
-            // Skip the headers.
+            let mut length = 0;
             let mut line = String::new();
             while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
                 line.clear();
             }
-            let sku = request_line
-                .split_whitespace()
-                .nth(1)
-                .and_then(|p| p.strip_prefix("/stock/"))
-                .unwrap_or("");
-            let available = if sku == "gadget" { 0 } else { 5 };
-            let body = json!({ "available": available }).to_string();
+            let mut body = vec![0; length];
+            if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+                continue;
+            }
+            let mut parts = request_line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            let (status, headers, body) = respond(method, path, body);
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
                 body.len()
             );
+            let _ = stream.write_all(&body);
         }
     });
     (url, hits)
+}
+
+/// An inventory service: `GET /stock/SKU` answers `{"available": N}`.
+fn inventory_server() -> (String, Arc<AtomicUsize>) {
+    http_server(|_, path, _| {
+        let sku = path.strip_prefix("/stock/").unwrap_or("");
+        let available = if sku == "gadget" { 0 } else { 5 };
+        let body = json!({ "available": available }).to_string();
+        (
+            "200 OK",
+            "content-type: application/json\r\n".into(),
+            body.into_bytes(),
+        )
+    })
+}
+
+/// Starts a worker on the embedded endpoint serving `component` as activity
+/// `name`, allowed to reach `origin`; returns what the test drives it with.
+async fn worker_with_http(
+    name: &str,
+    component: &Path,
+    origin: &str,
+) -> (Service, Sfn, String, Worker) {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity(name).await;
+    let machine = sfn.create_state_machine(&activity, 120, None).await;
+    let config = format!(
+        "{}\n[activity.{name}.http]\nallow = [\"{origin}\"]\n",
+        activity_toml(
+            name,
+            &activity,
+            component,
+            "memory_limit = \"64MiB\"\ntask_timeout = \"30s\""
+        )
+    );
+    let worker = Worker::start(&config, &svc);
+    (svc, sfn, machine, worker)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -350,20 +397,7 @@ async fn stock_check_reaches_an_allowed_local_server_and_nothing_else(language: 
         .1;
     let (allowed, allowed_hits) = inventory_server();
     let (other, other_hits) = inventory_server();
-    let svc = Service::start(Backend::Embedded);
-    let sfn = Sfn::connect(&svc).await;
-    let activity = sfn.create_activity("stock").await;
-    let machine = sfn.create_state_machine(&activity, 120, None).await;
-    let config = format!(
-        "{}\n[activity.stock.http]\nallow = [\"{allowed}\"]\n",
-        activity_toml(
-            "stock",
-            &activity,
-            component,
-            "memory_limit = \"64MiB\"\ntask_timeout = \"30s\""
-        )
-    );
-    let _worker = Worker::start(&config, &svc);
+    let (_svc, sfn, machine, _worker) = worker_with_http("stock", component, &allowed).await;
 
     let lines = json!([{"sku": "widget-1", "quantity": 3}, {"sku": "gadget", "quantity": 1}]);
     let ok = sfn
@@ -405,49 +439,18 @@ async fn stock_check_reaches_an_allowed_local_server_and_nothing_else(language: 
     );
 }
 
-/// An echo service on 127.0.0.1: answers each request with its own body and
-/// an `x-echo-method` header; `/missing` answers 404.
+/// An echo service: answers each request with its own body and an
+/// `x-echo-method` header; `/missing` answers 404.
 fn echo_server() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut request_line = String::new();
-            if reader.read_line(&mut request_line).is_err() {
-                continue;
-            }
-            let mut length = 0;
-            let mut line = String::new();
-            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap();
-                }
-                line.clear();
-            }
-            let mut body = vec![0; length];
-            if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
-                continue;
-            }
-            let mut parts = request_line.split_whitespace();
-            let method = parts.next().unwrap_or("");
-            let status = if parts.next() == Some("/missing") {
-                "404 Not Found"
-            } else {
-                "200 OK"
-            };
-            let _ = write!(
-                stream,
-                "HTTP/1.1 {status}\r\nx-echo-method: {method}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = stream.write_all(&body);
-        }
-    });
-    url
+    http_server(|method, path, body| {
+        let status = if path == "/missing" {
+            "404 Not Found"
+        } else {
+            "200 OK"
+        };
+        (status, format!("x-echo-method: {method}\r\n"), body)
+    })
+    .0
 }
 
 /// The Python SDK's wasi:http client streams a request body larger than the
@@ -457,20 +460,7 @@ fn echo_server() -> String {
 async fn python_http_request_round_trips_a_large_body() {
     let echo = echo_server();
     let python = &polyglot().scenarios.iter().find(|(l, _)| *l == "python");
-    let svc = Service::start(Backend::Embedded);
-    let sfn = Sfn::connect(&svc).await;
-    let activity = sfn.create_activity("pyhttp").await;
-    let machine = sfn.create_state_machine(&activity, 120, None).await;
-    let config = format!(
-        "{}\n[activity.pyhttp.http]\nallow = [\"{echo}\"]\n",
-        activity_toml(
-            "pyhttp",
-            &activity,
-            &python.unwrap().1,
-            "memory_limit = \"64MiB\"\ntask_timeout = \"30s\""
-        )
-    );
-    let _worker = Worker::start(&config, &svc);
+    let (_svc, sfn, machine, _worker) = worker_with_http("pyhttp", &python.unwrap().1, &echo).await;
 
     let size = 300_000;
     let big = sfn
