@@ -104,6 +104,22 @@ class HttpNativeTest(unittest.TestCase):
         self.assertEqual(e.exception.code, "ConnectionRefused")
         self.assertIn(f"127.0.0.1:{port}", str(e.exception))
 
+    def test_a_url_that_is_not_http_is_refused_before_sending(self):
+        for url in ["ftp://127.0.0.1/x", "127.0.0.1:8080/stock", "http:///path"]:
+            with self.assertRaises(HttpError) as e:
+                wasm_activity.http_get(url)
+            self.assertEqual(e.exception.code, "HttpRequestUriInvalid", url)
+            self.assertIn(url, str(e.exception))
+
+    def test_a_component_without_wasi_http_says_how_to_build_one(self):
+        # Outside a component there are no wasi:http bindings either, so the
+        # component path reports what a component built for `activity` would.
+        parts = wasm_activity.urllib.parse.urlsplit("http://127.0.0.1/")
+        with self.assertRaises(HttpError) as e:
+            wasm_activity._wasi_request("GET", "http://127.0.0.1/", parts, [], None, None)
+        self.assertEqual(e.exception.code, "NoHttp")
+        self.assertIn("-w activity-http", str(e.exception))
+
 
 if __name__ == "__main__":
     unittest.main()

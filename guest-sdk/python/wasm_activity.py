@@ -213,6 +213,9 @@ def http_request(method, url, headers=None, body=None, timeout=None):
     `Response`; `HttpError` means there was none. The task's own timeout
     still applies to the whole call.
     """
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise HttpError("HttpRequestUriInvalid", f"{method} {url}: expected an http:// or https:// URL")
     if isinstance(body, str):
         body = body.encode("utf-8")
     pairs = list(headers.items()) if isinstance(headers, dict) else list(headers or [])
@@ -220,7 +223,7 @@ def http_request(method, url, headers=None, body=None, timeout=None):
         pairs.append(("content-length", str(len(body))))
     if _host is None:
         return _urllib_request(method, url, pairs, body, timeout)
-    return _wasi_request(method, url, pairs, body, timeout)
+    return _wasi_request(method, url, parts, pairs, body, timeout)
 
 
 def _urllib_request(method, url, pairs, body, timeout):
@@ -244,7 +247,7 @@ _METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE
 _CHUNK = 64 * 1024
 
 
-def _wasi_request(method, url, pairs, body, timeout):
+def _wasi_request(method, url, parts, pairs, body, timeout):
     if _http is None:
         raise HttpError(
             "NoHttp",
@@ -262,9 +265,6 @@ def _wasi_request(method, url, pairs, body, timeout):
         suffix = f" ({detail})" if detail is not None else ""
         return HttpError(code, f"{method} {url}: {what}{suffix}")
 
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise HttpError("HttpRequestUriInvalid", f"{method} {url}: expected an http:// or https:// URL")
     upper = method.upper()
     wasi_method = (
         getattr(types, "Method_" + upper.capitalize())()
@@ -322,8 +322,9 @@ def _wasi_request(method, url, pairs, body, timeout):
         while (result := future.get()) is None:
             with future.subscribe() as ready:
                 ready.block()
-    inner = result.value  # get() is Err only when called again after Ok
-    if isinstance(result, Err) or isinstance(inner, Err):
+    # The outer result is Err only for a second get() after Ok; this is the first.
+    inner = result.value
+    if isinstance(inner, Err):
         raise fail("no response", inner)
     with inner.value as response:
         status = response.status()

@@ -432,6 +432,17 @@ async fn stock_check_reaches_an_allowed_local_server_and_nothing_else(language: 
         denied.cause.as_deref().unwrap_or("").contains(&other),
         "{denied:?}"
     );
+    if language == "python" {
+        // The Python SDK names the host's refusal in the cause.
+        assert!(
+            denied
+                .cause
+                .as_deref()
+                .unwrap_or("")
+                .contains("HttpRequestDenied"),
+            "{denied:?}"
+        );
+    }
     assert_eq!(
         other_hits.load(Ordering::SeqCst),
         0,
