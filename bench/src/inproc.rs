@@ -276,3 +276,45 @@ pub fn language_components(root: &Path) -> Vec<(&'static str, PathBuf)> {
         ("Python", root.join("examples/python/order_pricing.wasm")),
     ]
 }
+
+/// CPU of one `SendTaskHeartbeat` through the host's own service client (the
+/// SDK with the host's settings: no SDK retries, the host's timeouts) on one
+/// thread, against the fake service on other threads: the floor that every
+/// heartbeat and, twice per task, every poll and report pays, whatever the
+/// worker does around it. Median of `calls` calls on a warm connection, in µs.
+pub fn sdk_call_us(url: &str, calls: usize) -> anyhow::Result<f64> {
+    use wasm_activity::service::sfn::SfnClients;
+    use wasm_activity::service::{ActivityService, StepFunctions, TaskToken};
+    let url = url.to_string();
+    on_one_thread(move || {
+        Box::pin(async move {
+            let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .endpoint_url(url)
+                .credentials_provider(aws_sdk_sfn::config::Credentials::new(
+                    "bench", "bench", None, None, "bench",
+                ))
+                .load()
+                .await;
+            let service = StepFunctions::new(
+                SfnClients::new(&sdk),
+                "arn:aws:states:us-east-1:000000000000:activity:sdk-floor",
+                "bench",
+            );
+            let token = TaskToken::new("tok-floor-0");
+            let mut samples = Vec::with_capacity(calls);
+            for i in 0..calls + calls / 10 {
+                let t = thread_cpu_ns();
+                service
+                    .heartbeat(&token, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("SendTaskHeartbeat to the fake service: {e}"))?;
+                // The first tenth warms the connection and the SDK's caches.
+                if i >= calls / 10 {
+                    samples.push((thread_cpu_ns() - t) as f64 / 1000.0);
+                }
+            }
+            Ok(median(&mut samples))
+        })
+    })
+}

@@ -115,6 +115,11 @@ fn files(language: Language) -> Vec<File> {
                 false,
             ),
             (
+                ".cargo/config.toml",
+                Text(include_str!("../templates/rust/cargo/config.toml")),
+                false,
+            ),
+            (
                 "build.sh",
                 Text(include_str!("../templates/rust/build.sh")),
                 true,
@@ -323,6 +328,18 @@ mod tests {
         for bad in ["", "Price", "1st", "../escape", "a b", "a/b"] {
             assert!(check_name(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn rust_projects_build_with_webassembly_simd() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = create(Language::Rust, "simd-handler", tmp.path()).unwrap();
+        let config = std::fs::read_to_string(dir.join(".cargo/config.toml")).unwrap();
+        let parsed: toml::Table = toml::from_str(&config).unwrap();
+        assert_eq!(
+            parsed["target"]["wasm32-wasip2"]["rustflags"],
+            toml::Value::Array(vec!["-C".into(), "target-feature=+simd128".into()])
+        );
     }
 
     #[test]
