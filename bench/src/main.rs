@@ -51,6 +51,9 @@ struct Args {
     /// full-stack.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// In-flight counts for the in-flight section (for profiling one).
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 64, 1000])]
+    in_flight: Vec<usize>,
 }
 
 /// One worker's figures over the rounds of a comparison.
@@ -375,7 +378,7 @@ async fn in_flight(b: &mut Bench) -> anyhow::Result<()> {
     let sleep_guest = workload::action(serde_json::json!({"action": "sleep", "ms": 20}));
     let orders = workload::orders(1024, 8);
     let mut unloaded = [0.020f64; 2];
-    for n in [1usize, 64, 1000] {
+    for n in b.args.in_flight.clone() {
         let kinds = [Kind::Host, Kind::Native, Kind::Boto3];
         let host_price = HOST_DEFAULT(&b.paths);
         let running = b.start_all(&kinds, n, "price", &host_price, "price")?;

@@ -1,10 +1,13 @@
 //! Heartbeats on the guest's behalf.
 //!
-//! Each running task gets a small async task that tells the service the task
-//! is alive every `heartbeat_interval`, from the moment the poll returned
-//! until the result is delivered (a slow report must not let the task time
-//! out). It runs apart from the guest, so guest code never delays it: a guest
-//! spinning on the CPU yields at every epoch tick.
+//! Each running task heartbeats from the moment the poll returned until the
+//! result is delivered (a slow report must not let the task time out). The
+//! loop is a future the task polls beside its guest and its report, in the
+//! same tokio task: spawning it as a task of its own cost every task a spawn,
+//! a cancellation and two cross-thread wake-ups, most of the host's extra
+//! CPU over a native worker at low concurrency (see BENCHMARKS.md). Guest
+//! code still cannot hold it up: a guest yields at every epoch tick (10 ms),
+//! and the task's next poll checks the heartbeat's timer.
 //!
 //! What the service answers drives the task: `TaskTimedOut`,
 //! `TaskDoesNotExist` or `InvalidToken` mean the task is over (execution
@@ -16,11 +19,8 @@
 use crate::backoff::Backoff;
 use crate::runtime::{StopReason, TaskControl};
 use crate::service::{ActivityService, ServiceError, TaskToken};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 /// Counts for the task's log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -31,85 +31,82 @@ pub struct HeartbeatStats {
     pub failed: u32,
 }
 
-/// A running heartbeat loop; stop it with [`Heartbeat::stop`].
-#[derive(Debug)]
-pub struct Heartbeat {
-    stop: CancellationToken,
-    handle: JoinHandle<HeartbeatStats>,
+/// One task's heartbeats: [`Heartbeat::run`] sends them for as long as it is
+/// polled; dropping that future ends them (abandoning one in flight).
+pub struct Heartbeat<'a> {
+    service: &'a dyn ActivityService,
+    token: &'a TaskToken,
+    interval: Duration,
+    control: &'a TaskControl,
+    stats: HeartbeatStats,
 }
 
 const RETRY_BASE: Duration = Duration::from_millis(250);
 
-impl Heartbeat {
-    /// Starts heartbeating `token` every `interval`.
-    pub fn start(
-        service: Arc<dyn ActivityService>,
-        token: TaskToken,
+impl<'a> Heartbeat<'a> {
+    /// Heartbeats for `token` every `interval`, the first one `interval`
+    /// from now.
+    pub fn new(
+        service: &'a dyn ActivityService,
+        token: &'a TaskToken,
         interval: Duration,
-        control: Arc<TaskControl>,
-    ) -> Heartbeat {
-        let stop = CancellationToken::new();
-        let handle = tokio::spawn(beat(service, token, interval, control, stop.clone()));
-        Heartbeat { stop, handle }
-    }
-
-    /// Stops the loop (abandoning a heartbeat in flight) and returns its counts.
-    pub async fn stop(self) -> HeartbeatStats {
-        self.stop.cancel();
-        self.handle.await.unwrap_or_default()
-    }
-}
-
-async fn beat(
-    service: Arc<dyn ActivityService>,
-    token: TaskToken,
-    interval: Duration,
-    control: Arc<TaskControl>,
-    stop: CancellationToken,
-) -> HeartbeatStats {
-    let mut stats = HeartbeatStats::default();
-    let mut backoff = Backoff::new(RETRY_BASE, interval);
-    let mut next = Instant::now() + interval;
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return stats,
-            () = tokio::time::sleep_until(next) => {}
+        control: &'a TaskControl,
+    ) -> Self {
+        Heartbeat {
+            service,
+            token,
+            interval,
+            control,
+            stats: HeartbeatStats::default(),
         }
-        let progress = control.progress();
-        let result = tokio::select! {
-            () = stop.cancelled() => return stats,
-            r = service.heartbeat(&token, progress.as_deref()) => r,
-        };
-        match result {
-            Ok(ack) => {
-                stats.sent += 1;
-                crate::metrics::global().heartbeat(true);
-                backoff.reset();
-                if ack.cancel_requested && !control.is_cancel_requested() {
-                    tracing::info!(task = %token.short_id(), "the service requested cancellation");
-                    control.request_cancel();
+    }
+
+    /// What was sent so far.
+    pub fn stats(&self) -> HeartbeatStats {
+        self.stats
+    }
+
+    /// Heartbeats until the service says the task is over; then it has
+    /// stopped the guest and returns. Otherwise it never returns: poll it
+    /// beside the task's work and drop it when the result is delivered.
+    pub async fn run(&mut self) {
+        let (token, control, interval) = (self.token, self.control, self.interval);
+        let mut backoff = Backoff::new(RETRY_BASE, interval);
+        let mut next = Instant::now() + interval;
+        loop {
+            tokio::time::sleep_until(next).await;
+            let progress = control.progress();
+            match self.service.heartbeat(token, progress.as_deref()).await {
+                Ok(ack) => {
+                    self.stats.sent += 1;
+                    crate::metrics::global().heartbeat(true);
+                    backoff.reset();
+                    if ack.cancel_requested && !control.is_cancel_requested() {
+                        tracing::info!(task = %token.short_id(), "the service requested cancellation");
+                        control.request_cancel();
+                    }
+                    next = Instant::now() + interval;
                 }
-                next = Instant::now() + interval;
-            }
-            Err(ServiceError::TaskGone { code, message }) => {
-                stats.failed += 1;
-                crate::metrics::global().heartbeat(false);
-                tracing::info!(task = %token.short_id(), "heartbeat: the task is over ({code}: {message}); stopping the guest");
-                control.stop(StopReason::TaskGone { code });
-                return stats;
-            }
-            Err(e @ ServiceError::Transient { .. }) => {
-                stats.failed += 1;
-                crate::metrics::global().heartbeat(false);
-                let delay = backoff.next_delay().max(RETRY_BASE / 5);
-                tracing::warn!(task = %token.short_id(), "heartbeat failed ({e}); retrying in {delay:?}");
-                next = Instant::now() + delay;
-            }
-            Err(e @ ServiceError::Rejected { .. }) => {
-                stats.failed += 1;
-                crate::metrics::global().heartbeat(false);
-                tracing::warn!(task = %token.short_id(), "heartbeat refused ({e}); trying again at the next interval");
-                next = Instant::now() + interval;
+                Err(ServiceError::TaskGone { code, message }) => {
+                    self.stats.failed += 1;
+                    crate::metrics::global().heartbeat(false);
+                    tracing::info!(task = %token.short_id(), "heartbeat: the task is over ({code}: {message}); stopping the guest");
+                    control.stop(StopReason::TaskGone { code });
+                    return;
+                }
+                Err(e @ ServiceError::Transient { .. }) => {
+                    self.stats.failed += 1;
+                    crate::metrics::global().heartbeat(false);
+                    let delay = backoff.next_delay().max(RETRY_BASE / 5);
+                    tracing::warn!(task = %token.short_id(), "heartbeat failed ({e}); retrying in {delay:?}");
+                    next = Instant::now() + delay;
+                }
+                Err(e @ ServiceError::Rejected { .. }) => {
+                    self.stats.failed += 1;
+                    crate::metrics::global().heartbeat(false);
+                    tracing::warn!(task = %token.short_id(), "heartbeat refused ({e}); trying again at the next interval");
+                    next = Instant::now() + interval;
+                }
             }
         }
     }
@@ -119,16 +116,40 @@ async fn beat(
 mod tests {
     use super::*;
     use crate::service::fake::{self, Call, FakeService};
+    use std::sync::Arc;
+    use tokio::task::JoinHandle;
+    use tokio_util::sync::CancellationToken;
 
     const INTERVAL: Duration = Duration::from_secs(10);
 
-    fn start(svc: &Arc<FakeService>, control: &Arc<TaskControl>) -> Heartbeat {
-        Heartbeat::start(
-            svc.clone(),
-            TaskToken::new("tok"),
-            INTERVAL,
-            control.clone(),
-        )
+    /// A heartbeat running in a task of its own, as the test's "task".
+    struct Running {
+        stop: CancellationToken,
+        handle: JoinHandle<HeartbeatStats>,
+    }
+
+    impl Running {
+        /// Drops the heartbeat, as a finished task does, and returns its counts.
+        async fn stop(self) -> HeartbeatStats {
+            self.stop.cancel();
+            self.handle.await.unwrap()
+        }
+    }
+
+    fn start(svc: &Arc<FakeService>, control: &Arc<TaskControl>) -> Running {
+        let (svc, control) = (svc.clone(), control.clone());
+        let stop = CancellationToken::new();
+        let stopped = stop.clone();
+        let handle = tokio::spawn(async move {
+            let token = TaskToken::new("tok");
+            let mut heartbeat = Heartbeat::new(svc.as_ref(), &token, INTERVAL, &control);
+            tokio::select! {
+                () = stopped.cancelled() => {}
+                () = heartbeat.run() => {}
+            }
+            heartbeat.stats()
+        });
+        Running { stop, handle }
     }
 
     /// Lets spawned tasks run after a time jump.

@@ -60,14 +60,105 @@ async fn run_task(
     };
     m.tasks_started.get_or_create(&labels).inc();
     m.in_flight.get_or_create(&labels).inc();
-    let heartbeat = Heartbeat::start(
-        service.clone(),
-        task.token.clone(),
-        settings.heartbeat_interval,
-        control.clone(),
-    );
     tracing::debug!(activity = activity.name(), task = %task_id, version = %handler.version, "task started");
 
+    // The heartbeat runs from now until the result is delivered, polled
+    // beside the guest and the report in this same task (see heartbeat.rs).
+    let mut heartbeat = Heartbeat::new(
+        service.as_ref(),
+        &task.token,
+        settings.heartbeat_interval,
+        &control,
+    );
+    let (delivery, ran_for) = {
+        let work = execute(
+            &task,
+            &activity,
+            &handler,
+            service.as_ref(),
+            &control,
+            &task_id,
+            &shutdown,
+        );
+        tokio::pin!(work);
+        let beating = heartbeat.run();
+        tokio::pin!(beating);
+        let mut task_gone = false;
+        loop {
+            tokio::select! {
+                done = &mut work => break done,
+                // The service ended the task; the heartbeat stopped the guest,
+                // and the work finishes without reporting.
+                () = &mut beating, if !task_gone => task_gone = true,
+            }
+        }
+    };
+    let beats = heartbeat.stats();
+    drop(slot);
+
+    let total = started.elapsed();
+    m.in_flight.get_or_create(&labels).dec();
+    m.task_seconds
+        .get_or_create(&labels)
+        .observe(crate::metrics::seconds(total));
+    let (outcome, error) = match &delivery {
+        Delivery::Delivered(Report::Success { .. }) => ("succeeded", String::new()),
+        Delivery::Delivered(Report::Failure { error, .. }) => ("failed", error.clone()),
+        Delivery::Delivered(Report::Canceled { .. }) => ("canceled", String::new()),
+        Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => {
+            ("abandoned", String::new())
+        }
+        Delivery::TaskGone(_) | Delivery::Refused(_) => ("undelivered", String::new()),
+    };
+    m.tasks_finished
+        .get_or_create(&crate::metrics::FinishedLabels {
+            activity: labels.activity.clone(),
+            tenant: labels.tenant.clone(),
+            outcome: outcome.into(),
+            error,
+        })
+        .inc();
+    let (activity, version) = (activity.name(), handler.version.as_str());
+    match &delivery {
+        Delivery::Delivered(Report::Success { .. }) => tracing::info!(
+            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
+            heartbeats = beats.sent, "task succeeded"
+        ),
+        Delivery::Delivered(Report::Failure { error, cause }) => tracing::info!(
+            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
+            heartbeats = beats.sent, error = %error, cause = %first_line(cause), "task failed"
+        ),
+        Delivery::Delivered(Report::Canceled { details }) => tracing::info!(
+            activity, task = %task_id, version, ran = ?ran_for, details = %first_line(details), "task canceled"
+        ),
+        Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => tracing::info!(
+            activity, task = %task_id, version, ran = ?ran_for,
+            reason = ?control.stop_reason(), "task abandoned: the service ended it"
+        ),
+        Delivery::TaskGone(code) => tracing::warn!(
+            activity, task = %task_id, version, ran = ?ran_for,
+            "task result not delivered: the service ended the task first ({code})"
+        ),
+        Delivery::Refused(e) => tracing::error!(
+            activity, task = %task_id, version, ran = ?ran_for,
+            "task result refused by the service: {e}"
+        ),
+    }
+}
+
+/// The task's work: the guest, then its report, delivered. Returns the
+/// delivery and how long the guest ran.
+async fn execute(
+    task: &Task,
+    activity: &Activity,
+    handler: &crate::runtime::Handler,
+    service: &dyn ActivityService,
+    control: &Arc<TaskControl>,
+    task_id: &Arc<str>,
+    shutdown: &Shutdown,
+) -> (Delivery, std::time::Duration) {
+    let started = Instant::now();
+    let settings = &activity.settings;
     let outcome = if shutdown.is_grace_expired() {
         // Handed out by a poll that was in flight when the grace period ran
         // out: hand it straight back so it can be retried elsewhere.
@@ -136,64 +227,14 @@ async fn run_task(
             record,
             activity.name(),
             &handler.version,
-            &task_id,
+            task_id,
             &task.input,
             &report,
         )
         .await;
     }
-    let delivery = report::deliver(service.as_ref(), &task.token, report).await;
-    let beats = heartbeat.stop().await;
-    drop(slot);
-
-    let total = started.elapsed();
-    m.in_flight.get_or_create(&labels).dec();
-    m.task_seconds
-        .get_or_create(&labels)
-        .observe(crate::metrics::seconds(total));
-    let (outcome, error) = match &delivery {
-        Delivery::Delivered(Report::Success { .. }) => ("succeeded", String::new()),
-        Delivery::Delivered(Report::Failure { error, .. }) => ("failed", error.clone()),
-        Delivery::Delivered(Report::Canceled { .. }) => ("canceled", String::new()),
-        Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => {
-            ("abandoned", String::new())
-        }
-        Delivery::TaskGone(_) | Delivery::Refused(_) => ("undelivered", String::new()),
-    };
-    m.tasks_finished
-        .get_or_create(&crate::metrics::FinishedLabels {
-            activity: labels.activity.clone(),
-            tenant: labels.tenant.clone(),
-            outcome: outcome.into(),
-            error,
-        })
-        .inc();
-    let (activity, version) = (activity.name(), handler.version.as_str());
-    match &delivery {
-        Delivery::Delivered(Report::Success { .. }) => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
-            heartbeats = beats.sent, "task succeeded"
-        ),
-        Delivery::Delivered(Report::Failure { error, cause }) => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
-            heartbeats = beats.sent, error = %error, cause = %first_line(cause), "task failed"
-        ),
-        Delivery::Delivered(Report::Canceled { details }) => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for, details = %first_line(details), "task canceled"
-        ),
-        Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for,
-            reason = ?control.stop_reason(), "task abandoned: the service ended it"
-        ),
-        Delivery::TaskGone(code) => tracing::warn!(
-            activity, task = %task_id, version, ran = ?ran_for,
-            "task result not delivered: the service ended the task first ({code})"
-        ),
-        Delivery::Refused(e) => tracing::error!(
-            activity, task = %task_id, version, ran = ?ran_for,
-            "task result refused by the service: {e}"
-        ),
-    }
+    let delivery = report::deliver(service, &task.token, report).await;
+    (delivery, ran_for)
 }
 
 /// Fails a task no activity of this worker can run (an SWF activity type

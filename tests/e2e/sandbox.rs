@@ -315,6 +315,50 @@ async fn a_noisy_tenant_cannot_delay_a_quiet_one_or_its_heartbeats() {
     );
 }
 
+/// The heartbeat is polled in the task itself, between the guest's slices:
+/// a guest that never awaits anything must still not hold it up past
+/// `HeartbeatSeconds`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guest_spinning_on_the_cpu_still_gets_its_own_heartbeats_out() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let busy = sfn.create_activity("busy").await;
+    // 4 s of spinning against a 1 s heartbeat timeout: at least three
+    // heartbeats must reach the service while the guest holds the CPU.
+    let sm = sfn.create_state_machine(&busy, 60, Some(1)).await;
+    let config = activity_toml(
+        "busy",
+        &busy,
+        &guests().scenario,
+        "heartbeat_interval = \"300ms\"\ntask_timeout = \"30s\"",
+    );
+    let mut worker = Worker::start(&config, &svc);
+    let exec = sfn
+        .start(&sm, &json!({"action": "spin_for", "ms": 4000}))
+        .await;
+    let done = sfn.wait(&exec, Duration::from_secs(60)).await;
+    assert_eq!(
+        done.status,
+        ExecutionStatus::Succeeded,
+        "the spinning task's heartbeats fell behind: {done:?}"
+    );
+    let output = done.output_json();
+    assert_eq!(output["spun_ms"], 4000, "{output}");
+    worker.wait_for_log("task succeeded", Duration::from_secs(10));
+    let log = worker.log();
+    let beats: u32 = log
+        .lines()
+        .find(|l| l.contains("task succeeded"))
+        .and_then(|l| l.split("heartbeats=").nth(1))
+        .and_then(|n| n.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no heartbeat count in the task line: {log}"));
+    assert!(
+        beats >= 10,
+        "{beats} heartbeats in 4 s at a 300 ms interval"
+    );
+}
+
 /// A loopback HTTP server that counts connections and answers every
 /// request with `body`.
 struct CountingServer {

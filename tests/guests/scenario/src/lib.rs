@@ -22,6 +22,8 @@ enum Action {
     Sleep { ms: u64 },
         /// Spins on the CPU forever.
     Spin,
+    /// Spins on the CPU for `ms` milliseconds of wall time, then succeeds.
+    SpinFor { ms: u64 },
     /// CPU-bound work: `rounds` steps of a hash chain (the benchmarks'
     /// CPU-heavy guest).
     Work { rounds: u64 },
@@ -168,6 +170,18 @@ fn handle(action: Action) -> Result<Value, Failure> {
                 x = std::hint::black_box((x ^ i).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(17));
             }
             Ok(json!({ "rounds": rounds, "hash": x }))
+        }
+        Action::SpinFor { ms } => {
+            let started = now_ms();
+            let mut x: u64 = 1;
+            let mut spins: u64 = 0;
+            while now_ms() < started + u128::from(ms) {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+                spins += 1;
+            }
+            Ok(json!({ "spun_ms": ms, "spins": spins }))
         }
         Action::Spin => {
             let mut x: u64 = 1;
