@@ -37,6 +37,8 @@ pub struct RoundResult {
     pub latencies: Vec<Duration>,
     /// The most tasks handed out and not yet reported at one time.
     pub max_outstanding: u64,
+    /// Heartbeats received for this round's tasks.
+    pub heartbeats: u64,
 }
 
 impl RoundResult {
@@ -67,7 +69,6 @@ struct Round {
 #[derive(Default)]
 struct State {
     latency_us: AtomicU64,
-    heartbeats: AtomicU64,
     round: Mutex<Option<Round>>,
     wakers: Mutex<HashMap<String, Arc<Notify>>>,
     done: Notify,
@@ -107,10 +108,6 @@ impl FakeSfn {
         self.state
             .latency_us
             .store(latency.as_micros() as u64, Ordering::SeqCst);
-    }
-
-    pub fn heartbeats(&self) -> u64 {
-        self.state.heartbeats.load(Ordering::SeqCst)
     }
 
     /// Runs one closed-loop round on `arn`; returns when every task has been
@@ -210,7 +207,12 @@ async fn handle(
         "GetActivityTask" => get_task(&state, &body).await,
         "SendTaskSuccess" | "SendTaskFailure" => report(&state, &body, op == "SendTaskSuccess"),
         "SendTaskHeartbeat" => {
-            state.heartbeats.fetch_add(1, Ordering::Relaxed);
+            let token = body["taskToken"].as_str().unwrap_or("");
+            if let Some(round) = state.round.lock().unwrap().as_mut()
+                && round.outstanding.contains_key(token)
+            {
+                round.result.heartbeats += 1;
+            }
             reply(json!({}))
         }
         _ => error("UnknownOperationException"),
@@ -327,7 +329,7 @@ mod tests {
         worker.await.unwrap();
         assert_eq!((result.ok, result.wrong, result.failed), (1, 1, 0));
         assert_eq!(result.latencies.len(), 2);
-        assert_eq!(fake.heartbeats(), 2);
+        assert_eq!(result.heartbeats, 2);
     }
 
     #[tokio::test]

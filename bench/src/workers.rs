@@ -60,7 +60,8 @@ pub fn arn(name: &str) -> String {
 }
 
 /// Starts a worker of `kind` polling `arn` at `endpoint`. `work` is `price`
-/// or `sleep20` for the baselines; the host's work is its component.
+/// or `sleep20` for the baselines (the native worker also takes `sleep:MS`
+/// and `,heartbeat:MS`); the host's work is its component.
 pub fn start(
     paths: &Paths,
     kind: Kind,

@@ -3,8 +3,11 @@
 //! same pricing code the example guest runs (`order_pricing::price` through
 //! `wasm_activity_guest::call`, so parsing and serializing match too).
 //!
-//! `native-worker --endpoint URL --arn ARN --concurrency N [--work price|sleep20]`
-//! runs N poll loops (one task each at a time) until killed.
+//! `native-worker --endpoint URL --arn ARN --concurrency N [--work WORK]`
+//! runs N poll loops (one task each at a time) until killed. WORK is
+//! `price` (the default), `sleep20`, or `sleep:MS`, optionally followed by
+//! `,heartbeat:MS` to heartbeat while a task runs, as a hand-written worker
+//! would.
 
 use aws_sdk_sfn::Client;
 use clap::Parser;
@@ -18,9 +21,38 @@ struct Args {
     arn: String,
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
-    /// `price`: the order-pricing transform; `sleep20`: wait 20 ms (I/O-like).
+    /// `price`: the order-pricing transform; `sleep20` or `sleep:MS`: wait
+    /// (I/O-like); `,heartbeat:MS` adds heartbeats.
     #[arg(long, default_value = "price")]
     work: String,
+}
+
+/// What each task does.
+#[derive(Clone, Copy)]
+struct Work {
+    /// None: price the order; Some: sleep this long.
+    sleep: Option<Duration>,
+    heartbeat: Option<Duration>,
+}
+
+fn parse_work(spec: &str) -> Work {
+    let mut work = Work {
+        sleep: None,
+        heartbeat: None,
+    };
+    for part in spec.split(',') {
+        let ms = |v: &str| Duration::from_millis(v.parse().expect("WORK: milliseconds"));
+        match part.split_once(':') {
+            None if part == "price" => {}
+            None if part == "sleep20" => work.sleep = Some(Duration::from_millis(20)),
+            Some(("sleep", v)) => work.sleep = Some(ms(v)),
+            Some(("heartbeat", v)) => work.heartbeat = Some(ms(v)),
+            _ => panic!(
+                "unknown --work part {part:?} (expected price, sleep20, sleep:MS, heartbeat:MS)"
+            ),
+        }
+    }
+    work
 }
 
 async fn client(endpoint: &str) -> Client {
@@ -40,7 +72,7 @@ async fn client(endpoint: &str) -> Client {
     Client::new(&config)
 }
 
-async fn poll_loop(client: Client, arn: String, sleep: bool) {
+async fn poll_loop(client: Client, arn: String, work: Work) {
     loop {
         let task = match client
             .get_activity_task()
@@ -63,11 +95,31 @@ async fn poll_loop(client: Client, arn: String, sleep: bool) {
             continue;
         };
         let input = task.input().unwrap_or("{}");
-        let result = if sleep {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            Ok(r#"{"slept_ms":20}"#.to_string())
-        } else {
-            wasm_activity_guest::call(order_pricing::price, input)
+        let run = async {
+            match work.sleep {
+                Some(d) => {
+                    tokio::time::sleep(d).await;
+                    Ok(format!(r#"{{"slept_ms":{}}}"#, d.as_millis()))
+                }
+                None => wasm_activity_guest::call(order_pricing::price, input),
+            }
+        };
+        let result = match work.heartbeat {
+            None => run.await,
+            Some(every) => {
+                tokio::pin!(run);
+                let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+                loop {
+                    tokio::select! {
+                        r = &mut run => break r,
+                        _ = tick.tick() => {
+                            if let Err(e) = client.send_task_heartbeat().task_token(token).send().await {
+                                eprintln!("heartbeat failed: {}", aws_sdk_sfn::error::DisplayErrorContext(e));
+                            }
+                        }
+                    }
+                }
+            }
         };
         let sent = match result {
             Ok(output) => client
@@ -98,13 +150,13 @@ async fn poll_loop(client: Client, arn: String, sleep: bool) {
 async fn main() {
     let args = Args::parse();
     let client = client(&args.endpoint).await;
-    let sleep = args.work == "sleep20";
+    let work = parse_work(&args.work);
     let mut loops = Vec::new();
     for _ in 0..args.concurrency {
         loops.push(tokio::spawn(poll_loop(
             client.clone(),
             args.arn.clone(),
-            sleep,
+            work,
         )));
     }
     for l in loops {
