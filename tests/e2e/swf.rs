@@ -143,9 +143,12 @@ async fn heartbeat_timeout_when_the_host_does_not_heartbeat(backend: Backend) {
 async fn default_heartbeat_interval_comes_from_the_registered_type(backend: Backend) {
     let svc = Service::start(backend);
     let swf = Swf::connect(&svc).await;
-    // Registered with a 3 s heartbeat timeout; the config sets no interval,
-    // so the worker must derive one (1 s) from DescribeActivityType.
-    swf.register_activity("derived", "7", 3).await;
+    // Registered with a 6 s heartbeat timeout; the config sets no interval,
+    // so the worker must derive one (2 s) from DescribeActivityType; the
+    // default 10 s would let the 9 s task time out. moto starts the heartbeat
+    // clock when the task is scheduled, not when it is polled, so the
+    // timeout leaves room for a slow poll before the first heartbeat.
+    swf.register_activity("derived", "7", 6).await;
     let list = unique("acts");
     let worker = Worker::start(
         &swf_toml(
@@ -161,7 +164,7 @@ async fn default_heartbeat_interval_comes_from_the_registered_type(backend: Back
         .start(
             &activity_type("derived", "7"),
             &list,
-            &json!({"action": "sleep", "ms": 6000}).to_string(),
+            &json!({"action": "sleep", "ms": 9000}).to_string(),
         )
         .await;
     let e = swf.wait_activity_closed(&w, DONE).await;
