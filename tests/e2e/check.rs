@@ -27,10 +27,11 @@ fn with_component(component: &Path) -> String {
     )
 }
 
-fn write_temp(name: &str, bytes: &[u8]) -> std::path::PathBuf {
+/// A file under the temp dir that is removed when the test drops it.
+fn write_temp(name: &str, bytes: &[u8]) -> tempfile::TempPath {
     let path = std::env::temp_dir().join(unique(name));
     std::fs::write(&path, bytes).unwrap();
-    path
+    tempfile::TempPath::try_from_path(path).unwrap()
 }
 
 #[test]
