@@ -952,7 +952,11 @@ const NOTES: &str = "
   (opt-level 3, SIMD, less JSON) is the user's lever. The boto3 comparison is bounded by the SDK: no
   worker using it spends less than its two calls per task (see *The SDK call floor*; more in a busy
   process than on an idle thread), so the ratio \"the SDK's two calls alone\" in the targets is the best
-  any such worker could reach here, and it is below 20x: boto3 is not as slow as the target assumed.
+  any such worker could reach here: about 20x at 1 KiB (18-26x across runs), with nothing left for the
+  poll loop, the hand-off, the transform or a sandbox. The native worker, with no sandbox at all, lands
+  where the host does (its ratio is beside the host's in the targets). The SDK's per-request cost is known
+  upstream: smithy-lang/smithy-rs#4127 (open) puts it at about 50 µs per request over hyper alone,
+  from assembling the orchestrator's runtime components on every call.
 * **Heartbeats** cost one SDK call each (the floor, plus a busy process's wake-ups), in the host as in the
   native worker (see *Heartbeats at 1,000 in flight*: the host's cost per heartbeat is the native worker's
   or below); the timers of tasks with no heartbeat due are free. Spreading the first heartbeat of tasks
@@ -960,15 +964,19 @@ const NOTES: &str = "
   CPU is the interval's choice: at the default 10 s interval a task spends under 1% on heartbeats once it
   does more than about 10-20 ms of CPU per 10 s of run time. A task that only waits has almost no CPU of its
   own to compare with, in any worker.
-* **Latency-bound throughput** lands at 0.8-0.95 of N / latency for the host and the native worker alike:
+* **Latency-bound throughput** lands at 0.8-1.0 of N / latency for the host and the native worker alike:
   the harness, the fake service and the workers share 2 cores, and \"latency\" here is a p50 while
   throughput follows the mean, so tails count against it. At one in flight the host spent 1.5-1.7x the
   native worker's CPU per task, mostly in thread hand-offs: `strace -c` showed 2-3x its futex, epoll and
   eventfd calls per request. Fixed: each task's heartbeat ran as a tokio task of its own (a spawn, a
   cancellation and cross-thread wake-ups per task); it is now a future polled inside the task, beside the
   guest and the report (a guest yields every 10 ms, so it cannot hold its heartbeat up longer; an
-  end-to-end test spins a guest for 4 s against a 1 s `HeartbeatSeconds`). What remains: one spawn per task
-  (the poll loop hands the task off to poll again) and the timers of the guest's deadline.
+  end-to-end test spins a guest for 4 s against a 1 s `HeartbeatSeconds`). Tried and not kept: running
+  each task inline in its poll loop when `pollers = max_concurrent` (no spawn, no slot hand-off): back to
+  back, the host/native CPU ratio was 1.42x with it and 1.46x/1.54x without at one in flight (transform,
+  20 ms task), and 1.13x with it and 1.03x without at 64, run-to-run noise either way. What remains is
+  not attributed yet: at one in flight a process wakes from idle several times per task (the poll's and
+  the report's responses, the guest's timers), and each wake on this VM costs tens of µs.
 * **Memory**, profiled with heaptrack and `/proc/PID/smaps` at 1,000 in flight. Fixed: mimalloc asked the
   kernel for transparent huge pages, so every 2 MiB heap region a few live tasks touched became resident
   whole; built with `no_thp` the host needs about 60 MiB less at idle and at 1,000 in flight. The figure
