@@ -996,3 +996,18 @@ const NOTES: &str = "
 * **LocalStack** rates are bounded by LocalStack itself (it checks for new activity tasks about once a
   second); its CPU column includes long-poll handling that the fake service answers at once.
 ";
+
+#[cfg(test)]
+mod tests {
+    use super::{difference, ratio};
+
+    #[test]
+    fn comparisons_pair_rounds_before_taking_the_median() {
+        // Round 2 ran on a slow machine for both workers: paired, it cancels
+        // out; the difference of the two medians (130 - 100 = 30) would not.
+        let host = [100.0, 200.0, 130.0];
+        let native = [95.0, 190.0, 100.0];
+        assert_eq!(difference(&host, &native), 10.0);
+        assert!((ratio(&host, &native) - 20.0 / 19.0).abs() < 1e-12);
+    }
+}
