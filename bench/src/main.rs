@@ -897,6 +897,13 @@ fn render(b: &Bench, took: Duration) -> String {
             if *met { "yes" } else { "**no**" }
         );
     }
+    if b.targets.iter().any(|(_, _, met)| !met) {
+        out.push_str(
+            "\nWhere a target is missed, the native worker's figure beside the host's shows whether a worker \
+             without a sandbox, on the same SDK and machine, meets it; *What the figures mean* (the end of \
+             this page) says what bounds each.\n",
+        );
+    }
     out.push('\n');
     out.push_str(&b.md);
     out.push_str(NOTES);
