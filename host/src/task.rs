@@ -81,16 +81,11 @@ async fn run_task(
             &shutdown,
         );
         tokio::pin!(work);
-        let beating = heartbeat.run();
-        tokio::pin!(beating);
-        let mut task_gone = false;
-        loop {
-            tokio::select! {
-                done = &mut work => break done,
-                // The service ended the task; the heartbeat stopped the guest,
-                // and the work finishes without reporting.
-                () = &mut beating, if !task_gone => task_gone = true,
-            }
+        tokio::select! {
+            done = &mut work => done,
+            // The service ended the task; the heartbeat stopped the guest,
+            // and the work finishes without reporting.
+            () = heartbeat.run() => work.await,
         }
     };
     let beats = heartbeat.stats();
