@@ -5,7 +5,8 @@
 # harness (bench/). About 15 minutes on 2 cores.
 #
 #   scripts/bench.sh            # full run, writes BENCHMARKS.md
-#   scripts/bench.sh --quick    # smoke run of the harness (fewer tasks), same report shape
+#   scripts/bench.sh --quick    # smoke run of the harness (fewer tasks), same report shape,
+#                               # written to target/BENCHMARKS-quick.md
 set -euo pipefail
 cd "$(dirname "$0")/.."
 step() { printf '\n==> %s\n' "$*"; }

@@ -132,6 +132,12 @@ pub async fn run(b: &mut Bench) -> anyhow::Result<()> {
         let sfn = client(&url);
         for kind in [Kind::Host, Kind::Native, Kind::Boto3] {
             let (tps, cpu, ok) = one(b, &sfn, &url, kind, tasks, &input).await?;
+            if ok < tasks {
+                b.problem(format!(
+                    "full stack, {service}: {}: {ok} of {tasks} executions succeeded",
+                    kind.label()
+                ));
+            }
             let _ = writeln!(
                 b.md,
                 "| {service} | {} | {tasks} | {ok} | {tps:.0} | {cpu:.0} |",

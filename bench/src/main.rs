@@ -31,9 +31,11 @@ struct Args {
     /// Repository root.
     #[arg(long, default_value = ".")]
     root: PathBuf,
-    /// Where to write the report.
-    #[arg(long, default_value = "BENCHMARKS.md")]
-    out: PathBuf,
+    /// Where to write the report: BENCHMARKS.md, or with `--quick`
+    /// target/BENCHMARKS-quick.md, so a smoke run never replaces the
+    /// published figures.
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Python with boto3 (the baseline worker's interpreter).
     #[arg(long)]
     python: PathBuf,
@@ -91,6 +93,17 @@ fn ratio(a: &[f64], b: &[f64]) -> f64 {
     inproc::median(&mut r)
 }
 
+/// What is wrong with a round, if anything: a benchmark of wrong or failed
+/// tasks measures nothing.
+fn round_problem(worker: &str, r: &RoundResult) -> Option<String> {
+    (r.wrong + r.failed > 0).then(|| {
+        format!(
+            "{worker}: {} wrong and {} failed results in one round",
+            r.wrong, r.failed
+        )
+    })
+}
+
 /// Median of per-round differences a-b: the rounds are interleaved, so each
 /// pair saw the same machine, while the difference of the two medians mixes
 /// rounds that did not.
@@ -108,9 +121,23 @@ struct Bench {
     targets: Vec<(String, String, bool)>,
     /// CPU of one bare SDK call on one thread, µs (see `inproc::sdk_call_us`).
     sdk_call_us: f64,
+    /// Results that make the figures invalid (wrong outputs, failed or lost
+    /// tasks): the report is still written, then the run fails.
+    problems: std::sync::Mutex<Vec<String>>,
 }
 
 impl Bench {
+    fn problem(&self, what: String) {
+        self.problems.lock().unwrap().push(what);
+    }
+
+    /// Records a round whose outputs were not all right.
+    fn check_round(&self, worker: &str, r: &RoundResult) {
+        if let Some(problem) = round_problem(worker, r) {
+            self.problem(problem);
+        }
+    }
+
     fn tasks(&self, n: u64) -> u64 {
         if self.args.quick { (n / 10).max(20) } else { n }
     }
@@ -153,9 +180,11 @@ impl Bench {
         // Warm-up round: connections, caches, lazy init.
         for (k, arn, _) in running {
             let n = (tasks(*k) / 10).max(in_flight);
-            self.fake
+            let r = self
+                .fake
                 .round(arn, work, in_flight, n, Duration::from_secs(300))
                 .await?;
+            self.check_round(k.label(), &r);
         }
         let mut series = vec![Series::default(); running.len()];
         for _ in 0..self.args.rounds {
@@ -166,6 +195,7 @@ impl Bench {
                     .fake
                     .round(arn, work, in_flight, tasks(*k), Duration::from_secs(600))
                     .await?;
+                self.check_round(k.label(), &r);
                 series[i].add(w.cpu_ns() - before, w.minor_faults() - faults, &r);
             }
         }
@@ -252,6 +282,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         md: String::new(),
         targets: Vec::new(),
         sdk_call_us: 0.0,
+        problems: Default::default(),
     };
     let started = std::time::Instant::now();
 
@@ -291,8 +322,22 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     }
 
     let report = render(&b, started.elapsed());
-    std::fs::write(&b.args.out, report)?;
-    eprintln!("wrote {}", b.args.out.display());
+    let out = b.args.out.clone().unwrap_or_else(|| {
+        b.paths.root.join(if b.args.quick {
+            "target/BENCHMARKS-quick.md"
+        } else {
+            "BENCHMARKS.md"
+        })
+    });
+    std::fs::write(&out, report)?;
+    eprintln!("wrote {}", out.display());
+    let problems = b.problems.into_inner().unwrap();
+    anyhow::ensure!(
+        problems.is_empty(),
+        "these results make the figures in {} invalid:\n  {}",
+        out.display(),
+        problems.join("\n  ")
+    );
     Ok(())
 }
 
@@ -537,6 +582,7 @@ async fn memory_run(b: &Bench, pollers: usize) -> anyhow::Result<MemoryRun> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let result = round.await??;
+        b.check_round("memory host", &result);
         anyhow::ensure!(
             result.max_outstanding == in_flight,
             "the host held at most {} tasks at once, not {in_flight}",
@@ -736,6 +782,10 @@ async fn hot_swap(b: &mut Bench) -> anyhow::Result<()> {
             .unwrap_or(f64::NAN)
     };
     let lost = total - r.ok;
+    b.check_round("hot-swap host", &r);
+    if lost > 0 {
+        b.problem(format!("hot swap: {lost} of {total} tasks lost"));
+    }
     let _ = writeln!(
         b.md,
         "## Hot swap under load\n\n{} swaps of a precompiled Rust component (renamed over the configured file every \
@@ -1006,7 +1056,7 @@ const NOTES: &str = "
 
 #[cfg(test)]
 mod tests {
-    use super::{difference, ratio};
+    use super::{RoundResult, difference, ratio, round_problem};
 
     #[test]
     fn comparisons_pair_rounds_before_taking_the_median() {
@@ -1016,5 +1066,24 @@ mod tests {
         let native = [95.0, 190.0, 100.0];
         assert_eq!(difference(&host, &native), 10.0);
         assert!((ratio(&host, &native) - 20.0 / 19.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_round_with_a_wrong_or_failed_task_is_a_problem() {
+        let clean = RoundResult {
+            ok: 10,
+            ..RoundResult::default()
+        };
+        assert_eq!(round_problem("native", &clean), None);
+        let bad = RoundResult {
+            ok: 8,
+            wrong: 1,
+            failed: 1,
+            ..RoundResult::default()
+        };
+        assert_eq!(
+            round_problem("native", &bad).as_deref(),
+            Some("native: 1 wrong and 1 failed results in one round")
+        );
     }
 }
