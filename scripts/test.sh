@@ -47,4 +47,7 @@ python3 -m unittest discover -s guest-sdk/python
 step "example handler's own unit tests"
 cargo test --manifest-path examples/rust/Cargo.toml
 
+step "benchmark harness smoke run (release builds; every worker's output is checked; last: it stops LocalStack)"
+scripts/bench.sh --quick
+
 step "all tests passed"
