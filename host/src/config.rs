@@ -18,9 +18,17 @@ pub const SFN_MAX_PAYLOAD: u64 = 262_144;
 pub const SWF_MAX_RESULT: u64 = 32_768;
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Table elements per table: interpreters (CPython) need tens of thousands.
-pub const DEFAULT_TABLE_ELEMENTS: u32 = 100_000;
-/// Core instances (and memories, tables) per task: a Python component has a dozen.
-pub const DEFAULT_INSTANCES: u32 = 64;
+/// Also the most `table_elements` may be set to: the instance pool reserves
+/// tables of this size, so a larger setting could never be honoured.
+pub const MAX_TABLE_ELEMENTS: u32 = 100_000;
+/// Core instances one task may create: a Python component has a dozen. Also
+/// the most `max_instances` may be set to, for the same reason as tables.
+pub const MAX_INSTANCES: u32 = 50;
+/// Host memory held on a guest's behalf (HTTP fields and bodies, streams,
+/// resource handles, text lifted out of its memory), per task.
+pub const DEFAULT_HOST_MEMORY_LIMIT: u64 = 16 * 1024 * 1024;
+const MIN_HOST_MEMORY_LIMIT: u64 = 1024 * 1024;
+const MAX_HOST_MEMORY_LIMIT: u64 = 1024 * 1024 * 1024;
 
 const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 const DEFAULT_MAX_CONCURRENT: usize = 4;
@@ -110,6 +118,7 @@ struct RawActivityType {
     heartbeat_interval: Option<String>,
     task_timeout: Option<String>,
     memory_limit: Option<String>,
+    host_memory_limit: Option<String>,
     log_limit: Option<String>,
     cancel_grace: Option<String>,
     tenant: Option<String>,
@@ -142,6 +151,7 @@ struct RawActivity {
     heartbeat_interval: Option<String>,
     task_timeout: Option<String>,
     memory_limit: Option<String>,
+    host_memory_limit: Option<String>,
     log_limit: Option<String>,
     tenant: Option<String>,
     #[serde(default)]
@@ -203,6 +213,7 @@ struct RawTenant {
     max_memory: Option<String>,
     task_timeout: Option<String>,
     memory_limit: Option<String>,
+    host_memory_limit: Option<String>,
     log_limit: Option<String>,
     fuel: Option<i64>,
     output_limit: Option<String>,
@@ -213,6 +224,7 @@ struct RawTenant {
 struct RawTask {
     task_timeout: Option<String>,
     memory_limit: Option<String>,
+    host_memory_limit: Option<String>,
     log_limit: Option<String>,
     cancel_grace: Option<String>,
     tenant: Option<String>,
@@ -235,6 +247,7 @@ macro_rules! raw_task {
         RawTask {
             task_timeout: $raw.task_timeout,
             memory_limit: $raw.memory_limit,
+            host_memory_limit: $raw.host_memory_limit,
             log_limit: $raw.log_limit,
             cancel_grace: $cancel_grace,
             tenant: $raw.tenant,
@@ -440,6 +453,8 @@ pub struct TaskLimits {
     pub timeout: Duration,
     /// Linear memory across all of the instance's memories, in bytes.
     pub memory: u64,
+    /// Host memory held for the guest (see `runtime::host_memory`), in bytes.
+    pub host_memory: u64,
     /// Bytes of guest log output (log calls, stdout, stderr) kept per task.
     pub log_bytes: u64,
     /// Largest output the service accepts, in bytes.
@@ -460,13 +475,22 @@ impl Default for TaskLimits {
         TaskLimits {
             timeout: DEFAULT_TASK_TIMEOUT,
             memory: DEFAULT_MEMORY_LIMIT,
+            host_memory: DEFAULT_HOST_MEMORY_LIMIT,
             log_bytes: DEFAULT_LOG_LIMIT,
             output_bytes: SFN_MAX_PAYLOAD,
             cancel_grace: DEFAULT_CANCEL_GRACE,
             fuel: None,
-            table_elements: DEFAULT_TABLE_ELEMENTS,
-            instances: DEFAULT_INSTANCES,
+            table_elements: MAX_TABLE_ELEMENTS,
+            instances: MAX_INSTANCES,
         }
+    }
+}
+
+impl TaskLimits {
+    /// What one task may hold in memory, its linear memory and what the host
+    /// holds for it: the amount a tenant's `max_memory` reserves per task.
+    pub fn reserved_memory(&self) -> u64 {
+        self.memory.saturating_add(self.host_memory)
     }
 }
 
@@ -969,6 +993,13 @@ impl Validator<'_> {
             MIN_MEMORY_LIMIT,
             MAX_MEMORY_LIMIT,
         )?;
+        let host_memory = self.bytes(
+            &key("host_memory_limit"),
+            pick(&raw.host_memory_limit, defaults.map(|d| &d.host_memory_limit)).as_deref(),
+            DEFAULT_HOST_MEMORY_LIMIT,
+            MIN_HOST_MEMORY_LIMIT,
+            MAX_HOST_MEMORY_LIMIT,
+        )?;
         let log_bytes = self.bytes(
             &key("log_limit"),
             pick(&raw.log_limit, defaults.map(|d| &d.log_limit)).as_deref(),
@@ -1002,26 +1033,29 @@ impl Validator<'_> {
         let table_elements = self.count(
             &key("table_elements"),
             raw.table_elements,
-            DEFAULT_TABLE_ELEMENTS as usize,
-            10_000_000,
+            MAX_TABLE_ELEMENTS as usize,
+            MAX_TABLE_ELEMENTS as usize,
         )? as u32;
         let instances = self.count(
             &key("max_instances"),
             raw.max_instances,
-            DEFAULT_INSTANCES as usize,
-            10_000,
+            MAX_INSTANCES as usize,
+            MAX_INSTANCES as usize,
         )? as u32;
         if let Some(t) = tenant
             .as_ref()
             .and_then(|t| self.tenant_caps.iter().find(|c| &c.name == t))
             && let Some(cap) = t.max_memory
-            && memory > cap
+            && memory.saturating_add(host_memory) > cap
         {
             return Err(self.invalid(
                 &key("memory_limit"),
                 &bytesize::ByteSize(memory).display().iec().to_string(),
                 &format!(
-                    "at most tenant {}'s max_memory ({}): one task must fit in its tenant",
+                    "memory_limit + host_memory_limit ({} + {}) at most tenant {}'s max_memory ({}): \
+                     one task must fit in its tenant",
+                    bytesize::ByteSize(memory).display().iec(),
+                    bytesize::ByteSize(host_memory).display().iec(),
                     t.name,
                     bytesize::ByteSize(cap).display().iec()
                 ),
@@ -1030,6 +1064,7 @@ impl Validator<'_> {
         let limits = TaskLimits {
             timeout,
             memory,
+            host_memory,
             log_bytes,
             output_bytes,
             cancel_grace,
@@ -1265,9 +1300,10 @@ impl fmt::Display for TaskLimits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "timeout {}, memory {}, logs {}, output {}, tables {} elements, {} instances, fuel {}",
+            "timeout {}, memory {}, host memory {}, logs {}, output {}, tables {} elements, {} instances, fuel {}",
             humantime::format_duration(self.timeout),
             bytesize::ByteSize(self.memory).display().iec(),
+            bytesize::ByteSize(self.host_memory).display().iec(),
             bytesize::ByteSize(self.log_bytes).display().iec(),
             bytesize::ByteSize(self.output_bytes).display().iec(),
             self.table_elements,
@@ -1573,6 +1609,45 @@ mod tests {
             activity("tenant = \"small\"")
         ));
         assert!(e.contains("at most tenant small's max_memory"), "{e}");
+        // A task reserves its host memory under the tenant's cap too.
+        let e = err(&format!(
+            "[tenant.small]\nmax_memory = \"40MiB\"\n\n{}",
+            activity("tenant = \"small\"\nmemory_limit = \"32MiB\"")
+        ));
+        assert!(
+            e.contains("memory_limit + host_memory_limit (32.0 MiB + 16.0 MiB) at most tenant small's max_memory (40.0 MiB)"),
+            "{e}"
+        );
+        let c = parse(&format!(
+            "[tenant.small]\nmax_memory = \"40MiB\"\nhost_memory_limit = \"4MiB\"\n\n{}",
+            activity("tenant = \"small\"\nmemory_limit = \"32MiB\"")
+        ))
+        .unwrap();
+        assert_eq!(c.activities[0].limits.host_memory, 4 << 20, "tenant default");
+        assert_eq!(c.activities[0].limits.reserved_memory(), 36 << 20);
+    }
+
+    #[test]
+    fn limits_the_instance_pool_cannot_honour_are_refused() {
+        let e = err(&activity("table_elements = 100001"));
+        assert!(
+            e.contains("`activity.price.table_elements` = \"100001\": expected a whole number from 1 to 100000"),
+            "{e}"
+        );
+        let e = err(&activity("max_instances = 51"));
+        assert!(
+            e.contains("`activity.price.max_instances` = \"51\": expected a whole number from 1 to 50"),
+            "{e}"
+        );
+        let e = err(&activity("host_memory_limit = \"100KiB\""));
+        assert!(e.contains("`activity.price.host_memory_limit`"), "{e}");
+        let c = parse(&activity("")).unwrap();
+        let l = c.activities[0].limits;
+        assert_eq!(
+            (l.table_elements, l.instances, l.host_memory),
+            (MAX_TABLE_ELEMENTS, MAX_INSTANCES, DEFAULT_HOST_MEMORY_LIMIT),
+            "defaults are what the pool allows"
+        );
     }
 
     #[test]

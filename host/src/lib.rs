@@ -50,6 +50,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
+pub use runtime::host_memory::MeteredAllocator;
+
+// The unit tests count host memory the way the binary does.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: MeteredAllocator<std::alloc::System> = MeteredAllocator(std::alloc::System);
+
 /// Instance slots kept beyond the sum of all activities' concurrency (for
 /// `check` and `invoke`, and headroom).
 const EXTRA_INSTANCES: u32 = 4;

@@ -13,7 +13,7 @@
 //! task after a timeout, which is worse than waiting.
 
 use crate::backoff::Backoff;
-use crate::runtime::{Fault, Outcome, StopReason};
+use crate::runtime::{Fault, HostLimit, Outcome, StopReason};
 use crate::service::{ActivityService, ReportLimits, ServiceError, TaskToken};
 use std::time::Duration;
 
@@ -44,6 +44,9 @@ pub mod names {
     pub const TABLE_LIMIT: &str = "WasmActivity.TableLimit";
     /// The guest created more instances, memories or tables than `max_instances`.
     pub const INSTANCE_LIMIT: &str = "WasmActivity.InstanceLimit";
+    /// The guest made the host hold more for it than allowed: host memory
+    /// (`host_memory_limit`) or host resource handles (a fixed cap).
+    pub const HOST_RESOURCE_LIMIT: &str = "WasmActivity.HostResourceLimit";
 }
 
 /// What to tell the service.
@@ -270,6 +273,40 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
                  raise {}",
                 source.key("max_instances", "(the default)")
             ),
+            limits,
+        ),
+        Fault::HostResources {
+            kind: HostLimit::Memory,
+            limit,
+            used,
+        } => Report::failure(
+            names::HOST_RESOURCE_LIMIT,
+            format!(
+                "the handler made the host hold {} of memory for it (HTTP fields and bodies, streams, \
+                 resource handles, text passed to host calls) but its host memory limit is {}; it was \
+                 stopped. Raise {} or release resources sooner",
+                bytesize::ByteSize(used).display().iec(),
+                bytesize::ByteSize(limit).display().iec(),
+                source.key("host_memory_limit", "--host-memory-limit")
+            ),
+            limits,
+        ),
+        Fault::HostResources {
+            kind: HostLimit::Handles,
+            limit,
+            ..
+        } => Report::failure(
+            names::HOST_RESOURCE_LIMIT,
+            format!(
+                "the handler holds more than {limit} host resource handles at once (WASI streams, \
+                 pollables, HTTP fields, requests and bodies) and was stopped; drop resources it \
+                 no longer uses"
+            ),
+            limits,
+        ),
+        Fault::Exit { code } => Report::failure(
+            names::TRAP,
+            format!("the handler called exit with status {code} instead of returning a result"),
             limits,
         ),
         Fault::Instantiate(message) => Report::failure(

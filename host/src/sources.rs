@@ -240,7 +240,7 @@ impl Sources {
                 &self.worker_name,
             )),
             slots: Arc::new(Semaphore::new(a.max_concurrent)),
-            tenant: self.gate(&a.tenant, a.limits.memory),
+            tenant: self.gate(&a.tenant, a.limits.reserved_memory()),
             tasks: self.tasks.clone(),
             shutdown: self.stages.clone(),
         };
@@ -282,7 +282,7 @@ impl Sources {
         let memory = list
             .types
             .iter()
-            .map(|t| t.limits.memory)
+            .map(|t| t.limits.reserved_memory())
             .max()
             .unwrap_or_default();
         let poller = Poller {

@@ -2,7 +2,7 @@
 //!
 //! A tenant's caps are semaphores taken together with the activity's own
 //! slot, before polling: one unit of `max_concurrent`, and the task's memory
-//! limit (in MiB) out of `max_memory`. A tenant that is at its caps simply
+//! limit plus its host memory limit (in MiB) out of `max_memory`. A tenant that is at its caps simply
 //! stops polling, so its tasks wait in the service's queue rather than in
 //! this process, and other tenants' pollers are unaffected.
 

@@ -5,18 +5,24 @@
 //! whose allocator then aborts is reported as `WasmActivity.MemoryLimit`
 //! rather than as an anonymous trap.
 
+use crate::config::{MAX_INSTANCES, MAX_TABLE_ELEMENTS};
 use wasmtime::ResourceLimiter;
 
-/// Table elements a single table may grow to. Generous enough for
-/// interpreters (CPython's function table is in the tens of thousands).
-pub const MAX_TABLE_ELEMENTS: usize = 100_000;
-/// Core instances, tables and memories per store: a component is several
-/// core instances; nobody needs hundreds.
-pub const MAX_INSTANCES: usize = 64;
-/// Tables per store.
-pub const MAX_TABLES: usize = 64;
-/// Memories per store.
-pub const MAX_MEMORIES: usize = 16;
+/// Tables one component (and so one task) may define: the pool reserves
+/// this many per component instance, and the limiter allows no more.
+pub const MAX_TABLES: u32 = 32;
+/// Memories one component (and so one task) may define, likewise.
+pub const MAX_MEMORIES: u32 = 8;
+/// Host resource handles (WASI and HTTP streams, fields, requests, bodies,
+/// pollables) one task may hold at once; each is host memory, and `poll`
+/// takes a list of them, so the count bounds a call's work too.
+pub const MAX_HOST_RESOURCES: usize = 4_096;
+/// Largest `get-random-bytes` / `get-insecure-random-bytes` request: the
+/// call runs on a host thread, so its length bounds how long one call takes.
+pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+/// Largest set of HTTP header fields one `fields` resource may hold, in
+/// wasmtime's in-memory accounting (wire size plus overhead).
+pub const MAX_HTTP_FIELDS_BYTES: usize = 64 << 10;
 
 /// Enforces a task's memory and table budgets and records what it refused.
 #[derive(Debug)]
@@ -31,11 +37,7 @@ pub struct TaskLimiter {
 impl TaskLimiter {
     /// A limiter allowing `memory_limit` bytes of linear memory in total.
     pub fn new(memory_limit: u64) -> Self {
-        Self::with_tables(
-            memory_limit,
-            MAX_TABLE_ELEMENTS as u32,
-            MAX_INSTANCES as u32,
-        )
+        Self::with_tables(memory_limit, MAX_TABLE_ELEMENTS, MAX_INSTANCES)
     }
 
     /// A limiter with explicit table and instance budgets.
@@ -98,10 +100,10 @@ impl ResourceLimiter for TaskLimiter {
     }
 
     fn tables(&self) -> usize {
-        MAX_TABLES.max(self.instances)
+        MAX_TABLES as usize
     }
     fn memories(&self) -> usize {
-        MAX_MEMORIES
+        MAX_MEMORIES as usize
     }
 }
 
@@ -133,8 +135,9 @@ mod tests {
     #[test]
     fn tables_are_capped() {
         let mut l = TaskLimiter::new(1 << 20);
-        assert!(l.table_growing(0, MAX_TABLE_ELEMENTS, None).unwrap());
-        assert!(!l.table_growing(0, MAX_TABLE_ELEMENTS + 1, None).unwrap());
+        let max = MAX_TABLE_ELEMENTS as usize;
+        assert!(l.table_growing(0, max, None).unwrap());
+        assert!(!l.table_growing(0, max + 1, None).unwrap());
         let mut small = TaskLimiter::with_tables(1 << 20, 10, 4);
         assert!(!small.table_growing(0, 11, None).unwrap());
         assert_eq!(small.table_refused(), Some(11));

@@ -15,18 +15,30 @@
 //!   resolves imports.
 //! * By default a guest gets no filesystem, no network, no environment
 //!   variables and no arguments; its stdout and stderr become host log lines.
+//! * Guests run on their own threads ([`guest_pool`]), never on the runtime
+//!   that polls, heartbeats and reports: a guest inside a long host call
+//!   holds its thread, and epoch interruption cannot reach it there.
+//! * What the host holds for a guest outside its linear memory is counted
+//!   ([`host_memory`]) and bounded per task like its linear memory is.
 
 pub mod cache;
 pub mod control;
 pub mod grants;
 pub mod guest_log;
+mod guest_pool;
+pub mod host_memory;
 pub mod http;
 pub mod limits;
 mod task_store;
 
-use crate::config::TaskLimits;
+use crate::config::{MAX_INSTANCES, MAX_TABLE_ELEMENTS, TaskLimits};
+use guest_pool::GuestPool;
+use host_memory::HostMeter;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{
@@ -49,16 +61,11 @@ const ASYNC_STACK: usize = 2 * 1024 * 1024;
 /// Frames kept in a trap's backtrace: enough to locate the fault, few
 /// enough that a runaway recursion does not fill the failure cause.
 const MAX_BACKTRACE_FRAMES: usize = 32;
-/// Core instances one component may create (a Python component has a dozen).
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 50;
 /// Per pool slot, how much linear memory, table and fiber stack stays
 /// resident between tasks (see `engine_config`).
 const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
 const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 const KEEP_RESIDENT_STACK: usize = 256 << 10;
-/// Memories and tables one component may define.
-const MAX_MEMORIES_PER_COMPONENT: u32 = 8;
-const MAX_TABLES_PER_COMPONENT: u32 = 32;
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
@@ -100,6 +107,10 @@ pub enum LoadError {
         reason: String,
     },
 }
+
+/// The export the world requires, without its version (`@0.1.x` are all
+/// compatible).
+const HANDLER_EXPORT: &str = "wasm-activity:handler/handler@0.";
 
 /// Errors setting up the engine.
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +155,7 @@ pub struct Runtime {
     fuel: bool,
     epoch: bool,
     http_client: reqwest::Client,
+    pool: Arc<GuestPool>,
     _ticker: Option<EpochTicker>,
 }
 impl std::fmt::Debug for Runtime {
@@ -167,13 +179,13 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> EngineConfig {
         let instances = options.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(MAX_CORE_INSTANCES_PER_COMPONENT / 2))
-            .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .total_core_instances(instances.saturating_mul(MAX_INSTANCES / 2))
+            .max_core_instances_per_component(MAX_INSTANCES)
             .total_memories(instances.saturating_mul(2))
-            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_memories_per_component(limits::MAX_MEMORIES)
             .total_tables(instances.saturating_mul(8))
-            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
-            .table_elements(limits::MAX_TABLE_ELEMENTS)
+            .max_tables_per_component(limits::MAX_TABLES)
+            .table_elements(MAX_TABLE_ELEMENTS as usize)
             .total_stacks(instances)
             .max_memory_size(usize::try_from(options.max_memory).unwrap_or(usize::MAX))
             .max_core_instance_size(2 << 20)
@@ -218,6 +230,8 @@ impl Runtime {
         let ticker = options
             .epoch_interruption
             .then(|| EpochTicker::start(&engine));
+        let pool = GuestPool::new()
+            .map_err(|e| EngineError(format!("cannot start the guest threads: {e}")))?;
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -226,6 +240,7 @@ impl Runtime {
             fuel: options.fuel,
             epoch: options.epoch_interruption,
             http_client: http::shared_client(),
+            pool,
             _ticker: ticker,
         })
     }
@@ -269,6 +284,7 @@ impl Runtime {
             .instantiate_pre(&component)
             .map_err(|e| wrong_world(format!("{e:#}")))?;
         let pre = bindings::ActivityPre::new(pre).map_err(|e| wrong_world(format!("{e:#}")))?;
+        check_handler_signature(&self.engine, &component).map_err(wrong_world)?;
         Ok(Handler {
             path: path.to_path_buf(),
             version: digest[..12].to_string(),
@@ -279,6 +295,7 @@ impl Runtime {
             fuel: self.fuel,
             epoch: self.epoch,
             http_client: self.http_client.clone(),
+            pool: self.pool.clone(),
             pre,
         })
     }
@@ -297,6 +314,59 @@ impl Runtime {
         }
         Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))
     }
+}
+
+/// Checks that the component's `handle` has exactly the world's type,
+/// `func(input: string) -> result<string, failure>` with `failure` a record
+/// of `error: string, cause: string`. Finding the export by name is not
+/// enough: wasmtime checks a function's type only when an instance is
+/// created, so a wrong signature would otherwise load, hot-reload over a
+/// good version, and then fail every task.
+fn check_handler_signature(engine: &Engine, component: &Component) -> Result<(), String> {
+    use wasmtime::component::types::{ComponentItem, Type};
+    let ty = component.component_type();
+    let Some((name, export)) = ty
+        .exports(engine)
+        .find(|(name, _)| name.starts_with(HANDLER_EXPORT))
+    else {
+        return Err("it exports no wasm-activity:handler/handler@0.1 interface".into());
+    };
+    let ComponentItem::ComponentInstance(instance) = export.ty else {
+        return Err(format!("its export {name} is not an interface instance"));
+    };
+    let Some(handle) = instance.get_export(engine, "handle") else {
+        return Err(format!("its export {name} has no `handle` function"));
+    };
+    let ComponentItem::ComponentFunc(func) = handle.ty else {
+        return Err(format!("{name}#handle is not a function"));
+    };
+    let expected = "func(input: string) -> result<string, failure>, failure = record { error: string, cause: string }";
+    let wrong = |what: &str| format!("{name}#handle has the wrong type ({what}); the world requires {expected}");
+    let params: Vec<Type> = func.params().map(|(_, t)| t).collect();
+    if !matches!(params.as_slice(), [Type::String]) {
+        return Err(wrong(&format!("its parameters are {params:?}")));
+    }
+    let results: Vec<Type> = func.results().collect();
+    let [Type::Result(result)] = results.as_slice() else {
+        return Err(wrong(&format!("it returns {results:?}")));
+    };
+    if !matches!(result.ok(), Some(Type::String)) {
+        return Err(wrong(&format!("its success type is {:?}", result.ok())));
+    }
+    let Some(Type::Record(failure)) = result.err() else {
+        return Err(wrong(&format!("its error type is {:?}", result.err())));
+    };
+    let fields: Vec<(&str, bool)> = failure
+        .fields()
+        .map(|f| (f.name, matches!(f.ty, Type::String)))
+        .collect();
+    if fields != [("error", true), ("cause", true)] {
+        return Err(wrong(&format!(
+            "its failure record has fields {:?}",
+            failure.fields().map(|f| (f.name, f.ty)).collect::<Vec<_>>()
+        )));
+    }
+    Ok(())
 }
 
 /// A core module starts with the magic and version 1; a component with the
@@ -322,6 +392,7 @@ pub struct Handler {
     fuel: bool,
     epoch: bool,
     http_client: reqwest::Client,
+    pool: Arc<GuestPool>,
     pre: bindings::ActivityPre<TaskState>,
 }
 impl std::fmt::Debug for Handler {
@@ -410,6 +481,29 @@ pub enum Fault {
         /// The error.
         detail: String,
     },
+    /// The guest made the host hold more for it than its budget allows.
+    HostResources {
+        /// Which budget.
+        kind: HostLimit,
+        /// The limit (bytes, or handles).
+        limit: u64,
+        /// How much it held when stopped (bytes, or handles).
+        used: u64,
+    },
+    /// The guest called `exit` (WASI `proc_exit`) instead of returning.
+    Exit {
+        /// The status it exited with.
+        code: i32,
+    },
+}
+
+/// A budget for what the host holds on a guest's behalf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostLimit {
+    /// Host memory (`host_memory_limit`).
+    Memory,
+    /// Host resource handles (a fixed cap, [`limits::MAX_HOST_RESOURCES`]).
+    Handles,
 }
 /// Why the epoch callback interrupted a guest.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -418,6 +512,8 @@ enum Interrupt {
     Deadline,
     #[error("task stopped by the host")]
     Stopped,
+    #[error("the task's host memory budget is spent")]
+    HostMemory,
 }
 
 impl Handler {
@@ -439,6 +535,9 @@ impl Handler {
             if state.control().is_stopped() {
                 return Err(Interrupt::Stopped.into());
             }
+            if state.meter().exceeded() {
+                return Err(Interrupt::HostMemory.into());
+            }
             if Instant::now() >= state.deadline() {
                 return Err(Interrupt::Deadline.into());
             }
@@ -447,23 +546,53 @@ impl Handler {
         store
     }
 
-    /// Runs one task in a fresh instance.
+    /// Runs one task in a fresh instance, on the guest threads.
+    ///
+    /// The deadline and stop requests are watched here, on the caller's
+    /// runtime, so they take effect even while every guest thread is busy;
+    /// the guest's future is then aborted and dropped on its own thread at
+    /// its next await.
     pub async fn run(&self, input: &str, ctx: &TaskContext) -> Outcome {
         let deadline = tokio::time::Instant::now() + ctx.limits.timeout;
-        let state = match TaskState::new(ctx, deadline.into_std(), &self.http_client) {
+        let meter = HostMeter::new(ctx.limits.host_memory);
+        let state = match TaskState::new(ctx, deadline.into_std(), &self.http_client, &meter) {
             Ok(state) => state,
             Err(e) => return Outcome::Fault(Fault::Instantiate(e)),
         };
         let log = state.log().clone();
-        let mut store = self.store(state, ctx.limits.fuel);
+        let store = self.store(state, ctx.limits.fuel);
+        let guest = Budgeted {
+            inner: Some(Box::pin(self.guest(store, input.to_owned(), ctx.clone()))),
+            meter,
+        };
+        let guest = self.pool.spawn(guest);
+        let outcome = tokio::select! {
+            joined = guest => joined.unwrap_or_else(|e| Outcome::Fault(Fault::Trap {
+                message: format!("the host task running the guest failed: {e}"),
+                detail: String::new(),
+            })),
+            () = ctx.control.stopped() => stopped(ctx),
+            () = tokio::time::sleep_until(deadline + EPOCH_TICK * 2) => Outcome::Fault(Fault::Timeout { limit: ctx.limits.timeout }),
+        };
+        log.flush();
+        outcome
+    }
 
+    /// Instantiates and calls the handler: what runs on a guest thread.
+    fn guest(
+        &self,
+        mut store: wasmtime::Store<TaskState>,
+        input: String,
+        ctx: TaskContext,
+    ) -> impl Future<Output = Outcome> + Send + 'static {
+        let pre = self.pre.clone();
         let labels = crate::metrics::ComponentLabels {
             activity: ctx.activity.to_string(),
             version: self.version.clone(),
         };
-        let call = async move {
+        async move {
             let started = Instant::now();
-            let instance = self.pre.instantiate_async(&mut store).await;
+            let instance = pre.instantiate_async(&mut store).await;
             crate::metrics::global()
                 .instantiate_seconds
                 .get_or_create(&labels)
@@ -471,23 +600,48 @@ impl Handler {
             let result = match instance {
                 Ok(instance) => instance
                     .wasm_activity_handler_handler()
-                    .call_handle(&mut store, input)
+                    .call_handle(&mut store, &input)
                     .await
                     .map_err(Stage::Call),
                 Err(e) => Err(Stage::Instantiate(e)),
             };
-            (result, store)
-        };
-        // The guest yields at every epoch tick, so this select also wins
-        // against a CPU-bound guest; it catches guests blocked in a host call
-        // (a WASI sleep, say) that never reach an epoch check.
-        let outcome = tokio::select! {
-            (result, store) = call => classify(result, &store, ctx),
-            () = ctx.control.stopped() => stopped(ctx),
-            () = tokio::time::sleep_until(deadline + EPOCH_TICK * 2) => Outcome::Fault(Fault::Timeout { limit: ctx.limits.timeout }),
-        };
-        log.flush();
-        outcome
+            classify(result, &store, &ctx)
+        }
+    }
+}
+
+/// A guest's future, charged to its task's host meter and stopped as soon as
+/// the task holds more host memory than its budget (checked after every
+/// poll; the epoch callback and every WASI call check it too).
+struct Budgeted<F> {
+    inner: Option<Pin<Box<F>>>,
+    meter: Arc<HostMeter>,
+}
+
+impl<F: Future<Output = Outcome>> Future for Budgeted<F> {
+    type Output = Outcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let this = self.get_mut();
+        let meter = this.meter.clone();
+        meter.scope(|| {
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Pending;
+            };
+            match inner.as_mut().poll(cx) {
+                Poll::Ready(outcome) => Poll::Ready(outcome),
+                Poll::Pending if meter.exceeded() => {
+                    let used = meter.live() as u64;
+                    this.inner = None; // drops the store here, inside the scope
+                    Poll::Ready(Outcome::Fault(Fault::HostResources {
+                        kind: HostLimit::Memory,
+                        limit: meter.limit() as u64,
+                        used,
+                    }))
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        })
     }
 }
 
@@ -517,7 +671,8 @@ impl Handler {
         let mut times = Vec::with_capacity(samples + 1);
         for _ in 0..=samples {
             let deadline = Instant::now() + ctx.limits.timeout;
-            let state = TaskState::new(ctx, deadline, &self.http_client)?;
+            let meter = HostMeter::new(ctx.limits.host_memory);
+            let state = TaskState::new(ctx, deadline, &self.http_client, &meter)?;
             let mut store = self.store(state, None);
             let started = Instant::now();
             self.pre
@@ -577,7 +732,13 @@ fn classify(
             });
         }
         Some(Interrupt::Stopped) => return stopped(ctx),
-        None => {}
+        Some(Interrupt::HostMemory) | None => {}
+    }
+    if let Some(fault) = host_limit_fault(&err, store) {
+        return Outcome::Fault(fault);
+    }
+    if let Some(code) = exit_code(&err) {
+        return Outcome::Fault(Fault::Exit { code });
     }
     if matches!(
         err.downcast_ref::<wasmtime::Trap>(),
@@ -618,6 +779,12 @@ fn instantiate_fault(
             trap: format!("{err:#}"),
         };
     }
+    if let Some(fault) = host_limit_fault(&err, store) {
+        return fault;
+    }
+    if let Some(code) = exit_code(&err) {
+        return Fault::Exit { code };
+    }
     let message = format!("{err:#}");
     if message.contains("resource limit exceeded") {
         return Fault::InstanceLimit {
@@ -634,11 +801,83 @@ fn instantiate_fault(
     Fault::Instantiate(format!("{err:#}"))
 }
 
-fn trap_message(err: &wasmtime::Error) -> String {
-    match err.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => trap.to_string(),
-        None => format!("{err:#}"),
+/// The status of a WASI `exit`, if that is how the run ended.
+fn exit_code(err: &wasmtime::Error) -> Option<i32> {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<wasmtime_wasi::I32Exit>())
+        .map(|e| e.0)
+}
+
+/// The host budget a failed run ran into, if any: host memory (counted by
+/// the meter), or host resource handles (the table refused a new entry).
+fn host_limit_fault(err: &wasmtime::Error, store: &wasmtime::Store<TaskState>) -> Option<Fault> {
+    let meter = store.data().meter();
+    if meter.exceeded() || matches!(err.downcast_ref::<Interrupt>(), Some(Interrupt::HostMemory)) {
+        return Some(Fault::HostResources {
+            kind: HostLimit::Memory,
+            limit: meter.limit() as u64,
+            used: meter.peak() as u64,
+        });
     }
+    let table_full = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        )
+    });
+    table_full.then(|| Fault::HostResources {
+        kind: HostLimit::Handles,
+        limit: limits::MAX_HOST_RESOURCES as u64,
+        used: limits::MAX_HOST_RESOURCES as u64,
+    })
+}
+
+/// The trap, said plainly. A Rust or C guest keeps its stack in linear
+/// memory, so when deep recursion runs it out the trap is an out-of-bounds
+/// access; the backtrace tells the two apart.
+fn trap_message(err: &wasmtime::Error) -> String {
+    let Some(trap) = err.downcast_ref::<wasmtime::Trap>() else {
+        return format!("{err:#}");
+    };
+    match trap {
+        wasmtime::Trap::StackOverflow => {
+            "stack overflow: the handler recursed too deeply (wasm call stack exhausted)".into()
+        }
+        wasmtime::Trap::MemoryOutOfBounds => match recursion(err) {
+            Some(func) => format!(
+                "stack overflow: the handler recursed too deeply in {func} and ran out of its \
+                 stack in linear memory (reported by wasm as {trap})"
+            ),
+            None => trap.to_string(),
+        },
+        _ => trap.to_string(),
+    }
+}
+
+/// The function that fills a full-length backtrace, if one does: the mark
+/// of unbounded recursion.
+fn recursion(err: &wasmtime::Error) -> Option<String> {
+    let bt = err.downcast_ref::<wasmtime::WasmBacktrace>()?;
+    let frames = bt.frames();
+    if frames.len() < MAX_BACKTRACE_FRAMES {
+        return None;
+    }
+    let key = |f: &wasmtime::FrameInfo| (f.module().name().map(str::to_owned), f.func_index());
+    let mut counts = std::collections::HashMap::new();
+    for f in frames {
+        *counts.entry(key(f)).or_insert(0usize) += 1;
+    }
+    let (top, count) = counts.into_iter().max_by_key(|(_, c)| *c)?;
+    if count * 2 < frames.len() {
+        return None;
+    }
+    let frame = frames.iter().find(|f| key(f) == top)?;
+    Some(
+        frame
+            .func_name()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("function #{}", frame.func_index())),
+    )
 }
 
 /// The guest's last stderr lines first (a panic message or traceback says

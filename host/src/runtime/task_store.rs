@@ -4,24 +4,36 @@
 //! environment, no arguments, no sockets, no name lookup, empty stdin; stdout
 //! and stderr go to the task's [`GuestLog`]. Clocks and randomness are
 //! available, as any program expects.
+//!
+//! Every WASI and `wasi:http` call reaches the task's state through
+//! [`WasiView::ctx`] or [`WasiHttpView::http`], which makes them the place to
+//! enforce the host budgets: once the task holds more host memory than its
+//! budget, its resource table takes no new entries, so the call that would
+//! allocate more fails and the guest is stopped.
 
 use super::TaskContext;
 use super::bindings::wasm_activity::handler::host;
 use super::control::TaskControl;
 use super::guest_log::{GuestLevel, GuestLog};
+use super::host_memory::{HostMeter, Metered};
 use super::http::HttpGate;
-use super::limits::TaskLimiter;
+use super::limits::{self, TaskLimiter};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+    WasiHttpView,
+};
 /// The data in one task's store.
 pub struct TaskState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
-    http_gate: HttpGate,
+    http_gate: MeteredHooks,
     table: ResourceTable,
+    meter: Arc<HostMeter>,
     limiter: TaskLimiter,
     log: Arc<GuestLog>,
     control: Arc<TaskControl>,
@@ -35,6 +47,7 @@ impl TaskState {
         ctx: &TaskContext,
         deadline: Instant,
         http_client: &reqwest::Client,
+        meter: &Arc<HostMeter>,
     ) -> Result<TaskState, String> {
         let log = GuestLog::new(
             ctx.activity.clone(),
@@ -44,7 +57,9 @@ impl TaskState {
         );
         let grants = &ctx.grants;
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdout(log.stdout()).stderr(log.stderr());
+        wasi.stdout(log.stdout())
+            .stderr(log.stderr())
+            .max_random_size(limits::MAX_RANDOM_BYTES);
         for (k, v) in grants.env.iter().chain(grants.secrets.iter()) {
             wasi.env(k, v);
         }
@@ -77,11 +92,19 @@ impl TaskState {
             activity: ctx.activity.clone(),
             task: ctx.task_id.clone(),
         };
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(limits::MAX_HTTP_FIELDS_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits::MAX_HOST_RESOURCES);
         Ok(TaskState {
             wasi,
-            http: WasiHttpCtx::new(),
-            http_gate,
-            table: ResourceTable::new(),
+            http,
+            http_gate: MeteredHooks {
+                gate: http_gate,
+                meter: meter.clone(),
+            },
+            table,
+            meter: meter.clone(),
             limiter: TaskLimiter::with_tables(
                 ctx.limits.memory,
                 ctx.limits.table_elements,
@@ -111,10 +134,24 @@ impl TaskState {
     pub fn deadline(&self) -> Instant {
         self.deadline
     }
+
+    pub fn meter(&self) -> &Arc<HostMeter> {
+        &self.meter
+    }
+
+    /// Called at every WASI and HTTP call: past the host memory budget, no
+    /// new resource may be created (the guest is stopped at its next poll
+    /// or epoch tick anyway; this keeps it from allocating meanwhile).
+    fn enforce_budget(&mut self) {
+        if self.meter.exceeded() {
+            self.table.set_max_capacity(0);
+        }
+    }
 }
 
 impl WasiView for TaskState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
+        self.enforce_budget();
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
@@ -124,11 +161,46 @@ impl WasiView for TaskState {
 
 impl WasiHttpView for TaskState {
     fn http(&mut self) -> WasiHttpCtxView<'_> {
+        self.enforce_budget();
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
             hooks: &mut self.http_gate,
         }
+    }
+}
+
+/// The task's [`HttpGate`], with the futures it returns charged to the
+/// task's meter: wasmtime-wasi-http runs them as tasks of their own, outside
+/// the guest's polls, and they buffer request and response bodies.
+struct MeteredHooks {
+    gate: HttpGate,
+    meter: Arc<HostMeter>,
+}
+
+type SendFuture = Box<
+    dyn Future<
+            Output = Result<
+                (
+                    http::Response<WasiBody>,
+                    Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+                ),
+                HttpError,
+            >,
+        > + Send,
+>;
+
+impl WasiHttpHooks for MeteredHooks {
+    fn send_request(
+        &mut self,
+        request: http::Request<WasiBody>,
+        options: Option<RequestOptions>,
+        fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ) -> SendFuture {
+        let inner = self
+            .meter
+            .scope(|| self.gate.send_request(request, options, fut));
+        Box::new(Metered::new(self.meter.clone(), Box::into_pin(inner)))
     }
 }
 
