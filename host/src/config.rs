@@ -995,7 +995,11 @@ impl Validator<'_> {
         )?;
         let host_memory = self.bytes(
             &key("host_memory_limit"),
-            pick(&raw.host_memory_limit, defaults.map(|d| &d.host_memory_limit)).as_deref(),
+            pick(
+                &raw.host_memory_limit,
+                defaults.map(|d| &d.host_memory_limit),
+            )
+            .as_deref(),
             DEFAULT_HOST_MEMORY_LIMIT,
             MIN_HOST_MEMORY_LIMIT,
             MAX_HOST_MEMORY_LIMIT,
@@ -1623,7 +1627,11 @@ mod tests {
             activity("tenant = \"small\"\nmemory_limit = \"32MiB\"")
         ))
         .unwrap();
-        assert_eq!(c.activities[0].limits.host_memory, 4 << 20, "tenant default");
+        assert_eq!(
+            c.activities[0].limits.host_memory,
+            4 << 20,
+            "tenant default"
+        );
         assert_eq!(c.activities[0].limits.reserved_memory(), 36 << 20);
     }
 
@@ -1636,7 +1644,9 @@ mod tests {
         );
         let e = err(&activity("max_instances = 51"));
         assert!(
-            e.contains("`activity.price.max_instances` = \"51\": expected a whole number from 1 to 50"),
+            e.contains(
+                "`activity.price.max_instances` = \"51\": expected a whole number from 1 to 50"
+            ),
             "{e}"
         );
         let e = err(&activity("host_memory_limit = \"100KiB\""));

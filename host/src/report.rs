@@ -282,11 +282,11 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
         } => Report::failure(
             names::HOST_RESOURCE_LIMIT,
             format!(
-                "the handler made the host hold {} of memory for it (HTTP fields and bodies, streams, \
-                 resource handles, text passed to host calls) but its host memory limit is {}; it was \
-                 stopped. Raise {} or release resources sooner",
-                bytesize::ByteSize(used).display().iec(),
+                "the handler made the host hold more memory for it than its host memory limit of {} \
+                 ({} bytes at least: HTTP fields and bodies, streams, resource handles, text passed to \
+                 host calls) and was stopped. Raise {} or release resources sooner",
                 bytesize::ByteSize(limit).display().iec(),
+                used,
                 source.key("host_memory_limit", "--host-memory-limit")
             ),
             limits,
@@ -301,6 +301,19 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
                 "the handler holds more than {limit} host resource handles at once (WASI streams, \
                  pollables, HTTP fields, requests and bodies) and was stopped; drop resources it \
                  no longer uses"
+            ),
+            limits,
+        ),
+        Fault::HostResources {
+            kind: HostLimit::HttpFields,
+            limit,
+            ..
+        } => Report::failure(
+            names::HOST_RESOURCE_LIMIT,
+            format!(
+                "the handler grew one set of HTTP header fields past {} (the host's limit per \
+                 fields resource) and was stopped; send fewer or smaller headers",
+                bytesize::ByteSize(limit).display().iec()
             ),
             limits,
         ),

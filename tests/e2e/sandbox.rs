@@ -14,14 +14,14 @@ use std::time::Duration;
 
 /// Outcome per input file, parsed from `dev`'s output.
 #[derive(Debug)]
-struct Outcome {
-    status: String,
-    output: Option<Value>,
-    error: Option<String>,
-    cause: Option<String>,
+pub(crate) struct Outcome {
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
 }
 
-fn parse_dev_output(stdout: &str) -> BTreeMap<String, Outcome> {
+pub(crate) fn parse_dev_output(stdout: &str) -> BTreeMap<String, Outcome> {
     let mut out = BTreeMap::new();
     for block in stdout.split("\n\n").filter(|b| !b.trim().is_empty()) {
         let (head, rest) = block.trim().split_once('\n').unwrap_or((block.trim(), ""));

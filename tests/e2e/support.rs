@@ -408,6 +408,11 @@ impl Worker {
         assert!(status.success());
     }
 
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("worker already stopped").id()
+    }
+
     /// Waits for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("worker already stopped");

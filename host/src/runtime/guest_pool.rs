@@ -52,7 +52,10 @@ impl GuestPool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let runtime = self.runtime.as_ref().expect("the guest runtime lives until drop");
+        let runtime = self
+            .runtime
+            .as_ref()
+            .expect("the guest runtime lives until drop");
         AbortOnDrop(runtime.spawn(future))
     }
 }

@@ -19,7 +19,7 @@ pub const MAX_MEMORIES: u32 = 8;
 pub const MAX_HOST_RESOURCES: usize = 4_096;
 /// Largest `get-random-bytes` / `get-insecure-random-bytes` request: the
 /// call runs on a host thread, so its length bounds how long one call takes.
-pub const MAX_RANDOM_BYTES: u64 = 1 << 20;
+pub const MAX_RANDOM_BYTES: u64 = 64 << 10;
 /// Largest set of HTTP header fields one `fields` resource may hold, in
 /// wasmtime's in-memory accounting (wire size plus overhead).
 pub const MAX_HTTP_FIELDS_BYTES: usize = 64 << 10;

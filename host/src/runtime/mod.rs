@@ -341,7 +341,9 @@ fn check_handler_signature(engine: &Engine, component: &Component) -> Result<(),
         return Err(format!("{name}#handle is not a function"));
     };
     let expected = "func(input: string) -> result<string, failure>, failure = record { error: string, cause: string }";
-    let wrong = |what: &str| format!("{name}#handle has the wrong type ({what}); the world requires {expected}");
+    let wrong = |what: &str| {
+        format!("{name}#handle has the wrong type ({what}); the world requires {expected}")
+    };
     let params: Vec<Type> = func.params().map(|(_, t)| t).collect();
     if !matches!(params.as_slice(), [Type::String]) {
         return Err(wrong(&format!("its parameters are {params:?}")));
@@ -504,6 +506,9 @@ pub enum HostLimit {
     Memory,
     /// Host resource handles (a fixed cap, [`limits::MAX_HOST_RESOURCES`]).
     Handles,
+    /// One `wasi:http` fields resource's size (a fixed cap,
+    /// [`limits::MAX_HTTP_FIELDS_BYTES`]).
+    HttpFields,
 }
 /// Why the epoch callback interrupted a guest.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -825,10 +830,26 @@ fn host_limit_fault(err: &wasmtime::Error, store: &wasmtime::Store<TaskState>) -
             Some(wasmtime::component::ResourceTableError::Full)
         )
     });
-    table_full.then(|| Fault::HostResources {
-        kind: HostLimit::Handles,
-        limit: limits::MAX_HOST_RESOURCES as u64,
-        used: limits::MAX_HOST_RESOURCES as u64,
+    if table_full {
+        return Some(Fault::HostResources {
+            kind: HostLimit::Handles,
+            limit: limits::MAX_HOST_RESOURCES as u64,
+            used: limits::MAX_HOST_RESOURCES as u64,
+        });
+    }
+    let fields_full = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<wasmtime_wasi_http::FieldMapError>(),
+            Some(
+                wasmtime_wasi_http::FieldMapError::TotalSizeTooBig
+                    | wasmtime_wasi_http::FieldMapError::TooManyFields
+            )
+        )
+    });
+    fields_full.then(|| Fault::HostResources {
+        kind: HostLimit::HttpFields,
+        limit: limits::MAX_HTTP_FIELDS_BYTES as u64,
+        used: limits::MAX_HTTP_FIELDS_BYTES as u64,
     })
 }
 

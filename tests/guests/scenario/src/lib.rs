@@ -53,6 +53,20 @@ enum Action {
     HttpGet { url: String },
     /// Returns which build of this component ran (1, or 2 with feature v2).
     Version,
+    /// Makes the host hold memory: `count` wasi:http `fields`, each with
+    /// `kib` KiB of header values, all kept alive.
+    FieldsBomb { count: usize, kib: usize },
+    /// Makes the host hold resource handles: `count` pollables, kept alive.
+    HandleBomb { count: usize },
+    /// Calls `get-random-bytes(len)` in a loop for `ms` milliseconds.
+    RandomLoop { len: u64, ms: u64 },
+    /// Calls `log()` with a `kib` KiB message in a loop for `ms` milliseconds.
+    LogLoop { kib: usize, ms: u64 },
+    /// Logs `text` once through `log()`, prints it to stdout and stderr,
+    /// reports it as progress, then fails with `error` and `text` as cause.
+    Say { text: String, error: String },
+    /// Calls `exit(code)`.
+    Exit { code: i32 },
 }
 
 /// The build variant, reported by `version`.
@@ -208,6 +222,58 @@ fn handle(action: Action) -> Result<Value, Failure> {
             log(Level::Info, "saw cancellation");
             Err(Failure::new("Cancelled", "the host asked the handler to stop"))
         }
+        Action::FieldsBomb { count, kib } => {
+            use wasi::http::types::Fields;
+            let value = vec![b'v'; 1024];
+            let mut kept = Vec::new();
+            for i in 0..count {
+                let fields = Fields::new();
+                for k in 0..kib {
+                    if fields.append(&format!("x-h{k}"), &value).is_err() {
+                        break;
+                    }
+                }
+                kept.push(fields);
+                if i % 64 == 0 && cancelled() {
+                    break;
+                }
+            }
+            Ok(json!({ "fields": kept.len() }))
+        }
+        Action::HandleBomb { count } => {
+            let kept: Vec<_> = (0..count)
+                .map(|_| wasi::clocks::monotonic_clock::subscribe_duration(1_000_000_000))
+                .collect();
+            Ok(json!({ "handles": kept.len() }))
+        }
+        Action::RandomLoop { len, ms } => {
+            let started = now_ms();
+            let mut calls = 0u64;
+            while now_ms() - started < u128::from(ms) {
+                let bytes = wasi::random::random::get_random_bytes(len);
+                std::hint::black_box(bytes);
+                calls += 1;
+            }
+            Ok(json!({ "calls": calls }))
+        }
+        Action::LogLoop { kib, ms } => {
+            let message = "y".repeat(kib * 1024);
+            let started = now_ms();
+            let mut calls = 0u64;
+            while now_ms() - started < u128::from(ms) {
+                log(Level::Info, &message);
+                calls += 1;
+            }
+            Ok(json!({ "calls": calls }))
+        }
+        Action::Say { text, error } => {
+            log(Level::Warn, &text);
+            println!("{text}");
+            eprintln!("{text}");
+            progress(&text);
+            Err(Failure::new(error, text))
+        }
+        Action::Exit { code } => std::process::exit(code),
         Action::Print { lines } => {
             for i in 0..lines {
                 println!("stdout line {i}");

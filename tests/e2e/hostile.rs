@@ -1,0 +1,314 @@
+//! Guests written to hurt the host and the tenants beside them, rather than
+//! to escape: host-side resource bombs, long host-call loops, exit, deep
+//! recursion, and components whose `handle` has the wrong type.
+
+use crate::sandbox::parse_dev_output;
+use crate::support::{
+    Backend, Service, Sfn, Worker, activity_toml, guests, run_cli, stderr, stdout, wait_until,
+};
+use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// A component exporting the handler interface with `handle: func(input: u32) -> u32`.
+const WRONG_SIGNATURE: &str = r#"(component
+  (core module $m (func (export "handle") (param i32) (result i32) local.get 0))
+  (core instance $i (instantiate $m))
+  (func $handle (param "input" u32) (result u32) (canon lift (core func $i "handle")))
+  (instance $h (export "handle" (func $handle)))
+  (export "wasm-activity:handler/handler@0.1.0" (instance $h))
+)"#;
+
+/// Kilobytes of resident memory of a process, and its peak, from /proc.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+#[test]
+fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = \"{}\"\n{}",
+            crate::support::cache_dir().display(),
+            activity_toml(
+                "hostile",
+                "arn:aws:states:us-east-1:000000000000:activity:hostile",
+                &guests().scenario,
+                "task_timeout = \"20s\"\nmemory_limit = \"16MiB\"\nhost_memory_limit = \"8MiB\""
+            )
+        ),
+    )
+    .unwrap();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    let cases = [
+        // 2,000 x 40 KiB of headers: 80 MiB of host memory if unbounded.
+        (
+            "fields-bomb",
+            json!({"action": "fields_bomb", "count": 2000, "kib": 40}),
+        ),
+        (
+            "one-huge-fields",
+            json!({"action": "fields_bomb", "count": 1, "kib": 200}),
+        ),
+        (
+            "handle-bomb",
+            json!({"action": "handle_bomb", "count": 100000}),
+        ),
+        (
+            "random-16mib",
+            json!({"action": "random_loop", "len": 16 << 20, "ms": 100}),
+        ),
+        ("exit-3", json!({"action": "exit", "code": 3})),
+        ("stack-overflow", json!({"action": "recurse"})),
+        ("still-serving", json!({"action": "echo", "value": "alive"})),
+    ];
+    for (name, input) in &cases {
+        std::fs::write(inputs.join(format!("{name}.json")), input.to_string()).unwrap();
+    }
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["dev", "--port", "0", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&inputs)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let results = parse_dev_output(&stdout);
+    assert_eq!(results.len(), cases.len(), "{stdout}\n{log}");
+    let failed = |name: &str, error: &str| {
+        let o = &results[&format!("{name}.json")];
+        assert_eq!(o.status, "FAILED", "{name}: {o:?}");
+        assert_eq!(o.error.as_deref(), Some(error), "{name}: {o:?}");
+        o.cause.clone().unwrap_or_default()
+    };
+    let cause = failed("fields-bomb", "WasmActivity.HostResourceLimit");
+    assert!(cause.contains("host memory limit is 8.0 MiB"), "{cause}");
+    assert!(
+        cause.contains("activity.hostile.host_memory_limit"),
+        "{cause}"
+    );
+    let cause = failed("one-huge-fields", "WasmActivity.HostResourceLimit");
+    assert!(
+        cause.contains("HTTP header fields past 64.0 KiB"),
+        "{cause}"
+    );
+    let cause = failed("handle-bomb", "WasmActivity.HostResourceLimit");
+    assert!(
+        cause.contains("more than 4096 host resource handles"),
+        "{cause}"
+    );
+    let cause = failed("random-16mib", "WasmActivity.Trap");
+    assert!(cause.contains("exceeds limit 65536"), "{cause}");
+    let cause = failed("exit-3", "WasmActivity.Trap");
+    assert!(
+        cause.starts_with("the handler called exit with status 3"),
+        "{cause}"
+    );
+    let cause = failed("stack-overflow", "WasmActivity.Trap");
+    assert!(cause.starts_with("stack overflow"), "{cause}");
+    assert_eq!(
+        results["still-serving.json"].output,
+        Some(json!("alive")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_handle_signature_is_refused_by_check_at_start_and_on_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong.wasm");
+    std::fs::write(&wrong, WRONG_SIGNATURE).unwrap();
+    let expected = "wasm-activity:handler/handler@0.1.0#handle has the wrong type";
+
+    let out = run_cli(&["invoke", wrong.to_str().unwrap(), "--input", "{}"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("typed").await;
+    let sm = sfn.create_state_machine(&activity, 60, None).await;
+    let config = dir.path().join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "endpoint = \"{}\"\nregion = \"us-east-1\"\ncache_dir = \"{}\"\n{}",
+            svc.url,
+            crate::support::cache_dir().display(),
+            activity_toml("typed", &activity, &wrong, "")
+        ),
+    )
+    .unwrap();
+    let out = run_cli(&["check", "--config", config.to_str().unwrap()]);
+    assert!(!out.status.success(), "check passed a wrong signature");
+    assert!(stdout(&out).contains(expected), "{}", stdout(&out));
+    let out = crate::support::run_cli_env(
+        &["run", "--config", config.to_str().unwrap()],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+        ],
+    );
+    assert!(!out.status.success(), "run started with a wrong signature");
+    assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+
+    // Hot reload: the good version keeps serving.
+    let handler = dir.path().join("handler.wasm");
+    std::fs::copy(&guests().scenario, &handler).unwrap();
+    let worker = Worker::start(
+        &format!(
+            "reload_debounce = \"50ms\"\n{}",
+            activity_toml("typed", &activity, &handler, "")
+        ),
+        &svc,
+    );
+    let tmp = dir.path().join("handler.tmp");
+    std::fs::write(&tmp, WRONG_SIGNATURE).unwrap();
+    std::fs::rename(&tmp, &handler).unwrap();
+    wait_until(Duration::from_secs(30), "the reload to be refused", || {
+        let log = worker.log();
+        (log.contains("component reload refused") && log.contains(expected)).then_some(())
+    });
+    let e = sfn.start(&sm, &json!({"action": "version"})).await;
+    let done = sfn.wait(&e, Duration::from_secs(30)).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(done.output_json()["version"], 1);
+}
+
+/// Hostile guests of every kind, at least two per core of each, beside a
+/// quiet tenant: the quiet tenant's heartbeats keep to schedule (a missed one
+/// fails its task with States.HeartbeatTimeout), its results are delivered,
+/// the worker stays within its memory bound and answers SIGTERM at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_guests_cannot_starve_the_control_plane_or_grow_the_host() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let hostile = sfn.create_activity("hostile").await;
+    let quiet = sfn.create_activity("quiet").await;
+    let hostile_sm = sfn.create_state_machine(&hostile, 120, None).await;
+    let quiet_sm = sfn.create_state_machine(&quiet, 120, Some(2)).await;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let per_kind = 2 * cores;
+    let kinds = [
+        json!({"action": "random_loop", "len": 1 << 16, "ms": 60000}),
+        json!({"action": "log_loop", "kib": 4096, "ms": 60000}),
+        json!({"action": "fields_bomb", "count": 100000, "kib": 40}),
+    ];
+    let hostile_slots = per_kind * kinds.len();
+    let config = format!(
+        "shutdown_grace = \"1s\"\n[tenant.evil]\nmax_concurrent = {hostile_slots}\n[tenant.good]\nmax_concurrent = 4\n\n{}{}",
+        activity_toml(
+            "hostile",
+            &hostile,
+            &guests().scenario,
+            &format!(
+                "tenant = \"evil\"\nmax_concurrent = {hostile_slots}\npollers = 4\ntask_timeout = \"60s\"\n\
+                 memory_limit = \"24MiB\"\nhost_memory_limit = \"16MiB\""
+            )
+        ),
+        activity_toml(
+            "quiet",
+            &quiet,
+            &guests().scenario,
+            "tenant = \"good\"\nmax_concurrent = 4\npollers = 2\nheartbeat_interval = \"500ms\""
+        )
+    );
+    let mut worker = Worker::start(&config, &svc);
+    let (idle_rss, _) = rss_kib(worker.pid());
+    let mut hogs = Vec::new();
+    for kind in &kinds {
+        for _ in 0..per_kind {
+            hogs.push(sfn.start(&hostile_sm, kind).await);
+        }
+    }
+    for h in &hogs {
+        sfn.wait_activity_started(h, Duration::from_secs(60)).await;
+    }
+    // Fields bombs end quickly (HostResourceLimit); keep starting more so
+    // that kind runs throughout.
+    let refill = {
+        let sfn = Sfn::connect(&svc).await;
+        let (sm, kind) = (hostile_sm.clone(), kinds[2].clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            loop {
+                sfn.start(&sm, &kind).await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                if n >= 60 {
+                    break n;
+                }
+            }
+        })
+    };
+
+    let long = sfn
+        .start(&quiet_sm, &json!({"action": "sleep", "ms": 6000}))
+        .await;
+    let mut quick = Vec::new();
+    for i in 0..6 {
+        quick.push(
+            sfn.start(&quiet_sm, &json!({"action": "echo", "value": i}))
+                .await,
+        );
+    }
+    for q in &quick {
+        let done = sfn.wait(q, Duration::from_secs(60)).await;
+        assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    }
+    let done = sfn.wait(&long, Duration::from_secs(60)).await;
+    assert_eq!(
+        done.status,
+        ExecutionStatus::Succeeded,
+        "the quiet tenant's heartbeats fell behind beside hostile guests: {done:?}"
+    );
+    let log = worker.log();
+    let beats: u32 = log
+        .lines()
+        .filter(|l| l.contains("task succeeded") && l.contains("activity=quiet"))
+        .filter_map(|l| l.split("heartbeats=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse().ok())
+        .max()
+        .unwrap_or_else(|| panic!("no heartbeat count for the quiet task: {log}"));
+    assert!(beats >= 8, "{beats} heartbeats in 6 s at a 500 ms interval");
+    refill.await.unwrap();
+    assert!(
+        log.contains("WasmActivity.HostResourceLimit"),
+        "no fields bomb was stopped: {log}"
+    );
+
+    // The stated bound: every task's linear memory and host memory, plus
+    // the idle worker, plus room for allocator slack.
+    let (_, peak) = rss_kib(worker.pid());
+    let bound = idle_rss + (hostile_slots as u64 + 4) * (24 + 16) * 1024 + 256 * 1024;
+    assert!(
+        peak < bound,
+        "peak RSS {peak} KiB over the bound {bound} KiB (idle {idle_rss} KiB)"
+    );
+
+    // SIGTERM is handled at once, though every guest thread is busy.
+    let sent = Instant::now();
+    worker.send_term();
+    worker.wait_for_log("received SIGTERM", Duration::from_secs(3));
+    let status = worker.wait_exit(Duration::from_secs(40));
+    assert!(
+        sent.elapsed() < Duration::from_secs(35),
+        "exit took {:?} ({status:?})",
+        sent.elapsed()
+    );
+}
