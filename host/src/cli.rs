@@ -655,7 +655,12 @@ async fn run_local(
         grants: Arc::new(crate::runtime::Grants::default()),
     };
     let outcome = handler.run(input, &ctx).await;
-    report::from_outcome(outcome, report::LimitSource::Invoke, &LIMITS)
+    report::from_outcome(
+        outcome,
+        report::LimitSource::Invoke,
+        &LIMITS,
+        &ctx.grants.redactor(),
+    )
 }
 
 async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Result<ExitCode> {
