@@ -99,7 +99,10 @@ async fn run_task(
         .observe(crate::metrics::seconds(total));
     let (outcome, error) = match &delivery {
         Delivery::Delivered(Report::Success { .. }) => ("succeeded", String::new()),
-        Delivery::Delivered(Report::Failure { error, .. }) => ("failed", error.clone()),
+        // A guest names its errors: the label takes a bounded set of values.
+        Delivery::Delivered(Report::Failure { error, .. }) => {
+            ("failed", m.error_label(activity.name(), error))
+        }
         Delivery::Delivered(Report::Canceled { .. }) => ("canceled", String::new()),
         Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => {
             ("abandoned", String::new())
