@@ -81,7 +81,7 @@ pub const OTHER_ERROR_LABEL: &str = "other";
 
 /// The bounded set of error label values, per activity.
 #[derive(Debug, Default)]
-pub struct ErrorLabels {
+pub(crate) struct ErrorLabels {
     seen: Mutex<HashMap<String, HashSet<String>>>,
 }
 
@@ -91,7 +91,7 @@ impl ErrorLabels {
     /// [`crate::redact::escape`]; `\` and `"` as the text format wants) if
     /// it is one of the first [`MAX_ERROR_LABELS`] of this activity, else
     /// [`OTHER_ERROR_LABEL`].
-    pub fn label(&self, activity: &str, error: &str) -> String {
+    pub(crate) fn label(&self, activity: &str, error: &str) -> String {
         if error.is_empty() || crate::report::names::ALL.contains(&error) {
             return error.to_string();
         }

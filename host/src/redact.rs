@@ -111,7 +111,7 @@ impl Redactor {
 
     /// The longest pattern, in bytes: how far a secret can reach across a
     /// cut.
-    pub fn max_len(&self) -> usize {
+    pub(crate) fn max_len(&self) -> usize {
         self.patterns.first().map_or(0, |p| p.len())
     }
 
@@ -148,7 +148,7 @@ impl Redactor {
     /// those bytes for later or drops them. Returns the redacted bytes and
     /// the window offset they end at (`window.len()` when `more` is false;
     /// at least `window.len() - max_len() - 3` otherwise).
-    pub fn redact_window<'a>(
+    pub(crate) fn redact_window<'a>(
         &self,
         window: &'a [u8],
         from: usize,
@@ -269,7 +269,7 @@ fn needs_escape(c: char) -> bool {
 /// `text` with control, line-breaking and bidi characters written as `\n`,
 /// `\r`, `\t` or `\u{..}`, so it prints on one line and shows what it holds.
 /// Everything else, backslashes included, is kept as it is.
-pub fn escape(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
@@ -287,7 +287,7 @@ pub fn escape(text: &str) -> Cow<'_, str> {
 }
 
 /// True if `text` holds nothing [`escape`] would change.
-pub fn is_inert(text: &str) -> bool {
+pub(crate) fn is_inert(text: &str) -> bool {
     !text.chars().any(needs_escape)
 }
 
@@ -296,7 +296,7 @@ pub fn is_inert(text: &str) -> bool {
 /// as `\uXXXX` escapes: still the same JSON value, and inert when printed.
 /// (serde_json already escapes the other controls; its own line breaks in
 /// pretty output are kept.)
-pub fn escape_json(json: &str) -> Cow<'_, str> {
+pub(crate) fn escape_json(json: &str) -> Cow<'_, str> {
     let raw = |c: char| needs_escape(c) && !matches!(c, '\n' | '\r' | '\t');
     if !json.chars().any(raw) {
         return Cow::Borrowed(json);
@@ -315,7 +315,7 @@ pub fn escape_json(json: &str) -> Cow<'_, str> {
 /// Displays guest text escaped (see [`escape`]), for log fields and
 /// messages: `tracing::info!(cause = %Inert(&cause))`.
 #[derive(Debug, Clone, Copy)]
-pub struct Inert<'a>(pub &'a str);
+pub(crate) struct Inert<'a>(pub &'a str);
 
 impl fmt::Display for Inert<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

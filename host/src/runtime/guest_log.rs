@@ -39,7 +39,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 const MAX_LINE: usize = 8 * 1024;
 /// The least a line costs from the log budget, however short: bounds the
 /// number of events a budget allows (budget / `MIN_LINE_COST`).
-pub const MIN_LINE_COST: u64 = 128;
+pub(crate) const MIN_LINE_COST: u64 = 128;
 /// Bytes of stderr kept for trap reports.
 const STDERR_TAIL: usize = 4 * 1024;
 /// How much a guest may write in one go (WASI `check-write`).
