@@ -147,7 +147,7 @@ impl Redactor {
     /// secret (or is an incomplete UTF-8 character), and the caller keeps
     /// those bytes for later or drops them. Returns the redacted bytes and
     /// the window offset they end at (`window.len()` when `more` is false;
-    /// at least `window.len() - max_len() - 3` otherwise).
+    /// otherwise all but at most `max(max_len() - 1, 3)` bytes, or `from`).
     pub(crate) fn redact_window<'a>(
         &self,
         window: &'a [u8],

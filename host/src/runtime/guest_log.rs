@@ -103,7 +103,7 @@ struct Stream {
 struct State {
     remaining: u64,
     dropped: u64,
-    /// Events emitted (for tests and the drop notice).
+    /// Events emitted (what the tests count).
     lines: u64,
     notice_given: bool,
     stdout: Stream,
