@@ -2,8 +2,14 @@
 //!
 //! Output meant for people and scripts goes to stdout (the `check` summary,
 //! the `invoke` result); logs go to stderr, filtered by `RUST_LOG`.
+//!
+//! What a guest returned is printed inert: JSON through
+//! [`crate::redact::escape_json`] (still the same JSON), other text through
+//! [`crate::redact::escape`], so a handler's output cannot print a line of
+//! its own or drive the terminal.
 
 use crate::config::{Config, TaskLimits};
+use crate::redact::{Inert, escape_json, is_inert};
 use crate::report::{self, Report};
 use crate::runtime::{Runtime, RuntimeOptions, TaskContext, TaskControl};
 use crate::service::sfn::LIMITS;
@@ -655,7 +661,12 @@ async fn run_local(
         grants: Arc::new(crate::runtime::Grants::default()),
     };
     let outcome = handler.run(input, &ctx).await;
-    report::from_outcome(outcome, report::LimitSource::Invoke, &LIMITS)
+    report::from_outcome(
+        outcome,
+        report::LimitSource::Invoke,
+        &LIMITS,
+        &ctx.grants.redactor(),
+    )
 }
 
 async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Result<ExitCode> {
@@ -679,8 +690,11 @@ async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Res
         } else {
             changed += 1;
             println!(
-                "changed {name}\n  recorded (version {}): {}\n  now (version {}):      {now}",
-                rec.version, rec.result, handler.version
+                "changed {name}\n  recorded (version {}): {}\n  now (version {}):      {}",
+                Inert(&rec.version),
+                escape_json(&rec.result.to_string()),
+                handler.version,
+                escape_json(&now.to_string())
             );
         }
     }
@@ -709,17 +723,18 @@ async fn invoke(
         let (ok, result, shown) = match run_local(&handler, name, text, limits).await {
             Report::Success { output } => {
                 let value = serde_json::from_str(&output).unwrap_or(serde_json::Value::Null);
-                (true, value, output)
+                (true, value, shown_output(output))
             }
             Report::Failure { error, cause } => {
                 if single {
-                    eprintln!("task failed: {error}: {cause}");
+                    eprintln!("task failed: {}: {}", Inert(&error), Inert(&cause));
                 }
                 let value = serde_json::json!({ "error": error, "cause": cause });
-                (false, value.clone(), value.to_string())
+                let shown = escape_json(&value.to_string()).into_owned();
+                (false, value, shown)
             }
             Report::Canceled { details } | Report::Nothing { reason: details } => {
-                bail!("the task was stopped: {details}")
+                bail!("the task was stopped: {}", Inert(&details))
             }
         };
         match expect {
@@ -729,7 +744,11 @@ async fn invoke(
                     println!("PASS {name}");
                 } else {
                     all_ok = false;
-                    println!("FAIL {name}\n  expected: {want}\n  got:      {result}");
+                    println!(
+                        "FAIL {name}\n  expected: {}\n  got:      {}",
+                        escape_json(&want.to_string()),
+                        escape_json(&result.to_string())
+                    );
                 }
             }
             None if single => println!("{shown}"),
@@ -749,10 +768,38 @@ async fn invoke(
     })
 }
 
+/// A handler's (valid JSON) output as `invoke` prints it: as it is, unless
+/// it holds a line break or control character (JSON allows some between
+/// tokens, and DEL, C1 and U+2028 inside strings), then re-written
+/// compactly with those escaped: the same JSON value on one inert line.
+fn shown_output(output: String) -> String {
+    if is_inert(&output) {
+        return output;
+    }
+    match serde_json::from_str::<serde_json::Value>(&output) {
+        Ok(value) => escape_json(&value.to_string()).into_owned(),
+        Err(_) => crate::redact::escape(&output).into_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::matches_expected;
+    use super::{matches_expected, shown_output};
     use serde_json::json;
+
+    #[test]
+    fn invoke_prints_a_handlers_output_on_one_inert_line() {
+        assert_eq!(shown_output(r#"{"a":1}"#.into()), r#"{"a":1}"#);
+        let evil = "{\"a\":\r\n\"x\u{85}\u{2028}\"}";
+        let shown = shown_output(evil.into());
+        assert_eq!(shown, r#"{"a":"x\u0085\u2028"}"#);
+        assert!(crate::redact::is_inert(&shown));
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(
+            back,
+            serde_json::from_str::<serde_json::Value>(evil).unwrap()
+        );
+    }
 
     #[test]
     fn an_expected_error_name_alone_matches_any_cause() {

@@ -6,6 +6,10 @@
 //! account), each gets a one-state machine to start executions with, and the
 //! unchanged worker polls the endpoint through the same AWS SDK client it
 //! uses against AWS.
+//!
+//! Results are printed inert (see [`crate::redact`]): the output as
+//! escaped JSON, error and cause escaped, so a handler cannot print lines of
+//! its own into the summary.
 
 use crate::config::{ActivityConfig, Config};
 use crate::endpoint::{ApiError, EndpointOptions, LocalEndpoint};
@@ -275,8 +279,10 @@ impl DevSession {
     }
 }
 
-/// Prints a result the way `dev --input` shows it.
+/// Prints a result the way `dev --input` shows it; what came from the
+/// handler is escaped.
 pub fn format_result(result: &DevResult, root: &Path) -> String {
+    use crate::redact::{Inert, escape_json};
     let name = result
         .input
         .strip_prefix(root)
@@ -290,12 +296,13 @@ pub fn format_result(result: &DevResult, root: &Path) -> String {
             .and_then(|o| serde_json::from_str::<Value>(o).ok())
             .map(|v| serde_json::to_string_pretty(&v).unwrap_or_default())
             .unwrap_or_default();
-        format!("{name}: {status}\n{output}")
+        format!("{name}: {}\n{}", Inert(status), escape_json(&output))
     } else {
         format!(
-            "{name}: {status}\n  error: {}\n  cause: {}",
-            e["error"].as_str().unwrap_or("(none)"),
-            e["cause"].as_str().unwrap_or("(none)")
+            "{name}: {}\n  error: {}\n  cause: {}",
+            Inert(status),
+            Inert(e["error"].as_str().unwrap_or("(none)")),
+            Inert(e["cause"].as_str().unwrap_or("(none)"))
         )
     }
 }
@@ -320,4 +327,29 @@ pub fn banner(url: &str, activities: &[LocalActivity], example_input: Option<&Pa
          (running ones finish on the old one).\nPress Ctrl-C to stop.\n",
     );
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_print_inert() {
+        let failed = DevResult {
+            input: PathBuf::from("/in/a.json"),
+            execution: json!({"status": "FAILED", "error": "E\nb.json: SUCCEEDED", "cause": "c\r\u{1b}[2Jx"}),
+        };
+        let text = format_result(&failed, Path::new("/in"));
+        assert_eq!(
+            text,
+            "a.json: FAILED\n  error: E\\nb.json: SUCCEEDED\n  cause: c\\r\\u{1b}[2Jx"
+        );
+        let ok = DevResult {
+            input: PathBuf::from("/in/a.json"),
+            execution: json!({"status": "SUCCEEDED", "output": "{\"k\":\"v\\u2028\\nb.json: FAILED\"}"}),
+        };
+        let text = format_result(&ok, Path::new("/in"));
+        assert_eq!(text.lines().count(), 4, "{text}");
+        assert!(text.contains(r#""k": "v\u2028\nb.json: FAILED""#), "{text}");
+    }
 }

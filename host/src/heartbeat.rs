@@ -15,9 +15,16 @@
 //! cancel request turns the guest's `cancelled()` true. Transient errors are
 //! retried sooner than the interval, with jittered backoff, so one lost
 //! heartbeat does not add up to a missed `HeartbeatSeconds`.
+//!
+//! The details sent are the guest's latest progress report. It was redacted
+//! when the guest made it (the host interface, through the task's
+//! `GuestLog`), before anything cut it; here it is cut to what the service
+//! accepts, so a cut can only shorten redacted text.
 
 use crate::backoff::Backoff;
+use crate::report::truncate_chars;
 use crate::runtime::{StopReason, TaskControl};
+use crate::service::swf::MAX_HEARTBEAT_DETAILS;
 use crate::service::{ActivityService, ServiceError, TaskToken};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -75,7 +82,9 @@ impl<'a> Heartbeat<'a> {
         let mut next = Instant::now() + interval;
         loop {
             tokio::time::sleep_until(next).await;
-            let progress = control.progress();
+            let progress = control
+                .progress()
+                .map(|p| truncate_chars(&p, MAX_HEARTBEAT_DETAILS));
             match self.service.heartbeat(token, progress.as_deref()).await {
                 Ok(ack) => {
                     self.stats.sent += 1;
@@ -196,6 +205,23 @@ mod tests {
             svc.calls(),
             vec![Call::Heartbeat("tok".into(), Some("2 of 3".into()))]
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn progress_details_are_cut_to_the_service_limit() {
+        let svc = Arc::new(FakeService::default());
+        let control = Arc::new(TaskControl::new());
+        let hb = start(&svc, &control);
+        control.set_progress("p".repeat(MAX_HEARTBEAT_DETAILS * 4));
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        settle().await;
+        hb.stop().await;
+        let calls = svc.calls();
+        let [Call::Heartbeat(_, Some(details))] = calls.as_slice() else {
+            panic!("{calls:?}")
+        };
+        assert_eq!(details.chars().count(), MAX_HEARTBEAT_DETAILS);
+        assert!(details.ends_with("characters cut]"));
     }
 
     #[tokio::test(start_paused = true)]

@@ -29,6 +29,7 @@ pub mod heartbeat;
 pub mod metrics;
 pub mod poller;
 pub mod record;
+pub mod redact;
 pub mod registry;
 pub mod reload;
 pub mod report;

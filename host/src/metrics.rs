@@ -4,6 +4,13 @@
 //! code record where things happen without threading a handle through every
 //! call. The HTTP endpoint is optional (`metrics_addr` in the config) and
 //! listens where told (bind it to 127.0.0.1 or a private interface).
+//!
+//! Label values must come from bounded sets, or a time series per value
+//! fills the registry and every scraper. The one label a guest chooses, the
+//! error name of a failed task, goes through [`ErrorLabels`]: the host's own
+//! error names always, at most [`MAX_ERROR_LABELS`] other names per
+//! activity, the rest counted as [`OTHER_ERROR_LABEL`]. The text encoder
+//! writes label values as they are, so those names are also escaped there.
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -14,9 +21,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Labels for per-activity metrics.
@@ -66,6 +74,43 @@ pub struct ComponentLabels {
     pub version: String,
 }
 
+/// Distinct guest error names kept as label values, per activity.
+pub const MAX_ERROR_LABELS: usize = 20;
+/// The error label of every guest error name past [`MAX_ERROR_LABELS`].
+pub const OTHER_ERROR_LABEL: &str = "other";
+
+/// The bounded set of error label values, per activity.
+#[derive(Debug, Default)]
+pub(crate) struct ErrorLabels {
+    seen: Mutex<HashMap<String, HashSet<String>>>,
+}
+
+impl ErrorLabels {
+    /// The label value for `error` in `activity`: the host's error names
+    /// (and the empty name) as they are; a guest's name escaped (see
+    /// [`crate::redact::escape`]; `\` and `"` as the text format wants) if
+    /// it is one of the first [`MAX_ERROR_LABELS`] of this activity, else
+    /// [`OTHER_ERROR_LABEL`].
+    pub(crate) fn label(&self, activity: &str, error: &str) -> String {
+        if error.is_empty() || crate::report::names::ALL.contains(&error) {
+            return error.to_string();
+        }
+        let value = crate::redact::escape(error)
+            .replace('\\', "\\\\")
+            .replace('"', "\\\"");
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let names = seen.entry(activity.to_string()).or_default();
+        if names.contains(&value) {
+            return value;
+        }
+        if names.len() < MAX_ERROR_LABELS {
+            names.insert(value.clone());
+            return value;
+        }
+        OTHER_ERROR_LABEL.to_string()
+    }
+}
+
 /// Every metric the host exports.
 pub struct Metrics {
     registry: Registry,
@@ -87,6 +132,7 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     /// 1 for the component version each activity runs now.
     pub component: Family<ComponentLabels, Gauge>,
+    error_labels: ErrorLabels,
     ready: AtomicBool,
 }
 
@@ -108,6 +154,7 @@ impl Metrics {
             heartbeats: Family::default(),
             reloads: Family::default(),
             component: Family::default(),
+            error_labels: ErrorLabels::default(),
             ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
@@ -159,6 +206,12 @@ impl Metrics {
     /// Whether the worker is ready.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
+    }
+
+    /// The `error` label value for a failed task of `activity` (see
+    /// [`ErrorLabels::label`]).
+    pub fn error_label(&self, activity: &str, error: &str) -> String {
+        self.error_labels.label(activity, error)
     }
 
     /// Records a heartbeat.
@@ -269,5 +322,49 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(r#"version="abc""#), "{text}");
+    }
+
+    #[test]
+    fn error_labels_are_capped_per_activity_host_names_always_kept() {
+        let l = ErrorLabels::default();
+        for i in 0..MAX_ERROR_LABELS {
+            assert_eq!(l.label("a", &format!("E{i}")), format!("E{i}"));
+        }
+        assert_eq!(l.label("a", "E0"), "E0", "a known name keeps its label");
+        assert_eq!(l.label("a", "Fresh"), OTHER_ERROR_LABEL);
+        assert_eq!(l.label("a", "WasmActivity.Fake"), OTHER_ERROR_LABEL);
+        for host in crate::report::names::ALL {
+            assert_eq!(l.label("a", host), host);
+        }
+        assert_eq!(l.label("a", ""), "");
+        assert_eq!(
+            l.label("b", "Fresh"),
+            "Fresh",
+            "each activity has its own cap"
+        );
+    }
+
+    #[test]
+    fn an_error_label_cannot_forge_an_exposition_line() {
+        let m = Metrics::new();
+        let evil = "x\"} 1\nwasm_activity_forged_total 99\n#\\";
+        let error = m.error_label("price", evil);
+        m.tasks_finished
+            .get_or_create(&FinishedLabels {
+                activity: "price".into(),
+                tenant: "-".into(),
+                outcome: "failed".into(),
+                error,
+            })
+            .inc();
+        let text = m.encode();
+        assert!(
+            !text.lines().any(|l| l.starts_with("wasm_activity_forged")),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"error="x\"} 1\\nwasm_activity_forged_total 99\\n#\\"} 1"#),
+            "{text}"
+        );
     }
 }

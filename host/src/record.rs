@@ -5,15 +5,20 @@
 //! fields redacted. `wasm-activity replay DIR --component NEW.wasm` re-runs
 //! the inputs against a new build and reports which results changed: a
 //! check of a new version against real traffic before deploying it.
+//!
+//! Recordings sit on disk and get copied around, so beside the listed
+//! fields every string, key and number that holds a secret value of the
+//! activity is redacted too ([`redact_secrets`]); a recording whose text
+//! would still hold one (a secret spanning JSON syntax) is not written.
 
 use crate::config::RecordConfig;
+use crate::redact::Redactor;
 use crate::report::Report;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// What replaces a redacted value.
-pub const REDACTED: &str = "[redacted]";
+pub use crate::redact::REDACTED;
 
 /// One recorded task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -66,6 +71,35 @@ pub fn redact(value: &mut Value, fields: &[String]) {
     }
 }
 
+/// Replaces secret values inside `value`'s strings and keys, and numbers
+/// that spell one, with [`REDACTED`].
+pub fn redact_secrets(value: &mut Value, redactor: &Redactor) {
+    if redactor.is_empty() {
+        return;
+    }
+    match value {
+        Value::String(s) => {
+            if let std::borrow::Cow::Owned(r) = redactor.redact(s) {
+                *s = r;
+            }
+        }
+        Value::Number(n) => {
+            if let std::borrow::Cow::Owned(r) = redactor.redact(&n.to_string()) {
+                *value = Value::String(r);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| redact_secrets(v, redactor)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (k, mut v) in entries {
+                redact_secrets(&mut v, redactor);
+                map.insert(redactor.redact(&k).into_owned(), v);
+            }
+        }
+        Value::Null | Value::Bool(_) => {}
+    }
+}
+
 fn redact_key(value: &mut Value, key: &str) {
     match value {
         Value::Object(map) => {
@@ -82,8 +116,9 @@ fn redact_key(value: &mut Value, key: &str) {
     }
 }
 
-/// Writes a recording, unless the input is over the size cap. Failures are
-/// logged: recording must never fail a task.
+/// Writes a recording, unless the input is over the size cap, with the
+/// listed fields and every secret value `redactor` knows redacted. Failures
+/// are logged: recording must never fail a task.
 pub async fn write(
     config: &RecordConfig,
     activity: &str,
@@ -91,6 +126,7 @@ pub async fn write(
     task: &str,
     input: &str,
     report: &Report,
+    redactor: &Redactor,
 ) {
     if input.len() as u64 > config.max_bytes {
         tracing::debug!(activity, task, "input over record.max_bytes; not recorded");
@@ -103,6 +139,8 @@ pub async fn write(
         serde_json::from_str(input).unwrap_or_else(|_| Value::String(input.to_string()));
     redact(&mut input, &config.redact);
     redact(&mut result, &config.redact);
+    redact_secrets(&mut input, redactor);
+    redact_secrets(&mut result, redactor);
     let recording = Recording {
         activity: activity.into(),
         version: version.into(),
@@ -117,6 +155,14 @@ pub async fn write(
         .unwrap_or_default();
     let path = config.dir.join(format!("{stamp}-{task}.json"));
     let text = serde_json::to_string_pretty(&recording).expect("a recording serializes");
+    if matches!(redactor.redact(&text), std::borrow::Cow::Owned(_)) {
+        tracing::warn!(
+            activity,
+            task,
+            "not recording the task: a secret value spans its JSON text"
+        );
+        return;
+    }
     let written = async {
         tokio::fs::create_dir_all(&config.dir).await?;
         tokio::fs::write(&path, text).await
@@ -184,7 +230,17 @@ mod tests {
         let ok = Report::Success {
             output: r#"{"pin":"1234","n":1}"#.into(),
         };
-        write(&config, "a", "v1", "t1", r#"{"pin":"1234","n":1}"#, &ok).await;
+        let none = Redactor::default();
+        write(
+            &config,
+            "a",
+            "v1",
+            "t1",
+            r#"{"pin":"1234","n":1}"#,
+            &ok,
+            &none,
+        )
+        .await;
         write(
             &config,
             "a",
@@ -192,6 +248,7 @@ mod tests {
             "t2",
             &format!("\"{}\"", "x".repeat(200)),
             &ok,
+            &none,
         )
         .await;
         let recs = read_dir(&config.dir).unwrap();
@@ -202,6 +259,50 @@ mod tests {
         assert_eq!(
             (r.activity.as_str(), r.version.as_str(), r.task.as_str()),
             ("a", "v1", "t1")
+        );
+    }
+
+    #[tokio::test]
+    async fn recordings_hold_no_secret_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RecordConfig {
+            dir: dir.path().join("rec"),
+            max_bytes: 10_000,
+            redact: vec![],
+        };
+        let red = Redactor::new(["tok-9f3", "4242"]);
+        let input =
+            r#"{"auth":"Bearer tok-9f3","tok-9f3":1,"pin":4242,"url":"https://x/?k=tok-9f3"}"#;
+        let out = Report::Success {
+            output: r#"{"echo":"tok-9f3","n":[4242, 7]}"#.into(),
+        };
+        write(&config, "a", "v1", "t1", input, &out, &red).await;
+        let fail = Report::Failure {
+            error: "E".into(),
+            cause: "saw tok-9f3".into(),
+        };
+        write(&config, "a", "v1", "t2", "\"plain tok-9f3\"", &fail, &red).await;
+        // A secret spanning JSON syntax cannot be redacted inside values:
+        // that recording is not written at all.
+        let spanning = Redactor::new([r#"k": "v"#]);
+        write(&config, "a", "v1", "t3", r#"{"k":"v"}"#, &fail, &spanning).await;
+        let recs = read_dir(&config.dir).unwrap();
+        assert_eq!(recs.len(), 2);
+        for (path, rec) in &recs {
+            let text = std::fs::read_to_string(path).unwrap();
+            assert!(
+                !text.contains("tok-9f3") && !text.contains("4242"),
+                "{text}"
+            );
+            assert!(text.contains(REDACTED), "{rec:?}");
+        }
+        assert_eq!(
+            recs[0].1.input,
+            json!({"auth": "Bearer [redacted]", "[redacted]": 1, "pin": "[redacted]", "url": "https://x/?k=[redacted]"})
+        );
+        assert_eq!(
+            recs[0].1.result,
+            json!({"output": {"echo": "[redacted]", "n": ["[redacted]", 7]}})
         );
     }
 }

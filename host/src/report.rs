@@ -8,11 +8,19 @@
 //! causes are cut to the limit with a marker. Host-generated failures use the
 //! `WasmActivity.` prefix so state machines can `Retry`/`Catch` on them.
 //!
+//! Every error name, cause and cancellation detail is built in full, then
+//! redacted, then checked or cut, in one place ([`finish`]): cutting first
+//! could leave half a secret at the cut, and redacting after cutting could
+//! make the text longer than the service accepts, which would lose the
+//! result. A successful output is the task's result and goes to the
+//! service unchanged.
+//!
 //! A finished result is retried on transient errors until it is delivered or
 //! the service says the task is gone: losing a result means re-running the
 //! task after a timeout, which is worse than waiting.
 
 use crate::backoff::Backoff;
+use crate::redact::Redactor;
 use crate::runtime::{Fault, HostLimit, Outcome, StopReason};
 use crate::service::{ActivityService, ReportLimits, ServiceError, TaskToken};
 use std::time::Duration;
@@ -45,8 +53,26 @@ pub mod names {
     /// The guest created more instances, memories or tables than `max_instances`.
     pub const INSTANCE_LIMIT: &str = "WasmActivity.InstanceLimit";
     /// The guest made the host hold more for it than allowed: host memory
-    /// (`host_memory_limit`) or host resource handles (a fixed cap).
+    /// (`host_memory_limit`), host resource handles or one HTTP fields
+    /// resource's size (fixed caps).
     pub const HOST_RESOURCE_LIMIT: &str = "WasmActivity.HostResourceLimit";
+
+    /// Every name above: the host's own, a bounded set.
+    pub const ALL: [&str; 13] = [
+        TRAP,
+        TIMEOUT,
+        MEMORY_LIMIT,
+        INVALID_OUTPUT,
+        OUTPUT_TOO_LARGE,
+        INVALID_ERROR_NAME,
+        INSTANTIATE,
+        WORKER_SHUTDOWN,
+        UNKNOWN_ACTIVITY_TYPE,
+        FUEL_EXHAUSTED,
+        TABLE_LIMIT,
+        INSTANCE_LIMIT,
+        HOST_RESOURCE_LIMIT,
+    ];
 }
 
 /// What to tell the service.
@@ -87,18 +113,58 @@ impl Report {
             Report::Nothing { .. } => "abandoned",
         }
     }
+}
 
-    fn failure(error: &str, cause: impl Into<String>, limits: &ReportLimits) -> Report {
-        Report::Failure {
-            error: error.to_string(),
-            cause: truncate_chars(&cause.into(), limits.cause_chars),
-        }
+/// A report before redaction and cutting: causes and details in full.
+#[derive(Debug)]
+enum Draft {
+    Success(String),
+    /// A host error name, or a guest's already redacted and checked.
+    Failure(String, String),
+    Canceled(String),
+    Nothing(String),
+}
+
+impl Draft {
+    fn failure(error: &str, cause: impl Into<String>) -> Draft {
+        Draft::Failure(error.to_string(), cause.into())
     }
 }
 
+/// The one place causes and details are redacted and then cut to the
+/// service's limit, in that order.
+fn finish(draft: Draft, limits: &ReportLimits, redactor: &Redactor) -> Report {
+    match draft {
+        Draft::Success(output) => Report::Success { output },
+        Draft::Failure(error, cause) => Report::Failure {
+            error,
+            cause: redactor.redact_truncate(&cause, limits.cause_chars),
+        },
+        Draft::Canceled(details) => Report::Canceled {
+            details: redactor.redact_truncate(&details, limits.cause_chars),
+        },
+        Draft::Nothing(reason) => Report::Nothing { reason },
+    }
+}
+
+/// A host failure with `cause` redacted and cut to the limit.
+pub fn failure(
+    error: &str,
+    cause: impl Into<String>,
+    limits: &ReportLimits,
+    redactor: &Redactor,
+) -> Report {
+    finish(Draft::failure(error, cause), limits, redactor)
+}
+
 /// What to report for a task the service asked to cancel: whatever the guest
-/// returned becomes the cancellation details.
-pub fn canceled(outcome: Outcome, source: LimitSource<'_>, limits: &ReportLimits) -> Report {
+/// returned becomes the cancellation details (redacted, then cut).
+pub fn canceled(
+    outcome: Outcome,
+    source: LimitSource<'_>,
+    limits: &ReportLimits,
+    redactor: &Redactor,
+) -> Report {
     let details = match outcome {
         Outcome::Output(output) => output,
         Outcome::Failure { error, cause } => format!("{error}: {cause}"),
@@ -107,15 +173,13 @@ pub fn canceled(outcome: Outcome, source: LimitSource<'_>, limits: &ReportLimits
                 reason: format!("the service ended the task ({code})"),
             };
         }
-        Outcome::Fault(fault) => match from_fault(fault, source, limits) {
-            Report::Failure { error, cause } => format!("{error}: {cause}"),
-            Report::Canceled { details } => details,
-            other => return other,
+        Outcome::Fault(fault) => match from_fault(fault, source) {
+            Draft::Failure(error, cause) => format!("{error}: {cause}"),
+            Draft::Canceled(details) => details,
+            other => return finish(other, limits, redactor),
         },
     };
-    Report::Canceled {
-        details: truncate_chars(&details, limits.cause_chars),
-    }
+    finish(Draft::Canceled(details), limits, redactor)
 }
 
 /// Where a run's limits were set, so a cause can say what to change.
@@ -150,18 +214,26 @@ impl LimitSource<'_> {
     }
 }
 
-/// Decides what to report for a run whose limits came from `source`.
-pub fn from_outcome(outcome: Outcome, source: LimitSource<'_>, limits: &ReportLimits) -> Report {
-    match outcome {
-        Outcome::Output(output) => check_output(output, limits),
-        Outcome::Failure { error, cause } => check_failure(error, cause, limits),
-        Outcome::Fault(fault) => from_fault(fault, source, limits),
-    }
+/// Decides what to report for a run whose limits came from `source`; every
+/// error name and cause is redacted with `redactor` before it is checked or
+/// cut.
+pub fn from_outcome(
+    outcome: Outcome,
+    source: LimitSource<'_>,
+    limits: &ReportLimits,
+    redactor: &Redactor,
+) -> Report {
+    let draft = match outcome {
+        Outcome::Output(output) => check_output(output, limits, redactor),
+        Outcome::Failure { error, cause } => check_failure(&error, cause, limits, redactor),
+        Outcome::Fault(fault) => from_fault(fault, source),
+    };
+    finish(draft, limits, redactor)
 }
 
-fn check_output(output: String, limits: &ReportLimits) -> Report {
+fn check_output(output: String, limits: &ReportLimits, redactor: &Redactor) -> Draft {
     if output.len() > limits.output_bytes {
-        return Report::failure(
+        return Draft::failure(
             names::OUTPUT_TOO_LARGE,
             format!(
                 "the handler returned {} bytes of output; at most {} bytes are allowed (the service's limit, \
@@ -170,23 +242,25 @@ fn check_output(output: String, limits: &ReportLimits) -> Report {
                 output.len(),
                 limits.output_bytes
             ),
-            limits,
         );
     }
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&output) {
-        return Report::failure(
+        // The preview is cut from the redacted output, never the other way.
+        return Draft::failure(
             names::INVALID_OUTPUT,
             format!(
                 "the handler's output is not valid JSON ({e}); it began: {:?}",
-                truncate_chars(&output, 200)
+                truncate_chars(&redactor.redact(&output), 200)
             ),
-            limits,
         );
     }
-    Report::Success { output }
+    Draft::Success(output)
 }
 
-fn check_failure(error: String, cause: String, limits: &ReportLimits) -> Report {
+/// A guest's error name, redacted and then checked against the service's
+/// rules (on the redacted name: that is what would be sent).
+fn check_failure(error: &str, cause: String, limits: &ReportLimits, redactor: &Redactor) -> Draft {
+    let error = redactor.redact(error);
     let problem = if error.is_empty() {
         Some("it is empty".to_string())
     } else if error.chars().count() > limits.error_chars {
@@ -200,20 +274,19 @@ fn check_failure(error: String, cause: String, limits: &ReportLimits) -> Report 
         None
     };
     match problem {
-        None => Report::failure(&error, cause, limits),
-        Some(why) => Report::failure(
+        None => Draft::failure(&error, cause),
+        Some(why) => Draft::failure(
             names::INVALID_ERROR_NAME,
             format!(
                 "the handler failed with error name {:?}, which cannot be reported: {why}. \
                  The handler's cause was: {cause}",
                 truncate_chars(&error, 300)
             ),
-            limits,
         ),
     }
 }
 
-fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> Report {
+fn from_fault(fault: Fault, source: LimitSource<'_>) -> Draft {
     match fault {
         Fault::Trap { message, detail } => {
             let cause = if detail.is_empty() {
@@ -221,9 +294,9 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
             } else {
                 format!("{message}\n{detail}")
             };
-            Report::failure(names::TRAP, cause, limits)
+            Draft::failure(names::TRAP, cause)
         }
-        Fault::Timeout { limit } => Report::failure(
+        Fault::Timeout { limit } => Draft::failure(
             names::TIMEOUT,
             format!(
                 "the handler ran longer than its time limit of {} and was stopped; raise {} \
@@ -231,13 +304,12 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
                 humantime::format_duration(limit),
                 source.timeout()
             ),
-            limits,
         ),
         Fault::MemoryLimit {
             limit,
             requested,
             trap,
-        } => Report::failure(
+        } => Draft::failure(
             names::MEMORY_LIMIT,
             format!(
                 "the handler tried to grow its linear memory to {} but its memory limit is {}, \
@@ -246,40 +318,36 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
                 bytesize::ByteSize(limit).display().iec(),
                 source.memory()
             ),
-            limits,
         ),
-        Fault::FuelExhausted { limit } => Report::failure(
+        Fault::FuelExhausted { limit } => Draft::failure(
             names::FUEL_EXHAUSTED,
             format!(
                 "the handler used up its CPU fuel budget of {limit} units and was stopped; raise {} \
                  or make the handler cheaper",
                 source.key("fuel", "--fuel")
             ),
-            limits,
         ),
-        Fault::TableLimit { limit, requested } => Report::failure(
+        Fault::TableLimit { limit, requested } => Draft::failure(
             names::TABLE_LIMIT,
             format!(
                 "the handler tried to grow a table to {requested} elements but its limit is {limit}, and then \
                  failed; raise {}",
                 source.key("table_elements", "(the default)")
             ),
-            limits,
         ),
-        Fault::InstanceLimit { limit, detail } => Report::failure(
+        Fault::InstanceLimit { limit, detail } => Draft::failure(
             names::INSTANCE_LIMIT,
             format!(
                 "the handler needs more instances, memories or tables than its limit of {limit} ({detail}); \
                  raise {}",
                 source.key("max_instances", "(the default)")
             ),
-            limits,
         ),
         Fault::HostResources {
             kind: HostLimit::Memory,
             limit,
             used,
-        } => Report::failure(
+        } => Draft::failure(
             names::HOST_RESOURCE_LIMIT,
             format!(
                 "the handler made the host hold more memory for it than its host memory limit of {} \
@@ -289,58 +357,60 @@ fn from_fault(fault: Fault, source: LimitSource<'_>, limits: &ReportLimits) -> R
                 used,
                 source.key("host_memory_limit", "--host-memory-limit")
             ),
-            limits,
         ),
         Fault::HostResources {
             kind: HostLimit::Handles,
             limit,
             ..
-        } => Report::failure(
+        } => Draft::failure(
             names::HOST_RESOURCE_LIMIT,
             format!(
                 "the handler holds more than {limit} host resource handles at once (WASI streams, \
                  pollables, HTTP fields, requests and bodies) and was stopped; drop resources it \
                  no longer uses"
             ),
-            limits,
         ),
         Fault::HostResources {
             kind: HostLimit::HttpFields,
             limit,
             ..
-        } => Report::failure(
+        } => Draft::failure(
             names::HOST_RESOURCE_LIMIT,
             format!(
                 "the handler grew one set of HTTP header fields past {} (the host's limit per \
                  fields resource) and was stopped; send fewer or smaller headers",
                 bytesize::ByteSize(limit).display().iec()
             ),
-            limits,
         ),
-        Fault::Exit { code } => Report::failure(
+        Fault::Exit { code } => Draft::failure(
             names::TRAP,
-            format!("the handler called exit with status {code} instead of returning a result"),
-            limits,
+            match code {
+                0 => "the handler called exit(0) instead of returning a result".to_string(),
+                // wasi:cli/exit takes result<_, _>: any failing status
+                // arrives as 1, whatever the guest passed.
+                1 => "the handler called exit with a failure status instead of returning a result \
+                      (WASI 0.2 carries only success or failure, so exit(N) for any N other than 0 \
+                      arrives as status 1)"
+                    .to_string(),
+                code => format!("the handler called exit with status {code} instead of returning a result"),
+            },
         ),
-        Fault::Instantiate(message) => Report::failure(
+        Fault::Instantiate(message) => Draft::failure(
             names::INSTANTIATE,
             format!("the handler's instance could not be created: {message}"),
-            limits,
         ),
-        Fault::Stopped(StopReason::Shutdown) => Report::failure(
+        Fault::Stopped(StopReason::Shutdown) => Draft::failure(
             names::WORKER_SHUTDOWN,
             "the worker shut down before the handler finished; the task can be retried",
-            limits,
         ),
-        Fault::Stopped(StopReason::TaskGone { code }) => Report::Nothing {
-            reason: format!("the service ended the task ({code})"),
-        },
-        Fault::Stopped(StopReason::CancelGraceExpired) => Report::Canceled {
-            details:
-                "the service canceled the task; the handler did not return within its cancel grace \
-                      period and was stopped"
-                    .into(),
-        },
+        Fault::Stopped(StopReason::TaskGone { code }) => {
+            Draft::Nothing(format!("the service ended the task ({code})"))
+        }
+        Fault::Stopped(StopReason::CancelGraceExpired) => Draft::Canceled(
+            "the service canceled the task; the handler did not return within its cancel grace \
+             period and was stopped"
+                .into(),
+        ),
     }
 }
 
@@ -403,18 +473,21 @@ pub async fn deliver(service: &dyn ActivityService, token: &TaskToken, report: R
                 tracing::warn!(
                     task = %token.short_id(),
                     attempt = backoff.attempts(),
-                    "reporting the result failed ({e}); retrying in {delay:?}"
+                    "reporting the result failed ({}); retrying in {delay:?}",
+                    crate::redact::Inert(&e.to_string())
                 );
                 tokio::time::sleep(delay).await;
             }
             Err(e @ ServiceError::Rejected { .. }) => match report {
                 Report::Success { .. } => {
-                    tracing::warn!(task = %token.short_id(), "the service refused the output ({e}); reporting a failure instead");
-                    report = Report::failure(
-                        names::INVALID_OUTPUT,
-                        format!("the service refused the handler's output: {e}"),
-                        &service.limits(),
-                    );
+                    tracing::warn!(task = %token.short_id(), "the service refused the output ({}); reporting a failure instead", crate::redact::Inert(&e.to_string()));
+                    report = Report::Failure {
+                        error: names::INVALID_OUTPUT.into(),
+                        cause: truncate_chars(
+                            &format!("the service refused the handler's output: {e}"),
+                            service.limits().cause_chars,
+                        ),
+                    };
                     backoff.reset();
                 }
                 _ => return Delivery::Refused(e),
@@ -430,7 +503,12 @@ mod tests {
     use crate::service::sfn::LIMITS;
 
     fn report(outcome: Outcome) -> Report {
-        from_outcome(outcome, LimitSource::Activity("price"), &LIMITS)
+        from_outcome(
+            outcome,
+            LimitSource::Activity("price"),
+            &LIMITS,
+            &Redactor::default(),
+        )
     }
 
     fn failure_of(r: &Report) -> (&str, &str) {
@@ -642,7 +720,12 @@ mod tests {
     fn canceled_tasks_report_what_the_guest_returned() {
         let src = LimitSource::Activity("price");
         assert_eq!(
-            canceled(Outcome::Output("{\"partial\":1}".into()), src, &LIMITS),
+            canceled(
+                Outcome::Output("{\"partial\":1}".into()),
+                src,
+                &LIMITS,
+                &Redactor::default()
+            ),
             Report::Canceled {
                 details: "{\"partial\":1}".into()
             }
@@ -654,7 +737,8 @@ mod tests {
                     cause: "stopped early".into()
                 },
                 src,
-                &LIMITS
+                &LIMITS,
+                &Redactor::default()
             ),
             Report::Canceled {
                 details: "Cancelled: stopped early".into()
@@ -664,6 +748,7 @@ mod tests {
             Outcome::Fault(Fault::Stopped(StopReason::CancelGraceExpired)),
             src,
             &LIMITS,
+            &Redactor::default(),
         ) else {
             panic!()
         };
@@ -674,10 +759,122 @@ mod tests {
                     code: "UnknownResourceFault".into()
                 })),
                 src,
-                &LIMITS
+                &LIMITS,
+                &Redactor::default()
             ),
             Report::Nothing { .. }
         ));
+    }
+
+    fn secret_redactor(secret: &str) -> Redactor {
+        Redactor::new([secret])
+    }
+
+    #[test]
+    fn a_secret_at_the_cut_is_redacted_not_halved() {
+        let secret = "TOPSECRET-0123456789";
+        let red = secret_redactor(secret);
+        // The secret straddles the 32,768-character boundary.
+        let cause = format!(
+            "{}{secret}{}",
+            "a".repeat(LIMITS.cause_chars - 10),
+            "b".repeat(100)
+        );
+        let r = from_outcome(
+            Outcome::Failure {
+                error: "E".into(),
+                cause,
+            },
+            LimitSource::Activity("price"),
+            &LIMITS,
+            &red,
+        );
+        let (_, cause) = failure_of(&r);
+        assert!(cause.chars().count() <= LIMITS.cause_chars);
+        assert!(!cause.contains("TOPSEC"), "{}", &cause[cause.len() - 80..]);
+    }
+
+    #[test]
+    fn redaction_that_lengthens_a_cause_still_fits_the_limit() {
+        // A 2-character secret becomes a 10-character marker (adjacent
+        // occurrences would merge into one marker, so they are spaced).
+        let red = secret_redactor("xy");
+        let cause = "xy ".repeat(LIMITS.cause_chars / 3);
+        let r = from_outcome(
+            Outcome::Failure {
+                error: "E".into(),
+                cause,
+            },
+            LimitSource::Invoke,
+            &LIMITS,
+            &red,
+        );
+        let (_, cause) = failure_of(&r);
+        assert_eq!(cause.chars().count(), LIMITS.cause_chars);
+        assert!(cause.starts_with("[redacted] [redacted] "));
+        assert!(!cause.contains("xy"));
+    }
+
+    #[test]
+    fn guest_error_names_are_redacted_then_checked() {
+        let red = secret_redactor("k3y");
+        let r = from_outcome(
+            Outcome::Failure {
+                error: "Bad.k3y".into(),
+                cause: "c k3y".into(),
+            },
+            LimitSource::Invoke,
+            &LIMITS,
+            &red,
+        );
+        assert_eq!(failure_of(&r), ("Bad.[redacted]", "c [redacted]"));
+        // 60 copies fit the 256-character limit raw (240) but not redacted
+        // (660): the name is refused, and does not leak in the cause.
+        let r = from_outcome(
+            Outcome::Failure {
+                error: "k3y.".repeat(60),
+                cause: String::new(),
+            },
+            LimitSource::Invoke,
+            &LIMITS,
+            &red,
+        );
+        let (error, cause) = failure_of(&r);
+        assert_eq!(error, names::INVALID_ERROR_NAME);
+        assert!(!cause.contains("k3y"), "{cause}");
+    }
+
+    #[test]
+    fn cancel_details_and_output_previews_are_redacted_before_cutting() {
+        let secret = "S3CR3T-VALUE";
+        let red = secret_redactor(secret);
+        let details = format!("{}{secret}", "d".repeat(LIMITS.cause_chars - 4));
+        let Report::Canceled { details } =
+            canceled(Outcome::Output(details), LimitSource::Invoke, &LIMITS, &red)
+        else {
+            panic!()
+        };
+        assert!(details.chars().count() <= LIMITS.cause_chars);
+        assert!(
+            !details.contains("S3CR"),
+            "{}",
+            &details[details.len() - 60..]
+        );
+        // A non-JSON output's 200-character preview, the secret across it.
+        let output = format!("{}{secret}", "o".repeat(195));
+        let r = from_outcome(Outcome::Output(output), LimitSource::Invoke, &LIMITS, &red);
+        let (error, cause) = failure_of(&r);
+        assert_eq!(error, names::INVALID_OUTPUT);
+        assert!(!cause.contains("S3CR"), "{cause}");
+    }
+
+    #[test]
+    fn host_names_are_listed_once() {
+        let mut all = names::ALL.to_vec();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), names::ALL.len());
+        assert!(all.iter().all(|n| n.starts_with("WasmActivity.")));
     }
 
     #[tokio::test]

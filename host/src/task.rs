@@ -6,6 +6,7 @@
 //! of tasks holding a slot never exceeds `max_concurrent`.
 
 use crate::heartbeat::Heartbeat;
+use crate::redact::Inert;
 use crate::registry::Activity;
 use crate::report::{self, Delivery, Report};
 use crate::runtime::{Fault, Outcome, StopReason, TaskContext, TaskControl};
@@ -98,7 +99,10 @@ async fn run_task(
         .observe(crate::metrics::seconds(total));
     let (outcome, error) = match &delivery {
         Delivery::Delivered(Report::Success { .. }) => ("succeeded", String::new()),
-        Delivery::Delivered(Report::Failure { error, .. }) => ("failed", error.clone()),
+        // A guest names its errors: the label takes a bounded set of values.
+        Delivery::Delivered(Report::Failure { error, .. }) => {
+            ("failed", m.error_label(activity.name(), error))
+        }
         Delivery::Delivered(Report::Canceled { .. }) => ("canceled", String::new()),
         Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => {
             ("abandoned", String::new())
@@ -121,10 +125,10 @@ async fn run_task(
         ),
         Delivery::Delivered(Report::Failure { error, cause }) => tracing::info!(
             activity, task = %task_id, version, ran = ?ran_for, total = ?total,
-            heartbeats = beats.sent, error = %error, cause = %first_line(cause), "task failed"
+            heartbeats = beats.sent, error = %Inert(error), cause = %Inert(first_line(cause)), "task failed"
         ),
         Delivery::Delivered(Report::Canceled { details }) => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for, details = %first_line(details), "task canceled"
+            activity, task = %task_id, version, ran = ?ran_for, details = %Inert(first_line(details)), "task canceled"
         ),
         Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => tracing::info!(
             activity, task = %task_id, version, ran = ?ran_for,
@@ -136,7 +140,7 @@ async fn run_task(
         ),
         Delivery::Refused(e) => tracing::error!(
             activity, task = %task_id, version, ran = ?ran_for,
-            "task result refused by the service: {e}"
+            "task result refused by the service: {}", Inert(&e.to_string())
         ),
     }
 }
@@ -201,21 +205,13 @@ async fn execute(
     limits.output_bytes = limits
         .output_bytes
         .min(settings.limits.output_bytes as usize);
+    // Secrets never leave in an error name, a failure cause or cancellation
+    // details: the report redacts them before it checks or cuts anything.
+    let redactor = settings.grants.redactor();
     let report = if control.is_service_cancelled() {
-        report::canceled(outcome, source, &limits)
+        report::canceled(outcome, source, &limits, &redactor)
     } else {
-        report::from_outcome(outcome, source, &limits)
-    };
-    // Secrets never leave in a failure cause or cancellation details.
-    let report = match report {
-        Report::Failure { error, cause } => Report::Failure {
-            error: settings.grants.redact(&error).into_owned(),
-            cause: settings.grants.redact(&cause).into_owned(),
-        },
-        Report::Canceled { details } => Report::Canceled {
-            details: settings.grants.redact(&details).into_owned(),
-        },
-        other => other,
+        report::from_outcome(outcome, source, &limits, &redactor)
     };
     if let Some(record) = &settings.record {
         crate::record::write(
@@ -225,6 +221,7 @@ async fn execute(
             task_id,
             &task.input,
             &report,
+            &redactor,
         )
         .await;
     }
@@ -236,7 +233,7 @@ async fn execute(
 /// with no component), so it does not sit until it times out.
 pub async fn refuse(task: Task, reason: String, service: Arc<dyn ActivityService>, slot: Slot) {
     let task_id = task.token.short_id();
-    tracing::error!(task = %task_id, "refusing task: {reason}");
+    tracing::error!(task = %task_id, "refusing task: {}", Inert(&reason));
     let report = Report::Failure {
         error: report::names::UNKNOWN_ACTIVITY_TYPE.into(),
         cause: report::truncate_chars(&reason, service.limits().cause_chars),
@@ -246,6 +243,8 @@ pub async fn refuse(task: Task, reason: String, service: Arc<dyn ActivityService
     tracing::info!(task = %task_id, "refused task reported: {delivery:?}");
 }
 
+/// The first line of a cause for the log line (escaped where it is logged:
+/// a lone `\r` or a U+2028 would otherwise still break it).
 fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or("")
+    s.split('\n').next().unwrap_or("").trim_end_matches('\r')
 }

@@ -1,8 +1,9 @@
 //! Capabilities as a task uses them: secret values read, ready to build a
-//! WASI context from, and a redactor that keeps secret values out of logs
-//! and failure causes.
+//! WASI context from, and a redactor (see `crate::redact`) that keeps
+//! secret values out of logs, failure causes and recordings.
 
 use crate::config::{Capabilities, Preopen, SecretSource};
+use crate::redact::Redactor;
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
@@ -38,8 +39,7 @@ impl fmt::Debug for Grants {
     }
 }
 
-/// Text that replaces a secret value wherever the host would print it.
-pub const REDACTED: &str = "[redacted]";
+pub use crate::redact::REDACTED;
 
 impl Grants {
     /// Reads secret values; fails naming the secret and its source.
@@ -61,6 +61,7 @@ impl Grants {
             };
             secrets.push((s.name.clone(), value));
         }
+        let redactor = Redactor::new(secrets.iter().map(|(_, v)| v.as_str()));
         Ok(Grants {
             env: c.env.clone(),
             secrets,
@@ -77,20 +78,25 @@ impl Grants {
                     timeout: h.timeout,
                     max_response: h.max_response,
                     max_request: h.max_request,
+                    redactor: redactor.clone(),
                 })
             }),
         })
     }
 
-    /// `text` with every secret value replaced by [`REDACTED`].
+    /// A redactor for the secret values (and their encoded forms). Build it
+    /// once per use site: it prepares a pattern per form of each secret.
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(self.secrets.iter().map(|(_, v)| v.as_str()))
+    }
+
+    /// `text` with every secret value replaced by [`REDACTED`] (see
+    /// [`Redactor::redact`]; callers redacting often keep a [`Grants::redactor`]).
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for (_, value) in &self.secrets {
-            if !value.is_empty() && out.contains(value.as_str()) {
-                out = Cow::Owned(out.replace(value.as_str(), REDACTED));
-            }
+        if self.secrets.is_empty() {
+            return Cow::Borrowed(text);
         }
-        out
+        self.redactor().redact(text)
     }
 }
 

@@ -12,7 +12,15 @@
 //! 169.254.169.254, unique-local, unspecified) are refused for names, so an
 //! allowed name cannot be pointed at the inside by DNS. Such addresses are
 //! reachable only when an origin names the IP literal itself.
+//!
+//! A request's URL is the guest's text and often carries a token, so log
+//! lines never show it whole: scheme, host, port and path only (the query,
+//! where tokens travel, is reduced to its length), with the activity's
+//! secret values redacted and control characters escaped; error messages
+//! are logged without their URL, redacted and escaped too.
 
+use crate::redact::{Redactor, escape};
+use crate::report::truncate_chars;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
@@ -155,6 +163,31 @@ pub struct HttpPolicy {
     pub max_response: u64,
     /// Largest request body sent, in bytes.
     pub max_request: u64,
+    /// The activity's secret values, kept out of log lines.
+    pub redactor: Redactor,
+}
+
+/// Longest URL shown in a log line, in characters (after redaction).
+const MAX_LOGGED_URL: usize = 512;
+
+/// `uri` as a log line may show it: no user info, the query as its length
+/// only, secrets redacted, then cut, then escaped.
+fn loggable_uri(uri: &http::Uri, redactor: &Redactor) -> String {
+    let scheme = uri.scheme_str().unwrap_or("-");
+    let host = uri.host().unwrap_or("-");
+    let port = uri.port_u16().map(|p| format!(":{p}")).unwrap_or_default();
+    let text = format!("{scheme}://{host}{port}{}", uri.path());
+    let text = truncate_chars(&redactor.redact(&text), MAX_LOGGED_URL);
+    let query = uri
+        .query()
+        .map(|q| format!("?({} bytes of query not shown)", q.len()))
+        .unwrap_or_default();
+    format!("{}{query}", escape(&text))
+}
+
+/// Guest-derived text for a log line: redacted, cut, escaped.
+fn loggable(text: &str, redactor: &Redactor) -> String {
+    escape(&truncate_chars(&redactor.redact(text), MAX_LOGGED_URL * 2)).into_owned()
 }
 
 impl HttpPolicy {
@@ -237,11 +270,14 @@ impl WasiHttpHooks for HttpGate {
         Box::new(async move {
             let uri = request.uri().clone();
             let Some(policy) = policy else {
-                tracing::warn!(%activity, %task, %uri, "guest HTTP request denied: the activity has no http grant");
+                // No grant, no secrets to redact with: the URL is not shown.
+                tracing::warn!(%activity, %task, "guest HTTP request denied: the activity has no http grant");
                 return Err(HttpError::HttpRequestDenied);
             };
+            let shown = loggable_uri(&uri, &policy.redactor);
             if let Err(why) = policy.check(&uri) {
-                tracing::warn!(%activity, %task, %uri, "guest HTTP request denied: {why}");
+                let why = loggable(&why, &policy.redactor);
+                tracing::warn!(%activity, %task, uri = %shown, "guest HTTP request denied: {why}");
                 return Err(HttpError::HttpRequestDenied);
             }
             let (parts, body) = request.into_parts();
@@ -258,14 +294,16 @@ impl WasiHttpHooks for HttpGate {
                 .send()
                 .await
                 .map_err(|e| {
-                    tracing::warn!(%activity, %task, %uri, "guest HTTP request failed: {e}");
-                    if e.is_timeout() {
+                    let kind = if e.is_timeout() {
                         HttpError::ConnectionTimeout
                     } else if e.is_connect() {
                         HttpError::ConnectionRefused
                     } else {
                         HttpError::DestinationUnavailable
-                    }
+                    };
+                    let why = loggable(&e.without_url().to_string(), &policy.redactor);
+                    tracing::warn!(%activity, %task, uri = %shown, "guest HTTP request failed: {why}");
+                    kind
                 })?;
             let status = response.status();
             let headers = response.headers().clone();
@@ -277,12 +315,12 @@ impl WasiHttpHooks for HttpGate {
                 .map_err(|_| HttpError::ConnectionTerminated)?
             {
                 if (body.len() + chunk.len()) as u64 > policy.max_response {
-                    tracing::warn!(%activity, %task, %uri, limit = policy.max_response, "guest HTTP response too large");
+                    tracing::warn!(%activity, %task, uri = %shown, limit = policy.max_response, "guest HTTP response too large");
                     return Err(HttpError::HttpResponseBodySize(Some(policy.max_response)));
                 }
                 body.extend_from_slice(&chunk);
             }
-            tracing::debug!(%activity, %task, %uri, %status, bytes = body.len(), "guest HTTP request");
+            tracing::debug!(%activity, %task, uri = %shown, %status, bytes = body.len(), "guest HTTP request");
             let mut builder = http::Response::builder().status(status);
             if let Some(h) = builder.headers_mut() {
                 *h = headers;
@@ -314,7 +352,31 @@ mod tests {
             timeout: Duration::from_secs(1),
             max_response: 1024,
             max_request: 1024,
+            redactor: Redactor::default(),
         }
+    }
+
+    #[test]
+    fn logged_urls_hide_queries_user_info_and_secrets() {
+        let red = Redactor::new(["s3cr3t/k3y", "tok"]);
+        let uri: http::Uri =
+            "https://user:pw@api.example.com:8443/v1/s3cr3t%2Fk3y/x?key=s3cr3t%2Fk3y&a=tok"
+                .parse()
+                .unwrap();
+        let shown = loggable_uri(&uri, &red);
+        assert_eq!(
+            shown,
+            "https://api.example.com:8443/v1/[redacted]/x?(22 bytes of query not shown)"
+        );
+        assert!(!shown.contains("pw") && !shown.contains("tok"));
+        // The host is the guest's too.
+        let uri: http::Uri = "http://tok.evil.com/".parse().unwrap();
+        assert_eq!(loggable_uri(&uri, &red), "http://[redacted].evil.com/");
+        // Errors and reasons: redacted and escaped.
+        assert_eq!(
+            loggable("bad tok\r\nINFO forged", &red),
+            "bad [redacted]\\r\\nINFO forged"
+        );
     }
 
     fn allowed(p: &HttpPolicy, url: &str) -> bool {

@@ -217,7 +217,9 @@ impl host::Host for TaskState {
     }
 
     fn progress(&mut self, details: String) {
-        tracing::debug!(target: "guest", progress = %self.log.redact(&details), "progress");
+        // Redacted (a bounded head of it) before anything cuts or logs it.
+        let details = self.log.progress_details(&details);
+        tracing::debug!(target: "guest", progress = %crate::redact::Inert(&details), "progress");
         self.control.set_progress(details);
     }
 
