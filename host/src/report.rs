@@ -392,7 +392,9 @@ fn from_fault(fault: Fault, source: LimitSource<'_>) -> Draft {
                       (WASI 0.2 carries only success or failure, so exit(N) for any N other than 0 \
                       arrives as status 1)"
                     .to_string(),
-                code => format!("the handler called exit with status {code} instead of returning a result"),
+                code => format!(
+                    "the handler called exit with status {code} instead of returning a result"
+                ),
             },
         ),
         Fault::Instantiate(message) => Draft::failure(

@@ -19,6 +19,9 @@ const WRONG_SIGNATURE: &str = r#"(component
   (export "wasm-activity:handler/handler@0.1.0" (instance $h))
 )"#;
 
+/// The secret granted to the hostile activity.
+const SECRET: &str = "s3cr3t-T0KEN-value";
+
 /// Kilobytes of resident memory of a process, and its peak, from /proc.
 fn rss_kib(pid: u32) -> (u64, u64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -46,7 +49,8 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
                 "hostile",
                 "arn:aws:states:us-east-1:000000000000:activity:hostile",
                 &guests().scenario,
-                "task_timeout = \"20s\"\nmemory_limit = \"16MiB\"\nhost_memory_limit = \"8MiB\""
+                "task_timeout = \"20s\"\nmemory_limit = \"16MiB\"\nhost_memory_limit = \"8MiB\"\n\
+                 secrets = { TOKEN = { env = \"HOSTILE_TEST_TOKEN\" } }"
             )
         ),
     )
@@ -73,6 +77,21 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
         ),
         ("exit-3", json!({"action": "exit", "code": 3})),
         ("stack-overflow", json!({"action": "recurse"})),
+        // A forged log line, terminal escapes and NUL, with the secret.
+        (
+            "forge",
+            json!({"action": "say", "error": "E\u{1b}[2J\r\nX", "text": format!("hi\r\n2026-01-01T00:00:00Z  INFO forged line\u{0}\u{1b}[31m {SECRET}")}),
+        ),
+        // The secret straddling the service's 32,768-character cause limit.
+        (
+            "cut-secret",
+            json!({"action": "say", "error": "Cut", "text": format!("{}{SECRET}{}", "a".repeat(32_764), "b".repeat(100))}),
+        ),
+        // A million newlines from a 1 MiB log budget.
+        (
+            "newlines",
+            json!({"action": "say", "error": "Flood", "text": "\n".repeat(1_000_000)}),
+        ),
         ("still-serving", json!({"action": "echo", "value": "alive"})),
     ];
     for (name, input) in &cases {
@@ -84,12 +103,34 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
         .arg("--input")
         .arg(&inputs)
         .env("RUST_LOG", "info")
+        .env("HOSTILE_TEST_TOKEN", SECRET)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let log = String::from_utf8_lossy(&out.stderr);
     let results = parse_dev_output(&stdout);
     assert_eq!(results.len(), cases.len(), "{stdout}\n{log}");
+    for (what, text) in [("stdout", &stdout), ("log", &log)] {
+        for part in [SECRET, &SECRET[..6], &SECRET[SECRET.len() - 6..]] {
+            assert!(
+                !text.contains(part),
+                "{part:?} of the secret reached the {what}"
+            );
+        }
+        assert!(
+            !text.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+            "a guest forged a line in the {what}"
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\0'),
+            "raw control characters in the {what}"
+        );
+    }
+    assert!(
+        log.lines().count() < 12_000,
+        "{} log lines from a 1 MiB budget",
+        log.lines().count()
+    );
     let failed = |name: &str, error: &str| {
         let o = &results[&format!("{name}.json")];
         assert_eq!(o.status, "FAILED", "{name}: {o:?}");
@@ -97,11 +138,14 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
         o.cause.clone().unwrap_or_default()
     };
     let cause = failed("fields-bomb", "WasmActivity.HostResourceLimit");
-    assert!(cause.contains("host memory limit is 8.0 MiB"), "{cause}");
+    assert!(cause.contains("host memory limit of 8.0 MiB"), "{cause}");
     assert!(
         cause.contains("activity.hostile.host_memory_limit"),
         "{cause}"
     );
+    let cause = failed("cut-secret", "Cut");
+    assert!(cause.chars().count() <= 32_768, "{}", cause.len());
+    failed("forge", "E\\u{1b}[2J\\r\\nX");
     let cause = failed("one-huge-fields", "WasmActivity.HostResourceLimit");
     assert!(
         cause.contains("HTTP header fields past 64.0 KiB"),

@@ -247,6 +247,10 @@ pub struct HttpGate {
     pub activity: Arc<str>,
     /// For log lines.
     pub task: Arc<str>,
+    /// The task's host memory meter. Response chunks are allocated by the
+    /// pooled connection's own task, outside any metered poll; they are
+    /// charged here so that freeing them is not counted as credit.
+    pub meter: Arc<super::host_memory::HostMeter>,
 }
 
 type SendResult = Result<
@@ -266,6 +270,7 @@ impl WasiHttpHooks for HttpGate {
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         let policy = self.policy.clone();
         let client = self.client.clone();
+        let meter = self.meter.clone();
         let (activity, task) = (self.activity.clone(), self.task.clone());
         Box::new(async move {
             let uri = request.uri().clone();
@@ -318,6 +323,7 @@ impl WasiHttpHooks for HttpGate {
                     tracing::warn!(%activity, %task, uri = %shown, limit = policy.max_response, "guest HTTP response too large");
                     return Err(HttpError::HttpResponseBodySize(Some(policy.max_response)));
                 }
+                meter.charge(chunk.len());
                 body.extend_from_slice(&chunk);
             }
             tracing::debug!(%activity, %task, uri = %shown, %status, bytes = body.len(), "guest HTTP request");

@@ -846,7 +846,7 @@ fn host_limit_fault(err: &wasmtime::Error, store: &wasmtime::Store<TaskState>) -
             )
         )
     });
-    fields_full.then(|| Fault::HostResources {
+    fields_full.then_some(Fault::HostResources {
         kind: HostLimit::HttpFields,
         limit: limits::MAX_HTTP_FIELDS_BYTES as u64,
         used: limits::MAX_HTTP_FIELDS_BYTES as u64,

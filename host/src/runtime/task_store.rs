@@ -91,6 +91,7 @@ impl TaskState {
             client: http_client.clone(),
             activity: ctx.activity.clone(),
             task: ctx.task_id.clone(),
+            meter: meter.clone(),
         };
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(limits::MAX_HTTP_FIELDS_BYTES);
