@@ -154,6 +154,9 @@ pub enum Command {
         /// Linear memory limit, e.g. "64MiB".
         #[arg(long, default_value = "64MiB")]
         memory_limit: bytesize::ByteSize,
+        /// Host memory the handler may make the host hold for it, e.g. "16MiB".
+        #[arg(long, default_value = "16MiB")]
+        host_memory_limit: bytesize::ByteSize,
         /// CPU fuel budget (roughly, wasm instructions); unmetered if absent.
         #[arg(long)]
         fuel: Option<u64>,
@@ -220,11 +223,13 @@ pub async fn execute(cli: Cli) -> ExitCode {
             expect,
             timeout,
             memory_limit,
+            host_memory_limit,
             fuel,
         } => {
             let limits = TaskLimits {
                 timeout,
                 memory: memory_limit.0,
+                host_memory: host_memory_limit.0,
                 fuel,
                 ..TaskLimits::default()
             };

@@ -1196,6 +1196,23 @@ impl Validator<'_> {
                     1 << 30,
                 )?,
             });
+            // Bodies are held in host memory while they are sent and read,
+            // so they must fit in the task's host budget with room to spare.
+            if let Some(http) = &capabilities.http
+                && (http.max_response + http.max_request).saturating_mul(2) > host_memory
+            {
+                return Err(self.invalid(
+                    &hkey("max_response"),
+                    &bytesize::ByteSize(http.max_response).display().iec().to_string(),
+                    &format!(
+                        "max_response + max_request ({} + {}) at most half of host_memory_limit ({}): \
+                         bodies are held in host memory; raise host_memory_limit or lower them",
+                        bytesize::ByteSize(http.max_response).display().iec(),
+                        bytesize::ByteSize(http.max_request).display().iec(),
+                        bytesize::ByteSize(host_memory).display().iec()
+                    ),
+                ));
+            }
         }
         let record = match raw.record {
             None => None,
@@ -1647,6 +1664,13 @@ mod tests {
             e.contains(
                 "`activity.price.max_instances` = \"51\": expected a whole number from 1 to 50"
             ),
+            "{e}"
+        );
+        let e = err(&activity(
+            "[activity.price.http]\nallow = [\"https://api.example.com\"]\nmax_response = \"8MiB\"",
+        ));
+        assert!(
+            e.contains("`activity.price.http.max_response` = \"8.0 MiB\": expected max_response + max_request (8.0 MiB + 1.0 MiB) at most half of host_memory_limit (16.0 MiB)"),
             "{e}"
         );
         let e = err(&activity("host_memory_limit = \"100KiB\""));

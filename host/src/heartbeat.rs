@@ -36,6 +36,9 @@ pub struct HeartbeatStats {
     pub sent: u32,
     /// Heartbeats that failed.
     pub failed: u32,
+    /// Longest time between accepted heartbeats (or from the start to the
+    /// first), as the service saw them: what `HeartbeatSeconds` must exceed.
+    pub max_gap: Duration,
 }
 
 /// One task's heartbeats: [`Heartbeat::run`] sends them for as long as it is
@@ -80,6 +83,7 @@ impl<'a> Heartbeat<'a> {
         let (token, control, interval) = (self.token, self.control, self.interval);
         let mut backoff = Backoff::new(RETRY_BASE, interval);
         let mut next = Instant::now() + interval;
+        let mut last = Instant::now();
         loop {
             tokio::time::sleep_until(next).await;
             let progress = control
@@ -88,6 +92,8 @@ impl<'a> Heartbeat<'a> {
             match self.service.heartbeat(token, progress.as_deref()).await {
                 Ok(ack) => {
                     self.stats.sent += 1;
+                    self.stats.max_gap = self.stats.max_gap.max(last.elapsed());
+                    last = Instant::now();
                     crate::metrics::global().heartbeat(true);
                     backoff.reset();
                     if ack.cancel_requested && !control.is_cancel_requested() {
@@ -183,7 +189,8 @@ mod tests {
             .map(|t| (*t - t0).as_secs())
             .collect();
         assert_eq!(offsets, vec![10, 20, 30]);
-        assert_eq!(stats, HeartbeatStats { sent: 3, failed: 0 });
+        assert_eq!((stats.sent, stats.failed), (3, 0));
+        assert_eq!(stats.max_gap, INTERVAL, "the gaps the service saw");
         assert!(
             svc.calls()
                 .iter()
@@ -245,7 +252,7 @@ mod tests {
             "{:?}",
             times[1] - t0
         );
-        assert_eq!(stats, HeartbeatStats { sent: 1, failed: 1 });
+        assert_eq!((stats.sent, stats.failed), (1, 1));
         assert!(!control.is_stopped());
     }
 
@@ -264,7 +271,8 @@ mod tests {
                 code: "TaskTimedOut".into()
             })
         );
-        assert_eq!(hb.stop().await, HeartbeatStats { sent: 0, failed: 1 });
+        let stats = hb.stop().await;
+        assert_eq!((stats.sent, stats.failed), (0, 1));
         assert_eq!(svc.calls().len(), 1);
     }
 

@@ -121,11 +121,11 @@ async fn run_task(
     match &delivery {
         Delivery::Delivered(Report::Success { .. }) => tracing::info!(
             activity, task = %task_id, version, ran = ?ran_for, total = ?total,
-            heartbeats = beats.sent, "task succeeded"
+            heartbeats = beats.sent, heartbeat_gap_ms = beats.max_gap.as_millis() as u64, "task succeeded"
         ),
         Delivery::Delivered(Report::Failure { error, cause }) => tracing::info!(
             activity, task = %task_id, version, ran = ?ran_for, total = ?total,
-            heartbeats = beats.sent, error = %Inert(error), cause = %Inert(first_line(cause)), "task failed"
+            heartbeats = beats.sent, heartbeat_gap_ms = beats.max_gap.as_millis() as u64, error = %Inert(error), cause = %Inert(first_line(cause)), "task failed"
         ),
         Delivery::Delivered(Report::Canceled { details }) => tracing::info!(
             activity, task = %task_id, version, ran = ?ran_for, details = %Inert(first_line(details)), "task canceled"

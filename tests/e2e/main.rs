@@ -4,7 +4,6 @@
 //! Run them with `scripts/test.sh`, which installs and starts what they need.
 
 mod check;
-mod hostile;
 mod invoke;
 mod local_endpoint;
 mod many_hosts;

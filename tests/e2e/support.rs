@@ -7,6 +7,8 @@
 
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::ExecutionStatus;
+use serde_json::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::OnceLock;
@@ -713,4 +715,44 @@ macro_rules! per_backend {
             })*
         }
     };
+}
+
+/// Outcome per input file, parsed from `dev`'s output.
+#[derive(Debug)]
+pub struct DevOutcome {
+    /// SUCCEEDED, FAILED, ...
+    pub status: String,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+pub fn parse_dev_output(stdout: &str) -> BTreeMap<String, DevOutcome> {
+    let mut out = BTreeMap::new();
+    for block in stdout.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        let (head, rest) = block.trim().split_once('\n').unwrap_or((block.trim(), ""));
+        let (file, status) = head.rsplit_once(": ").unwrap();
+        let name = Path::new(file)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let mut o = DevOutcome {
+            status: status.to_string(),
+            output: None,
+            error: None,
+            cause: None,
+        };
+        if status == "SUCCEEDED" {
+            o.output = serde_json::from_str(rest).ok();
+        } else {
+            // "  error: E\n  cause: C..." where the cause may span lines.
+            if let Some((error, cause)) = rest.split_once("\n  cause: ") {
+                o.error = error.strip_prefix("  error: ").map(str::to_string);
+                o.cause = Some(cause.to_string());
+            }
+        }
+        out.insert(name, o);
+    }
+    out
 }

@@ -160,6 +160,7 @@ impl GuestLog {
         let bytes = message.as_bytes();
         if state.remaining == 0 {
             state.dropped += bytes.len() as u64;
+            self.spend(&mut state);
             return;
         }
         // No more is looked at than the budget could emit; a secret cut at
@@ -200,6 +201,7 @@ impl GuestLog {
         }
         if state.remaining == 0 {
             state.dropped += bytes.len() as u64;
+            self.spend(&mut state);
             return;
         }
         let cap = bytes
@@ -355,6 +357,7 @@ impl GuestLog {
     fn emit(&self, state: &mut State, level: GuestLevel, source: Source, bytes: &[u8]) -> bool {
         if state.remaining == 0 {
             state.dropped += bytes.len() as u64;
+            self.spend(state);
             return false;
         }
         let text = String::from_utf8_lossy(bytes);
@@ -557,6 +560,17 @@ mod tests {
         log.flush();
         assert_eq!(log.lock().dropped, 11);
         assert_eq!(log.lock().lines, 2);
+    }
+
+    #[test]
+    fn a_budget_spent_exactly_still_gives_the_notice() {
+        let log = sink(2 * MIN_LINE_COST);
+        for _ in 0..3 {
+            log.log(GuestLevel::Info, "short");
+        }
+        let state = log.lock();
+        assert_eq!(state.lines, 2);
+        assert!(state.notice_given, "the third line was dropped silently");
     }
 
     #[test]

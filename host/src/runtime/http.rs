@@ -312,7 +312,13 @@ impl WasiHttpHooks for HttpGate {
                 })?;
             let status = response.status();
             let headers = response.headers().clone();
-            let mut body = Vec::new();
+            // Sized once from the announced length (within the limit): a
+            // doubling Vec would hold up to twice the body in host memory.
+            let expected = response
+                .content_length()
+                .unwrap_or(0)
+                .min(policy.max_response);
+            let mut body = Vec::with_capacity(expected as usize);
             let mut stream = response;
             while let Some(chunk) = stream
                 .chunk()

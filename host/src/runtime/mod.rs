@@ -570,7 +570,9 @@ impl Handler {
             inner: Some(Box::pin(self.guest(store, input.to_owned(), ctx.clone()))),
             meter,
         };
-        let guest = self.pool.spawn(guest);
+        // The caller's span (activity, tenant, task, version) goes with the
+        // guest, so its log lines name the task on the guest threads too.
+        let guest = self.pool.spawn(tracing::Instrument::in_current_span(guest));
         let outcome = tokio::select! {
             joined = guest => joined.unwrap_or_else(|e| Outcome::Fault(Fault::Trap {
                 message: format!("the host task running the guest failed: {e}"),

@@ -17,6 +17,23 @@ async function run(task) {
       const response = await fetch(task.url);
       return { status: response.status, body: await response.text() };
     }
+    case 'say': {
+      // Guest text that tries to leak a secret and forge host log lines.
+      log('warn', task.text);
+      console.log(task.text);
+      console.error(task.text);
+      throw new Failure(task.error ?? 'Said', task.text);
+    }
+    case 'log_loop': {
+      const message = 'y'.repeat(task.kib * 1024);
+      const deadline = Date.now() + task.ms;
+      let calls = 0;
+      while (Date.now() < deadline) {
+        log('info', message);
+        calls++;
+      }
+      return { calls };
+    }
     default:
       throw new Failure('UnknownAction', `no such action: ${JSON.stringify(task.action)}`);
   }

@@ -4,6 +4,8 @@ world, so the `http` action can exercise the SDK's wasi:http client."""
 
 import hashlib
 import json
+import sys
+import time
 
 import wasm_activity
 from wasm_activity import Failure, Level, log
@@ -41,6 +43,31 @@ def run(task):
             "echo_method": response.header("X-Echo-Method"),
             "ok": response.ok,
         }
+    if action == "say":
+        # Guest text that tries to leak a secret and forge host log lines.
+        text = task["text"]
+        log(Level.WARN, text)
+        print(text)
+        print(text, file=sys.stderr)
+        wasm_activity.progress(text)
+        raise Failure(task.get("error", "Said"), text)
+    if action == "log_loop":
+        message = "y" * (task["kib"] * 1024)
+        deadline = time.monotonic() + task["ms"] / 1000
+        calls = 0
+        while time.monotonic() < deadline:
+            log(Level.INFO, message)
+            calls += 1
+        return {"calls": calls}
+    if action == "fields_bomb":
+        # Host memory outside linear memory: wasi:http header fields, kept.
+        from wit_world.imports import types
+
+        value = b"v" * 1024
+        kept = []
+        for _ in range(task["count"]):
+            kept.append(types.Fields.from_list([(f"x-h{k}", value) for k in range(task["kib"])]))
+        return {"fields": len(kept)}
     raise Failure("UnknownAction", f"no such action: {action!r}")
 
 

@@ -1,10 +1,19 @@
 //! Guests written to hurt the host and the tenants beside them, rather than
 //! to escape: host-side resource bombs, long host-call loops, exit, deep
-//! recursion, and components whose `handle` has the wrong type.
+//! recursion, secrets and forged log lines in every language, and components
+//! whose `handle` has the wrong type.
+//!
+//! A test binary of its own: the load these tests make on purpose (a dozen
+//! guests saturating the CPU) must not share the machine with the other
+//! end-to-end tests' tight timeouts. `cargo test` runs test binaries one
+//! after another. Run with `scripts/test.sh`, like the e2e suite.
 
-use crate::sandbox::parse_dev_output;
+#[path = "../e2e/support.rs"]
+mod support;
+
 use crate::support::{
-    Backend, Service, Sfn, Worker, activity_toml, guests, run_cli, stderr, stdout, wait_until,
+    Backend, Service, Sfn, Worker, activity_toml, guests, parse_dev_output, run_cli, stderr,
+    stdout, wait_until,
 };
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::json;
@@ -160,7 +169,7 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
     assert!(cause.contains("exceeds limit 65536"), "{cause}");
     let cause = failed("exit-3", "WasmActivity.Trap");
     assert!(
-        cause.starts_with("the handler called exit with status 3"),
+        cause.starts_with("the handler called exit with a failure status"),
         "{cause}"
     );
     let cause = failed("stack-overflow", "WasmActivity.Trap");
@@ -330,6 +339,17 @@ async fn hostile_guests_cannot_starve_the_control_plane_or_grow_the_host() {
         .max()
         .unwrap_or_else(|| panic!("no heartbeat count for the quiet task: {log}"));
     assert!(beats >= 8, "{beats} heartbeats in 6 s at a 500 ms interval");
+    let gap: u64 = log
+        .lines()
+        .filter(|l| l.contains("task succeeded") && l.contains("activity=quiet"))
+        .filter_map(|l| l.split("heartbeat_gap_ms=").nth(1))
+        .filter_map(|n| n.split_whitespace().next()?.parse().ok())
+        .max()
+        .unwrap_or_else(|| panic!("no heartbeat gap for the quiet task: {log}"));
+    assert!(
+        gap < 1_500,
+        "a quiet task's heartbeats were {gap} ms apart at a 500 ms interval"
+    );
     refill.await.unwrap();
     assert!(
         log.contains("WasmActivity.HostResourceLimit"),
@@ -355,4 +375,123 @@ async fn hostile_guests_cannot_starve_the_control_plane_or_grow_the_host() {
         "exit took {:?} ({status:?})",
         sent.elapsed()
     );
+}
+
+/// The same attacks from Python and JavaScript handlers, whose runtimes
+/// print, log and fail in their own ways: no secret, no forged line, no raw
+/// control character leaves the host, a log flood stays within its budget,
+/// and (Python, which can reach wasi:http directly) header fields are
+/// bounded by the host memory budget.
+#[test]
+fn polyglot_guests_leak_nothing_forge_nothing_and_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.toml");
+    let mut toml = format!(
+        "cache_dir = \"{}\"\n",
+        crate::support::cache_dir().display()
+    );
+    for (language, component) in &crate::support::polyglot().scenarios {
+        if *language == "c" {
+            continue;
+        }
+        toml.push_str(&activity_toml(
+            language,
+            &format!("arn:aws:states:us-east-1:000000000000:activity:{language}"),
+            component,
+            "task_timeout = \"60s\"\nhost_memory_limit = \"8MiB\"\n\
+             secrets = { TOKEN = { env = \"HOSTILE_TEST_TOKEN\" } }",
+        ));
+    }
+    std::fs::write(&config, toml).unwrap();
+    for language in ["python", "js"] {
+        let inputs = dir.path().join(format!("in-{language}"));
+        std::fs::create_dir(&inputs).unwrap();
+        let mut cases = vec![
+            (
+                "forge",
+                json!({"action": "say", "error": "Forge", "text": format!("hi\r\n2026-01-01T00:00:00Z  INFO forged line\u{0}\u{1b}[31m {SECRET}")}),
+            ),
+            (
+                "cut-secret",
+                json!({"action": "say", "error": "Cut", "text": format!("{}{SECRET}{}", "a".repeat(32_764), "b".repeat(100))}),
+            ),
+            (
+                "log-flood",
+                json!({"action": "log_loop", "kib": 1024, "ms": 1500}),
+            ),
+            ("still-serving", json!({"action": "echo", "value": 1})),
+        ];
+        if language == "python" {
+            cases.push((
+                "fields-bomb",
+                json!({"action": "fields_bomb", "count": 2000, "kib": 40}),
+            ));
+        }
+        for (name, input) in &cases {
+            std::fs::write(inputs.join(format!("{name}.json")), input.to_string()).unwrap();
+        }
+        let out = std::process::Command::new(crate::support::binary())
+            .args(["dev", "--port", "0", "--activity", language, "--config"])
+            .arg(&config)
+            .arg("--input")
+            .arg(&inputs)
+            .env("RUST_LOG", "info")
+            .env("HOSTILE_TEST_TOKEN", SECRET)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let log = String::from_utf8_lossy(&out.stderr);
+        let results = parse_dev_output(&stdout);
+        assert_eq!(results.len(), cases.len(), "{language}: {stdout}\n{log}");
+        for (what, text) in [("stdout", &stdout), ("log", &log)] {
+            for part in [SECRET, &SECRET[..6], &SECRET[SECRET.len() - 6..]] {
+                assert!(
+                    !text.contains(part),
+                    "{language}: {part:?} of the secret reached the {what}"
+                );
+            }
+            assert!(
+                !text.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+                "{language}: a guest forged a line in the {what}"
+            );
+            assert!(
+                !text.contains('\u{1b}') && !text.contains('\0'),
+                "{language}: raw control characters in the {what}"
+            );
+        }
+        assert!(
+            log.lines().count() < 12_000,
+            "{language}: {} log lines",
+            log.lines().count()
+        );
+        let r = |name: &str| &results[&format!("{name}.json")];
+        assert_eq!(
+            r("forge").error.as_deref(),
+            Some("Forge"),
+            "{language}: {:?}",
+            r("forge")
+        );
+        let cut = r("cut-secret");
+        assert_eq!(cut.error.as_deref(), Some("Cut"), "{language}: {cut:?}");
+        assert_eq!(
+            r("log-flood").status,
+            "SUCCEEDED",
+            "{language}: {:?}",
+            r("log-flood")
+        );
+        assert_eq!(
+            r("still-serving").status,
+            "SUCCEEDED",
+            "{language}: {:?}\n{log}",
+            r("still-serving")
+        );
+        if language == "python" {
+            let bomb = r("fields-bomb");
+            assert_eq!(
+                bomb.error.as_deref(),
+                Some("WasmActivity.HostResourceLimit"),
+                "{bomb:?}"
+            );
+        }
+    }
 }
