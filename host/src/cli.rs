@@ -456,12 +456,32 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                     grants: Arc::new(crate::runtime::Grants::default()),
                 };
                 match handler.instantiate_time(&ctx, INSTANTIATE_SAMPLES).await {
-                    Ok(t) => println!(
-                        "  instantiate:  first {}, then p50 {} (max {}) over {INSTANTIATE_SAMPLES}",
-                        micros(t.first),
-                        micros(t.warm_p50),
-                        micros(t.warm_max)
-                    ),
+                    Ok(t) => {
+                        println!(
+                            "  instantiate:  first {}, then p50 {} (max {}) over {INSTANTIATE_SAMPLES}; \
+                             host memory {} of host_memory_limit {}",
+                            micros(t.first),
+                            micros(t.warm_p50),
+                            micros(t.warm_max),
+                            bytesize::ByteSize(t.host_memory).display().iec(),
+                            bytesize::ByteSize(activity.limits.host_memory)
+                                .display()
+                                .iec()
+                        );
+                        // What `run` would refuse at every task: say so now.
+                        if t.host_memory * 2 > activity.limits.host_memory {
+                            problems += 1;
+                            println!(
+                                "  host memory:  FAILED: instantiating alone holds {} of the host's memory, \
+                                 over half of host_memory_limit ({}); raise activity.{}.host_memory_limit",
+                                bytesize::ByteSize(t.host_memory).display().iec(),
+                                bytesize::ByteSize(activity.limits.host_memory)
+                                    .display()
+                                    .iec(),
+                                activity.name
+                            );
+                        }
+                    }
                     Err(e) => {
                         problems += 1;
                         println!("  instantiate:  FAILED: {e}");

@@ -22,8 +22,10 @@ const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// tables of this size, so a larger setting could never be honoured.
 pub const MAX_TABLE_ELEMENTS: u32 = 100_000;
 /// Core instances one task may create: a Python component has a dozen. Also
-/// the most `max_instances` may be set to, for the same reason as tables.
-pub const MAX_INSTANCES: u32 = 50;
+/// the most `max_instances` may be set to, for the same reason as tables:
+/// the pool reserves exactly this many per instance slot, so one tenant's
+/// tasks can never use up what another's need.
+pub const MAX_INSTANCES: u32 = 25;
 /// Host memory held on a guest's behalf (HTTP fields and bodies, streams,
 /// resource handles, text lifted out of its memory), per task.
 pub const DEFAULT_HOST_MEMORY_LIMIT: u64 = 16 * 1024 * 1024;
@@ -1659,10 +1661,10 @@ mod tests {
             e.contains("`activity.price.table_elements` = \"100001\": expected a whole number from 1 to 100000"),
             "{e}"
         );
-        let e = err(&activity("max_instances = 51"));
+        let e = err(&activity("max_instances = 26"));
         assert!(
             e.contains(
-                "`activity.price.max_instances` = \"51\": expected a whole number from 1 to 50"
+                "`activity.price.max_instances` = \"26\": expected a whole number from 1 to 25"
             ),
             "{e}"
         );

@@ -134,8 +134,28 @@ impl Redactor {
     /// Redacts `text`, then cuts it to `max_chars` characters with a marker
     /// saying how much was cut: the order that keeps both the secret and the
     /// limit.
+    ///
+    /// Only the head that can survive the cut is redacted, so the work is
+    /// bounded by the limit, not by how much text a guest returned (this
+    /// runs on the control plane).
     pub fn redact_truncate(&self, text: &str, max_chars: usize) -> String {
-        crate::report::truncate_chars(&self.redact(text), max_chars)
+        let window = max_chars
+            .saturating_mul(4)
+            .saturating_add(self.max_len())
+            .saturating_add(4);
+        if text.len() <= window {
+            return crate::report::truncate_chars(&self.redact(text), max_chars);
+        }
+        let mut cut = window;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, used) = self.redact_window(&text.as_bytes()[..cut], 0, true);
+        let head = String::from_utf8_lossy(&head);
+        let gone = text
+            .get(used..)
+            .map_or(text.len() - used, |t| t.chars().count());
+        crate::report::truncate_chars_with(&head, max_chars, gone)
     }
 
     /// Redacts the part of a byte stream held in `window` from `from` on.
@@ -344,6 +364,31 @@ mod tests {
         assert_eq!(e.redact("xex"), "x[redacted]x");
         assert_eq!(r(&[""]).redact("abc"), "abc");
         assert!(matches!(r(&["zz"]).redact("abc"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn redact_truncate_looks_only_at_what_can_survive_the_cut() {
+        let secret = "TOPSECRET1";
+        let red = r(&[secret]);
+        let max = 100;
+        // The secret straddles the end of the window that is looked at.
+        for offset in 395..415 {
+            let text = format!("{}{secret}{}", "a".repeat(offset), "b".repeat(10 << 20));
+            let out = red.redact_truncate(&text, max);
+            assert!(out.chars().count() <= max, "{offset}: {out}");
+            for n in 3..=secret.len() {
+                assert!(!out.contains(&secret[..n]), "{offset}: {out}");
+            }
+            let cut: usize = out
+                .rsplit_once("… [")
+                .and_then(|(_, m)| m.split_whitespace().next()?.parse().ok())
+                .unwrap();
+            let kept = out.chars().count() - format!("… [{cut} characters cut]").chars().count();
+            assert!(
+                kept + cut >= text.chars().count() - secret.len(),
+                "{offset}: {out}"
+            );
+        }
     }
 
     #[test]

@@ -259,8 +259,14 @@ fn check_output(output: String, limits: &ReportLimits, redactor: &Redactor) -> D
 
 /// A guest's error name, redacted and then checked against the service's
 /// rules (on the redacted name: that is what would be sent).
+/// How much of a refused error name a cause shows.
+const MAX_SHOWN_ERROR_NAME: usize = 300;
+
 fn check_failure(error: &str, cause: String, limits: &ReportLimits, redactor: &Redactor) -> Draft {
-    let error = redactor.redact(error);
+    // Only a bounded head of a guest's error name is looked at: a name past
+    // the limit is refused whatever follows, and the work done here (on the
+    // control plane) must not grow with what a guest returns.
+    let error = redactor.redact_truncate(error, limits.error_chars.max(MAX_SHOWN_ERROR_NAME) + 1);
     let problem = if error.is_empty() {
         Some("it is empty".to_string())
     } else if error.chars().count() > limits.error_chars {
@@ -270,6 +276,8 @@ fn check_failure(error: &str, cause: String, limits: &ReportLimits, redactor: &R
         ))
     } else if error.starts_with("States.") {
         Some("the `States.` prefix is reserved for the service's own errors".to_string())
+    } else if error.starts_with("WasmActivity.") {
+        Some("the `WasmActivity.` prefix is reserved for the host's own errors".to_string())
     } else {
         None
     };
@@ -280,7 +288,7 @@ fn check_failure(error: &str, cause: String, limits: &ReportLimits, redactor: &R
             format!(
                 "the handler failed with error name {:?}, which cannot be reported: {why}. \
                  The handler's cause was: {cause}",
-                truncate_chars(&error, 300)
+                truncate_chars(&error, MAX_SHOWN_ERROR_NAME)
             ),
         ),
     }
@@ -419,7 +427,13 @@ fn from_fault(fault: Fault, source: LimitSource<'_>) -> Draft {
 /// Cuts `s` to at most `max` characters, ending with a marker that says how
 /// much was cut.
 pub fn truncate_chars(s: &str, max: usize) -> String {
-    let total = s.chars().count();
+    truncate_chars_with(s, max, 0)
+}
+
+/// [`truncate_chars`] of `s` followed by `gone` more characters that were
+/// already dropped (counted in the marker, never looked at again).
+pub(crate) fn truncate_chars_with(s: &str, max: usize, gone: usize) -> String {
+    let total = s.chars().count() + gone;
     if total <= max {
         return s.to_string();
     }
@@ -569,14 +583,25 @@ mod tests {
 
     #[test]
     fn reserved_long_or_empty_error_names_are_replaced() {
-        for bad in ["States.Timeout".to_string(), "x".repeat(257), String::new()] {
+        for bad in [
+            "States.Timeout".to_string(),
+            "WasmActivity.WorkerShutdown".to_string(),
+            "x".repeat(257),
+            "y".repeat(50 << 20),
+            String::new(),
+        ] {
             let r = report(Outcome::Failure {
                 error: bad.clone(),
                 cause: "original".into(),
             });
             let (error, cause) = failure_of(&r);
-            assert_eq!(error, names::INVALID_ERROR_NAME, "{bad}");
-            assert!(cause.contains("original"), "{cause}");
+            assert_eq!(
+                error,
+                names::INVALID_ERROR_NAME,
+                "{}",
+                truncate_chars(&bad, 40)
+            );
+            assert!(cause.contains("original"), "{}", truncate_chars(cause, 400));
         }
         let ok = report(Outcome::Failure {
             error: "x".repeat(256),

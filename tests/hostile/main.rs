@@ -67,10 +67,10 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
     let inputs = dir.path().join("inputs");
     std::fs::create_dir(&inputs).unwrap();
     let cases = [
-        // 2,000 x 40 KiB of headers: 80 MiB of host memory if unbounded.
+        // 2,000 x 12 KiB of headers: 24 MiB of host memory if unbounded.
         (
             "fields-bomb",
-            json!({"action": "fields_bomb", "count": 2000, "kib": 40}),
+            json!({"action": "fields_bomb", "count": 2000, "kib": 12}),
         ),
         (
             "one-huge-fields",
@@ -157,7 +157,7 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
     failed("forge", "E\\u{1b}[2J\\r\\nX");
     let cause = failed("one-huge-fields", "WasmActivity.HostResourceLimit");
     assert!(
-        cause.contains("HTTP header fields past 64.0 KiB"),
+        cause.contains("HTTP header fields past 16.0 KiB"),
         "{cause}"
     );
     let cause = failed("handle-bomb", "WasmActivity.HostResourceLimit");
@@ -260,7 +260,7 @@ async fn hostile_guests_cannot_starve_the_control_plane_or_grow_the_host() {
     let kinds = [
         json!({"action": "random_loop", "len": 1 << 16, "ms": 60000}),
         json!({"action": "log_loop", "kib": 4096, "ms": 60000}),
-        json!({"action": "fields_bomb", "count": 100000, "kib": 40}),
+        json!({"action": "fields_bomb", "count": 100000, "kib": 12}),
     ];
     let hostile_slots = per_kind * kinds.len();
     let config = format!(
@@ -424,7 +424,7 @@ fn polyglot_guests_leak_nothing_forge_nothing_and_are_bounded() {
         if language == "python" {
             cases.push((
                 "fields-bomb",
-                json!({"action": "fields_bomb", "count": 2000, "kib": 40}),
+                json!({"action": "fields_bomb", "count": 2000, "kib": 12}),
             ));
         }
         for (name, input) in &cases {
@@ -494,4 +494,90 @@ fn polyglot_guests_leak_nothing_forge_nothing_and_are_bounded() {
             );
         }
     }
+}
+
+/// A loopback HTTP server answering every request with `size` bytes.
+fn big_body_server(size: usize) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {size}\r\nconnection: close\r\n\r\n"
+                );
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&vec![b'z'; size]);
+            });
+        }
+    });
+    port
+}
+
+/// Responses the host reads for a guest that has parked itself (sent many
+/// requests, then sleeps) count against its host budget: the task is
+/// stopped while it sleeps, not when it wakes up.
+#[test]
+fn responses_read_while_the_guest_sleeps_count_against_its_host_budget() {
+    let port = big_body_server(1 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = \"{}\"\n{}\n[activity.hoard.http]\nallow = [\"http://127.0.0.1:{port}\"]\n\
+             max_response = \"1MiB\"\nmax_request = \"1KiB\"\n",
+            crate::support::cache_dir().display(),
+            activity_toml(
+                "hoard",
+                "arn:aws:states:us-east-1:000000000000:activity:hoard",
+                &guests().scenario,
+                "task_timeout = \"60s\"\nhost_memory_limit = \"4MiB\""
+            )
+        ),
+    )
+    .unwrap();
+    let inputs = dir.path().join("inputs");
+    std::fs::create_dir(&inputs).unwrap();
+    let sleep_ms = 30_000;
+    std::fs::write(
+        inputs.join("hoard.json"),
+        json!({"action": "http_hoard", "url": format!("http://127.0.0.1:{port}/big"), "count": 50, "ms": sleep_ms})
+            .to_string(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["dev", "--port", "0", "--config"])
+        .arg(&config)
+        .arg("--input")
+        .arg(&inputs)
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let took = started.elapsed();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let log = String::from_utf8_lossy(&out.stderr);
+    let results = parse_dev_output(&stdout);
+    let r = &results["hoard.json"];
+    assert_eq!(
+        r.error.as_deref(),
+        Some("WasmActivity.HostResourceLimit"),
+        "{r:?}\n{log}"
+    );
+    assert!(
+        r.cause
+            .as_deref()
+            .unwrap_or_default()
+            .contains("host memory limit of 4.0 MiB"),
+        "{r:?}"
+    );
+    assert!(
+        took < Duration::from_millis(sleep_ms),
+        "the task ran until the guest woke up ({took:?}): nothing stopped it while it slept"
+    );
 }

@@ -441,6 +441,13 @@ impl Pollable for GuestStream {
 
 impl OutputStream for GuestStream {
     fn write(&mut self, bytes: Bytes) -> StreamResult<()> {
+        // The stream contract: no more than `check_write` allowed.
+        if bytes.len() > WRITE_PERMIT {
+            return Err(wasmtime_wasi::p2::StreamError::Trap(wasmtime::format_err!(
+                "a guest wrote {} bytes to its stdout or stderr at once; check-write allows {WRITE_PERMIT}",
+                bytes.len()
+            )));
+        }
         self.log.write(self.source, &bytes);
         Ok(())
     }
@@ -579,7 +586,10 @@ mod tests {
         let log = sink(budget);
         let newlines = "\n".repeat(1 << 20);
         log.log(GuestLevel::Info, &newlines);
-        log.stdout().write(Bytes::from(newlines.clone())).unwrap();
+        let mut out = log.stdout();
+        for chunk in newlines.as_bytes().chunks(WRITE_PERMIT) {
+            out.write(Bytes::copy_from_slice(chunk)).unwrap();
+        }
         let state = log.lock();
         assert!(state.lines <= budget / MIN_LINE_COST, "{}", state.lines);
         assert_eq!(state.remaining, 0);
@@ -592,7 +602,14 @@ mod tests {
         log.log(GuestLevel::Info, "one");
         let huge = "x".repeat(16 << 20);
         log.log(GuestLevel::Info, &huge);
-        log.stdout().write(Bytes::from(huge.clone())).unwrap();
+        let mut out = log.stdout();
+        for chunk in huge.as_bytes().chunks(WRITE_PERMIT) {
+            out.write(Bytes::copy_from_slice(chunk)).unwrap();
+        }
+        assert!(
+            out.write(Bytes::from(vec![b'x'; WRITE_PERMIT + 1])).is_err(),
+            "a write past check-write is refused"
+        );
         let state = log.lock();
         assert_eq!(state.lines, 1);
         assert_eq!(state.dropped, 2 * (16 << 20));

@@ -25,7 +25,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::task::{Context, Poll};
 
 /// One task's count of host memory held for its guest.
@@ -34,6 +34,12 @@ pub struct HostMeter {
     live: AtomicIsize,
     peak: AtomicIsize,
     limit: usize,
+    /// Latched once the budget was seen exceeded: the task is over, even if
+    /// frees bring the count back down before it is stopped.
+    tripped: AtomicBool,
+    /// Woken when a future outside the guest's polls (an HTTP response
+    /// being read) trips the meter while the guest itself is parked.
+    notify: tokio::sync::Notify,
 }
 
 impl HostMeter {
@@ -43,6 +49,8 @@ impl HostMeter {
             live: AtomicIsize::new(0),
             peak: AtomicIsize::new(0),
             limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            tripped: AtomicBool::new(false),
+            notify: tokio::sync::Notify::new(),
         })
     }
 
@@ -61,16 +69,51 @@ impl HostMeter {
         self.limit
     }
 
-    /// True once the task holds more than its budget.
+    /// True once the task has held more than its budget (latched).
     pub fn exceeded(&self) -> bool {
-        self.live() > self.limit
+        if self.tripped.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.live() > self.limit {
+            self.tripped.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Checks the budget from outside the guest's polls, and wakes
+    /// [`HostMeter::tripped`] if it is spent. Never call it from the
+    /// allocator (waking may allocate).
+    pub fn check(&self) -> bool {
+        let over = self.exceeded();
+        if over {
+            self.notify.notify_waiters();
+        }
+        over
+    }
+
+    /// Completes once [`HostMeter::check`] found the budget spent.
+    pub async fn tripped(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.tripped.load(Ordering::Relaxed) {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Charges bytes the allocator could not see being allocated for this
-    /// task (a buffer filled elsewhere and handed over), so that freeing them
-    /// later in a metered poll does not become credit.
+    /// task (kept memory grown outside the meter, see [`outside`]).
     pub fn charge(&self, bytes: usize) {
         self.add(bytes as isize);
+    }
+
+    /// Takes bytes off the count that were allocated in a metered poll and
+    /// handed to code that frees them outside one (a request body given to
+    /// the connection that sends it), so they are not charged forever.
+    pub fn release(&self, bytes: usize) {
+        self.add(-(bytes as isize));
     }
 
     fn add(&self, delta: isize) {
@@ -126,10 +169,51 @@ fn account(delta: isize) {
     });
 }
 
-/// A future whose polls are charged to a meter.
+/// True if the process's global allocator is [`MeteredAllocator`]: without
+/// it nothing is counted and host memory budgets are not enforced.
+pub fn is_metered() -> bool {
+    let meter = HostMeter::new(u64::MAX);
+    let probe = meter.scope(|| std::hint::black_box(vec![0u8; 4096]));
+    let seen = meter.peak() >= 4096;
+    drop(probe);
+    seen
+}
+
+/// Runs `f` with no meter charged: for memory another task allocated and
+/// frees (a connection's read buffer), which must be neither charged nor
+/// credited. Charge what the caller keeps explicitly.
+pub fn outside<R>(f: impl FnOnce() -> R) -> R {
+    let previous = CURRENT.with(|c| c.replace(std::ptr::null()));
+    let restore = Restore(previous);
+    let out = f();
+    drop(restore);
+    out
+}
+
+struct Restore(*const HostMeter);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        CURRENT.with(|c| c.set(self.0));
+    }
+}
+
+/// A future whose polls charge no meter (see [`outside`]).
+pub struct Outside<F>(pub Pin<Box<F>>);
+
+impl<F: Future> Future for Outside<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        outside(|| this.0.as_mut().poll(cx))
+    }
+}
+
+/// A future whose polls, and whose drop, are charged to a meter.
 pub struct Metered<F> {
     meter: Arc<HostMeter>,
-    inner: Pin<Box<F>>,
+    inner: Option<Pin<Box<F>>>,
 }
 
 impl<F> Metered<F> {
@@ -137,8 +221,17 @@ impl<F> Metered<F> {
     pub fn new(meter: Arc<HostMeter>, inner: F) -> Metered<F> {
         Metered {
             meter,
-            inner: Box::pin(inner),
+            inner: Some(Box::pin(inner)),
         }
+    }
+}
+
+impl<F> Drop for Metered<F> {
+    fn drop(&mut self) {
+        // A future dropped before it completes (a guest abandoning an HTTP
+        // request) frees what it holds here: credit it to the same meter.
+        let _guard = Entered::new(&self.meter);
+        drop(self.inner.take());
     }
 }
 
@@ -148,7 +241,16 @@ impl<F: Future> Future for Metered<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.get_mut();
         let _guard = Entered::new(&this.meter);
-        this.inner.as_mut().poll(cx)
+        match this.inner.as_mut() {
+            Some(inner) => {
+                let poll = inner.as_mut().poll(cx);
+                if poll.is_ready() {
+                    this.inner = None;
+                }
+                poll
+            }
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -211,12 +313,18 @@ mod tests {
     }
 
     #[test]
-    fn the_budget_is_exceeded_past_the_limit() {
+    fn the_unit_tests_run_metered() {
+        assert!(is_metered());
+    }
+
+    #[test]
+    fn the_budget_is_exceeded_past_the_limit_and_stays_so() {
         let meter = HostMeter::new(100_000);
         let held: Vec<Vec<u8>> = meter.scope(|| (0..20).map(|_| vec![0u8; 10_000]).collect());
         assert!(meter.exceeded(), "{}", meter.live());
         meter.scope(|| drop(held));
-        assert!(!meter.exceeded());
+        assert!(meter.live() < 100_000);
+        assert!(meter.exceeded(), "latched: the task is over");
     }
 
     #[test]

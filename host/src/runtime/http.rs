@@ -19,6 +19,7 @@
 //! secret values redacted and control characters escaped; error messages
 //! are logged without their URL, redacted and escaped too.
 
+use super::host_memory::{Outside, outside};
 use crate::redact::{Redactor, escape};
 use crate::report::truncate_chars;
 use bytes::Bytes;
@@ -233,6 +234,9 @@ pub fn shared_client() -> reqwest::Client {
         .dns_resolver(Arc::new(OutsideOnlyResolver))
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(90))
+        // A proxy would resolve names itself, past the check that keeps
+        // names from reaching inside addresses.
+        .no_proxy()
         .build()
         .expect("building the HTTP client")
 }
@@ -251,6 +255,24 @@ pub struct HttpGate {
     /// pooled connection's own task, outside any metered poll; they are
     /// charged here so that freeing them is not counted as credit.
     pub meter: Arc<super::host_memory::HostMeter>,
+    /// Requests of this task in flight ([`super::limits::MAX_HTTP_IN_FLIGHT`]).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
+    /// Warnings logged for this task so far; past [`MAX_WARNINGS`] they are
+    /// counted, not logged, so a guest cannot flood the host log with them.
+    pub warnings: Arc<std::sync::atomic::AtomicU32>,
+}
+
+/// HTTP warnings logged per task.
+const MAX_WARNINGS: u32 = 5;
+
+/// Whether to log one more warning for a task (the last one says the rest
+/// are suppressed).
+fn may_warn(warnings: &std::sync::atomic::AtomicU32, activity: &str, task: &str) -> bool {
+    let n = warnings.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if n == MAX_WARNINGS {
+        tracing::warn!(%activity, %task, "further guest HTTP warnings for this task are not logged");
+    }
+    n < MAX_WARNINGS
 }
 
 type SendResult = Result<
@@ -271,26 +293,38 @@ impl WasiHttpHooks for HttpGate {
         let policy = self.policy.clone();
         let client = self.client.clone();
         let meter = self.meter.clone();
+        let in_flight = self.in_flight.clone();
+        let warnings = self.warnings.clone();
         let (activity, task) = (self.activity.clone(), self.task.clone());
         Box::new(async move {
             let uri = request.uri().clone();
+            let warn = || may_warn(&warnings, &activity, &task);
             let Some(policy) = policy else {
                 // No grant, no secrets to redact with: the URL is not shown.
-                tracing::warn!(%activity, %task, "guest HTTP request denied: the activity has no http grant");
+                if warn() {
+                    tracing::warn!(%activity, %task, "guest HTTP request denied: the activity has no http grant");
+                }
                 return Err(HttpError::HttpRequestDenied);
             };
             let shown = loggable_uri(&uri, &policy.redactor);
             if let Err(why) = policy.check(&uri) {
-                let why = loggable(&why, &policy.redactor);
-                tracing::warn!(%activity, %task, uri = %shown, "guest HTTP request denied: {why}");
+                if warn() {
+                    let why = loggable(&why, &policy.redactor);
+                    tracing::warn!(%activity, %task, uri = %shown, "guest HTTP request denied: {why}");
+                }
                 return Err(HttpError::HttpRequestDenied);
             }
+            let _permit = in_flight
+                .acquire_owned()
+                .await
+                .map_err(|_| HttpError::InternalError(None))?;
             let (parts, body) = request.into_parts();
             let body = http_body_util::Limited::new(body, policy.max_request as usize)
                 .collect()
                 .await
                 .map_err(|_| HttpError::HttpRequestBodySize(None))?
                 .to_bytes();
+            let sent = body.len();
             let response = client
                 .request(parts.method, uri.to_string())
                 .headers(parts.headers)
@@ -306,10 +340,15 @@ impl WasiHttpHooks for HttpGate {
                     } else {
                         HttpError::DestinationUnavailable
                     };
-                    let why = loggable(&e.without_url().to_string(), &policy.redactor);
-                    tracing::warn!(%activity, %task, uri = %shown, "guest HTTP request failed: {why}");
+                    if warn() {
+                        let why = loggable(&e.without_url().to_string(), &policy.redactor);
+                        tracing::warn!(%activity, %task, uri = %shown, "guest HTTP request failed: {why}");
+                    }
                     kind
                 })?;
+            // The body went to the connection, which frees it outside this
+            // task's polls.
+            meter.release(sent);
             let status = response.status();
             let headers = response.headers().clone();
             // Sized once from the announced length (within the limit): a
@@ -320,17 +359,31 @@ impl WasiHttpHooks for HttpGate {
                 .min(policy.max_response);
             let mut body = Vec::with_capacity(expected as usize);
             let mut stream = response;
-            while let Some(chunk) = stream
-                .chunk()
+            // Chunks share the connection's read buffer, allocated and
+            // reused by the connection's own task: they are received and
+            // dropped outside the meter, and only the copy kept is charged.
+            while let Some(chunk) = Outside(Box::pin(stream.chunk()))
                 .await
                 .map_err(|_| HttpError::ConnectionTerminated)?
             {
                 if (body.len() + chunk.len()) as u64 > policy.max_response {
-                    tracing::warn!(%activity, %task, uri = %shown, limit = policy.max_response, "guest HTTP response too large");
+                    if warn() {
+                        tracing::warn!(%activity, %task, uri = %shown, limit = policy.max_response, "guest HTTP response too large");
+                    }
+                    outside(|| drop(chunk));
                     return Err(HttpError::HttpResponseBodySize(Some(policy.max_response)));
                 }
-                meter.charge(chunk.len());
-                body.extend_from_slice(&chunk);
+                let before = body.capacity();
+                outside(|| {
+                    body.extend_from_slice(&chunk);
+                    drop(chunk);
+                });
+                meter.charge(body.capacity() - before);
+                // The guest may be parked meanwhile: stop here, and tell the
+                // task (its run watches the meter) that the budget is spent.
+                if meter.check() {
+                    return Err(HttpError::HttpResponseBodySize(Some(policy.max_response)));
+                }
             }
             tracing::debug!(%activity, %task, uri = %shown, %status, bytes = body.len(), "guest HTTP request");
             let mut builder = http::Response::builder().status(status);

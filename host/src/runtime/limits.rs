@@ -9,20 +9,28 @@ use crate::config::{MAX_INSTANCES, MAX_TABLE_ELEMENTS};
 use wasmtime::ResourceLimiter;
 
 /// Tables one component (and so one task) may define: the pool reserves
-/// this many per component instance, and the limiter allows no more.
-pub const MAX_TABLES: u32 = 32;
-/// Memories one component (and so one task) may define, likewise.
-pub const MAX_MEMORIES: u32 = 8;
+/// exactly this many per instance slot, and the limiter allows no more, so
+/// one tenant's tasks cannot use up another's. Python, JavaScript and C
+/// components need at most a few.
+pub const MAX_TABLES: u32 = 8;
+/// Memories one component (and so one task) may define, likewise (the
+/// Python, JavaScript and C components here define at most two).
+pub const MAX_MEMORIES: u32 = 2;
 /// Host resource handles (WASI and HTTP streams, fields, requests, bodies,
 /// pollables) one task may hold at once; each is host memory, and `poll`
 /// takes a list of them, so the count bounds a call's work too.
-pub const MAX_HOST_RESOURCES: usize = 4_096;
+pub const MAX_HOST_RESOURCES: usize = 1_024;
 /// Largest `get-random-bytes` / `get-insecure-random-bytes` request: the
 /// call runs on a host thread, so its length bounds how long one call takes.
 pub const MAX_RANDOM_BYTES: u64 = 64 << 10;
 /// Largest set of HTTP header fields one `fields` resource may hold, in
-/// wasmtime's in-memory accounting (wire size plus overhead).
-pub const MAX_HTTP_FIELDS_BYTES: usize = 64 << 10;
+/// wasmtime's in-memory accounting (wire size plus overhead); proxies
+/// commonly refuse more than 8 KiB of headers. With [`MAX_HOST_RESOURCES`]
+/// it bounds what header fields can cost even if the host meter were fooled.
+pub const MAX_HTTP_FIELDS_BYTES: usize = 16 << 10;
+/// Outgoing HTTP requests one task may have in flight at once; each may
+/// buffer `max_request` + `max_response` bytes and holds a connection.
+pub const MAX_HTTP_IN_FLIGHT: usize = 8;
 
 /// Enforces a task's memory and table budgets and records what it refused.
 #[derive(Debug)]

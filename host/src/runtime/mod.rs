@@ -33,7 +33,7 @@ mod task_store;
 
 use crate::config::{MAX_INSTANCES, MAX_TABLE_ELEMENTS, TaskLimits};
 use guest_pool::GuestPool;
-use host_memory::HostMeter;
+use host_memory::{HostMeter, Metered};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
@@ -179,11 +179,13 @@ fn engine_config(options: &RuntimeOptions, pooling: bool) -> EngineConfig {
         let instances = options.max_instances.max(1);
         let mut pool = PoolingAllocationConfig::new();
         pool.total_component_instances(instances)
-            .total_core_instances(instances.saturating_mul(MAX_INSTANCES / 2))
+            // Exactly the per-task maximum per slot: no task can take what
+            // another slot's task may need.
+            .total_core_instances(instances.saturating_mul(MAX_INSTANCES))
             .max_core_instances_per_component(MAX_INSTANCES)
-            .total_memories(instances.saturating_mul(2))
+            .total_memories(instances.saturating_mul(limits::MAX_MEMORIES))
             .max_memories_per_component(limits::MAX_MEMORIES)
-            .total_tables(instances.saturating_mul(8))
+            .total_tables(instances.saturating_mul(limits::MAX_TABLES))
             .max_tables_per_component(limits::MAX_TABLES)
             .table_elements(MAX_TABLE_ELEMENTS as usize)
             .total_stacks(instances)
@@ -232,6 +234,12 @@ impl Runtime {
             .then(|| EpochTicker::start(&engine));
         let pool = GuestPool::new()
             .map_err(|e| EngineError(format!("cannot start the guest threads: {e}")))?;
+        if !host_memory::is_metered() {
+            tracing::warn!(
+                "host memory budgets (host_memory_limit) are not enforced: this process's global \
+                 allocator is not wasm_activity::MeteredAllocator"
+            );
+        }
         Ok(Runtime {
             engine,
             linker: Arc::new(linker),
@@ -325,9 +333,18 @@ impl Runtime {
 fn check_handler_signature(engine: &Engine, component: &Component) -> Result<(), String> {
     use wasmtime::component::types::{ComponentItem, Type};
     let ty = component.component_type();
-    let Some((name, export)) = ty
+    // The export the bindings use: the exact version if present, else the
+    // newest compatible one.
+    let exports: Vec<_> = ty
         .exports(engine)
-        .find(|(name, _)| name.starts_with(HANDLER_EXPORT))
+        .filter(|(name, _)| name.starts_with(HANDLER_EXPORT))
+        .collect();
+    let exact = format!("{HANDLER_EXPORT}1.0");
+    let Some((name, export)) = exports
+        .iter()
+        .find(|(name, _)| *name == exact)
+        .or_else(|| exports.iter().max_by(|a, b| a.0.cmp(b.0)))
+        .cloned()
     else {
         return Err("it exports no wasm-activity:handler/handler@0.1 interface".into());
     };
@@ -529,6 +546,20 @@ impl Handler {
     fn store(&self, state: TaskState, fuel: Option<u64>) -> wasmtime::Store<TaskState> {
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
         store.limiter(|s| s.limiter_mut());
+        // At every call into and return from the host: a spent host budget
+        // stops the guest before the next host call can allocate more (the
+        // resource table's free list and growing an existing resource would
+        // otherwise get past a full table).
+        store.call_hook(|ctx, hook| {
+            if matches!(
+                hook,
+                wasmtime::CallHook::CallingHost | wasmtime::CallHook::ReturningFromHost
+            ) && ctx.data().meter().exceeded()
+            {
+                return Err(Interrupt::HostMemory.into());
+            }
+            Ok(())
+        });
         if self.fuel {
             let _ = store.set_fuel(fuel.unwrap_or(u64::MAX));
         }
@@ -564,11 +595,10 @@ impl Handler {
             Ok(state) => state,
             Err(e) => return Outcome::Fault(Fault::Instantiate(e)),
         };
-        let log = state.log().clone();
         let store = self.store(state, ctx.limits.fuel);
         let guest = Budgeted {
             inner: Some(Box::pin(self.guest(store, input.to_owned(), ctx.clone()))),
-            meter,
+            meter: meter.clone(),
         };
         // The caller's span (activity, tenant, task, version) goes with the
         // guest, so its log lines name the task on the guest threads too.
@@ -580,8 +610,15 @@ impl Handler {
             })),
             () = ctx.control.stopped() => stopped(ctx),
             () = tokio::time::sleep_until(deadline + EPOCH_TICK * 2) => Outcome::Fault(Fault::Timeout { limit: ctx.limits.timeout }),
+            // An HTTP response filling host memory while the guest waits.
+            () = meter.tripped() => Outcome::Fault(Fault::HostResources {
+                kind: HostLimit::Memory,
+                limit: meter.limit() as u64,
+                used: meter.peak() as u64,
+            }),
         };
-        log.flush();
+        // The guest's last output is flushed when its store is dropped, on
+        // its own thread (TaskState's Drop).
         outcome
     }
 
@@ -663,6 +700,9 @@ pub struct InstantiateTime {
     pub warm_p99: Duration,
     /// Slowest of the instances after it.
     pub warm_max: Duration,
+    /// Most host memory one instantiation held (counted against
+    /// `host_memory_limit`; 0 if the process allocator does not meter).
+    pub host_memory: u64,
 }
 
 impl Handler {
@@ -676,21 +716,23 @@ impl Handler {
         samples: usize,
     ) -> Result<InstantiateTime, String> {
         let mut times = Vec::with_capacity(samples + 1);
+        let mut host_memory = 0;
         for _ in 0..=samples {
             let deadline = Instant::now() + ctx.limits.timeout;
             let meter = HostMeter::new(ctx.limits.host_memory);
             let state = TaskState::new(ctx, deadline, &self.http_client, &meter)?;
             let mut store = self.store(state, None);
             let started = Instant::now();
-            self.pre
-                .instantiate_async(&mut store)
+            Metered::new(meter.clone(), self.pre.instantiate_async(&mut store))
                 .await
                 .map_err(|e| format!("{e:#}"))?;
             times.push(started.elapsed());
+            host_memory = host_memory.max(meter.peak() as u64);
         }
         let first = times.remove(0);
         times.sort();
         Ok(InstantiateTime {
+            host_memory,
             first,
             warm_p50: times.get(times.len() / 2).copied().unwrap_or(first),
             warm_p99: times.get(times.len() * 99 / 100).copied().unwrap_or(first),

@@ -59,7 +59,12 @@ impl TaskState {
         let mut wasi = WasiCtxBuilder::new();
         wasi.stdout(log.stdout())
             .stderr(log.stderr())
-            .max_random_size(limits::MAX_RANDOM_BYTES);
+            .max_random_size(limits::MAX_RANDOM_BYTES)
+            // File I/O on the guest's own thread rather than the blocking
+            // pool: it is the guest's work, and what it allocates and frees
+            // is then counted in the guest's poll (a read buffer allocated
+            // elsewhere and freed here would count as credit).
+            .allow_blocking_current_thread(true);
         for (k, v) in grants.env.iter().chain(grants.secrets.iter()) {
             wasi.env(k, v);
         }
@@ -92,6 +97,8 @@ impl TaskState {
             activity: ctx.activity.clone(),
             task: ctx.task_id.clone(),
             meter: meter.clone(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(limits::MAX_HTTP_IN_FLIGHT)),
+            warnings: Arc::default(),
         };
         let mut http = WasiHttpCtx::new();
         http.set_field_size_limit(limits::MAX_HTTP_FIELDS_BYTES);
@@ -147,6 +154,14 @@ impl TaskState {
         if self.meter.exceeded() {
             self.table.set_max_capacity(0);
         }
+    }
+}
+
+impl Drop for TaskState {
+    fn drop(&mut self) {
+        // The guest can write no more: what the log holds back (a partial
+        // line, a possible secret's start) is final and can be emitted.
+        self.log.flush();
     }
 }
 
@@ -220,7 +235,9 @@ impl host::Host for TaskState {
     fn progress(&mut self, details: String) {
         // Redacted (a bounded head of it) before anything cuts or logs it.
         let details = self.log.progress_details(&details);
-        tracing::debug!(target: "guest", progress = %crate::redact::Inert(&details), "progress");
+        // Logged like a guest log line: redacted, escaped, budgeted.
+        self.log
+            .log(GuestLevel::Debug, &format!("progress: {details}"));
         self.control.set_progress(details);
     }
 

@@ -67,6 +67,9 @@ enum Action {
     Say { text: String, error: String },
     /// Calls `exit(code)`.
     Exit { code: i32 },
+    /// Starts `count` GETs of `url` without reading them, then sleeps
+    /// `ms`: the host reads the responses while the guest is parked.
+    HttpHoard { url: String, count: usize, ms: u64 },
 }
 
 /// The build variant, reported by `version`.
@@ -82,6 +85,24 @@ fn recurse(depth: u64) -> u64 {
     let mut buf = std::hint::black_box([0u8; 256]);
     buf[(depth % 256) as usize] = depth as u8;
     recurse(depth + 1) + u64::from(std::hint::black_box(buf)[0])
+}
+
+/// A GET of `url`, sent but not awaited.
+fn http_start(url: &str) -> Result<wasi::http::types::FutureIncomingResponse, Failure> {
+    use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
+    let err = |e: String| Failure::new("HttpError", format!("GET {url}: {e}"));
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| err("no scheme".into()))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let request = OutgoingRequest::new(Fields::new());
+    request.set_method(&Method::Get).map_err(|()| err("method".into()))?;
+    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
+    request.set_scheme(Some(&scheme)).map_err(|()| err("scheme".into()))?;
+    request.set_authority(Some(authority)).map_err(|()| err("authority".into()))?;
+    request.set_path_with_query(Some(path)).map_err(|()| err("path".into()))?;
+    wasi::http::outgoing_handler::handle(request, None).map_err(|e| err(format!("{e:?}")))
 }
 
 fn http_get(url: &str) -> Result<Value, Failure> {
@@ -274,6 +295,11 @@ fn handle(action: Action) -> Result<Value, Failure> {
             Err(Failure::new(error, text))
         }
         Action::Exit { code } => std::process::exit(code),
+        Action::HttpHoard { url, count, ms } => {
+            let pending = (0..count).map(|_| http_start(&url)).collect::<Result<Vec<_>, _>>()?;
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(json!({ "pending": pending.len() }))
+        }
         Action::Print { lines } => {
             for i in 0..lines {
                 println!("stdout line {i}");
