@@ -607,7 +607,8 @@ mod tests {
             out.write(Bytes::copy_from_slice(chunk)).unwrap();
         }
         assert!(
-            out.write(Bytes::from(vec![b'x'; WRITE_PERMIT + 1])).is_err(),
+            out.write(Bytes::from(vec![b'x'; WRITE_PERMIT + 1]))
+                .is_err(),
             "a write past check-write is refused"
         );
         let state = log.lock();
