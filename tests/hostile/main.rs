@@ -162,7 +162,7 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
     );
     let cause = failed("handle-bomb", "WasmActivity.HostResourceLimit");
     assert!(
-        cause.contains("more than 4096 host resource handles"),
+        cause.contains("more than 1024 host resource handles"),
         "{cause}"
     );
     let cause = failed("random-16mib", "WasmActivity.Trap");
