@@ -24,7 +24,8 @@ use workers::{HostOptions, Kind, Paths};
 // The same allocator as the `wasm-activity` binary, so the in-process
 // figures match what the host does.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: wasm_activity::MeteredAllocator<mimalloc::MiMalloc> =
+    wasm_activity::MeteredAllocator(mimalloc::MiMalloc);
 
 #[derive(Parser)]
 struct Args {
