@@ -1028,8 +1028,10 @@ const NOTES: &str = "
   native worker's CPU per task, mostly in thread hand-offs: `strace -c` showed 2-3x its futex, epoll and
   eventfd calls per request. Fixed: each task's heartbeat ran as a tokio task of its own (a spawn, a
   cancellation and cross-thread wake-ups per task); it is now a future polled inside the task, beside the
-  guest and the report (a guest yields every 10 ms, so it cannot hold its heartbeat up longer; an
-  end-to-end test spins a guest for 4 s against a 1 s `HeartbeatSeconds`). Tried and not kept: running
+  report. Since then the guest itself runs on threads of its own (`runtime::guest_pool`, so that no guest
+  or host call made for one can hold up polls, heartbeats and reports): one cross-thread hand-off per task,
+  which this section's figures include, as they include the per-task host-memory metering in the
+  allocator. Tried and not kept: running
   each task inline in its poll loop when `pollers = max_concurrent` (no spawn, no slot hand-off): back to
   back, the host/native CPU ratio was 1.42x with it and 1.46x/1.54x without at one in flight (transform,
   20 ms task), and 1.13x with it and 1.03x without at 64, run-to-run noise either way. What remains is
