@@ -61,7 +61,7 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
                 "task_timeout = \"20s\"\nmemory_limit = \"16MiB\"\nhost_memory_limit = \"8MiB\"\n\
                  secrets = { TOKEN = { env = \"HOSTILE_TEST_TOKEN\" } }"
             )
-        ),
+        ) + "[activity.hostile.http]\nallow = [\"http://127.0.0.1:9\"]\n",
     )
     .unwrap();
     let inputs = dir.path().join("inputs");
@@ -95,6 +95,15 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
         (
             "cut-secret",
             json!({"action": "say", "error": "Cut", "text": format!("{}{SECRET}{}", "a".repeat(32_764), "b".repeat(100))}),
+        ),
+        // The secret in an error name, and in a refused URL's path and query.
+        (
+            "secret-error-name",
+            json!({"action": "say", "error": format!("Leak-{SECRET}"), "text": "x"}),
+        ),
+        (
+            "secret-url",
+            json!({"action": "http_get", "url": format!("http://127.0.0.1:1/{SECRET}?token={SECRET}")}),
         ),
         // A million newlines from a 1 MiB log budget.
         (
@@ -151,6 +160,14 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
     assert!(
         cause.contains("activity.hostile.host_memory_limit"),
         "{cause}"
+    );
+    let o = &results["secret-error-name.json"];
+    assert_eq!(o.error.as_deref(), Some("Leak-[redacted]"), "{o:?}");
+    let cause = failed("secret-url", "HttpError");
+    assert!(cause.contains("HttpRequestDenied"), "{cause}");
+    assert!(
+        log.contains("guest HTTP request denied") && log.contains("[redacted]"),
+        "the refused request was not logged with its path redacted"
     );
     let cause = failed("cut-secret", "Cut");
     assert!(cause.chars().count() <= 32_768, "{}", cause.len());
