@@ -158,16 +158,11 @@ impl GuestLog {
     pub fn log(&self, level: GuestLevel, message: &str) {
         let mut state = self.lock();
         let bytes = message.as_bytes();
-        if state.remaining == 0 {
-            state.dropped += bytes.len() as u64;
-            self.spend(&mut state);
-            return;
-        }
         // No more is looked at than the budget could emit; a secret cut at
         // that point is kept back by the redactor and dropped.
-        let cap = bytes
-            .len()
-            .min(usize::try_from(state.remaining).unwrap_or(usize::MAX));
+        let Some(cap) = self.admit(&mut state, bytes.len()) else {
+            return;
+        };
         let cut = cap < bytes.len();
         let (text, end) = self.redactor.redact_window(&bytes[..cap], 0, cut);
         let text = text.strip_suffix(b"\n").unwrap_or(&text);
@@ -199,14 +194,9 @@ impl GuestLog {
             state.stderr_tail.drain(..excess);
             state.stderr_total += bytes.len() as u64;
         }
-        if state.remaining == 0 {
-            state.dropped += bytes.len() as u64;
-            self.spend(&mut state);
+        let Some(cap) = self.admit(&mut state, bytes.len()) else {
             return;
-        }
-        let cap = bytes
-            .len()
-            .min(usize::try_from(state.remaining).unwrap_or(usize::MAX));
+        };
         state.stream(source).raw.extend_from_slice(&bytes[..cap]);
         self.pump(&mut state, source, false);
         if cap < bytes.len() {
@@ -256,6 +246,17 @@ impl GuestLog {
             line.clear();
         }
         state.stream(source).line = line;
+    }
+
+    /// How many of `len` new bytes the budget lets in to be looked at;
+    /// `None` once it is spent (they are counted as dropped).
+    fn admit(&self, state: &mut State, len: usize) -> Option<usize> {
+        if state.remaining == 0 {
+            state.dropped += len as u64;
+            self.spend(state);
+            return None;
+        }
+        Some(len.min(usize::try_from(state.remaining).unwrap_or(usize::MAX)))
     }
 
     /// Gives the budget-spent notice once and stops all further output.
