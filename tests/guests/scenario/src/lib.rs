@@ -106,20 +106,8 @@ fn http_start(url: &str) -> Result<wasi::http::types::FutureIncomingResponse, Fa
 }
 
 fn http_get(url: &str) -> Result<Value, Failure> {
-    use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
     let err = |e: String| Failure::new("HttpError", format!("GET {url}: {e}"));
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| err("no scheme".into()))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let request = OutgoingRequest::new(Fields::new());
-    request.set_method(&Method::Get).map_err(|()| err("method".into()))?;
-    let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
-    request.set_scheme(Some(&scheme)).map_err(|()| err("scheme".into()))?;
-    request.set_authority(Some(authority)).map_err(|()| err("authority".into()))?;
-    request.set_path_with_query(Some(path)).map_err(|()| err("path".into()))?;
-    let future = wasi::http::outgoing_handler::handle(request, None).map_err(|e| err(format!("{e:?}")))?;
+    let future = http_start(url)?;
     future.subscribe().block();
     let response = future
         .get()
