@@ -3,7 +3,7 @@
 //! worker keeps serving, and nothing outside the grant is read or written.
 //! Plus a noisy tenant beside a quiet one.
 
-use crate::support::{Backend, Service, Sfn, Worker, activity_toml, guests, parse_dev_output};
+use crate::support::{Backend, DevRun, Service, Sfn, Worker, activity_toml, guests, run_dev};
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -101,22 +101,20 @@ fn adversarial_guests_are_contained_and_the_worker_keeps_serving() {
         ),
         ("still-serving", json!({"action": "echo", "value": "alive"})),
     ];
-    for (name, input) in &cases {
-        std::fs::write(inputs.join(format!("{name}.json")), input.to_string()).unwrap();
-    }
-    let out = std::process::Command::new(crate::support::binary())
-        .args(["dev", "--port", "0", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&inputs)
-        .env("RUST_LOG", "info")
-        .env("SANDBOX_TEST_TOKEN", "tok-ABC-123-secret")
-        .env("HOST_ONLY_CANARY", "the guest must not see this")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let log = String::from_utf8_lossy(&out.stderr);
-    let results = parse_dev_output(&stdout);
+    let DevRun {
+        results,
+        stdout,
+        log,
+    } = run_dev(
+        &config,
+        &inputs,
+        &cases,
+        &[],
+        &[
+            ("SANDBOX_TEST_TOKEN", "tok-ABC-123-secret"),
+            ("HOST_ONLY_CANARY", "the guest must not see this"),
+        ],
+    );
     assert_eq!(results.len(), cases.len(), "{stdout}\n{log}");
     let r = |name: &str| {
         results
@@ -378,23 +376,14 @@ fn outbound_http_reaches_only_allowed_origins() {
     )
     .unwrap();
     let run = |activity: &str, cases: &[(&str, Value)]| {
-        let inputs = dir.path().join(format!("in-{activity}"));
-        std::fs::create_dir_all(&inputs).unwrap();
-        for (name, input) in cases {
-            std::fs::write(inputs.join(format!("{name}.json")), input.to_string()).unwrap();
-        }
-        let out = std::process::Command::new(crate::support::binary())
-            .args(["dev", "--port", "0", "--activity", activity, "--config"])
-            .arg(&config)
-            .arg("--input")
-            .arg(&inputs)
-            .env("RUST_LOG", "info")
-            .output()
-            .unwrap();
-        (
-            parse_dev_output(&String::from_utf8_lossy(&out.stdout)),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let run = run_dev(
+            &config,
+            &dir.path().join(format!("in-{activity}")),
+            cases,
+            &["--activity", activity],
+            &[],
+        );
+        (run.results, run.log)
     };
     let (results, log) = run(
         "web",

@@ -756,3 +756,45 @@ pub fn parse_dev_output(stdout: &str) -> BTreeMap<String, DevOutcome> {
     }
     out
 }
+
+/// What `wasm-activity dev` printed for a directory of inputs.
+pub struct DevRun {
+    /// Outcome per input file name.
+    pub results: BTreeMap<String, DevOutcome>,
+    /// Standard output (the results).
+    pub stdout: String,
+    /// Standard error (the log, at `info`).
+    pub log: String,
+}
+
+/// Writes each case as `inputs/NAME.json` and runs `dev` on them with the
+/// config, `extra` arguments and `env`.
+pub fn run_dev(
+    config: &Path,
+    inputs: &Path,
+    cases: &[(&str, Value)],
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> DevRun {
+    std::fs::create_dir_all(inputs).unwrap();
+    for (name, input) in cases {
+        std::fs::write(inputs.join(format!("{name}.json")), input.to_string()).unwrap();
+    }
+    let out = Command::new(binary())
+        .args(["dev", "--port", "0"])
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .arg("--input")
+        .arg(inputs)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .output()
+        .expect("running wasm-activity dev");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    DevRun {
+        results: parse_dev_output(&stdout),
+        stdout,
+        log: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -12,8 +12,8 @@
 mod support;
 
 use crate::support::{
-    Backend, Service, Sfn, Worker, activity_toml, guests, parse_dev_output, run_cli, stderr,
-    stdout, wait_until,
+    Backend, DevRun, Service, Sfn, Worker, activity_toml, guests, run_cli, run_dev, stderr, stdout,
+    wait_until,
 };
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::json;
@@ -27,6 +27,32 @@ const WRONG_SIGNATURE: &str = r#"(component
   (instance $h (export "handle" (func $handle)))
   (export "wasm-activity:handler/handler@0.1.0" (instance $h))
 )"#;
+
+/// What every hostile run must show: no part of the secret, no line a
+/// guest forged, no raw control character, and a log bounded by the budget.
+fn assert_nothing_leaked(who: &str, stdout: &str, log: &str) {
+    for (what, text) in [("stdout", stdout), ("log", log)] {
+        for part in [SECRET, &SECRET[..6], &SECRET[SECRET.len() - 6..]] {
+            assert!(
+                !text.contains(part),
+                "{who}: {part:?} of the secret reached the {what}"
+            );
+        }
+        assert!(
+            !text.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+            "{who}: a guest forged a line in the {what}"
+        );
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\0'),
+            "{who}: raw control characters in the {what}"
+        );
+    }
+    assert!(
+        log.lines().count() < 12_000,
+        "{who}: {} log lines from a 1 MiB budget",
+        log.lines().count()
+    );
+}
 
 /// The secret granted to the hostile activity.
 const SECRET: &str = "s3cr3t-T0KEN-value";
@@ -65,7 +91,6 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
     )
     .unwrap();
     let inputs = dir.path().join("inputs");
-    std::fs::create_dir(&inputs).unwrap();
     let cases = [
         // 2,000 x 12 KiB of headers: 24 MiB of host memory if unbounded.
         (
@@ -112,43 +137,19 @@ fn host_side_bombs_and_odd_exits_fail_the_task_with_what_happened() {
         ),
         ("still-serving", json!({"action": "echo", "value": "alive"})),
     ];
-    for (name, input) in &cases {
-        std::fs::write(inputs.join(format!("{name}.json")), input.to_string()).unwrap();
-    }
-    let out = std::process::Command::new(crate::support::binary())
-        .args(["dev", "--port", "0", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&inputs)
-        .env("RUST_LOG", "info")
-        .env("HOSTILE_TEST_TOKEN", SECRET)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let log = String::from_utf8_lossy(&out.stderr);
-    let results = parse_dev_output(&stdout);
-    assert_eq!(results.len(), cases.len(), "{stdout}\n{log}");
-    for (what, text) in [("stdout", &stdout), ("log", &log)] {
-        for part in [SECRET, &SECRET[..6], &SECRET[SECRET.len() - 6..]] {
-            assert!(
-                !text.contains(part),
-                "{part:?} of the secret reached the {what}"
-            );
-        }
-        assert!(
-            !text.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
-            "a guest forged a line in the {what}"
-        );
-        assert!(
-            !text.contains('\u{1b}') && !text.contains('\0'),
-            "raw control characters in the {what}"
-        );
-    }
-    assert!(
-        log.lines().count() < 12_000,
-        "{} log lines from a 1 MiB budget",
-        log.lines().count()
+    let DevRun {
+        results,
+        stdout,
+        log,
+    } = run_dev(
+        &config,
+        &inputs,
+        &cases,
+        &[],
+        &[("HOSTILE_TEST_TOKEN", SECRET)],
     );
+    assert_eq!(results.len(), cases.len(), "{stdout}\n{log}");
+    assert_nothing_leaked("rust", &stdout, &log);
     let failed = |name: &str, error: &str| {
         let o = &results[&format!("{name}.json")];
         assert_eq!(o.status, "FAILED", "{name}: {o:?}");
@@ -422,7 +423,6 @@ fn polyglot_guests_leak_nothing_forge_nothing_and_are_bounded() {
     std::fs::write(&config, toml).unwrap();
     for language in ["python", "js"] {
         let inputs = dir.path().join(format!("in-{language}"));
-        std::fs::create_dir(&inputs).unwrap();
         let mut cases = vec![
             (
                 "forge",
@@ -444,43 +444,19 @@ fn polyglot_guests_leak_nothing_forge_nothing_and_are_bounded() {
                 json!({"action": "fields_bomb", "count": 2000, "kib": 12}),
             ));
         }
-        for (name, input) in &cases {
-            std::fs::write(inputs.join(format!("{name}.json")), input.to_string()).unwrap();
-        }
-        let out = std::process::Command::new(crate::support::binary())
-            .args(["dev", "--port", "0", "--activity", language, "--config"])
-            .arg(&config)
-            .arg("--input")
-            .arg(&inputs)
-            .env("RUST_LOG", "info")
-            .env("HOSTILE_TEST_TOKEN", SECRET)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let log = String::from_utf8_lossy(&out.stderr);
-        let results = parse_dev_output(&stdout);
-        assert_eq!(results.len(), cases.len(), "{language}: {stdout}\n{log}");
-        for (what, text) in [("stdout", &stdout), ("log", &log)] {
-            for part in [SECRET, &SECRET[..6], &SECRET[SECRET.len() - 6..]] {
-                assert!(
-                    !text.contains(part),
-                    "{language}: {part:?} of the secret reached the {what}"
-                );
-            }
-            assert!(
-                !text.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
-                "{language}: a guest forged a line in the {what}"
-            );
-            assert!(
-                !text.contains('\u{1b}') && !text.contains('\0'),
-                "{language}: raw control characters in the {what}"
-            );
-        }
-        assert!(
-            log.lines().count() < 12_000,
-            "{language}: {} log lines",
-            log.lines().count()
+        let DevRun {
+            results,
+            stdout,
+            log,
+        } = run_dev(
+            &config,
+            &inputs,
+            &cases,
+            &["--activity", language],
+            &[("HOSTILE_TEST_TOKEN", SECRET)],
         );
+        assert_eq!(results.len(), cases.len(), "{language}: {stdout}\n{log}");
+        assert_nothing_leaked(language, &stdout, &log);
         let r = |name: &str| &results[&format!("{name}.json")];
         assert_eq!(
             r("forge").error.as_deref(),
@@ -558,28 +534,17 @@ fn responses_read_while_the_guest_sleeps_count_against_its_host_budget() {
         ),
     )
     .unwrap();
-    let inputs = dir.path().join("inputs");
-    std::fs::create_dir(&inputs).unwrap();
     let sleep_ms = 30_000;
-    std::fs::write(
-        inputs.join("hoard.json"),
-        json!({"action": "http_hoard", "url": format!("http://127.0.0.1:{port}/big"), "count": 50, "ms": sleep_ms})
-            .to_string(),
-    )
-    .unwrap();
+    let hoard = json!({"action": "http_hoard", "url": format!("http://127.0.0.1:{port}/big"), "count": 50, "ms": sleep_ms});
     let started = Instant::now();
-    let out = std::process::Command::new(crate::support::binary())
-        .args(["dev", "--port", "0", "--config"])
-        .arg(&config)
-        .arg("--input")
-        .arg(&inputs)
-        .env("RUST_LOG", "info")
-        .output()
-        .unwrap();
+    let DevRun { results, log, .. } = run_dev(
+        &config,
+        &dir.path().join("inputs"),
+        &[("hoard", hoard)],
+        &[],
+        &[],
+    );
     let took = started.elapsed();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let log = String::from_utf8_lossy(&out.stderr);
-    let results = parse_dev_output(&stdout);
     let r = &results["hoard.json"];
     assert_eq!(
         r.error.as_deref(),
