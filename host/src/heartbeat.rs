@@ -25,7 +25,7 @@ use crate::backoff::Backoff;
 use crate::report::truncate_chars;
 use crate::runtime::{StopReason, TaskControl};
 use crate::service::swf::MAX_HEARTBEAT_DETAILS;
-use crate::service::{ActivityService, ServiceError, TaskToken};
+use crate::service::{ActivityService, TaskToken, Verdict};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -102,25 +102,34 @@ impl<'a> Heartbeat<'a> {
                     }
                     next = Instant::now() + interval;
                 }
-                Err(ServiceError::TaskGone { code, message }) => {
+                Err(e) if e.verdict == Verdict::TaskGone => {
                     self.stats.failed += 1;
                     crate::metrics::global().heartbeat(false);
-                    tracing::info!(task = %token.short_id(), "heartbeat: the task is over ({code}: {message}); stopping the guest");
-                    control.stop(StopReason::TaskGone { code });
+                    tracing::info!(task = %token.short_id(), "heartbeat: {e}; stopping the guest");
+                    control.stop(StopReason::TaskGone { code: e.code });
                     return;
                 }
-                Err(e @ ServiceError::Transient { .. }) => {
+                Err(e) => {
                     self.stats.failed += 1;
                     crate::metrics::global().heartbeat(false);
-                    let delay = backoff.next_delay().max(RETRY_BASE / 5);
-                    tracing::warn!(task = %token.short_id(), "heartbeat failed ({e}); retrying in {delay:?}");
-                    next = Instant::now() + delay;
-                }
-                Err(e @ ServiceError::Rejected { .. }) => {
-                    self.stats.failed += 1;
-                    crate::metrics::global().heartbeat(false);
-                    tracing::warn!(task = %token.short_id(), "heartbeat refused ({e}); trying again at the next interval");
-                    next = Instant::now() + interval;
+                    // What will pass soon is retried sooner than the
+                    // interval; what needs someone to fix a setting is
+                    // tried again at the next interval.
+                    let soon = matches!(
+                        e.verdict,
+                        Verdict::Throttled
+                            | Verdict::Credentials
+                            | Verdict::Unavailable
+                            | Verdict::NoAnswer
+                    );
+                    if soon {
+                        let delay = backoff.next_delay().max(RETRY_BASE / 5);
+                        tracing::warn!(task = %token.short_id(), "heartbeat failed ({e}); retrying in {delay:?}");
+                        next = Instant::now() + delay;
+                    } else {
+                        tracing::warn!(task = %token.short_id(), "heartbeat refused ({e}); trying again at the next interval");
+                        next = Instant::now() + interval;
+                    }
                 }
             }
         }

@@ -224,7 +224,7 @@ pub async fn aws_sdk_config(config: &Config) -> Result<aws_config::SdkConfig, Ru
     if let Some(endpoint) = &config.endpoint {
         loader = loader.endpoint_url(endpoint);
     }
-    let sdk = loader.load().await;
+    let sdk = service::credentials::refreshing(loader.load().await);
     if sdk.region().is_none() {
         return Err(RunError::NoRegion(config.path.display().to_string()));
     }

@@ -43,7 +43,9 @@ pub struct FinishedLabels {
     pub activity: String,
     /// Tenant, or `-`.
     pub tenant: String,
-    /// `succeeded`, `failed`, `canceled`, `abandoned`, `undelivered`.
+    /// `succeeded`, `failed`, `canceled`, `abandoned`, `unconfirmed` (a
+    /// closed-task answer after an attempt that may have been applied),
+    /// `undelivered`.
     pub outcome: String,
     /// Error name for failures, else empty.
     pub error: String,

@@ -9,7 +9,7 @@
 
 use crate::backoff::Backoff;
 use crate::registry::Route;
-use crate::service::{ActivityService, ServiceError};
+use crate::service::{ActivityService, ServiceError, Verdict};
 use crate::shutdown::Shutdown;
 use crate::task;
 use crate::tenant::{Slot, TenantGate};
@@ -127,22 +127,27 @@ impl Poller {
         let name = self.name.as_str();
         let key = self.config_key.as_str();
         let what = self.service.describe();
-        match e {
-            ServiceError::Rejected { code, message } if code == "ActivityDoesNotExist" => {
-                tracing::error!(
-                    activity = name,
-                    "activity {what} does not exist ({message}); create it (aws stepfunctions create-activity) \
+        let (code, message) = (e.code.as_str(), e.message.as_str());
+        match e.verdict {
+            Verdict::Refused if code == "ActivityDoesNotExist" => tracing::error!(
+                activity = name,
+                "activity {what} does not exist ({message}); create it (aws stepfunctions create-activity) \
                  or fix {key}; polling again in {delay:.1?}"
-                )
-            }
-            ServiceError::Rejected { code, message } if code == "InvalidArn" => tracing::error!(
+            ),
+            Verdict::Refused if code == "InvalidArn" => tracing::error!(
                 activity = name,
                 "the service says {what} is not a valid activity ARN ({message}); fix {key}; \
                  polling again in {delay:.1?}"
             ),
-            ServiceError::Rejected { .. } => tracing::error!(
+            Verdict::Refused | Verdict::Misconfigured => tracing::error!(
                 activity = name,
                 "polling {what} was refused: {e}; check {key}; polling again in {delay:.1?}"
+            ),
+            Verdict::Credentials => tracing::error!(
+                activity = name,
+                "polling {what} was refused: {e}; check the worker's AWS credentials and that its \
+                 role may poll (states:GetActivityTask or swf:PollForActivityTask); polling again \
+                 in {delay:.1?}"
             ),
             _ => tracing::warn!(
                 activity = name,

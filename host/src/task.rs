@@ -107,7 +107,8 @@ async fn run_task(
         Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => {
             ("abandoned", String::new())
         }
-        Delivery::TaskGone(_) | Delivery::Refused(_) => ("undelivered", String::new()),
+        Delivery::Unconfirmed(..) => ("unconfirmed", String::new()),
+        Delivery::TaskGone(_) => ("undelivered", String::new()),
     };
     m.tasks_finished
         .get_or_create(&crate::metrics::FinishedLabels {
@@ -138,9 +139,11 @@ async fn run_task(
             activity, task = %task_id, version, ran = ?ran_for,
             "task result not delivered: the service ended the task first ({code})"
         ),
-        Delivery::Refused(e) => tracing::error!(
-            activity, task = %task_id, version, ran = ?ran_for,
-            "task result refused by the service: {}", Inert(&e.to_string())
+        Delivery::Unconfirmed(report, code) => tracing::info!(
+            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
+            result = report.outcome(),
+            "task result probably delivered: an attempt got no answer and may have been applied, \
+             and the service now says the task is closed ({code})"
         ),
     }
 }

@@ -2,7 +2,9 @@
 //! test, every call is recorded with the (possibly paused) tokio clock, and
 //! scripted errors can be injected per call kind.
 
-use super::{ActivityService, HeartbeatAck, ReportLimits, ServiceError, Task, TaskToken};
+use super::{
+    ActivityService, HeartbeatAck, Operation, ReportLimits, ServiceError, Task, TaskToken, Verdict,
+};
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -123,15 +125,15 @@ impl ActivityService for FakeService {
 }
 
 pub fn transient() -> ServiceError {
-    ServiceError::Transient {
-        code: "ThrottlingException".into(),
-        message: "slow down".into(),
-    }
+    ServiceError::new(Verdict::Throttled, "ThrottlingException", "slow down")
 }
 
 pub fn gone() -> ServiceError {
-    ServiceError::TaskGone {
-        code: "TaskTimedOut".into(),
-        message: "task timed out".into(),
-    }
+    ServiceError::new(Verdict::TaskGone, "TaskTimedOut", "task timed out")
+}
+
+/// The answer a real service gives to `code` on `operation`.
+pub fn answer(operation: Operation, code: &str) -> ServiceError {
+    let verdict = super::answers::classify(operation, Some(code), Some(400));
+    ServiceError::new(verdict, code, "scripted")
 }

@@ -1,11 +1,14 @@
 //! The services that hand out activity tasks, behind one trait.
 //!
 //! The worker only ever talks to an [`ActivityService`]: long-poll for a task,
-//! heartbeat it, report its result. Each backend (Step Functions today, SWF
-//! next) lives in its own file and maps its wire errors onto the three
-//! [`ServiceError`] kinds the worker acts on, so retry and give-up decisions
-//! are made in one place and can be unit tested with a fake service.
+//! heartbeat it, report its result. Each backend (Step Functions, SWF) lives
+//! in its own file and sorts every error answer through one table
+//! ([`answers`]) into the [`Verdict`] the worker acts on, so retry and
+//! give-up decisions are made in one place and can be unit tested with a
+//! fake service.
 
+pub mod answers;
+pub mod credentials;
 pub mod sfn;
 pub mod swf;
 
@@ -16,6 +19,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::fmt;
 
+pub use answers::{Operation, Verdict};
 pub use sfn::StepFunctions;
 pub use swf::Swf;
 
@@ -98,44 +102,33 @@ pub struct ReportLimits {
     pub cause_chars: usize,
 }
 
-/// The service errors the worker tells apart.
+/// An error answer, sorted by what it proves for the operation that got it
+/// (see [`answers`]).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ServiceError {
-    /// The task is over on the service side (timed out, execution stopped,
-    /// token unknown): stop working on it and report nothing.
-    #[error("the task is no longer open ({code}): {message}")]
-    TaskGone {
-        /// The service's error code, e.g. `TaskTimedOut`.
-        code: String,
-        /// The service's message.
-        message: String,
-    },
-    /// Throttling, a 5xx, a timeout or a network error: try again later.
-    #[error("transient service error ({code}): {message}")]
-    Transient {
-        /// The service's error code, or a description of the failure kind.
-        code: String,
-        /// Details.
-        message: String,
-    },
-    /// The service refused the request and will refuse it again.
-    #[error("the service refused the request ({code}): {message}")]
-    Rejected {
-        /// The service's error code, e.g. `ActivityDoesNotExist`.
-        code: String,
-        /// The service's message.
-        message: String,
-    },
+#[error("{} ({code}): {message}", verdict.describe())]
+pub struct ServiceError {
+    /// What the answer proves.
+    pub verdict: Verdict,
+    /// The service's error code, or a description of the failure kind
+    /// (`Timeout`, `HTTP 503`).
+    pub code: String,
+    /// The service's message, or details.
+    pub message: String,
 }
 
 impl ServiceError {
+    /// An error with `verdict`.
+    pub fn new(verdict: Verdict, code: impl Into<String>, message: impl Into<String>) -> Self {
+        ServiceError {
+            verdict,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
     /// The service's error code.
     pub fn code(&self) -> &str {
-        match self {
-            ServiceError::TaskGone { code, .. }
-            | ServiceError::Transient { code, .. }
-            | ServiceError::Rejected { code, .. } => code,
-        }
+        &self.code
     }
 }
 
@@ -172,135 +165,78 @@ pub trait ActivityService: Send + Sync + 'static {
     /// (SWF RespondActivityTaskCanceled). Services without cancellation
     /// refuse it.
     async fn cancel(&self, _token: &TaskToken, _details: &str) -> Result<(), ServiceError> {
-        Err(ServiceError::Rejected {
-            code: "Unsupported".into(),
-            message: format!("{} has no task cancellation", self.describe()),
-        })
+        Err(ServiceError::new(
+            Verdict::Misconfigured,
+            "Unsupported",
+            format!("{} has no task cancellation", self.describe()),
+        ))
     }
 }
 
-/// Maps an AWS SDK error (any service) onto the kinds the worker acts on.
-pub fn from_sdk_error<E>(err: SdkError<E, HttpResponse>) -> ServiceError
+/// Sorts an AWS SDK error (any service) for `operation`; a credential
+/// error also has the credentials fetched afresh for the next request.
+pub fn from_sdk_error<E>(operation: Operation, err: SdkError<E, HttpResponse>) -> ServiceError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
-    let message = DisplayErrorContext(&err).to_string();
-    match &err {
+    let (code, status, message) = match &err {
         SdkError::ServiceError(ctx) => {
             // Keep the log line short: the service's message, not the SDK's
             // whole error context (which repeats headers and body).
-            let detail = ctx
+            let message = ctx
                 .err()
                 .message()
                 .unwrap_or("(no message from the service)")
                 .to_string();
-            classify(ctx.err().code(), Some(ctx.raw().status().as_u16()), &detail)
+            let status = ctx.raw().status().as_u16();
+            (ctx.err().code().map(str::to_string), Some(status), message)
         }
-        SdkError::TimeoutError(_) => ServiceError::Transient {
-            code: "Timeout".into(),
-            message,
-        },
-        SdkError::DispatchFailure(_) => ServiceError::Transient {
-            code: "NetworkError".into(),
-            message,
-        },
-        // A response that could not be read (the connection dropped mid-body,
-        // say): whether the request took effect is unknown, so retry it.
-        SdkError::ResponseError(_) => ServiceError::Transient {
-            code: "ResponseError".into(),
-            message,
-        },
-        SdkError::ConstructionFailure(_) => ServiceError::Rejected {
-            code: "InvalidRequest".into(),
-            message,
-        },
-        _ => ServiceError::Transient {
-            code: "Unknown".into(),
-            message,
-        },
+        SdkError::TimeoutError(_) => (
+            Some("Timeout".into()),
+            None,
+            DisplayErrorContext(&err).to_string(),
+        ),
+        SdkError::DispatchFailure(_) => (
+            Some("NetworkError".into()),
+            None,
+            DisplayErrorContext(&err).to_string(),
+        ),
+        // A response that could not be read (the connection dropped
+        // mid-body, say): whether the request took effect is unknown.
+        SdkError::ResponseError(ctx) => (
+            Some("ResponseError".into()),
+            Some(ctx.raw().status().as_u16()).filter(|s| *s >= 400),
+            DisplayErrorContext(&err).to_string(),
+        ),
+        // The request could not even be built: nothing was sent.
+        SdkError::ConstructionFailure(_) => {
+            return ServiceError::new(
+                Verdict::Misconfigured,
+                "InvalidRequest",
+                DisplayErrorContext(&err).to_string(),
+            );
+        }
+        _ => (
+            Some("Unknown".into()),
+            None,
+            DisplayErrorContext(&err).to_string(),
+        ),
+    };
+    let verdict = match &err {
+        SdkError::ServiceError(_) => answers::classify(operation, code.as_deref(), status),
+        _ if status.is_some() => answers::classify(operation, None, status),
+        _ => Verdict::NoAnswer,
+    };
+    if verdict == Verdict::Credentials {
+        credentials::refused();
     }
-}
-
-/// Error codes AWS services use for throttling (from the AWS SDKs' retry
-/// classifiers).
-const THROTTLING_CODES: &[&str] = &[
-    "Throttling",
-    "ThrottlingException",
-    "ThrottledException",
-    "RequestThrottledException",
-    "TooManyRequestsException",
-    "ProvisionedThroughputExceededException",
-    "TransactionInProgressException",
-    "RequestLimitExceeded",
-    "BandwidthLimitExceeded",
-    "LimitExceededException",
-    "RequestThrottled",
-    "SlowDown",
-    "PriorRequestNotComplete",
-    "EC2ThrottledException",
-];
-
-/// Error codes that mean a transient server-side problem.
-const TRANSIENT_CODES: &[&str] = &[
-    "InternalFailure",
-    "InternalServerError",
-    "InternalError",
-    "ServiceUnavailable",
-    "ServiceUnavailableException",
-    "RequestTimeout",
-    "RequestTimeoutException",
-];
-
-/// Error codes that mean the task is over on the service side.
-const TASK_GONE_CODES: &[&str] = &[
-    // Step Functions
-    "TaskTimedOut",
-    "TaskDoesNotExist",
-    "InvalidToken",
-    // SWF
-    "UnknownResourceFault",
-    "UnknownResource",
-];
-
-/// Sorts a service error response into a [`ServiceError`] kind.
-///
-/// `code` is the AWS error code (`__type`), `status` the HTTP status.
-pub fn classify(code: Option<&str>, status: Option<u16>, message: &str) -> ServiceError {
-    let code_str = code.unwrap_or("").to_string();
-    let message = message.to_string();
-    let name = code.unwrap_or("");
-    if TASK_GONE_CODES.contains(&name) {
-        return ServiceError::TaskGone {
-            code: code_str,
-            message,
-        };
-    }
-    if THROTTLING_CODES.contains(&name) || TRANSIENT_CODES.contains(&name) {
-        return ServiceError::Transient {
-            code: code_str,
-            message,
-        };
-    }
-    match status {
-        Some(429) | Some(500..=599) => ServiceError::Transient {
-            code: if code_str.is_empty() {
-                format!("HTTP {}", status.unwrap_or_default())
-            } else {
-                code_str
-            },
-            message,
-        },
-        _ => ServiceError::Rejected {
-            code: if code_str.is_empty() {
-                status
-                    .map(|s| format!("HTTP {s}"))
-                    .unwrap_or_else(|| "Unknown".to_string())
-            } else {
-                code_str
-            },
-            message,
-        },
-    }
+    let code = match code {
+        Some(code) if !code.is_empty() => code,
+        _ => status
+            .map(|s| format!("HTTP {s}"))
+            .unwrap_or_else(|| "Unknown".into()),
+    };
+    ServiceError::new(verdict, code, message)
 }
 
 #[cfg(test)]
@@ -310,63 +246,14 @@ pub(crate) mod fake;
 mod tests {
     use super::*;
 
-    fn kind(code: Option<&str>, status: Option<u16>) -> &'static str {
-        match classify(code, status, "m") {
-            ServiceError::TaskGone { .. } => "gone",
-            ServiceError::Transient { .. } => "transient",
-            ServiceError::Rejected { .. } => "rejected",
-        }
-    }
-
     #[test]
-    fn task_over_codes_are_gone() {
-        for code in [
-            "TaskTimedOut",
-            "TaskDoesNotExist",
-            "InvalidToken",
-            "UnknownResourceFault",
-        ] {
-            assert_eq!(kind(Some(code), Some(400)), "gone", "{code}");
-        }
-    }
-
-    #[test]
-    fn throttling_is_transient_whatever_the_status() {
-        for code in [
-            "ThrottlingException",
-            "Throttling",
-            "TooManyRequestsException",
-            "RequestLimitExceeded",
-        ] {
-            assert_eq!(kind(Some(code), Some(400)), "transient", "{code}");
-        }
-    }
-
-    #[test]
-    fn server_errors_and_429_are_transient() {
-        assert_eq!(kind(None, Some(500)), "transient");
-        assert_eq!(kind(None, Some(503)), "transient");
-        assert_eq!(kind(Some("Weird"), Some(502)), "transient");
-        assert_eq!(kind(None, Some(429)), "transient");
-        assert_eq!(kind(Some("ServiceUnavailable"), None), "transient");
-    }
-
-    #[test]
-    fn client_errors_are_rejected() {
-        assert_eq!(kind(Some("ActivityDoesNotExist"), Some(400)), "rejected");
-        assert_eq!(kind(Some("InvalidArn"), Some(400)), "rejected");
-        assert_eq!(kind(Some("InvalidOutput"), Some(400)), "rejected");
-        assert_eq!(kind(Some("AccessDeniedException"), Some(400)), "rejected");
-        assert_eq!(kind(None, Some(404)), "rejected");
-    }
-
-    #[test]
-    fn codes_survive_classification() {
-        let e = classify(None, Some(503), "busy");
-        assert_eq!(e.code(), "HTTP 503");
-        let e = classify(Some("TaskTimedOut"), Some(400), "late");
+    fn errors_show_what_they_prove_and_the_code() {
+        let e = ServiceError::new(Verdict::TaskGone, "TaskTimedOut", "late");
         assert_eq!(e.code(), "TaskTimedOut");
-        assert!(e.to_string().contains("late"));
+        assert_eq!(
+            e.to_string(),
+            "the task is no longer open (TaskTimedOut): late"
+        );
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! which errors mean the task is gone.
 
 use super::{
-    ActivityService, HeartbeatAck, ReportLimits, ServiceError, Task, TaskToken, from_sdk_error,
+    ActivityService, HeartbeatAck, Operation, ReportLimits, ServiceError, Task, TaskToken,
+    from_sdk_error,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -101,7 +102,7 @@ impl ActivityService for StepFunctions {
             .worker_name(&self.worker_name)
             .send()
             .await
-            .map_err(from_sdk_error)?;
+            .map_err(|e| from_sdk_error(Operation::Poll, e))?;
         match out.task_token() {
             Some(token) if !token.is_empty() => Ok(Some(Task {
                 token: TaskToken::new(token),
@@ -126,7 +127,7 @@ impl ActivityService for StepFunctions {
             .task_token(token.as_str())
             .send()
             .await
-            .map_err(from_sdk_error)?;
+            .map_err(|e| from_sdk_error(Operation::Heartbeat, e))?;
         Ok(HeartbeatAck::default())
     }
 
@@ -138,7 +139,7 @@ impl ActivityService for StepFunctions {
             .output(output)
             .send()
             .await
-            .map_err(from_sdk_error)?;
+            .map_err(|e| from_sdk_error(Operation::Complete, e))?;
         Ok(())
     }
 
@@ -151,7 +152,7 @@ impl ActivityService for StepFunctions {
             .cause(cause)
             .send()
             .await
-            .map_err(from_sdk_error)?;
+            .map_err(|e| from_sdk_error(Operation::Fail, e))?;
         Ok(())
     }
 }

@@ -7,8 +7,8 @@
 //! the poll client's read timeout is above the service's 60 s long poll.
 
 use super::{
-    ActivityService, ActivityType, HeartbeatAck, ReportLimits, ServiceError, Task, TaskToken,
-    from_sdk_error,
+    ActivityService, ActivityType, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
+    TaskToken, Verdict, from_sdk_error,
 };
 use crate::report::truncate_chars;
 use async_trait::async_trait;
@@ -85,7 +85,7 @@ impl SwfClients {
             .map_err(|e| {
                 tracing::warn!(
                     "cannot describe activity type {name} {version} in {domain}: {}",
-                    from_sdk_error(e)
+                    from_sdk_error(Operation::Describe, e)
                 );
             })
             .ok()?;
@@ -134,10 +134,7 @@ impl ActivityService for Swf {
         let task_list = aws_sdk_swf::types::TaskList::builder()
             .name(&self.task_list)
             .build()
-            .map_err(|e| ServiceError::Rejected {
-                code: "InvalidRequest".into(),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| ServiceError::new(Verdict::Refused, "InvalidRequest", e.to_string()))?;
         let out = self
             .clients
             .poll
@@ -147,7 +144,7 @@ impl ActivityService for Swf {
             .identity(&self.identity)
             .send()
             .await
-            .map_err(from_sdk_error)?;
+            .map_err(|e| from_sdk_error(Operation::Poll, e))?;
         if out.task_token().is_empty() {
             return Ok(None);
         }
@@ -175,7 +172,10 @@ impl ActivityService for Swf {
         if let Some(details) = details {
             call = call.details(truncate_chars(details, MAX_HEARTBEAT_DETAILS));
         }
-        let out = call.send().await.map_err(from_sdk_error)?;
+        let out = call
+            .send()
+            .await
+            .map_err(|e| from_sdk_error(Operation::Heartbeat, e))?;
         Ok(HeartbeatAck {
             cancel_requested: out.cancel_requested(),
         })
@@ -189,7 +189,7 @@ impl ActivityService for Swf {
             .result(output)
             .send()
             .await
-            .map_err(from_sdk_error)?;
+            .map_err(|e| from_sdk_error(Operation::Complete, e))?;
         Ok(())
     }
 
@@ -202,7 +202,7 @@ impl ActivityService for Swf {
             .details(cause)
             .send()
             .await
-            .map_err(from_sdk_error)?;
+            .map_err(|e| from_sdk_error(Operation::Fail, e))?;
         Ok(())
     }
 
@@ -214,7 +214,7 @@ impl ActivityService for Swf {
             .details(truncate_chars(details, LIMITS.cause_chars))
             .send()
             .await
-            .map_err(from_sdk_error)?;
+            .map_err(|e| from_sdk_error(Operation::Cancel, e))?;
         Ok(())
     }
 }

@@ -1,0 +1,204 @@
+//! Credentials fetched again when the service refuses them.
+//!
+//! The SDK caches credentials until the expiry they carry. A role session
+//! revoked or rotated early, or credentials refused for any reason, are then
+//! handed out again until that expiry, and every heartbeat and report in the
+//! window fails: results are lost to a cache. So the worker keeps its own
+//! cache in front of the default chain and drops it whenever a call is
+//! refused for its credentials ([`refused`], from the answer table), at most
+//! once per [`MIN_REFRESH`] so a burst of refusals costs one fetch.
+
+use aws_config::SdkConfig;
+use aws_config::identity::IdentityCache;
+use aws_credential_types::Credentials;
+use aws_credential_types::provider::{
+    ProvideCredentials, Result as CredentialsResult, SharedCredentialsProvider, future,
+};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// Refusals closer together than this refresh once.
+pub const MIN_REFRESH: Duration = Duration::from_secs(5);
+/// Credentials this close to their expiry are fetched again before use.
+const EXPIRY_BUFFER: Duration = Duration::from_secs(5 * 60);
+
+/// Counts refreshes asked for; a cache filled under an older count is stale.
+#[derive(Debug, Default)]
+pub(crate) struct Generation {
+    value: AtomicU64,
+    last_bump: Mutex<Option<Instant>>,
+}
+
+impl Generation {
+    fn current(&self) -> u64 {
+        self.value.load(Ordering::SeqCst)
+    }
+
+    /// Marks every cache stale, unless that was done less than
+    /// [`MIN_REFRESH`] before `now`.
+    fn bump(&self, now: Instant) -> bool {
+        let mut last = self.last_bump.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| now.saturating_duration_since(t) < MIN_REFRESH) {
+            return false;
+        }
+        *last = Some(now);
+        self.value.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+}
+
+static GLOBAL: Generation = Generation {
+    value: AtomicU64::new(0),
+    last_bump: Mutex::new(None),
+};
+
+/// A call was refused for its credentials: the next request fetches them
+/// afresh from the provider chain.
+pub fn refused() {
+    if GLOBAL.bump(Instant::now()) {
+        tracing::warn!(
+            "the service refused the worker's credentials; fetching them again from the \
+             provider chain (environment, profile, web identity, container or instance role)"
+        );
+    }
+}
+
+/// A credentials provider that caches what `inner` gives until it nears
+/// expiry or a refusal makes it stale.
+#[derive(Debug)]
+pub(crate) struct Refreshing {
+    inner: SharedCredentialsProvider,
+    generation: &'static Generation,
+    cached: tokio::sync::Mutex<Option<(Credentials, u64)>>,
+}
+
+impl Refreshing {
+    pub(crate) fn new(inner: SharedCredentialsProvider, generation: &'static Generation) -> Self {
+        Refreshing {
+            inner,
+            generation,
+            cached: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    async fn get(&self) -> CredentialsResult {
+        // Held across the fetch: concurrent requests wait for one fetch.
+        let mut cached = self.cached.lock().await;
+        let generation = self.generation.current();
+        if let Some((credentials, filled)) = cached.as_ref() {
+            let fresh = credentials
+                .expiry()
+                .is_none_or(|at| at > SystemTime::now() + EXPIRY_BUFFER);
+            if *filled == generation && fresh {
+                return Ok(credentials.clone());
+            }
+        }
+        let credentials = self.inner.provide_credentials().await?;
+        *cached = Some((credentials.clone(), generation));
+        Ok(credentials)
+    }
+}
+
+impl ProvideCredentials for Refreshing {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.get())
+    }
+}
+
+/// `sdk` with its credentials behind a [`Refreshing`] cache (and the SDK's
+/// own cache off, so a refusal takes effect at the next request).
+pub fn refreshing(sdk: SdkConfig) -> SdkConfig {
+    let Some(inner) = sdk.credentials_provider() else {
+        return sdk;
+    };
+    sdk.into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Refreshing::new(
+            inner, &GLOBAL,
+        )))
+        .identity_cache(IdentityCache::no_cache())
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Hands out credentials numbered by how often it was asked.
+    #[derive(Debug, Default)]
+    struct Counting(Arc<AtomicUsize>);
+
+    impl ProvideCredentials for Counting {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                format!("key{n}"),
+                "secret",
+                None,
+                None,
+                "test",
+            )))
+        }
+    }
+
+    fn leak<T>(t: T) -> &'static T {
+        Box::leak(Box::new(t))
+    }
+
+    #[tokio::test]
+    async fn cached_until_refused_then_fetched_once() {
+        let generation = leak(Generation::default());
+        let inner = Counting::default();
+        let count = inner.0.clone();
+        let provider = Refreshing::new(SharedCredentialsProvider::new(inner), generation);
+        assert_eq!(provider.get().await.unwrap().access_key_id(), "key1");
+        assert_eq!(provider.get().await.unwrap().access_key_id(), "key1");
+        let t0 = Instant::now();
+        assert!(generation.bump(t0));
+        // A burst of refusals right after is one refresh.
+        assert!(!generation.bump(t0 + Duration::from_secs(1)));
+        assert_eq!(provider.get().await.unwrap().access_key_id(), "key2");
+        assert_eq!(provider.get().await.unwrap().access_key_id(), "key2");
+        assert!(generation.bump(t0 + MIN_REFRESH));
+        assert_eq!(provider.get().await.unwrap().access_key_id(), "key3");
+        assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn credentials_near_expiry_are_fetched_again() {
+        #[derive(Debug, Default)]
+        struct Expiring(Arc<AtomicUsize>);
+        impl ProvideCredentials for Expiring {
+            fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                self.0.fetch_add(1, Ordering::SeqCst);
+                future::ProvideCredentials::ready(Ok(Credentials::new(
+                    "k",
+                    "s",
+                    Some("session".into()),
+                    Some(SystemTime::now() + Duration::from_secs(60)),
+                    "test",
+                )))
+            }
+        }
+        let inner = Expiring::default();
+        let count = inner.0.clone();
+        let provider = Refreshing::new(
+            SharedCredentialsProvider::new(inner),
+            leak(Generation::default()),
+        );
+        provider.get().await.unwrap();
+        provider.get().await.unwrap();
+        assert_eq!(count.load(Ordering::SeqCst), 2);
+    }
+}
