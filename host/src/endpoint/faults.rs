@@ -11,10 +11,13 @@
 //! ```
 //!
 //! Faults: `throttle` (400 ThrottlingException), `server_error` (500
-//! InternalFailure), `error` (any `code` and `status`, e.g. TaskTimedOut),
-//! `reset` (the connection drops before the request is applied), `delay`
-//! (`delay_ms` before applying), `drop_response` (applied, then the
-//! connection drops: the client cannot know it worked).
+//! InternalFailure), `error` (any `code` and `status`, e.g. TaskTimedOut or
+//! KmsThrottlingException), `body` (any `status` with a `body` that is not
+//! the service's, as a proxy or load balancer answers), `reset` (the
+//! connection drops before the request is applied), `delay` (`delay_ms`
+//! before applying), `drop_response` (applied, then the connection drops:
+//! the client cannot know it worked). None of them applies the request
+//! except `delay` and `drop_response`.
 
 use axum::Json;
 use axum::extract::State;
@@ -37,6 +40,15 @@ pub enum FaultKind {
         /// HTTP status (default 400).
         #[serde(default = "default_status")]
         status: u16,
+    },
+    /// An answer that is not the service's: `status` with `body` as is.
+    Body {
+        /// HTTP status.
+        #[serde(default = "default_status")]
+        status: u16,
+        /// The body, e.g. an HTML error page.
+        #[serde(default)]
+        body: String,
     },
     /// The connection drops before the request is applied.
     Reset,
@@ -176,6 +188,14 @@ mod tests {
             ("*", FaultKind::Delay { ms: 250 }, 0.5)
         );
         assert!(serde_json::from_str::<FaultRule>(r#"{"fault": "explode"}"#).is_err());
+        let r = rule(r#"{"fault": "body", "status": 502, "body": "<html>bad gateway</html>"}"#);
+        assert_eq!(
+            r.kind,
+            FaultKind::Body {
+                status: 502,
+                body: "<html>bad gateway</html>".into()
+            }
+        );
     }
 
     #[test]

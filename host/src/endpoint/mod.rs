@@ -333,6 +333,15 @@ async fn api(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Re
             }
             .into_response();
         }
+        Some(FaultKind::Body { status, body }) => {
+            let mut response = Response::new(Body::from(body.clone()));
+            *response.status_mut() =
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY);
+            response
+                .headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            return response;
+        }
         Some(FaultKind::Reset) => return broken_response(),
         Some(FaultKind::DropResponse) | None => {}
     }
@@ -521,22 +530,27 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn identical_repeat_of_a_report_is_acknowledged_a_different_one_is_not() {
+    async fn a_repeated_report_is_answered_task_timed_out_as_on_aws() {
         let ep = endpoint().await;
         let (arn, sm) = setup(&ep, json!({})).await;
         start(&ep, &sm, json!({})).await;
         let token = poll(&ep, &arn).await.unwrap();
         let success = json!({"taskToken": token, "output": "{\"a\":1}"});
         ep.call("SendTaskSuccess", success.clone()).await.unwrap();
-        ep.call("SendTaskSuccess", success).await.unwrap();
-        let e = ep
-            .call(
+        // The same report again (its first response lost), a different
+        // one, a failure, a heartbeat: the task is closed for all of them.
+        for (op, req) in [
+            ("SendTaskSuccess", success),
+            (
                 "SendTaskSuccess",
                 json!({"taskToken": token, "output": "{}"}),
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(e.code, "TaskTimedOut");
+            ),
+            ("SendTaskFailure", json!({"taskToken": token, "error": "E"})),
+            ("SendTaskHeartbeat", json!({"taskToken": token})),
+        ] {
+            let e = ep.call(op, req).await.unwrap_err();
+            assert_eq!(e.code, "TaskTimedOut", "{op}");
+        }
         assert_eq!(ep.shared().completions(), 1);
     }
 
