@@ -303,3 +303,92 @@ async fn swf_answers_never_convert_or_lose_a_result() {
         worker.log()
     );
 }
+
+/// LocalStack answers a repeated success as a closed task (`InvalidToken`)
+/// as AWS does (`TaskTimedOut`): through a fault proxy that loses responses
+/// and answers as AWS and proxies do in bad moments, every success arrives
+/// unconverted and the lost responses are counted as unconfirmed.
+#[tokio::test(flavor = "multi_thread")]
+async fn localstack_success_survives_lost_responses_and_answers_that_say_nothing() {
+    use crate::fault_proxy::{Fault, FaultProxy};
+    let svc = Service::start(Backend::LocalStack);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("proxied").await;
+    let sm = sfn.create_state_machine(&activity, 300, None).await;
+    let proxy = FaultProxy::start(&svc.url).await;
+    let op = "SendTaskSuccess";
+    for code in [
+        "KmsThrottlingException",
+        "ExpiredTokenException",
+        "KmsAccessDeniedException",
+    ] {
+        proxy.add(op, Fault::Error { code, status: 400 }, 1);
+    }
+    proxy.add(
+        op,
+        Fault::Body {
+            status: 403,
+            body: "<html>Forbidden</html>",
+        },
+        1,
+    );
+    proxy.add(
+        op,
+        Fault::Body {
+            status: 400,
+            body: "Bad Request",
+        },
+        1,
+    );
+    proxy.add(
+        op,
+        Fault::Body {
+            status: 502,
+            body: "<html>Bad Gateway</html>",
+        },
+        1,
+    );
+    proxy.add(op, Fault::DropResponse, 2);
+    let worker = Worker::start(
+        &activity_toml(
+            "proxied",
+            &activity,
+            &guests().scenario,
+            "max_concurrent = 4",
+        ),
+        &svc.through(&proxy.url),
+    );
+    let mut executions = Vec::new();
+    for i in 0..5 {
+        executions.push((
+            i,
+            sfn.start(&sm, &json!({"action": "echo", "value": {"n": i}}))
+                .await,
+        ));
+    }
+    for (i, e) in &executions {
+        let done = sfn.wait(e, DONE).await;
+        assert_eq!(done.output_json(), json!({"n": i}), "{done:?}");
+    }
+    assert!(
+        proxy.unfired().is_empty(),
+        "answers never given: {:?}",
+        proxy.unfired()
+    );
+    let dropped = proxy.dropped() as usize;
+    wait_until(Duration::from_secs(20), "the lost responses logged", || {
+        (worker.log_count("task result probably delivered") == dropped).then_some(())
+    });
+    assert_eq!(
+        worker.log_count("task succeeded") + dropped,
+        executions.len(),
+        "{}",
+        worker.log()
+    );
+    assert_eq!(
+        worker.log_count("task result not delivered"),
+        0,
+        "{}",
+        worker.log()
+    );
+}

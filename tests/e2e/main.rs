@@ -5,6 +5,7 @@
 
 mod check;
 mod delivery;
+mod fault_proxy;
 mod invoke;
 mod local_endpoint;
 mod many_hosts;

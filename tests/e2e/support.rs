@@ -263,6 +263,15 @@ impl Service {
         }
     }
 
+    /// The same backend reached through `url` (a proxy in front of it).
+    pub fn through(&self, url: &str) -> Service {
+        Service {
+            backend: self.backend,
+            url: url.to_string(),
+            process: None,
+        }
+    }
+
     /// Adds a fault rule (embedded endpoint only).
     pub async fn add_fault(&self, rule: serde_json::Value) {
         let r = reqwest::Client::new()
