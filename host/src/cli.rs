@@ -473,12 +473,12 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                             problems += 1;
                             println!(
                                 "  host memory:  FAILED: instantiating alone holds {} of the host's memory, \
-                                 over half of host_memory_limit ({}); raise activity.{}.host_memory_limit",
+                                 over half of host_memory_limit ({}); raise {}",
                                 bytesize::ByteSize(t.host_memory).display().iec(),
                                 bytesize::ByteSize(activity.limits.host_memory)
                                     .display()
                                     .iec(),
-                                activity.name
+                                activity.id().key_hint("host_memory_limit")
                             );
                         }
                     }
@@ -543,11 +543,7 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             list.name, list.domain, list.task_list, list.max_concurrent, list.pollers
         );
         for t in &list.types {
-            let label = format!(
-                "{} {}",
-                t.name,
-                t.version.as_deref().unwrap_or("(any version)")
-            );
+            let label = format!("{} ({})", t.id, t.id.table());
             let load = {
                 let runtime = runtime.clone();
                 let path = t.component.clone();
