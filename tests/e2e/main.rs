@@ -4,6 +4,7 @@
 //! Run them with `scripts/test.sh`, which installs and starts what they need.
 
 mod check;
+mod dev_args;
 mod invoke;
 mod local_endpoint;
 mod many_hosts;
