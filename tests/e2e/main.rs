@@ -15,4 +15,5 @@ mod sandbox;
 mod step_functions;
 mod support;
 mod swf;
+mod swf_naming;
 mod swf_support;
