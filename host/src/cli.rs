@@ -67,7 +67,7 @@ pub enum Command {
         #[arg(long, short)]
         input: Vec<PathBuf>,
         /// Which activity the inputs are for (needed if the config has several).
-        #[arg(long)]
+        #[arg(long, requires = "input")]
         activity: Option<String>,
         /// Port for the endpoint on 127.0.0.1.
         #[arg(long, default_value_t = 4599)]
@@ -266,30 +266,20 @@ async fn dev(
     activity: Option<&str>,
     port: u16,
 ) -> anyhow::Result<ExitCode> {
-    use crate::dev::{DevSession, banner, format_result, input_files};
-    let mut config = Config::from_file(path)?;
-    if !config.task_lists.is_empty() {
+    use crate::dev::{DevPlan, DevSession, banner, format_result};
+    let config = Config::from_file(path)?;
+    let task_lists: Vec<String> = config.task_lists.iter().map(|t| t.name.clone()).collect();
+    // Every argument is checked before anything starts.
+    let plan = DevPlan::new(config, inputs, activity)?;
+    if !task_lists.is_empty() {
         eprintln!(
             "note: dev runs the config's Step Functions activities only; to try its SWF task lists ({}), \
              start `wasm-activity serve-local` (it speaks SWF too) and point `run` at it with a decider",
-            config
-                .task_lists
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        config.task_lists.clear();
-    }
-    if config.activities.is_empty() {
-        anyhow::bail!(
-            "{}: dev needs at least one [activity.NAME] (Step Functions) table",
-            path.display()
+            task_lists.join(", ")
         );
     }
-    let files = input_files(inputs)?;
-    let session = DevSession::start(config, port).await?;
-    if files.is_empty() {
+    let session = DevSession::start(&plan, port).await?;
+    let Some(target) = session.target.clone() else {
         println!(
             "{}",
             banner(&session.endpoint.url(), &session.activities, None)
@@ -297,21 +287,33 @@ async fn dev(
         tokio::select! {
             () = crate::shutdown::signal() => {}
             // The worker ends on its own only if it failed to start.
-            () = async { while !session.worker_finished() { tokio::time::sleep(std::time::Duration::from_millis(200)).await } } => {}
+            () = session.worker_stopped() => {}
         }
         session.stop().await?;
         return Ok(ExitCode::SUCCESS);
+    };
+    enum Ended {
+        Ran(Result<Vec<crate::dev::DevResult>, crate::dev::DevError>),
+        Signal,
+        WorkerStopped,
     }
-    let target = session.target(activity)?.clone();
-    let results = tokio::select! {
-        r = session.run_inputs(&target, &files) => r?,
-        () = crate::shutdown::signal() => { session.stop().await?; return Ok(ExitCode::from(130)); }
+    let ended = tokio::select! {
+        r = session.run_inputs(&target, &plan.inputs) => Ended::Ran(r),
+        () = crate::shutdown::signal() => Ended::Signal,
+        // It failed to start: stop() below says why.
+        () = session.worker_stopped() => Ended::WorkerStopped,
+    };
+    // Stopped on every path, so no worker task outlives the runtime.
+    session.stop().await?;
+    let results = match ended {
+        Ended::Ran(results) => results?,
+        Ended::Signal => return Ok(ExitCode::from(130)),
+        Ended::WorkerStopped => bail!("the worker stopped before the inputs were run"),
     };
     let cwd = std::env::current_dir().unwrap_or_default();
     for r in &results {
         println!("{}\n", format_result(r, &cwd));
     }
-    session.stop().await?;
     let ok = results.iter().all(|r| r.succeeded());
     Ok(if ok {
         ExitCode::SUCCESS
@@ -473,12 +475,12 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
                             problems += 1;
                             println!(
                                 "  host memory:  FAILED: instantiating alone holds {} of the host's memory, \
-                                 over half of host_memory_limit ({}); raise activity.{}.host_memory_limit",
+                                 over half of host_memory_limit ({}); raise {}",
                                 bytesize::ByteSize(t.host_memory).display().iec(),
                                 bytesize::ByteSize(activity.limits.host_memory)
                                     .display()
                                     .iec(),
-                                activity.name
+                                activity.id().key_hint("host_memory_limit")
                             );
                         }
                     }
@@ -543,11 +545,7 @@ async fn check(path: &Path) -> anyhow::Result<ExitCode> {
             list.name, list.domain, list.task_list, list.max_concurrent, list.pollers
         );
         for t in &list.types {
-            let label = format!(
-                "{} {}",
-                t.name,
-                t.version.as_deref().unwrap_or("(any version)")
-            );
+            let label = format!("{} ({})", t.id, t.id.table());
             let load = {
                 let runtime = runtime.clone();
                 let path = t.component.clone();

@@ -404,6 +404,8 @@ pub struct TaskListConfig {
 /// An SWF activity type mapped to a component.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActivityTypeConfig {
+    /// Its name in logs and metrics, and where it is in the config file.
+    pub id: ActivityId,
     /// Activity type name.
     pub name: String,
     /// Version; `None` serves every version of the type.
@@ -446,6 +448,115 @@ pub struct ActivityConfig {
     pub tenant: Option<String>,
     /// Task recording, if on.
     pub record: Option<RecordConfig>,
+}
+
+/// A Step Functions activity or an SWF activity type, as the config file
+/// names it. The one place that says what it is called in logs, metrics
+/// labels and error messages ([`ActivityId::name`]), and which TOML key sets
+/// one of its settings ([`ActivityId::key`], [`ActivityId::key_hint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivityId {
+    /// An `[activity.NAME]` table.
+    StepFunctions {
+        /// `NAME`.
+        name: String,
+    },
+    /// The `index`th (from 0) `[[swf.LIST.activity]]` entry.
+    SwfType {
+        /// `LIST`, the key of the `[swf.LIST]` table.
+        list: String,
+        /// Position of the entry in the file, from 0.
+        index: usize,
+        /// Its `type`.
+        type_name: String,
+        /// Its `version`, if it has one.
+        version: Option<String>,
+    },
+}
+
+impl ActivityId {
+    /// The name logs, metrics labels and error messages use: `NAME` for
+    /// `[activity.NAME]`; `LIST/TYPE@VERSION` for an SWF type, `LIST/TYPE`
+    /// for an entry without a version. Unique within a config (the
+    /// validator refuses two of the same).
+    pub(crate) fn name(&self) -> String {
+        match self {
+            ActivityId::StepFunctions { name } => name.clone(),
+            ActivityId::SwfType {
+                list,
+                type_name,
+                version: Some(v),
+                ..
+            } => format!("{list}/{type_name}@{v}"),
+            ActivityId::SwfType {
+                list,
+                type_name,
+                version: None,
+                ..
+            } => format!("{list}/{type_name}"),
+        }
+    }
+
+    /// The TOML path of its table: `activity.NAME` or
+    /// `swf.LIST.activity[INDEX]` (names that are not bare TOML keys are
+    /// quoted, as they must be written in the file).
+    pub(crate) fn table(&self) -> String {
+        match self {
+            ActivityId::StepFunctions { name } => format!("activity.{}", toml_key(name)),
+            ActivityId::SwfType { list, index, .. } => {
+                format!("swf.{}.activity[{index}]", toml_key(list))
+            }
+        }
+    }
+
+    /// The TOML path of one of its settings, e.g.
+    /// `swf.orders.activity[1].task_timeout`.
+    pub(crate) fn key(&self, field: &str) -> String {
+        format!("{}.{field}", self.table())
+    }
+
+    /// [`ActivityId::key`] for a person to find in the file: for an SWF type
+    /// the entry is also named by its `type` and `version`, since entries in
+    /// an array of tables have no names of their own.
+    pub(crate) fn key_hint(&self, field: &str) -> String {
+        match self {
+            ActivityId::StepFunctions { .. } => self.key(field),
+            ActivityId::SwfType {
+                list,
+                type_name,
+                version,
+                ..
+            } => format!(
+                "{} (in the [[swf.{}.activity]] entry with type = {type_name:?} and {})",
+                self.key(field),
+                toml_key(list),
+                match version {
+                    Some(v) => format!("version = {v:?}"),
+                    None => "no version".to_string(),
+                }
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ActivityId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// `key` as it is written in a dotted TOML key: bare if it can be, else
+/// quoted.
+fn toml_key(key: &str) -> String {
+    let bare = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if bare {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
 }
 
 /// What one task may use.
@@ -493,6 +604,15 @@ impl TaskLimits {
     /// holds for it: the amount a tenant's `max_memory` reserves per task.
     pub fn reserved_memory(&self) -> u64 {
         self.memory.saturating_add(self.host_memory)
+    }
+}
+
+impl ActivityConfig {
+    /// Its name in logs and metrics, and where it is in the config file.
+    pub(crate) fn id(&self) -> ActivityId {
+        ActivityId::StepFunctions {
+            name: self.name.clone(),
+        }
     }
 }
 
@@ -618,7 +738,7 @@ impl Config {
         for (i, a) in activities.iter().enumerate() {
             if let Some(other) = activities[..i].iter().find(|b| b.arn == a.arn) {
                 return Err(v.invalid(
-                    &format!("activity.{}.arn", a.name),
+                    &a.id().key("arn"),
                     &a.arn,
                     &format!("an ARN not already served by [activity.{}]", other.name),
                 ));
@@ -634,11 +754,36 @@ impl Config {
                 .find(|o| o.domain == t.domain && o.task_list == t.task_list)
             {
                 return Err(v.invalid(
-                    &format!("swf.{}.task_list", t.name),
+                    &format!("swf.{}.task_list", toml_key(&t.name)),
                     &t.task_list,
                     &format!(
                         "a task list not already served by [swf.{}] in domain {:?}",
                         other.name, t.domain
+                    ),
+                ));
+            }
+        }
+        // Logs and metrics tell activities apart by name alone.
+        let ids: Vec<ActivityId> = (activities.iter().map(ActivityConfig::id))
+            .chain(
+                task_lists
+                    .iter()
+                    .flat_map(|l| l.types.iter().map(|t| t.id.clone())),
+            )
+            .collect();
+        for (i, id) in ids.iter().enumerate() {
+            if let Some(other) = ids[..i].iter().find(|o| o.name() == id.name()) {
+                let (key, value) = match id {
+                    ActivityId::StepFunctions { name } => (id.table(), name),
+                    ActivityId::SwfType { type_name, .. } => (id.key("type"), type_name),
+                };
+                return Err(v.invalid(
+                    &key,
+                    value,
+                    &format!(
+                        "a name that does not make it {:?} in logs and metrics, as {} already is",
+                        id.name(),
+                        other.table()
                     ),
                 ));
             }
@@ -761,7 +906,10 @@ impl Validator<'_> {
         raw: RawActivity,
         base: &Path,
     ) -> Result<ActivityConfig, ConfigError> {
-        let key = |k: &str| format!("activity.{name}.{k}");
+        let id = ActivityId::StepFunctions {
+            name: name.to_string(),
+        };
+        let key = |k: &str| id.key(k);
         if !is_activity_arn(&raw.arn) {
             return Err(self.invalid(
                 &key("arn"),
@@ -801,10 +949,9 @@ impl Validator<'_> {
             raw.heartbeat_interval.as_deref(),
             DEFAULT_HEARTBEAT_INTERVAL,
         )?;
-        let prefix = format!("activity.{name}");
         let arn = raw.arn.clone();
         let (limits, capabilities, tenant, record) =
-            self.task(&prefix, raw_task!(raw, None), base, SFN_MAX_PAYLOAD)?;
+            self.task(&id.table(), raw_task!(raw, None), base, SFN_MAX_PAYLOAD)?;
         Ok(ActivityConfig {
             name: name.to_string(),
             arn,
@@ -825,7 +972,7 @@ impl Validator<'_> {
         raw: RawTaskList,
         base: &Path,
     ) -> Result<TaskListConfig, ConfigError> {
-        let key = |k: &str| format!("swf.{name}.{k}");
+        let key = |k: &str| format!("swf.{}.{k}", toml_key(name));
         for (k, value) in [("domain", &raw.domain), ("task_list", &raw.task_list)] {
             if value.is_empty() || value.chars().count() > 256 {
                 return Err(self.invalid(&key(k), value, "1 to 256 characters"));
@@ -859,7 +1006,13 @@ impl Validator<'_> {
         }
         let mut types: Vec<ActivityTypeConfig> = Vec::new();
         for (i, t) in raw.activity.into_iter().enumerate() {
-            let key = |k: &str| format!("swf.{name}.activity[{i}].{k}");
+            let id = ActivityId::SwfType {
+                list: name.to_string(),
+                index: i,
+                type_name: t.name.clone(),
+                version: t.version.clone(),
+            };
+            let key = |k: &str| id.key(k);
             if t.name.is_empty() || t.name.chars().count() > 256 {
                 return Err(self.invalid(
                     &key("type"),
@@ -892,16 +1045,16 @@ impl Validator<'_> {
                     DEFAULT_HEARTBEAT_INTERVAL,
                 )?),
             };
-            let prefix = format!("swf.{name}.activity[{i}]");
             let (type_name, version, component) =
                 (t.name.clone(), t.version.clone(), base.join(&t.component));
             let (limits, capabilities, tenant, record) = self.task(
-                &prefix,
+                &id.table(),
                 raw_task!(t, t.cancel_grace.clone()),
                 base,
                 SWF_MAX_RESULT,
             )?;
             types.push(ActivityTypeConfig {
+                id,
                 name: type_name,
                 version,
                 component,
@@ -914,13 +1067,9 @@ impl Validator<'_> {
         }
         // The tenant's caps are taken before polling, when the type of the
         // next task is not known yet: one task list, one tenant.
-        if let Some((i, t)) = types
-            .iter()
-            .enumerate()
-            .find(|(_, t)| t.tenant != types[0].tenant)
-        {
+        if let Some(t) = types.iter().find(|t| t.tenant != types[0].tenant) {
             return Err(self.invalid(
-                &format!("swf.{name}.activity[{i}].tenant"),
+                &t.id.key("tenant"),
                 t.tenant.as_deref().unwrap_or("(none)"),
                 &format!(
                     "the same tenant as the task list's other types ({}): tenant caps are taken before \
@@ -1736,5 +1885,213 @@ mod tests {
             e.contains("`endpoint` = \"localhost:4566\": expected an http:// or https:// URL"),
             "{e}"
         );
+    }
+
+    /// One Step Functions activity and a task list with a versioned type, an
+    /// unversioned one, and a second version of the first.
+    const NAMED: &str = "[activity.price]\narn = \"arn:aws:states:us-east-1:000000000000:activity:price\"\n\
+                         component = \"p.wasm\"\n\n\
+                         [swf.orders]\ndomain = \"shop\"\ntask_list = \"pricing\"\n\n\
+                         [[swf.orders.activity]]\ntype = \"ship\"\nversion = \"1\"\ncomponent = \"s.wasm\"\n\n\
+                         [[swf.orders.activity]]\ntype = \"ship\"\ncomponent = \"s.wasm\"\n\n\
+                         [[swf.orders.activity]]\ntype = \"ship\"\nversion = \"2\"\ncomponent = \"s.wasm\"\n";
+
+    /// Every activity and SWF type of `c` with its limits.
+    fn all_limits(c: &Config) -> Vec<(ActivityId, TaskLimits)> {
+        (c.activities.iter().map(|a| (a.id(), a.limits)))
+            .chain(
+                c.task_lists
+                    .iter()
+                    .flat_map(|l| l.types.iter().map(|t| (t.id.clone(), t.limits))),
+            )
+            .collect()
+    }
+
+    /// `text` with `key` (a path as [`ActivityId::key`] writes it) set to
+    /// `value`, written into the table the path names, as a person would.
+    fn set_key(text: &str, key: &str, value: &str) -> String {
+        let (table, field) = key.rsplit_once('.').unwrap();
+        let (header, nth) = match table.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
+            Some((array, index)) => (format!("[[{array}]]"), index.parse::<usize>().unwrap()),
+            None => (format!("[{table}]"), 0),
+        };
+        let mut seen = 0;
+        let mut out = String::new();
+        for line in text.lines() {
+            out.push_str(line);
+            out.push('\n');
+            if line.trim() == header {
+                if seen == nth {
+                    out.push_str(&format!("{field} = {value}\n"));
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen > nth, "no table {table} ({header} #{nth}) in:\n{text}");
+        out
+    }
+
+    #[test]
+    fn one_name_and_one_key_path_per_activity_and_swf_type() {
+        let c = parse(NAMED).unwrap();
+        let ids: Vec<ActivityId> = all_limits(&c).into_iter().map(|(id, _)| id).collect();
+        let names: Vec<String> = ids.iter().map(ActivityId::name).collect();
+        assert_eq!(
+            names,
+            ["price", "orders/ship@1", "orders/ship", "orders/ship@2"]
+        );
+        assert_eq!(ids[1].to_string(), "orders/ship@1", "Display is the name");
+        assert_eq!(ids[0].key("task_timeout"), "activity.price.task_timeout");
+        assert_eq!(ids[2].key("fuel"), "swf.orders.activity[1].fuel");
+        assert_eq!(ids[0].key_hint("fuel"), "activity.price.fuel");
+        assert_eq!(
+            ids[1].key_hint("memory_limit"),
+            "swf.orders.activity[0].memory_limit (in the [[swf.orders.activity]] entry with \
+             type = \"ship\" and version = \"1\")"
+        );
+        assert!(
+            ids[2]
+                .key_hint("memory_limit")
+                .ends_with("type = \"ship\" and no version)"),
+            "{}",
+            ids[2].key_hint("memory_limit")
+        );
+        // Names that are not bare TOML keys are quoted in paths, as in the file.
+        let odd = parse(
+            "[activity.\"pay.v2\"]\narn = \"arn:aws:states:us-east-1:000000000000:activity:p\"\n\
+             component = \"p.wasm\"\n\n[swf.\"eu orders\"]\ndomain = \"d\"\ntask_list = \"t\"\n\
+             [[swf.\"eu orders\".activity]]\ntype = \"ship\"\ncomponent = \"s.wasm\"\n",
+        )
+        .unwrap();
+        let odd = all_limits(&odd);
+        assert_eq!(odd[0].0.name(), "pay.v2");
+        assert_eq!(odd[0].0.key("fuel"), "activity.\"pay.v2\".fuel");
+        assert_eq!(odd[1].0.name(), "eu orders/ship");
+        assert_eq!(odd[1].0.key("fuel"), "swf.\"eu orders\".activity[0].fuel");
+    }
+
+    #[test]
+    fn config_errors_in_swf_entries_use_the_same_key_path() {
+        let e = err(&NAMED.replace(
+            "type = \"ship\"\ncomponent",
+            "type = \"ship\"\nfuel = 0\ncomponent",
+        ));
+        assert!(e.contains("`swf.orders.activity[1].fuel` = \"0\""), "{e}");
+    }
+
+    #[test]
+    fn two_activities_with_one_name_are_refused() {
+        // Type "ship@1" of any version would be named like type "ship" version "1".
+        let e = err(&NAMED.replace("type = \"ship\"\ncomponent", "type = \"ship@1\"\ncomponent"));
+        assert!(
+            e.contains(
+                "`swf.orders.activity[1].type` = \"ship@1\": expected a name that does not make it \
+                 \"orders/ship@1\" in logs and metrics, as swf.orders.activity[0] already is"
+            ),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{NAMED}\n[activity.\"orders/ship@2\"]\narn = \"arn:aws:states:us-east-1:000000000000:activity:o\"\n\
+             component = \"o.wasm\"\n"
+        ));
+        assert!(
+            e.contains("`swf.orders.activity[2].type` = \"ship\"")
+                && e.contains("as activity.\"orders/ship@2\" already is"),
+            "{e}"
+        );
+    }
+
+    /// Every "raise KEY" a failure cause gives names a key that exists: set
+    /// in the file where the key says, it changes that activity's (or SWF
+    /// type's) limit and no other's.
+    #[test]
+    fn every_limit_hint_names_a_key_that_sets_that_limit() {
+        use crate::report::{LimitSource, Report, from_outcome};
+        use crate::runtime::{Fault, HostLimit, Outcome};
+        type Get = fn(&TaskLimits) -> String;
+        let faults: [(Fault, &str, &str, Get); 6] = [
+            (
+                Fault::Timeout {
+                    limit: Duration::from_secs(1),
+                },
+                "task_timeout",
+                "\"7s\"",
+                |l| format!("{:?}", l.timeout),
+            ),
+            (
+                Fault::MemoryLimit {
+                    limit: 1 << 20,
+                    requested: 2 << 20,
+                    trap: "t".into(),
+                },
+                "memory_limit",
+                "\"48MiB\"",
+                |l| l.memory.to_string(),
+            ),
+            (Fault::FuelExhausted { limit: 1 }, "fuel", "12345", |l| {
+                format!("{:?}", l.fuel)
+            }),
+            (
+                Fault::TableLimit {
+                    limit: 1,
+                    requested: 2,
+                },
+                "table_elements",
+                "777",
+                |l| l.table_elements.to_string(),
+            ),
+            (
+                Fault::InstanceLimit {
+                    limit: 1,
+                    detail: "d".into(),
+                },
+                "max_instances",
+                "7",
+                |l| l.instances.to_string(),
+            ),
+            (
+                Fault::HostResources {
+                    kind: HostLimit::Memory,
+                    limit: 1,
+                    used: 2,
+                },
+                "host_memory_limit",
+                "\"3MiB\"",
+                |l| l.host_memory.to_string(),
+            ),
+        ];
+        let before = all_limits(&parse(NAMED).unwrap());
+        for (id, _) in &before {
+            for (fault, field, value, get) in &faults {
+                let report = from_outcome(
+                    Outcome::Fault(fault.clone()),
+                    LimitSource::Activity(id),
+                    &crate::service::swf::LIMITS,
+                    &crate::redact::Redactor::default(),
+                );
+                let Report::Failure { cause, .. } = report else {
+                    panic!("{report:?}")
+                };
+                let key = cause
+                    .split("raise ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("no \"raise KEY\" in {cause:?}"));
+                assert_eq!(key, id.key(field), "{cause}");
+                assert!(cause.contains(&id.key_hint(field)), "{cause}");
+                let after = all_limits(
+                    &parse(&set_key(NAMED, key, value))
+                        .unwrap_or_else(|e| panic!("{key} = {value}: {e}")),
+                );
+                for ((bid, b), (aid, a)) in before.iter().zip(&after) {
+                    assert_eq!(bid, aid);
+                    if bid == id {
+                        assert_ne!(get(b), get(a), "{key} did not change {bid}");
+                    } else {
+                        assert_eq!(b, a, "{key} changed {bid}, not {id}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -7,6 +7,10 @@
 //! unchanged worker polls the endpoint through the same AWS SDK client it
 //! uses against AWS.
 //!
+//! Every argument is checked (see [`DevPlan::new`]) before anything starts:
+//! no endpoint, worker or component loading for a command line that cannot
+//! run.
+//!
 //! Results are printed inert (see [`crate::redact`]): the output as
 //! escaped JSON, error and cause escaped, so a handler cannot print lines of
 //! its own into the summary.
@@ -30,19 +34,57 @@ pub enum DevError {
         source: std::io::Error,
     },
     /// An input file or directory could not be read.
-    #[error("cannot read input {}: {source}", path.display())]
+    #[error("--input {}: cannot read it: {source}", path.display())]
     Input {
         /// The path.
         path: PathBuf,
         /// Why.
         source: std::io::Error,
     },
+    /// `--input` named only directories without `*.json` files.
+    #[error("--input {}: no input files (a directory gives its *.json files)", show_paths(.0))]
+    NoInputs(Vec<PathBuf>),
     /// The endpoint refused a setup call.
     #[error("setting up the local endpoint failed: {0:?}")]
     Endpoint(ApiError),
-    /// `--activity` is needed or names no activity.
-    #[error("{0}")]
-    Activity(String),
+    /// The config has no Step Functions activity for `dev` to run.
+    #[error("{}: dev needs at least one [activity.NAME] (Step Functions) table", config.display())]
+    NoActivity {
+        /// The config file.
+        config: PathBuf,
+    },
+    /// `--activity` names no `[activity.NAME]` of the config.
+    #[error(
+        "--activity {name:?}: {} has no [{}] table; choose one of: {}{}",
+        config.display(),
+        crate::config::ActivityId::StepFunctions { name: name.clone() }.table(),
+        choices.join(", "),
+        if *has_swf { " (dev runs Step Functions activities only, not SWF types)" } else { "" }
+    )]
+    UnknownActivity {
+        /// The name given.
+        name: String,
+        /// The config file.
+        config: PathBuf,
+        /// Its `[activity.NAME]` keys.
+        choices: Vec<String>,
+        /// Whether it also has SWF task lists (which `dev` does not run).
+        has_swf: bool,
+    },
+    /// `--input` with several activities and no `--activity`.
+    #[error(
+        "--activity is needed with --input: {} has {} Step Functions activities; say which one the \
+         inputs are for with --activity NAME, one of: {}",
+        config.display(),
+        choices.len(),
+        choices.join(", ")
+    )]
+    ActivityNeeded {
+        /// The config file.
+        config: PathBuf,
+        /// Its `[activity.NAME]` keys.
+        choices: Vec<String>,
+    },
     /// The worker failed.
     #[error(transparent)]
     Worker(#[from] crate::RunError),
@@ -72,6 +114,81 @@ impl DevResult {
     /// True if the execution succeeded.
     pub fn succeeded(&self) -> bool {
         self.execution["status"] == "SUCCEEDED"
+    }
+}
+
+fn show_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A `dev` command line, checked against its config: what to run, read and
+/// resolved before anything starts.
+#[derive(Debug)]
+pub struct DevPlan {
+    /// The config, its Step Functions activities only.
+    pub config: Config,
+    /// The `[activity.NAME]` the inputs go to; `None` without inputs.
+    pub target: Option<String>,
+    /// Each input file and its text, in order.
+    pub inputs: Vec<(PathBuf, String)>,
+}
+
+impl DevPlan {
+    /// Checks `--input` (every file read now) and `--activity` against
+    /// `config`. SWF task lists are dropped: `dev` runs Step Functions
+    /// activities.
+    pub fn new(
+        mut config: Config,
+        inputs: &[PathBuf],
+        activity: Option<&str>,
+    ) -> Result<DevPlan, DevError> {
+        let has_swf = !config.task_lists.is_empty();
+        config.task_lists.clear();
+        if config.activities.is_empty() {
+            return Err(DevError::NoActivity {
+                config: config.path.clone(),
+            });
+        }
+        let choices = || config.activities.iter().map(|a| a.name.clone()).collect();
+        let target = match activity {
+            Some(name) if !config.activities.iter().any(|a| a.name == name) => {
+                return Err(DevError::UnknownActivity {
+                    name: name.to_string(),
+                    config: config.path.clone(),
+                    choices: choices(),
+                    has_swf,
+                });
+            }
+            Some(name) => Some(name.to_string()),
+            None if inputs.is_empty() => None,
+            None if config.activities.len() == 1 => Some(config.activities[0].name.clone()),
+            None => {
+                return Err(DevError::ActivityNeeded {
+                    config: config.path.clone(),
+                    choices: choices(),
+                });
+            }
+        };
+        let mut read = Vec::new();
+        for file in input_files(inputs)? {
+            let text = std::fs::read_to_string(&file).map_err(|source| DevError::Input {
+                path: file.clone(),
+                source,
+            })?;
+            read.push((file, text));
+        }
+        if !inputs.is_empty() && read.is_empty() {
+            return Err(DevError::NoInputs(inputs.to_vec()));
+        }
+        Ok(DevPlan {
+            config,
+            target: target.filter(|_| !inputs.is_empty()),
+            inputs: read,
+        })
     }
 }
 
@@ -106,6 +223,8 @@ pub struct DevSession {
     pub endpoint: LocalEndpoint,
     /// The activities, in config order.
     pub activities: Vec<LocalActivity>,
+    /// The activity the inputs go to, if there are inputs.
+    pub target: Option<LocalActivity>,
     stop_worker: CancellationToken,
     worker: tokio::task::JoinHandle<Result<crate::RunSummary, crate::RunError>>,
 }
@@ -129,9 +248,10 @@ fn definition(a: &ActivityConfig, arn: &str) -> String {
 }
 
 impl DevSession {
-    /// Starts the endpoint on `127.0.0.1:port`, sets up the config's
+    /// Starts the endpoint on `127.0.0.1:port`, sets up the plan's
     /// activities on it, and starts the worker.
-    pub async fn start(mut config: Config, port: u16) -> Result<DevSession, DevError> {
+    pub async fn start(plan: &DevPlan, port: u16) -> Result<DevSession, DevError> {
+        let mut config = plan.config.clone();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let options = EndpointOptions::default();
         let endpoint = LocalEndpoint::start(addr, options.clone())
@@ -168,6 +288,9 @@ impl DevSession {
             });
             a.arn = arn;
         }
+        let target = (plan.target.as_ref())
+            .and_then(|name| activities.iter().find(|a| &a.name == name))
+            .cloned();
         config.endpoint = Some(endpoint.url());
         config.region = Some(options.region.clone());
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -198,41 +321,20 @@ impl DevSession {
         Ok(DevSession {
             endpoint,
             activities,
+            target,
             stop_worker,
             worker,
         })
-    }
-
-    /// The activity inputs go to: `name`, or the only one.
-    pub fn target(&self, name: Option<&str>) -> Result<&LocalActivity, DevError> {
-        match name {
-            Some(n) => self.activities.iter().find(|a| a.name == n).ok_or_else(|| {
-                let known: Vec<&str> = self.activities.iter().map(|a| a.name.as_str()).collect();
-                DevError::Activity(format!(
-                    "--activity {n:?} is not in the config (it has: {})",
-                    known.join(", ")
-                ))
-            }),
-            None if self.activities.len() == 1 => Ok(&self.activities[0]),
-            None => Err(DevError::Activity(format!(
-                "the config has {} activities; say which one the inputs are for with --activity NAME",
-                self.activities.len()
-            ))),
-        }
     }
 
     /// Starts one execution per input file on `activity` and waits for all.
     pub async fn run_inputs(
         &self,
         activity: &LocalActivity,
-        files: &[PathBuf],
+        inputs: &[(PathBuf, String)],
     ) -> Result<Vec<DevResult>, DevError> {
         let mut started = Vec::new();
-        for file in files {
-            let input = std::fs::read_to_string(file).map_err(|source| DevError::Input {
-                path: file.clone(),
-                source,
-            })?;
+        for (file, input) in inputs {
             let out = self
                 .endpoint
                 .call(
@@ -276,6 +378,14 @@ impl DevSession {
     /// True if the worker stopped on its own (it failed to start).
     pub fn worker_finished(&self) -> bool {
         self.worker.is_finished()
+    }
+
+    /// Returns once the worker has stopped on its own (it failed to start;
+    /// [`DevSession::stop`] then says why).
+    pub async fn worker_stopped(&self) {
+        while !self.worker_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
     }
 }
 
@@ -332,6 +442,127 @@ pub fn banner(url: &str, activities: &[LocalActivity], example_input: Option<&Pa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(names: &[&str], swf: bool) -> Config {
+        let mut text = String::new();
+        for n in names {
+            text.push_str(&format!(
+                "[activity.{n}]\narn = \"arn:aws:states:us-east-1:000000000000:activity:{n}\"\n\
+                 component = \"{n}.wasm\"\n"
+            ));
+        }
+        if swf {
+            text.push_str(
+                "[swf.orders]\ndomain = \"d\"\ntask_list = \"t\"\n\
+                 [[swf.orders.activity]]\ntype = \"ship\"\ncomponent = \"s.wasm\"\n",
+            );
+        }
+        Config::from_toml(&text, Path::new("/etc/wa/worker.toml")).unwrap()
+    }
+
+    fn inputs(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let inputs = dir.path().join("inputs");
+        std::fs::create_dir(&inputs).unwrap();
+        for (name, text) in files {
+            std::fs::write(inputs.join(name), text).unwrap();
+        }
+        (dir, inputs)
+    }
+
+    #[test]
+    fn activity_is_chosen_before_anything_starts() {
+        let (_dir, dir) = inputs(&[("b.json", "2"), ("a.json", "1"), ("notes.txt", "x")]);
+        let plan = DevPlan::new(
+            config(&["price", "ship"], true),
+            std::slice::from_ref(&dir),
+            Some("ship"),
+        )
+        .unwrap();
+        assert_eq!(plan.target.as_deref(), Some("ship"));
+        assert!(
+            plan.config.task_lists.is_empty(),
+            "dev runs Step Functions only"
+        );
+        let read: Vec<(String, &str)> = (plan.inputs.iter())
+            .map(|(p, t)| {
+                (
+                    p.file_name().unwrap().to_string_lossy().into_owned(),
+                    t.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [("a.json".to_string(), "1"), ("b.json".to_string(), "2")]
+        );
+        // The only activity needs no --activity; without inputs, none is chosen.
+        let plan =
+            DevPlan::new(config(&["price"], false), std::slice::from_ref(&dir), None).unwrap();
+        assert_eq!(plan.target.as_deref(), Some("price"));
+        let plan = DevPlan::new(config(&["price", "ship"], false), &[], None).unwrap();
+        assert_eq!((plan.target, plan.inputs.len()), (None, 0));
+    }
+
+    #[test]
+    fn missing_or_unknown_activity_names_the_flag_the_value_and_the_choices() {
+        let (_dir, dir) = inputs(&[("a.json", "{}")]);
+        let e = DevPlan::new(
+            config(&["price", "ship"], false),
+            std::slice::from_ref(&dir),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "--activity is needed with --input: /etc/wa/worker.toml has 2 Step Functions activities; \
+             say which one the inputs are for with --activity NAME, one of: price, ship"
+        );
+        let e = DevPlan::new(
+            config(&["price", "ship"], true),
+            &[dir],
+            Some("orders/ship"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "--activity \"orders/ship\": /etc/wa/worker.toml has no [activity.\"orders/ship\"] table; \
+             choose one of: price, ship (dev runs Step Functions activities only, not SWF types)"
+        );
+        let e = DevPlan::new(config(&[], true), &[], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dev needs at least one [activity.NAME]"), "{e}");
+    }
+
+    #[test]
+    fn unreadable_or_empty_inputs_are_refused_with_their_path() {
+        let (_dir, dir) = inputs(&[("notes.txt", "x")]);
+        let e = DevPlan::new(config(&["price"], false), std::slice::from_ref(&dir), None)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            format!(
+                "--input {}: no input files (a directory gives its *.json files)",
+                dir.display()
+            )
+        );
+        let missing = dir.join("missing.json");
+        let e = DevPlan::new(
+            config(&["price"], false),
+            std::slice::from_ref(&missing),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(&format!("--input {}: cannot read it: ", missing.display())),
+            "{e}"
+        );
+    }
 
     #[test]
     fn results_print_inert() {

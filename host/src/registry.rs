@@ -5,7 +5,7 @@
 //! until it ends, so swapping in a new component (hot reload) only affects
 //! tasks that start afterwards; the swap itself is one atomic pointer store.
 
-use crate::config::{ActivityConfig, ActivityTypeConfig, TaskLimits, TaskListConfig};
+use crate::config::{ActivityConfig, ActivityId, ActivityTypeConfig, TaskLimits};
 use crate::runtime::{Grants, Handler};
 use crate::service::Task;
 use arc_swap::ArcSwap;
@@ -16,7 +16,9 @@ use std::time::Duration;
 /// What running one task of an activity needs to know.
 #[derive(Debug, Clone)]
 pub struct ActivitySettings {
-    /// Name for logs: `[activity.NAME]`, or `TASKLIST/TYPE` for SWF.
+    /// Which activity or SWF type it is in the config file.
+    pub id: ActivityId,
+    /// `id`'s name ([`ActivityId::name`]), for logs and metrics labels.
     pub name: String,
     /// Where the component comes from.
     pub component: PathBuf,
@@ -35,8 +37,10 @@ pub struct ActivitySettings {
 impl ActivitySettings {
     /// Settings for a Step Functions activity; reads its secrets.
     pub fn for_activity(a: &ActivityConfig) -> Result<Self, String> {
+        let id = a.id();
         Ok(ActivitySettings {
-            name: a.name.clone(),
+            name: id.name(),
+            id,
             component: a.component.clone(),
             heartbeat_interval: a.heartbeat_interval,
             limits: a.limits,
@@ -48,17 +52,10 @@ impl ActivitySettings {
     /// Settings for an SWF activity type; `heartbeat_interval` is the
     /// resolved interval (config, or derived from the registered type).
     /// Reads its secrets.
-    pub fn for_type(
-        list: &TaskListConfig,
-        t: &ActivityTypeConfig,
-        heartbeat_interval: Duration,
-    ) -> Result<Self, String> {
-        let name = match &t.version {
-            Some(v) => format!("{}/{}@{v}", list.name, t.name),
-            None => format!("{}/{}", list.name, t.name),
-        };
+    pub fn for_type(t: &ActivityTypeConfig, heartbeat_interval: Duration) -> Result<Self, String> {
         Ok(ActivitySettings {
-            name,
+            id: t.id.clone(),
+            name: t.id.name(),
             component: t.component.clone(),
             heartbeat_interval,
             limits: t.limits,
@@ -96,9 +93,14 @@ impl Activity {
         self.handler.swap(handler)
     }
 
-    /// The activity's name for logs.
+    /// The activity's name for logs and metrics labels ([`ActivityId::name`]).
     pub fn name(&self) -> &str {
         &self.settings.name
+    }
+
+    /// Which activity or SWF type it is in the config file.
+    pub fn id(&self) -> &ActivityId {
+        &self.settings.id
     }
 }
 

@@ -20,6 +20,7 @@
 //! task after a timeout, which is worse than waiting.
 
 use crate::backoff::Backoff;
+use crate::config::ActivityId;
 use crate::redact::Inert;
 use crate::redact::Redactor;
 use crate::runtime::{Fault, HostLimit, Outcome, StopReason};
@@ -186,31 +187,26 @@ pub fn canceled(
 /// Where a run's limits were set, so a cause can say what to change.
 #[derive(Debug, Clone, Copy)]
 pub enum LimitSource<'a> {
-    /// An `[activity.NAME]` table in the config file.
-    Activity(&'a str),
+    /// A Step Functions activity's `[activity.NAME]` table or an SWF type's
+    /// `[[swf.LIST.activity]]` entry in the config file.
+    Activity(&'a ActivityId),
     /// `wasm-activity invoke` flags.
     Invoke,
 }
 
 impl LimitSource<'_> {
-    fn timeout(&self) -> String {
-        match self {
-            LimitSource::Activity(name) => format!("activity.{name}.task_timeout"),
-            LimitSource::Invoke => "--timeout".into(),
-        }
-    }
-
-    fn memory(&self) -> String {
-        match self {
-            LimitSource::Activity(name) => format!("activity.{name}.memory_limit"),
-            LimitSource::Invoke => "--memory-limit".into(),
-        }
-    }
-
-    fn key(&self, config_key: &str, flag: &str) -> String {
-        match self {
-            LimitSource::Activity(name) => format!("activity.{name}.{config_key}"),
-            LimitSource::Invoke => flag.into(),
+    /// What to change to give a task more of the limit set by config key
+    /// `field` (or `invoke` flag `flag`): "raise KEY", where KEY is the
+    /// setting's path in the config file (see [`ActivityId::key_hint`]).
+    fn raise(&self, field: &str, flag: Option<&str>) -> String {
+        match (self, flag) {
+            (LimitSource::Activity(id), _) => format!("raise {}", id.key_hint(field)),
+            (LimitSource::Invoke, Some(flag)) => format!("raise {flag}"),
+            (LimitSource::Invoke, None) => {
+                format!(
+                    "`invoke` already allows the most the host does (a worker's {field} can only be lower)"
+                )
+            }
         }
     }
 }
@@ -308,10 +304,10 @@ fn from_fault(fault: Fault, source: LimitSource<'_>) -> Draft {
         Fault::Timeout { limit } => Draft::failure(
             names::TIMEOUT,
             format!(
-                "the handler ran longer than its time limit of {} and was stopped; raise {} \
+                "the handler ran longer than its time limit of {} and was stopped; {} \
                  or make the handler faster",
                 humantime::format_duration(limit),
-                source.timeout()
+                source.raise("task_timeout", Some("--timeout"))
             ),
         ),
         Fault::MemoryLimit {
@@ -322,34 +318,34 @@ fn from_fault(fault: Fault, source: LimitSource<'_>) -> Draft {
             names::MEMORY_LIMIT,
             format!(
                 "the handler tried to grow its linear memory to {} but its memory limit is {}, \
-                 and then failed ({trap}); raise {} or use less memory",
+                 and then failed ({trap}); {} or use less memory",
                 bytesize::ByteSize(requested).display().iec(),
                 bytesize::ByteSize(limit).display().iec(),
-                source.memory()
+                source.raise("memory_limit", Some("--memory-limit"))
             ),
         ),
         Fault::FuelExhausted { limit } => Draft::failure(
             names::FUEL_EXHAUSTED,
             format!(
-                "the handler used up its CPU fuel budget of {limit} units and was stopped; raise {} \
+                "the handler used up its CPU fuel budget of {limit} units and was stopped; {} \
                  or make the handler cheaper",
-                source.key("fuel", "--fuel")
+                source.raise("fuel", Some("--fuel"))
             ),
         ),
         Fault::TableLimit { limit, requested } => Draft::failure(
             names::TABLE_LIMIT,
             format!(
                 "the handler tried to grow a table to {requested} elements but its limit is {limit}, and then \
-                 failed; raise {}",
-                source.key("table_elements", "(the default)")
+                 failed; {}",
+                source.raise("table_elements", None)
             ),
         ),
         Fault::InstanceLimit { limit, detail } => Draft::failure(
             names::INSTANCE_LIMIT,
             format!(
                 "the handler needs more instances, memories or tables than its limit of {limit} ({detail}); \
-                 raise {}",
-                source.key("max_instances", "(the default)")
+                 {}",
+                source.raise("max_instances", None)
             ),
         ),
         Fault::HostResources {
@@ -361,10 +357,10 @@ fn from_fault(fault: Fault, source: LimitSource<'_>) -> Draft {
             format!(
                 "the handler made the host hold more memory for it than its host memory limit of {} \
                  ({} bytes at least: HTTP fields and bodies, streams, resource handles, text passed to \
-                 host calls) and was stopped. Raise {} or release resources sooner",
+                 host calls) and was stopped; {} or release resources sooner",
                 bytesize::ByteSize(limit).display().iec(),
                 used,
-                source.key("host_memory_limit", "--host-memory-limit")
+                source.raise("host_memory_limit", Some("--host-memory-limit"))
             ),
         ),
         Fault::HostResources {
@@ -562,10 +558,15 @@ mod tests {
     use crate::service::sfn::LIMITS;
     use crate::service::{Operation, ServiceError};
 
+    static PRICE: std::sync::LazyLock<ActivityId> =
+        std::sync::LazyLock::new(|| ActivityId::StepFunctions {
+            name: "price".into(),
+        });
+
     fn report(outcome: Outcome) -> Report {
         from_outcome(
             outcome,
-            LimitSource::Activity("price"),
+            LimitSource::Activity(&PRICE),
             &LIMITS,
             &Redactor::default(),
         )
@@ -931,7 +932,7 @@ mod tests {
 
     #[test]
     fn canceled_tasks_report_what_the_guest_returned() {
-        let src = LimitSource::Activity("price");
+        let src = LimitSource::Activity(&PRICE);
         assert_eq!(
             canceled(
                 Outcome::Output("{\"partial\":1}".into()),
@@ -998,7 +999,7 @@ mod tests {
                 error: "E".into(),
                 cause,
             },
-            LimitSource::Activity("price"),
+            LimitSource::Activity(&PRICE),
             &LIMITS,
             &red,
         );

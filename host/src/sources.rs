@@ -254,7 +254,7 @@ impl Sources {
         let mut routes = Vec::new();
         let mut activities = Vec::new();
         for t in &list.types {
-            let name = format!("swf.{}/{}", list.name, t.name);
+            let name = t.id.name();
             let handler = self.load(&name, &t.component).await?;
             let interval = match (t.heartbeat_interval, &t.version) {
                 (Some(i), _) => i,
@@ -265,12 +265,11 @@ impl Sources {
                     .unwrap_or(DEFAULT_SWF_HEARTBEAT),
                 (None, None) => DEFAULT_SWF_HEARTBEAT,
             };
-            let settings = ActivitySettings::for_type(list, t, interval).map_err(|message| {
-                RunError::Grant {
+            let settings =
+                ActivitySettings::for_type(t, interval).map_err(|message| RunError::Grant {
                     activity: name,
                     message,
-                }
-            })?;
+                })?;
             let activity = Activity::new(settings, handler);
             activities.push(activity.clone());
             routes.push(TypeRoute {

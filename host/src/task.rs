@@ -203,7 +203,7 @@ async fn execute(
         shutdown.record_handed_back();
     }
 
-    let source = report::LimitSource::Activity(activity.name());
+    let source = report::LimitSource::Activity(activity.id());
     let mut limits = service.limits();
     limits.output_bytes = limits
         .output_bytes

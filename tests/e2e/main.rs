@@ -5,6 +5,7 @@
 
 mod check;
 mod delivery;
+mod dev_args;
 mod fault_proxy;
 mod invoke;
 mod local_endpoint;
@@ -16,4 +17,5 @@ mod sandbox;
 mod step_functions;
 mod support;
 mod swf;
+mod swf_naming;
 mod swf_support;
