@@ -19,6 +19,7 @@ mod executions;
 pub mod faults;
 mod model;
 mod page;
+mod requests;
 pub mod swf;
 
 use axum::Router;
@@ -212,11 +213,14 @@ impl LocalEndpoint {
         self.shared.stopping.cancel();
     }
 
-    /// Releases polls and stops the server.
+    /// Releases polls, stops the server, and waits for every task the
+    /// endpoint started (execution drivers, SWF timers) to end.
     pub async fn shutdown(self) {
         self.release_polls();
         self.stop.cancel();
         let _ = self.server.await;
+        self.shared.stopped().await;
+        self.swf.stopped().await;
     }
 }
 
@@ -244,6 +248,25 @@ async fn dispatch(shared: &Arc<Shared>, op: &str, req: &Value) -> Result<Value, 
             "UnknownOperationException",
             format!("operation {other:?} is not implemented by this local endpoint"),
         )),
+    }
+}
+
+/// Runs its closure when dropped: bookkeeping that must happen however a
+/// request ends, including when its client disconnects and the request's
+/// future is dropped mid-wait.
+pub(crate) struct OnDrop<F: FnOnce()>(Option<F>);
+
+impl<F: FnOnce()> OnDrop<F> {
+    pub(crate) fn new(f: F) -> Self {
+        OnDrop(Some(f))
+    }
+}
+
+impl<F: FnOnce()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
     }
 }
 
@@ -561,5 +584,322 @@ mod tests {
         let t0 = tokio::time::Instant::now();
         assert_eq!(poll(&ep, &arn).await, None);
         assert_eq!(t0.elapsed(), Duration::from_secs(60));
+    }
+
+    fn pollers(ep: &LocalEndpoint) -> u64 {
+        ep.shared().page_state()["activities"][0]["pollers"]
+            .as_u64()
+            .unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_whose_client_goes_away_stops_counting_at_once() {
+        let ep = endpoint().await;
+        let (arn, sm) = setup(&ep, json!({})).await;
+        // 1,000 polls abandoned mid-wait (their futures dropped, as when
+        // the connection closes), then a working poll gets its task.
+        for _ in 0..MAX_ABANDONED {
+            let poll = ep.call("GetActivityTask", json!({"activityArn": arn}));
+            let abandoned = tokio::time::timeout(Duration::from_millis(1), poll).await;
+            assert!(abandoned.is_err());
+        }
+        assert_eq!(pollers(&ep), 0);
+        start(&ep, &sm, json!({})).await;
+        assert!(poll(&ep, &arn).await.is_some());
+        assert_eq!(pollers(&ep), 0);
+    }
+
+    const MAX_ABANDONED: usize = 1_001;
+
+    async fn swf(ep: &LocalEndpoint, op: &str, req: Value) -> Result<Value, ApiError> {
+        ep.swf().dispatch(op, &req).await
+    }
+
+    /// A domain, an activity type `t` version 1 and a workflow type, and a
+    /// started workflow with its first decision task taken: (token).
+    async fn swf_workflow(ep: &LocalEndpoint) -> String {
+        swf(
+            ep,
+            "RegisterDomain",
+            json!({"name": "d", "workflowExecutionRetentionPeriodInDays": "1"}),
+        )
+        .await
+        .unwrap();
+        swf(
+            ep,
+            "RegisterActivityType",
+            json!({"domain": "d", "name": "t", "version": "1"}),
+        )
+        .await
+        .unwrap();
+        swf(
+            ep,
+            "RegisterWorkflowType",
+            json!({"domain": "d", "name": "w", "version": "1"}),
+        )
+        .await
+        .unwrap();
+        swf(
+            ep,
+            "StartWorkflowExecution",
+            json!({"domain": "d", "workflowId": "wf", "workflowType": {"name": "w", "version": "1"},
+                   "taskList": {"name": "decisions"}}),
+        )
+        .await
+        .unwrap();
+        decision_token(ep).await
+    }
+
+    async fn decision_token(ep: &LocalEndpoint) -> String {
+        let d = swf(
+            ep,
+            "PollForDecisionTask",
+            json!({"domain": "d", "taskList": {"name": "decisions"}}),
+        )
+        .await
+        .unwrap();
+        d["taskToken"].as_str().unwrap().to_string()
+    }
+
+    async fn history(ep: &LocalEndpoint) -> Vec<String> {
+        let h = swf(
+            ep,
+            "GetWorkflowExecutionHistory",
+            json!({"domain": "d", "execution": {"workflowId": "wf"}}),
+        )
+        .await
+        .unwrap();
+        h["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["eventType"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn schedule(id: &str, extra: Value) -> Value {
+        let mut attrs = json!({"activityType": {"name": "t", "version": "1"}, "activityId": id,
+                               "taskList": {"name": "acts"}});
+        attrs
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!({"decisionType": "ScheduleActivityTask", "scheduleActivityTaskDecisionAttributes": attrs})
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_decision_request_changes_nothing_and_can_be_sent_again() {
+        let ep = endpoint().await;
+        let token = swf_workflow(&ep).await;
+        let before = history(&ep).await;
+        let e = swf(&ep, "RespondDecisionTaskCompleted", json!({"taskToken": token, "decisions": [
+            schedule("a1", json!({})),
+            {"decisionType": "StartTimer", "startTimerDecisionAttributes": {"timerId": "t", "startToFireTimeout": "5"}}
+        ]}))
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, "ValidationException");
+        assert_eq!(
+            history(&ep).await,
+            before,
+            "a refused request left events behind"
+        );
+        // The same token still works.
+        swf(
+            &ep,
+            "RespondDecisionTaskCompleted",
+            json!({"taskToken": token, "decisions": [schedule("a1", json!({}))]}),
+        )
+        .await
+        .unwrap();
+        let h = history(&ep).await;
+        assert_eq!(
+            &h[h.len() - 2..],
+            ["DecisionTaskCompleted", "ActivityTaskScheduled"]
+        );
+        let task = swf(
+            &ep,
+            "PollForActivityTask",
+            json!({"domain": "d", "taskList": {"name": "acts"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(task["activityId"], "a1");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn schedule_to_start_times_out_a_task_nobody_takes() {
+        let ep = endpoint().await;
+        let token = swf_workflow(&ep).await;
+        swf(
+            &ep,
+            "RespondDecisionTaskCompleted",
+            json!({"taskToken": token, "decisions": [
+                schedule("late", json!({"scheduleToStartTimeout": "2"}))
+            ]}),
+        )
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let h = swf(
+            &ep,
+            "GetWorkflowExecutionHistory",
+            json!({"domain": "d", "execution": {"workflowId": "wf"}}),
+        )
+        .await
+        .unwrap();
+        let timed_out = h["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["eventType"] == "ActivityTaskTimedOut")
+            .unwrap_or_else(|| panic!("{h}"));
+        assert_eq!(
+            timed_out["activityTaskTimedOutEventAttributes"]["timeoutType"],
+            "SCHEDULE_TO_START"
+        );
+        // And it is no longer handed out.
+        let none = tokio::time::timeout(
+            Duration::from_secs(120),
+            swf(
+                &ep,
+                "PollForActivityTask",
+                json!({"domain": "d", "taskList": {"name": "acts"}}),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(none["taskToken"], "");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelling_an_unknown_activity_id_fails_as_documented() {
+        let ep = endpoint().await;
+        let token = swf_workflow(&ep).await;
+        swf(&ep, "RespondDecisionTaskCompleted", json!({"taskToken": token, "decisions": [
+            {"decisionType": "RequestCancelActivityTask", "requestCancelActivityTaskDecisionAttributes": {"activityId": "never"}}
+        ]}))
+        .await
+        .unwrap();
+        let h = swf(
+            &ep,
+            "GetWorkflowExecutionHistory",
+            json!({"domain": "d", "execution": {"workflowId": "wf"}}),
+        )
+        .await
+        .unwrap();
+        let failed = h["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["eventType"] == "RequestCancelActivityTaskFailed")
+            .unwrap_or_else(|| panic!("{h}"));
+        assert_eq!(
+            failed["requestCancelActivityTaskFailedEventAttributes"]["cause"],
+            "ACTIVITY_ID_UNKNOWN"
+        );
+        assert!(
+            !history(&ep)
+                .await
+                .contains(&"ActivityTaskCancelRequested".to_string())
+        );
+        // The decider is asked to decide again.
+        assert!(history(&ep).await.last().unwrap() == "DecisionTaskScheduled");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deprecation_is_answered_as_documented() {
+        let ep = endpoint().await;
+        let token = swf_workflow(&ep).await;
+        let t = json!({"domain": "d", "activityType": {"name": "t", "version": "1"}});
+        swf(&ep, "DeprecateActivityType", t.clone()).await.unwrap();
+        assert_eq!(
+            swf(&ep, "DeprecateActivityType", t.clone())
+                .await
+                .unwrap_err()
+                .code,
+            "TypeDeprecatedFault"
+        );
+        let described = swf(&ep, "DescribeActivityType", t).await.unwrap();
+        assert_eq!(described["typeInfo"]["status"], "DEPRECATED");
+        swf(
+            &ep,
+            "RespondDecisionTaskCompleted",
+            json!({"taskToken": token, "decisions": [schedule("a", json!({}))]}),
+        )
+        .await
+        .unwrap();
+        assert!(
+            history(&ep)
+                .await
+                .contains(&"ScheduleActivityTaskFailed".to_string())
+        );
+        swf(&ep, "DeprecateDomain", json!({"name": "d"}))
+            .await
+            .unwrap();
+        assert_eq!(
+            swf(&ep, "DeprecateDomain", json!({"name": "d"}))
+                .await
+                .unwrap_err()
+                .code,
+            "DomainDeprecatedFault"
+        );
+        let e = swf(
+            &ep,
+            "RegisterActivityType",
+            json!({"domain": "d", "name": "u", "version": "1"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, "OperationNotPermittedFault");
+        assert_eq!(
+            swf(&ep, "DeprecateDomain", json!({"name": "x".repeat(257)}))
+                .await
+                .unwrap_err()
+                .code,
+            "ValidationException"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn swf_polls_are_limited_and_abandoned_ones_do_not_count() {
+        let ep = endpoint().await;
+        swf_workflow(&ep).await;
+        let poll = || {
+            swf(
+                &ep,
+                "PollForActivityTask",
+                json!({"domain": "d", "taskList": {"name": "acts"}}),
+            )
+        };
+        for _ in 0..MAX_ABANDONED {
+            assert!(
+                tokio::time::timeout(Duration::from_millis(1), poll())
+                    .await
+                    .is_err()
+            );
+        }
+        // Not refused: the abandoned polls are gone.
+        let polls: Vec<_> = (0..1000).map(|_| Box::pin(poll())).collect();
+        let mut polls: Vec<_> = polls
+            .into_iter()
+            .map(|mut p| {
+                assert!(futures_util::FutureExt::now_or_never(p.as_mut()).is_none());
+                p
+            })
+            .collect();
+        // The 1,001st waiting poll is refused.
+        let e = tokio::time::timeout(Duration::from_secs(1), poll())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(e.code, "LimitExceededFault");
+        polls.clear();
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), poll())
+                .await
+                .is_err()
+        );
     }
 }

@@ -13,7 +13,7 @@
 //! late call) up to a cap, and the live page's task list is capped.
 
 use super::asl::{self, Definition};
-use super::{ApiError, EndpointOptions};
+use super::{ApiError, EndpointOptions, OnDrop, requests};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -246,6 +246,8 @@ pub struct Shared {
     model: Mutex<Model>,
     /// Set when the endpoint shuts down: waiting polls return empty at once.
     pub(super) stopping: CancellationToken,
+    /// The execution drivers: they end when `stopping` is set.
+    drivers: tokio_util::task::TaskTracker,
 }
 
 fn str_field<'a>(req: &'a Value, key: &str) -> Option<&'a str> {
@@ -262,7 +264,14 @@ impl Shared {
             options,
             model: Mutex::new(Model::default()),
             stopping: CancellationToken::new(),
+            drivers: tokio_util::task::TaskTracker::new(),
         })
+    }
+
+    /// Waits for every execution driver to end (after `stopping`).
+    pub(super) async fn stopped(&self) {
+        self.drivers.close();
+        self.drivers.wait().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Model> {
@@ -372,9 +381,10 @@ impl Shared {
     // ---- tasks ------------------------------------------------------------
 
     pub(super) async fn get_activity_task(&self, req: &Value) -> Result<Value, ApiError> {
-        let arn = required(req, "activityArn")?.to_string();
+        let r: requests::GetActivityTask = requests::parse(req)?;
+        let arn = r.activity_arn;
         self.check_arn(&arn, "activity")?;
-        let worker = str_field(req, "workerName").unwrap_or("").to_string();
+        let worker = r.worker_name.unwrap_or_default();
         let notify = {
             let mut m = self.lock();
             let a = m
@@ -390,11 +400,14 @@ impl Shared {
             a.waiting += 1;
             a.notify.clone()
         };
-        let result = self.wait_for_task(&arn, &worker, &notify).await;
-        if let Some(a) = self.lock().activities.get_mut(&arn) {
-            a.waiting -= 1;
-        }
-        result
+        // Counted out when the poll ends however it ends: a client that
+        // disconnects drops this future, and its poll must stop counting.
+        let _waiting = OnDrop::new(|| {
+            if let Some(a) = self.lock().activities.get_mut(&arn) {
+                a.waiting = a.waiting.saturating_sub(1);
+            }
+        });
+        self.wait_for_task(&arn, &worker, &notify).await
     }
 
     async fn wait_for_task(
@@ -450,7 +463,12 @@ impl Shared {
                     "ActivityStarted",
                     Some((
                         "activityStartedEventDetails",
-                        json!({ "workerName": worker }),
+                        // AWS leaves out a worker name the poll did not give.
+                        if worker.is_empty() {
+                            json!({})
+                        } else {
+                            json!({ "workerName": worker })
+                        },
                     )),
                 );
             }
@@ -482,7 +500,8 @@ impl Shared {
     }
 
     pub(super) fn send_task_heartbeat(&self, req: &Value) -> Result<Value, ApiError> {
-        let token = required(req, "taskToken")?;
+        let r: requests::SendTaskHeartbeat = requests::parse(req)?;
+        let token = r.task_token.as_str();
         Self::check_token(token)?;
         let mut m = self.lock();
         let Some(task) = m.tasks.get_mut(token) else {
@@ -506,35 +525,27 @@ impl Shared {
     }
 
     pub(super) fn send_task_success(&self, req: &Value) -> Result<Value, ApiError> {
-        let token = required(req, "taskToken")?;
-        Self::check_token(token)?;
-        let output = required(req, "output")?;
-        if output.len() > MAX_PAYLOAD {
-            return Err(ApiError::validation(format!(
-                "'output' is {} bytes; at most {MAX_PAYLOAD} are allowed",
-                output.len()
-            )));
-        }
-        if !is_json(output) {
+        let r: requests::SendTaskSuccess = requests::parse(req)?;
+        Self::check_token(&r.task_token)?;
+        if !is_json(&r.output) {
             return Err(ApiError::bad_request(
                 "InvalidOutput",
                 "Invalid Output: the output is not valid JSON",
             ));
         }
-        self.report(token, TaskResult::Success(output.to_string()))
+        self.report(&r.task_token, TaskResult::Success(r.output))
     }
 
     pub(super) fn send_task_failure(&self, req: &Value) -> Result<Value, ApiError> {
-        let token = required(req, "taskToken")?;
-        Self::check_token(token)?;
-        let error = str_field(req, "error").unwrap_or("").to_string();
-        let cause = str_field(req, "cause").unwrap_or("").to_string();
-        if error.chars().count() > 256 || cause.chars().count() > 32_768 {
-            return Err(ApiError::validation(
-                "'error' must be at most 256 characters and 'cause' at most 32768",
-            ));
-        }
-        self.report(token, TaskResult::Failure { error, cause })
+        let r: requests::SendTaskFailure = requests::parse(req)?;
+        Self::check_token(&r.task_token)?;
+        self.report(
+            &r.task_token,
+            TaskResult::Failure {
+                error: r.error.unwrap_or_default(),
+                cause: r.cause.unwrap_or_default(),
+            },
+        )
     }
 
     fn report(&self, token: &str, result: TaskResult) -> Result<Value, ApiError> {
@@ -553,7 +564,10 @@ impl Shared {
             match &result {
                 TaskResult::Success(output) => e.push_event(
                     "ActivitySucceeded",
-                    Some(("activitySucceededEventDetails", json!({ "output": output }))),
+                    Some((
+                        "activitySucceededEventDetails",
+                        json!({ "output": output, "outputDetails": { "truncated": false } }),
+                    )),
                 ),
                 TaskResult::Failure { error, cause } => e.push_event(
                     "ActivityFailed",
@@ -660,20 +674,16 @@ impl Shared {
     }
 
     pub(super) fn start_execution(self: &Arc<Self>, req: &Value) -> Result<Value, ApiError> {
-        let machine_arn = required(req, "stateMachineArn")?;
+        let r: requests::StartExecution = requests::parse(req)?;
+        let machine_arn = r.state_machine_arn.as_str();
         self.check_arn(machine_arn, "stateMachine")?;
-        let name = match str_field(req, "name") {
-            Some(n) => n.to_string(),
-            None => uuid::Uuid::new_v4().to_string(),
-        };
+        let name = r.name.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         check_name(&name, "execution")?;
-        let input = str_field(req, "input").unwrap_or("{}").to_string();
-        if input.len() > MAX_PAYLOAD || !is_json(&input) {
+        let input = r.input.unwrap_or_else(|| "{}".to_string());
+        if !is_json(&input) {
             return Err(ApiError::bad_request(
                 "InvalidExecutionInput",
-                format!(
-                    "Invalid execution input: it must be a JSON document of at most {MAX_PAYLOAD} bytes"
-                ),
+                "Invalid execution input: it must be a JSON document",
             ));
         }
         let mut m = self.lock();
@@ -712,7 +722,7 @@ impl Shared {
             "ExecutionStarted",
             Some((
                 "executionStartedEventDetails",
-                json!({ "input": input, "roleArn": role }),
+                json!({ "input": input, "inputDetails": { "truncated": false }, "roleArn": role }),
             )),
         );
         m.executions.insert(arn.clone(), rec);
@@ -720,12 +730,16 @@ impl Shared {
         m.forget_old_executions();
         drop(m);
         tracing::info!(target: "wasm_activity::endpoint", execution = %arn, "execution started");
-        tokio::spawn(super::executions::drive(
-            self.clone(),
-            arn.clone(),
-            definition,
-            input,
-        ));
+        let (drive, stopping) = (
+            super::executions::drive(self.clone(), arn.clone(), definition, input),
+            self.stopping.clone(),
+        );
+        self.drivers.spawn(async move {
+            tokio::select! {
+                () = drive => {}
+                () = stopping.cancelled() => {}
+            }
+        });
         Ok(json!({ "executionArn": arn, "startDate": start }))
     }
 
@@ -870,7 +884,10 @@ impl Shared {
         if e.status != "RUNNING" {
             return Err("execution is not running".into());
         }
-        let mut details = json!({ "resource": state.resource, "input": input, "timeoutInSeconds": state.timeout_seconds });
+        let mut details = json!({
+            "resource": state.resource, "input": input, "inputDetails": { "truncated": false },
+            "timeoutInSeconds": state.timeout_seconds,
+        });
         if let Some(h) = state.heartbeat_seconds {
             details["heartbeatInSeconds"] = json!(h);
         }
@@ -981,7 +998,7 @@ impl Shared {
                     "ExecutionSucceeded",
                     Some((
                         "executionSucceededEventDetails",
-                        json!({ "output": output }),
+                        json!({ "output": output, "outputDetails": { "truncated": false } }),
                     )),
                 );
                 e.output = Some(output);

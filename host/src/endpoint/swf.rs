@@ -12,7 +12,8 @@
 //! Like the Step Functions half, all state is in memory behind one mutex
 //! held for short synchronous sections; long polls wait on `Notify`s.
 
-use super::ApiError;
+use super::requests::{self, Close, Decided};
+use super::{ApiError, OnDrop};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,8 +23,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const TOKEN_PREFIX: &str = "swf1-";
-const MAX_DETAILS: usize = 32_768;
-const MAX_HEARTBEAT_DETAILS: usize = 2_048;
+/// Waiting polls per task list beyond which SWF answers LimitExceededFault.
+const MAX_POLLERS: usize = 1_000;
+/// Closed executions remembered (their histories stay readable); older
+/// ones are forgotten, as the Step Functions half forgets executions.
+const MAX_CLOSED_EXECUTIONS: usize = 10_000;
 
 fn now() -> f64 {
     SystemTime::now()
@@ -59,12 +63,16 @@ fn timeout(v: Option<&str>) -> Option<Duration> {
 struct Queue {
     items: VecDeque<String>,
     notify: Arc<Notify>,
+    /// Polls waiting on this list now.
+    waiting: usize,
 }
 
 #[derive(Debug, Clone)]
 struct ActivityTypeRec {
     created: f64,
     config: Value,
+    /// When DeprecateActivityType was called.
+    deprecated: Option<f64>,
 }
 
 #[derive(Debug)]
@@ -111,8 +119,11 @@ struct ActivityTask {
     task_list: String,
     scheduled_event: i64,
     state: TaskState,
+    scheduled_at: Instant,
     heartbeat_timeout: Option<Duration>,
     start_to_close: Option<Duration>,
+    schedule_to_start: Option<Duration>,
+    schedule_to_close: Option<Duration>,
     cancel_requested: bool,
     details: Option<String>,
     wake: Arc<Notify>,
@@ -121,6 +132,7 @@ struct ActivityTask {
 
 #[derive(Debug, Default)]
 struct Domain {
+    deprecated: bool,
     activity_types: HashMap<(String, String), ActivityTypeRec>,
     workflow_types: HashMap<(String, String), Value>,
     executions: HashMap<(String, String), Execution>,
@@ -134,7 +146,25 @@ struct Model {
     tasks: HashMap<String, ActivityTask>,
     /// Decision token -> (domain, workflowId, runId, started event id).
     decisions: HashMap<String, (String, String, String, i64)>,
+    /// Closed executions, oldest first, for forgetting.
+    closed: VecDeque<(String, (String, String))>,
     completions: u64,
+}
+
+impl Model {
+    /// Remembers that an execution closed and forgets the oldest closed
+    /// ones beyond [`MAX_CLOSED_EXECUTIONS`].
+    fn closed_execution(&mut self, domain: &str, key: (String, String)) {
+        self.closed.push_back((domain.to_string(), key));
+        while self.closed.len() > MAX_CLOSED_EXECUTIONS {
+            let Some((domain, key)) = self.closed.pop_front() else {
+                break;
+            };
+            if let Some(d) = self.domains.get_mut(&domain) {
+                d.executions.remove(&key);
+            }
+        }
+    }
 }
 
 /// The SWF state of the endpoint.
@@ -143,6 +173,8 @@ pub struct SwfState {
     model: Mutex<Model>,
     poll_timeout: Duration,
     stopping: CancellationToken,
+    /// The task timers: they end when the endpoint stops.
+    tasks: tokio_util::task::TaskTracker,
 }
 
 fn queue<'a>(queues: &'a mut HashMap<String, Queue>, list: &str) -> &'a mut Queue {
@@ -155,7 +187,15 @@ impl SwfState {
             model: Mutex::new(Model::default()),
             poll_timeout,
             stopping,
+            tasks: tokio_util::task::TaskTracker::new(),
         })
+    }
+
+    /// Waits for every timer this half started (they stop with the
+    /// endpoint's `stopping` token).
+    pub(super) async fn stopped(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     fn lock(&self) -> MutexGuard<'_, Model> {
@@ -183,6 +223,8 @@ impl SwfState {
             "RespondActivityTaskCompleted" => self.close_task(r, Close::Completed),
             "RespondActivityTaskFailed" => self.close_task(r, Close::Failed),
             "RespondActivityTaskCanceled" => self.close_task(r, Close::Canceled),
+            "DeprecateDomain" => self.deprecate_domain(r),
+            "DeprecateActivityType" => self.deprecate_activity_type(r),
             other => Err(ApiError::bad_request(
                 "UnknownOperationException",
                 format!("SWF operation {other:?} is not implemented by this local endpoint"),
@@ -191,6 +233,7 @@ impl SwfState {
     }
 
     fn domain<'a>(m: &'a mut Model, name: &str) -> Result<&'a mut Domain, ApiError> {
+        requests::length("domain", name, 1, 256)?;
         m.domains
             .get_mut(name)
             .ok_or_else(|| unknown(format!("Unknown domain: {name}")))
@@ -213,6 +256,7 @@ impl SwfState {
         let key = (req(r, "name")?.to_string(), req(r, "version")?.to_string());
         let mut m = self.lock();
         let d = Self::domain(&mut m, req(r, "domain")?)?;
+        Self::not_deprecated(d, req(r, "domain")?)?;
         if d.activity_types.contains_key(&key) {
             return Err(ApiError::bad_request(
                 "TypeAlreadyExistsFault",
@@ -237,6 +281,7 @@ impl SwfState {
             ActivityTypeRec {
                 created: now(),
                 config,
+                deprecated: None,
             },
         );
         Ok(json!({}))
@@ -252,16 +297,65 @@ impl SwfState {
                 key.0, key.1
             ))
         })?;
-        Ok(json!({
-            "typeInfo": { "activityType": { "name": key.0, "version": key.1 }, "status": "REGISTERED", "creationDate": t.created },
-            "configuration": t.config,
-        }))
+        let mut info = json!({ "activityType": { "name": key.0, "version": key.1 }, "status": "REGISTERED", "creationDate": t.created });
+        if let Some(at) = t.deprecated {
+            info["status"] = json!("DEPRECATED");
+            info["deprecationDate"] = json!(at);
+        }
+        Ok(json!({ "typeInfo": info, "configuration": t.config }))
+    }
+
+    /// New executions and types cannot be created in a deprecated domain.
+    fn not_deprecated(d: &Domain, name: &str) -> Result<(), ApiError> {
+        if d.deprecated {
+            return Err(ApiError::bad_request(
+                "OperationNotPermittedFault",
+                format!("domain {name} is deprecated"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn deprecate_domain(&self, r: &Value) -> Result<Value, ApiError> {
+        let r: requests::DeprecateDomain = requests::parse(r)?;
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, &r.name)?;
+        if d.deprecated {
+            return Err(ApiError::bad_request(
+                "DomainDeprecatedFault",
+                format!("domain {} is already deprecated", r.name),
+            ));
+        }
+        d.deprecated = true;
+        Ok(json!({}))
+    }
+
+    fn deprecate_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
+        let r: requests::DeprecateActivityType = requests::parse(r)?;
+        let key = r.activity_type.key();
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, &r.domain)?;
+        let t = d.activity_types.get_mut(&key).ok_or_else(|| {
+            unknown(format!(
+                "Unknown type: ActivityType=[name={}, version={}]",
+                key.0, key.1
+            ))
+        })?;
+        if t.deprecated.is_some() {
+            return Err(ApiError::bad_request(
+                "TypeDeprecatedFault",
+                format!("ActivityType=[name={}, version={}]", key.0, key.1),
+            ));
+        }
+        t.deprecated = Some(now());
+        Ok(json!({}))
     }
 
     fn register_workflow_type(&self, r: &Value) -> Result<Value, ApiError> {
         let key = (req(r, "name")?.to_string(), req(r, "version")?.to_string());
         let mut m = self.lock();
         let d = Self::domain(&mut m, req(r, "domain")?)?;
+        Self::not_deprecated(d, req(r, "domain")?)?;
         if d.workflow_types.contains_key(&key) {
             return Err(ApiError::bad_request(
                 "TypeAlreadyExistsFault",
@@ -301,6 +395,7 @@ impl SwfState {
         let wtype = type_key(r.get("workflowType"), "workflowType")?;
         let mut m = self.lock();
         let d = Self::domain(&mut m, req(r, "domain")?)?;
+        Self::not_deprecated(d, req(r, "domain")?)?;
         let registered = d.workflow_types.get(&wtype).ok_or_else(|| {
             unknown(format!(
                 "Unknown type: WorkflowType=[name={}, version={}]",
@@ -418,6 +513,28 @@ impl SwfState {
         mut take: impl FnMut(&mut Model, String) -> Option<T>,
     ) -> Result<Option<T>, ApiError> {
         let deadline = Instant::now() + self.poll_timeout;
+        {
+            let mut m = self.lock();
+            let q = queue(queues(Self::domain(&mut m, domain)?), list);
+            if q.waiting >= MAX_POLLERS {
+                return Err(ApiError::bad_request(
+                    "LimitExceededFault",
+                    format!("more than {MAX_POLLERS} pollers are waiting on task list {list}"),
+                ));
+            }
+            q.waiting += 1;
+        }
+        // Counted out however the poll ends, a dropped connection included.
+        let _waiting = OnDrop::new(|| {
+            let mut m = self.lock();
+            if let Some(q) = m
+                .domains
+                .get_mut(domain)
+                .and_then(|d| queues(d).get_mut(list))
+            {
+                q.waiting = q.waiting.saturating_sub(1);
+            }
+        });
         loop {
             let notify = {
                 let mut m = self.lock();
@@ -448,13 +565,10 @@ impl SwfState {
     }
 
     async fn poll_for_decision_task(&self, r: &Value) -> Result<Value, ApiError> {
-        let domain = req(r, "domain")?.to_string();
-        let list = r
-            .pointer("/taskList/name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::validation("'taskList' is required"))?
-            .to_string();
-        let identity = s(r, "identity").unwrap_or("").to_string();
+        let r: requests::PollForDecisionTask = requests::parse(r)?;
+        let (domain, list) = (r.domain, r.task_list.name);
+        let identity = r.identity.unwrap_or_default();
+        let reverse = r.reverse_order == Some(true);
         let found = self
             .long_poll(
                 &domain,
@@ -480,10 +594,14 @@ impl SwfState {
                         json!({ "identity": identity, "scheduledEventId": scheduled }),
                     );
                     let token = format!("{TOKEN_PREFIX}d-{}", uuid::Uuid::new_v4());
+                    let mut events = e.events.clone();
+                    if reverse {
+                        events.reverse();
+                    }
                     let out = json!({
                         "taskToken": token, "startedEventId": started,
                         "workflowExecution": { "workflowId": key.0, "runId": key.1 },
-                        "workflowType": e.workflow_type, "events": e.events,
+                        "workflowType": e.workflow_type, "events": events,
                     });
                     m.decisions
                         .insert(token, (domain.clone(), key.0, key.1, started));
@@ -494,28 +612,34 @@ impl SwfState {
         Ok(found.unwrap_or_else(|| json!({ "taskToken": "", "startedEventId": 0, "events": [] })))
     }
 
+    /// Applies a decider's decisions, all or nothing: the request is decoded
+    /// and every decision validated before the decision task is consumed or
+    /// any event is recorded, so a refused request can be corrected and sent
+    /// again with the same token.
     fn respond_decision_task_completed(self: &Arc<Self>, r: &Value) -> Result<Value, ApiError> {
-        let token = req(r, "taskToken")?;
+        let r: requests::RespondDecisionTaskCompleted = requests::parse(r)?;
         let mut m = self.lock();
         let (domain, w, run, started) = m
             .decisions
-            .remove(token)
-            .ok_or_else(|| unknown("Unknown decision task token"))?;
-        let decisions = r
-            .get("decisions")
-            .and_then(Value::as_array)
+            .get(&r.task_token)
             .cloned()
-            .unwrap_or_default();
+            .ok_or_else(|| unknown("Unknown decision task token"))?;
         let key = (w, run);
+        {
+            let d = Self::domain(&mut m, &domain)?;
+            if !d.executions.contains_key(&key) {
+                return Err(unknown("execution vanished"));
+            }
+        }
+        // From here on nothing fails: the request is applied whole.
+        m.decisions.remove(&r.task_token);
         let mut scheduled_tasks = Vec::new();
         let mut cancels = Vec::new();
+        let mut closed = false;
         {
             let d = Self::domain(&mut m, &domain)?;
             let types = d.activity_types.clone();
-            let e = d
-                .executions
-                .get_mut(&key)
-                .ok_or_else(|| unknown("execution vanished"))?;
+            let e = d.executions.get_mut(&key).expect("checked above");
             let scheduled = e
                 .events
                 .iter()
@@ -525,55 +649,87 @@ impl SwfState {
                         .cloned()
                 })
                 .unwrap_or(json!(0));
+            let mut attrs = json!({ "scheduledEventId": scheduled, "startedEventId": started });
+            if let Some(context) = &r.execution_context {
+                attrs["executionContext"] = json!(context);
+            }
             let completed = e.push(
                 "DecisionTaskCompleted",
                 "decisionTaskCompletedEventAttributes",
-                json!({ "scheduledEventId": scheduled, "startedEventId": started }),
+                attrs,
             );
             e.decision_pending = false;
-            for decision in &decisions {
-                match decision["decisionType"].as_str().unwrap_or("") {
-                    "ScheduleActivityTask" => {
-                        let a = &decision["scheduleActivityTaskDecisionAttributes"];
-                        let atype = type_key(a.get("activityType"), "activityType")?;
-                        let activity_id = req(a, "activityId")?.to_string();
-                        let Some(registered) = types.get(&atype) else {
+            if let Some(list) = &r.task_list {
+                // Later decision tasks of this execution go to this list.
+                e.task_list = list.name.clone();
+            }
+            for decision in &r.decisions {
+                match decision.decided() {
+                    Decided::Schedule(a) => {
+                        let failed = |e: &mut Execution, cause: &str| {
                             e.push(
                                 "ScheduleActivityTaskFailed",
                                 "scheduleActivityTaskFailedEventAttributes",
-                                json!({ "activityType": a["activityType"], "activityId": activity_id,
-                                        "cause": "ACTIVITY_TYPE_DOES_NOT_EXIST", "decisionTaskCompletedEventId": completed }),
+                                json!({ "activityType": { "name": a.activity_type.name, "version": a.activity_type.version },
+                                        "activityId": a.activity_id, "cause": cause,
+                                        "decisionTaskCompletedEventId": completed }),
                             );
                             e.needs_decision = true;
+                        };
+                        let Some(registered) = types.get(&a.activity_type.key()) else {
+                            failed(e, "ACTIVITY_TYPE_DOES_NOT_EXIST");
                             continue;
                         };
-                        let pick = |field: &str, default: &str| {
-                            s(a, field)
-                                .or_else(|| s(&registered.config, default))
-                                .map(str::to_string)
+                        if registered.deprecated.is_some() {
+                            failed(e, "ACTIVITY_TYPE_DEPRECATED");
+                            continue;
+                        }
+                        if e.activities.contains_key(&a.activity_id) {
+                            failed(e, "ACTIVITY_ID_ALREADY_IN_USE");
+                            continue;
+                        }
+                        let pick = |given: &Option<String>, default: &str| {
+                            given
+                                .clone()
+                                .or_else(|| s(&registered.config, default).map(str::to_string))
                         };
-                        let list = a
-                            .pointer("/taskList/name")
-                            .or_else(|| registered.config.pointer("/defaultTaskList/name"))
-                            .and_then(Value::as_str)
-                            .ok_or_else(|| {
-                                ApiError::bad_request(
-                                    "DefaultUndefinedFault",
-                                    "no task list for the activity",
-                                )
-                            })?
-                            .to_string();
-                        let heartbeat = pick("heartbeatTimeout", "defaultTaskHeartbeatTimeout");
+                        let Some(list) =
+                            a.task_list.as_ref().map(|l| l.name.clone()).or_else(|| {
+                                registered
+                                    .config
+                                    .pointer("/defaultTaskList/name")
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string)
+                            })
+                        else {
+                            failed(e, "DEFAULT_TASK_LIST_UNDEFINED");
+                            continue;
+                        };
+                        let heartbeat = pick(&a.heartbeat_timeout, "defaultTaskHeartbeatTimeout");
                         let start_to_close =
-                            pick("startToCloseTimeout", "defaultTaskStartToCloseTimeout");
+                            pick(&a.start_to_close_timeout, "defaultTaskStartToCloseTimeout");
+                        let schedule_to_start = pick(
+                            &a.schedule_to_start_timeout,
+                            "defaultTaskScheduleToStartTimeout",
+                        );
+                        let schedule_to_close = pick(
+                            &a.schedule_to_close_timeout,
+                            "defaultTaskScheduleToCloseTimeout",
+                        );
+                        let activity_type = json!({ "name": a.activity_type.name, "version": a.activity_type.version });
+                        let none = || "NONE".to_string();
                         let mut attrs = json!({
-                            "activityType": a["activityType"], "activityId": activity_id, "taskList": { "name": list },
+                            "activityType": activity_type, "activityId": a.activity_id, "taskList": { "name": list },
                             "decisionTaskCompletedEventId": completed,
-                            "heartbeatTimeout": heartbeat.clone().unwrap_or("NONE".into()),
-                            "startToCloseTimeout": start_to_close.clone().unwrap_or("NONE".into()),
+                            "heartbeatTimeout": heartbeat.clone().unwrap_or_else(none),
+                            "startToCloseTimeout": start_to_close.clone().unwrap_or_else(none),
+                            "scheduleToStartTimeout": schedule_to_start.clone().unwrap_or_else(none),
+                            "scheduleToCloseTimeout": schedule_to_close.clone().unwrap_or_else(none),
                         });
-                        if let Some(input) = s(a, "input") {
-                            attrs["input"] = json!(input);
+                        for (field, value) in [("input", &a.input), ("control", &a.control)] {
+                            if let Some(v) = value {
+                                attrs[field] = json!(v);
+                            }
                         }
                         let scheduled_event = e.push(
                             "ActivityTaskScheduled",
@@ -581,20 +737,23 @@ impl SwfState {
                             attrs,
                         );
                         let token = format!("{TOKEN_PREFIX}{}", uuid::Uuid::new_v4());
-                        e.activities.insert(activity_id.clone(), token.clone());
+                        e.activities.insert(a.activity_id.clone(), token.clone());
                         scheduled_tasks.push((
                             token,
                             ActivityTask {
                                 domain: domain.clone(),
                                 execution: key.clone(),
-                                activity_id,
-                                activity_type: a["activityType"].clone(),
-                                input: s(a, "input").map(str::to_string),
+                                activity_id: a.activity_id.clone(),
+                                activity_type,
+                                input: a.input.clone(),
                                 task_list: list,
                                 scheduled_event,
                                 state: TaskState::Queued,
+                                scheduled_at: Instant::now(),
                                 heartbeat_timeout: timeout(heartbeat.as_deref()),
                                 start_to_close: timeout(start_to_close.as_deref()),
+                                schedule_to_start: timeout(schedule_to_start.as_deref()),
+                                schedule_to_close: timeout(schedule_to_close.as_deref()),
                                 cancel_requested: false,
                                 details: None,
                                 wake: Arc::new(Notify::new()),
@@ -602,25 +761,29 @@ impl SwfState {
                             },
                         ));
                     }
-                    "RequestCancelActivityTask" => {
-                        let a = &decision["requestCancelActivityTaskDecisionAttributes"];
-                        let activity_id = req(a, "activityId")?.to_string();
-                        e.push(
-                            "ActivityTaskCancelRequested",
-                            "activityTaskCancelRequestedEventAttributes",
-                            json!({ "activityId": activity_id, "decisionTaskCompletedEventId": completed }),
-                        );
-                        if let Some(token) = e.activities.get(&activity_id).cloned() {
+                    Decided::RequestCancel(a) => match e.activities.get(&a.activity_id).cloned() {
+                        Some(token) => {
+                            e.push(
+                                "ActivityTaskCancelRequested",
+                                "activityTaskCancelRequestedEventAttributes",
+                                json!({ "activityId": a.activity_id, "decisionTaskCompletedEventId": completed }),
+                            );
                             // Applied below, once the execution borrow ends.
                             cancels.push(token);
                         }
-                    }
-                    "CompleteWorkflowExecution" => {
+                        None => {
+                            e.push(
+                                "RequestCancelActivityTaskFailed",
+                                "requestCancelActivityTaskFailedEventAttributes",
+                                json!({ "activityId": a.activity_id, "cause": "ACTIVITY_ID_UNKNOWN",
+                                        "decisionTaskCompletedEventId": completed }),
+                            );
+                            e.needs_decision = true;
+                        }
+                    },
+                    Decided::Complete(a) => {
                         let mut attrs = json!({ "decisionTaskCompletedEventId": completed });
-                        if let Some(result) = s(
-                            &decision["completeWorkflowExecutionDecisionAttributes"],
-                            "result",
-                        ) {
+                        if let Some(result) = a.and_then(|a| a.result.as_ref()) {
                             attrs["result"] = json!(result);
                         }
                         e.push(
@@ -629,12 +792,7 @@ impl SwfState {
                             attrs,
                         );
                         e.open = false;
-                    }
-                    other => {
-                        return Err(ApiError::validation(format!(
-                            "decision type {other:?} is not supported by this local endpoint (supported: \
-                             ScheduleActivityTask, RequestCancelActivityTask, CompleteWorkflowExecution)"
-                        )));
+                        closed = true;
                     }
                 }
             }
@@ -656,7 +814,11 @@ impl SwfState {
             let q = queue(&mut d.activity_queues, &list);
             q.items.push_back(token.clone());
             q.notify.notify_waiters();
-            tokio::spawn(watch_task(self.clone(), token, wake, closed));
+            self.tasks
+                .spawn(watch_task(self.clone(), token, wake, closed));
+        }
+        if closed {
+            m.closed_execution(&domain, key);
         }
         Ok(json!({}))
     }
@@ -683,13 +845,9 @@ impl SwfState {
     }
 
     async fn poll_for_activity_task(&self, r: &Value) -> Result<Value, ApiError> {
-        let domain = req(r, "domain")?.to_string();
-        let list = r
-            .pointer("/taskList/name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ApiError::validation("'taskList' is required"))?
-            .to_string();
-        let identity = s(r, "identity").unwrap_or("").to_string();
+        let r: requests::PollForActivityTask = requests::parse(r)?;
+        let (domain, list) = (r.domain, r.task_list.name);
+        let identity = r.identity.unwrap_or_default();
         let found = self
             .long_poll(&domain, &list, |d| &mut d.activity_queues, |m, token| {
                 let task = m.tasks.get_mut(&token)?;
@@ -731,20 +889,15 @@ impl SwfState {
     }
 
     fn record_heartbeat(&self, r: &Value) -> Result<Value, ApiError> {
-        let token = req(r, "taskToken")?;
-        Self::check_token(token)?;
+        let r: requests::RecordActivityTaskHeartbeat = requests::parse(r)?;
+        Self::check_token(&r.task_token)?;
         let mut m = self.lock();
         let task = m
             .tasks
-            .get_mut(token)
+            .get_mut(&r.task_token)
             .ok_or_else(|| unknown("Unknown activity task (closed or never issued)"))?;
-        if let Some(details) = s(r, "details") {
-            if details.chars().count() > MAX_HEARTBEAT_DETAILS {
-                return Err(ApiError::validation(format!(
-                    "'details' is longer than {MAX_HEARTBEAT_DETAILS} characters"
-                )));
-            }
-            task.details = Some(details.to_string());
+        if let Some(details) = r.details {
+            task.details = Some(details);
         }
         if let TaskState::Running { last_beat, .. } = &mut task.state {
             *last_beat = Instant::now();
@@ -754,60 +907,32 @@ impl SwfState {
     }
 
     fn close_task(&self, r: &Value, close: Close) -> Result<Value, ApiError> {
-        let token = req(r, "taskToken")?;
+        let r = requests::RespondActivityTask::parse(r, close)?;
+        let token = r.task_token.as_str();
         Self::check_token(token)?;
         let mut m = self.lock();
         if !m.tasks.contains_key(token) {
             return Err(unknown("Unknown activity task (closed or never issued)"));
         }
-        let details = |key: &str| -> Result<Option<String>, ApiError> {
-            match s(r, key) {
-                Some(v) if v.chars().count() > MAX_DETAILS => Err(ApiError::validation(format!(
-                    "'{key}' is longer than {MAX_DETAILS} characters"
-                ))),
-                v => Ok(v.map(str::to_string)),
-            }
-        };
-        let (kind, attrs_key, mut attrs) = match close {
+        let (kind, attrs_key) = match close {
             Close::Completed => (
                 "ActivityTaskCompleted",
                 "activityTaskCompletedEventAttributes",
-                json!({}),
             ),
-            Close::Failed => (
-                "ActivityTaskFailed",
-                "activityTaskFailedEventAttributes",
-                json!({}),
-            ),
+            Close::Failed => ("ActivityTaskFailed", "activityTaskFailedEventAttributes"),
             Close::Canceled => (
                 "ActivityTaskCanceled",
                 "activityTaskCanceledEventAttributes",
-                json!({}),
             ),
         };
-        match close {
-            Close::Completed => {
-                if let Some(v) = details("result")? {
-                    attrs["result"] = json!(v);
-                }
-            }
-            Close::Failed => {
-                if let Some(reason) = s(r, "reason") {
-                    if reason.chars().count() > 256 {
-                        return Err(ApiError::validation(
-                            "'reason' is longer than 256 characters",
-                        ));
-                    }
-                    attrs["reason"] = json!(reason);
-                }
-                if let Some(v) = details("details")? {
-                    attrs["details"] = json!(v);
-                }
-            }
-            Close::Canceled => {
-                if let Some(v) = details("details")? {
-                    attrs["details"] = json!(v);
-                }
+        let mut attrs = json!({});
+        for (key, value) in [
+            ("result", r.result),
+            ("reason", r.reason),
+            ("details", r.details),
+        ] {
+            if let Some(v) = value {
+                attrs[key] = json!(v);
             }
         }
         m.completions += 1;
@@ -845,24 +970,34 @@ impl SwfState {
         Self::need_decision(d, &task.execution);
     }
 
-    /// When the running task's heartbeat or start-to-close clock runs out.
+    /// When the task's next clock runs out, and which: schedule-to-start
+    /// while it is queued, heartbeat and start-to-close once it runs, and
+    /// schedule-to-close throughout.
     fn deadline(&self, token: &str) -> Option<(Instant, &'static str)> {
         let m = self.lock();
         let task = m.tasks.get(token)?;
-        let TaskState::Running {
-            started_at,
-            last_beat,
-            ..
-        } = task.state
-        else {
-            return None;
+        let overall = task
+            .schedule_to_close
+            .map(|d| (task.scheduled_at + d, "SCHEDULE_TO_CLOSE"));
+        let clocks = match task.state {
+            TaskState::Queued => [
+                task.schedule_to_start
+                    .map(|d| (task.scheduled_at + d, "SCHEDULE_TO_START")),
+                None,
+            ],
+            TaskState::Running {
+                started_at,
+                last_beat,
+                ..
+            } => [
+                task.heartbeat_timeout.map(|h| (last_beat + h, "HEARTBEAT")),
+                task.start_to_close
+                    .map(|d| (started_at + d, "START_TO_CLOSE")),
+            ],
         };
-        let beat = task.heartbeat_timeout.map(|h| (last_beat + h, "HEARTBEAT"));
-        let close = task
-            .start_to_close
-            .map(|d| (started_at + d, "START_TO_CLOSE"));
-        [beat, close]
+        clocks
             .into_iter()
+            .chain([overall])
             .flatten()
             .min_by_key(|(at, _)| *at)
     }
@@ -884,14 +1019,7 @@ impl SwfState {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-enum Close {
-    Completed,
-    Failed,
-    Canceled,
-}
-
-/// Times out a task when its heartbeat or start-to-close clock runs out.
+/// Times out a task when one of its clocks runs out.
 async fn watch_task(
     state: Arc<SwfState>,
     token: String,
@@ -902,6 +1030,7 @@ async fn watch_task(
         let deadline = state.deadline(&token);
         tokio::select! {
             () = closed.cancelled() => return,
+            () = state.stopping.cancelled() => return,
             () = wake.notified() => continue,
             () = async {
                 match deadline {
