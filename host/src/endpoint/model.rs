@@ -287,9 +287,11 @@ impl Shared {
 
     /// Checks an ARN's shape for `kind` (`activity`, `stateMachine`, `execution`).
     fn check_arn(&self, arn: &str, kind: &str) -> Result<(), ApiError> {
+        // A length outside the reference's 1..=256 is a validation error
+        // before it is a malformed ARN.
+        requests::length(&format!("{kind}Arn"), arn, 1, 256)?;
         let parts: Vec<&str> = arn.splitn(7, ':').collect();
-        let ok = arn.len() <= 256
-            && parts.len() == 7
+        let ok = parts.len() == 7
             && parts[0] == "arn"
             && parts[1].starts_with("aws")
             && parts[2] == "states"
@@ -306,8 +308,8 @@ impl Shared {
     }
 
     fn check_token(token: &str) -> Result<(), ApiError> {
-        let well_formed = token.len() <= 2048
-            && token
+        requests::length("taskToken", token, 1, 2048)?;
+        let well_formed = token
                 .strip_prefix(TOKEN_PREFIX)
                 .is_some_and(|rest| uuid::Uuid::parse_str(rest).is_ok());
         if well_formed {

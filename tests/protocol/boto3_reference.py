@@ -1,0 +1,278 @@
+"""Each documented error and limit of each worker-facing operation, driven with
+boto3 (client-side validation off, so the server must validate), on both
+halves of an endpoint. Run by tests/e2e/local_endpoint.rs:
+
+    python boto3_reference.py URL embedded     # the project's endpoint: every case must hold
+    python boto3_reference.py URL localstack   # LocalStack/moto: the same table, known differences listed
+
+Then, against the embedded endpoint only, the disconnect cases: a poll whose
+socket closes, whose client process is killed, or whose client times out
+first stops counting at once; after 1,000 abandoned polls a poll still works.
+"""
+import json
+import socket
+import subprocess
+import sys
+import time
+import uuid
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+URL, BACKEND = sys.argv[1], sys.argv[2]
+ROLE = "arn:aws:iam::000000000000:role/protocol"
+session = boto3.session.Session(aws_access_key_id="any", aws_secret_access_key="any", region_name="us-east-1")
+raw = botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1}, read_timeout=70)
+sfn = session.client("stepfunctions", endpoint_url=URL, config=raw)
+swf = session.client("swf", endpoint_url=URL, config=raw)
+
+# What LocalStack (moto for SWF) answers differently, and why. A difference
+# not listed here, or listed but not seen, fails the run.
+LOCALSTACK_DIFFERENCES = {
+    # Filled from observed runs; each entry: case name -> (what it answers, reason).
+}
+
+failures, seen_differences = [], set()
+
+
+def answer(call, **kwargs):
+    try:
+        call(**kwargs)
+        return "OK"
+    except botocore.exceptions.ClientError as e:
+        return e.response["Error"]["Code"]
+
+
+def case(name, expected, call, **kwargs):
+    got = answer(call, **kwargs)
+    if got == expected:
+        return
+    if BACKEND == "localstack" and name in LOCALSTACK_DIFFERENCES:
+        want, _reason = LOCALSTACK_DIFFERENCES[name]
+        seen_differences.add(name)
+        if got == want:
+            return
+    failures.append(f"{name}: expected {expected}, got {got}")
+
+
+def wait_for(what, check, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+# ---- Step Functions ----------------------------------------------------------
+name = "ref-" + uuid.uuid4().hex[:8]
+arn = sfn.create_activity(name=name)["activityArn"]
+definition = {"StartAt": "W", "States": {"W": {"Type": "Task", "Resource": arn, "TimeoutSeconds": 60, "End": True}}}
+sm = sfn.create_state_machine(name="sm-" + name, roleArn=ROLE, definition=json.dumps(definition))["stateMachineArn"]
+foreign = "wa1-" + str(uuid.uuid4())
+
+case("GetActivityTask workerName empty", "ValidationException", sfn.get_activity_task, activityArn=arn, workerName="")
+case("GetActivityTask workerName 81", "ValidationException", sfn.get_activity_task, activityArn=arn, workerName="w" * 81)
+case("GetActivityTask activityArn 257", "ValidationException", sfn.get_activity_task, activityArn=arn + "x" * 257)
+case("GetActivityTask missing activity", "ActivityDoesNotExist", sfn.get_activity_task, activityArn=arn + "-gone")
+case("GetActivityTask malformed ARN", "InvalidArn", sfn.get_activity_task, activityArn="not-an-arn")
+for op, call, extra in [
+    ("SendTaskHeartbeat", sfn.send_task_heartbeat, {}),
+    ("SendTaskSuccess", sfn.send_task_success, {"output": "{}"}),
+    ("SendTaskFailure", sfn.send_task_failure, {}),
+]:
+    case(f"{op} token empty", "ValidationException", call, taskToken="", **extra)
+    case(f"{op} token 2049", "ValidationException", call, taskToken="t" * 2049, **extra)
+    case(f"{op} token foreign", "InvalidToken", call, taskToken="garbage", **extra)
+    case(f"{op} token unknown", "TaskDoesNotExist", call, taskToken=foreign, **extra)
+case("SendTaskFailure error 257", "ValidationException", sfn.send_task_failure, taskToken=foreign, error="e" * 257)
+case("SendTaskFailure cause 32769", "ValidationException", sfn.send_task_failure, taskToken=foreign, cause="c" * 32769)
+case("SendTaskSuccess output 262145", "ValidationException", sfn.send_task_success, taskToken=foreign,
+     output='"' + "o" * 262143 + '"')
+case("StartExecution input 262145", "ValidationException", sfn.start_execution, stateMachineArn=sm,
+     input='"' + "i" * 262143 + '"')
+case("StartExecution input not JSON", "InvalidExecutionInput", sfn.start_execution, stateMachineArn=sm, input="nope")
+case("StartExecution name 81", "ValidationException", sfn.start_execution, stateMachineArn=sm, name="n" * 81)
+
+# A report applied, then repeated (its response lost): the task is closed.
+execution = sfn.start_execution(stateMachineArn=sm, input="{}")["executionArn"]
+token = sfn.get_activity_task(activityArn=arn, workerName="ref")["taskToken"]
+case("SendTaskSuccess applied", "OK", sfn.send_task_success, taskToken=token, output="{}")
+case("SendTaskSuccess repeated", "TaskTimedOut", sfn.send_task_success, taskToken=token, output="{}")
+case("SendTaskFailure after success", "TaskTimedOut", sfn.send_task_failure, taskToken=token, error="E")
+case("SendTaskHeartbeat after success", "TaskTimedOut", sfn.send_task_heartbeat, taskToken=token)
+
+# The worker name is left out of the history when the poll gave none.
+execution = sfn.start_execution(stateMachineArn=sm, input="{}")["executionArn"]
+token = sfn.get_activity_task(activityArn=arn)["taskToken"]
+sfn.send_task_success(taskToken=token, output="{}")
+started = [e for e in sfn.get_execution_history(executionArn=execution)["events"] if e["type"] == "ActivityStarted"]
+if started and "workerName" in started[0].get("activityStartedEventDetails", {}):
+    failures.append(f"ActivityStarted without a worker name carries one: {started[0]}")
+
+# ---- SWF -----------------------------------------------------------------------
+domain = "ref-" + uuid.uuid4().hex[:8]
+swf.register_domain(name=domain, workflowExecutionRetentionPeriodInDays="1")
+swf.register_activity_type(domain=domain, name="t", version="1", defaultTaskStartToCloseTimeout="60",
+                           defaultTaskHeartbeatTimeout="NONE", defaultTaskScheduleToStartTimeout="NONE",
+                           defaultTaskScheduleToCloseTimeout="NONE")
+swf.register_workflow_type(domain=domain, name="w", version="1", defaultTaskStartToCloseTimeout="60",
+                           defaultExecutionStartToCloseTimeout="600", defaultChildPolicy="TERMINATE")
+short = botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1}, read_timeout=70)
+swf_poll = session.client("swf", endpoint_url=URL, config=short)
+
+
+def poll_activity(list_name="acts", **kw):
+    return swf_poll.poll_for_activity_task(domain=domain, taskList={"name": list_name}, **kw)
+
+
+for bad in ["", "a:b", "a/b", "a|b", "a\u0001b", " a", "a ", "arn", "x" * 257]:
+    case(f"PollForActivityTask task list {bad[:12]!r}", "ValidationException", poll_activity, list_name=bad)
+case("PollForActivityTask identity 257", "ValidationException", poll_activity, identity="i" * 257)
+case("PollForActivityTask domain 257", "ValidationException", swf.poll_for_activity_task,
+     domain="d" * 257, taskList={"name": "acts"})
+case("PollForActivityTask unknown domain", "UnknownResourceFault", swf.poll_for_activity_task,
+     domain=domain + "-gone", taskList={"name": "acts"})
+case("RecordActivityTaskHeartbeat token 1025", "ValidationException", swf.record_activity_task_heartbeat,
+     taskToken="t" * 1025)
+case("RespondActivityTaskFailed reason 257", "ValidationException", swf.respond_activity_task_failed,
+     taskToken="swf1-x", reason="r" * 257)
+case("RespondActivityTaskCompleted result 32769", "ValidationException", swf.respond_activity_task_completed,
+     taskToken="swf1-x", result="r" * 32769)
+
+
+def start_workflow():
+    wid = "wf-" + uuid.uuid4().hex[:8]
+    run = swf.start_workflow_execution(domain=domain, workflowId=wid, workflowType={"name": "w", "version": "1"},
+                                       taskList={"name": "decisions"})["runId"]
+    task = wait_for("a decision task", lambda: (lambda t: t if t.get("taskToken") else None)(
+        swf_poll.poll_for_decision_task(domain=domain, taskList={"name": "decisions"})))
+    return {"workflowId": wid, "runId": run}, task["taskToken"]
+
+
+def history(execution):
+    return [e["eventType"] for e in
+            swf.get_workflow_execution_history(domain=domain, execution=execution)["events"]]
+
+
+def schedule(activity_id, **extra):
+    attrs = {"activityType": {"name": "t", "version": "1"}, "activityId": activity_id, "taskList": {"name": "acts"}}
+    attrs.update(extra)
+    return {"decisionType": "ScheduleActivityTask", "scheduleActivityTaskDecisionAttributes": attrs}
+
+
+# A refused RespondDecisionTaskCompleted changes nothing and can be resent.
+execution, token = start_workflow()
+before = history(execution)
+timer = {"decisionType": "StartTimer", "startTimerDecisionAttributes": {"timerId": "t1", "startToFireTimeout": "5"}}
+if BACKEND == "embedded":
+    case("RespondDecisionTaskCompleted unsupported decision", "ValidationException",
+         swf.respond_decision_task_completed, taskToken=token, decisions=[schedule("a1"), timer])
+    if history(execution) != before:
+        failures.append(f"a refused decision request changed the history: {before} -> {history(execution)}")
+case("RespondDecisionTaskCompleted after a refusal", "OK", swf.respond_decision_task_completed,
+     taskToken=token, decisions=[schedule("a1")])
+got = poll_activity()
+if got.get("activityId") != "a1":
+    failures.append(f"the scheduled activity was not handed out: {got}")
+else:
+    case("RespondActivityTaskCompleted", "OK", swf.respond_activity_task_completed, taskToken=got["taskToken"], result="r")
+    case("RespondActivityTaskCompleted repeated", "UnknownResourceFault", swf.respond_activity_task_completed,
+         taskToken=got["taskToken"], result="r")
+    case("RecordActivityTaskHeartbeat closed", "UnknownResourceFault", swf.record_activity_task_heartbeat,
+         taskToken=got["taskToken"])
+
+# scheduleToStartTimeout: a task nobody takes times out.
+execution, token = start_workflow()
+swf.respond_decision_task_completed(taskToken=token, decisions=[schedule("late", scheduleToStartTimeout="2",
+                                                                         taskList={"name": "nobody-polls"})])
+try:
+    wait_for("the schedule-to-start timeout", lambda: "ActivityTaskTimedOut" in history(execution), timeout=12)
+except AssertionError as e:
+    if BACKEND == "localstack" and "scheduleToStartTimeout" in LOCALSTACK_DIFFERENCES:
+        seen_differences.add("scheduleToStartTimeout")
+    else:
+        failures.append(f"scheduleToStartTimeout: {e}")
+
+# RequestCancelActivityTask for an id never scheduled.
+execution, token = start_workflow()
+swf.respond_decision_task_completed(taskToken=token, decisions=[
+    {"decisionType": "RequestCancelActivityTask", "requestCancelActivityTaskDecisionAttributes": {"activityId": "never"}}])
+events = history(execution)
+if "RequestCancelActivityTaskFailed" not in events or "ActivityTaskCancelRequested" in events:
+    if BACKEND == "localstack" and "cancel unknown id" in LOCALSTACK_DIFFERENCES:
+        seen_differences.add("cancel unknown id")
+    else:
+        failures.append(f"cancel of an unknown id: {events}")
+
+# Deprecation.
+case("DeprecateActivityType", "OK", swf.deprecate_activity_type, domain=domain,
+     activityType={"name": "t", "version": "1"})
+case("DeprecateActivityType again", "TypeDeprecatedFault", swf.deprecate_activity_type, domain=domain,
+     activityType={"name": "t", "version": "1"})
+case("DeprecateActivityType unknown", "UnknownResourceFault", swf.deprecate_activity_type, domain=domain,
+     activityType={"name": "nope", "version": "1"})
+case("DeprecateDomain", "OK", swf.deprecate_domain, name=domain)
+case("DeprecateDomain again", "DomainDeprecatedFault", swf.deprecate_domain, name=domain)
+
+# ---- disconnects (the project's endpoint) ------------------------------------------
+if BACKEND == "embedded":
+    import urllib.request
+
+    def waiting():
+        with urllib.request.urlopen(URL + "/_local/state") as r:
+            return next(a["pollers"] for a in json.load(r)["activities"] if a["arn"] == arn)
+
+    host, port = URL.split("//")[1].split(":")
+    body = json.dumps({"activityArn": arn}).encode()
+    request = (f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.0\r\n"
+               f"X-Amz-Target: AWSStepFunctions.GetActivityTask\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+    def open_poll():
+        s = socket.create_connection((host, int(port)))
+        s.sendall(request)
+        return s
+
+    # A closed socket.
+    s = open_poll()
+    wait_for("the raw poll to wait", lambda: waiting() == 1)
+    s.close()
+    wait_for("the closed poll to stop counting", lambda: waiting() == 0, timeout=5)
+    # A killed client process.
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import boto3, botocore.config, sys\n"
+        "c = boto3.session.Session(aws_access_key_id='a', aws_secret_access_key='a', region_name='us-east-1')"
+        f".client('stepfunctions', endpoint_url='{URL}', config=botocore.config.Config(read_timeout=70))\n"
+        f"c.get_activity_task(activityArn='{arn}')\n")])
+    wait_for("the child's poll to wait", lambda: waiting() == 1, timeout=30)
+    child.kill()
+    child.wait()
+    wait_for("the killed client's poll to stop counting", lambda: waiting() == 0, timeout=5)
+    # A client read timeout shorter than the hold.
+    impatient = session.client("stepfunctions", endpoint_url=URL, config=botocore.config.Config(
+        read_timeout=1, retries={"max_attempts": 1}))
+    try:
+        impatient.get_activity_task(activityArn=arn)
+    except botocore.exceptions.ReadTimeoutError:
+        pass
+    wait_for("the timed-out poll to stop counting", lambda: waiting() == 0, timeout=5)
+    # 1,000 abandoned polls, then a poll that works.
+    sockets = [open_poll() for _ in range(1000)]
+    wait_for("1,000 waiting polls", lambda: waiting() == 1000, timeout=30)
+    for s in sockets:
+        s.close()
+    wait_for("the abandoned polls to stop counting", lambda: waiting() == 0, timeout=15)
+    execution = sfn.start_execution(stateMachineArn=sm, input=json.dumps({"after": "abandoned"}))["executionArn"]
+    task = sfn.get_activity_task(activityArn=arn, workerName="after")
+    if json.loads(task.get("input", "{}")) != {"after": "abandoned"}:
+        failures.append(f"no task after 1,000 abandoned polls: {task}")
+
+unseen = set(LOCALSTACK_DIFFERENCES) - seen_differences if BACKEND == "localstack" else set()
+for name in sorted(unseen):
+    failures.append(f"listed difference not seen (remove it): {name}")
+if failures:
+    print("\n".join(failures))
+    sys.exit(1)
+print("reference ok")
