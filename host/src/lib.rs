@@ -133,9 +133,86 @@ fn start_watch(
     }
 }
 
-/// Reads the changed config and applies it, or keeps the old one (whole)
-/// if the new one is invalid or cannot be served.
-async fn reload_config(current: Config, sources: &mut Sources) -> Config {
+/// Changes reported together: everything already queued when the first one
+/// is taken, so a burst is one reload.
+#[derive(Debug, Default)]
+struct Batch {
+    config: bool,
+    components: std::collections::BTreeSet<std::path::PathBuf>,
+}
+
+impl Batch {
+    fn take(
+        first: reload::Change,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<reload::Change>,
+    ) -> Batch {
+        let mut batch = Batch::default();
+        let mut next = Some(first);
+        while let Some(change) = next {
+            match change {
+                reload::Change::Config => batch.config = true,
+                reload::Change::Component(path) => {
+                    batch.components.insert(path);
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        batch
+    }
+}
+
+/// Applies a batch of changes. A config change reloads the config, points
+/// the watcher at the files the result uses (the same ones if it was
+/// refused), then reloads every component file whose content is not what
+/// runs, which covers the batch's component changes and any made while the
+/// config was being prepared.
+async fn apply_changes(
+    batch: Batch,
+    config: &mut Config,
+    sources: &mut Sources,
+    watch: &mut Option<(
+        reload::Watcher,
+        tokio::sync::mpsc::UnboundedReceiver<reload::Change>,
+    )>,
+    watch_config: bool,
+) {
+    if !batch.config {
+        for path in &batch.components {
+            sources.reload_component(path).await;
+        }
+        return;
+    }
+    if let Some(new) = reload_config(config, sources).await {
+        *config = new;
+    }
+    if !config.reload {
+        if watch.take().is_some() {
+            tracing::info!(
+                "reload = false: no longer watching files (restart the worker to watch them again)"
+            );
+        }
+        return;
+    }
+    if let Some((watcher, _)) = watch {
+        let config_path = watch_config.then_some(config.path.as_path());
+        for (dir, e) in watcher.watch_files(
+            config_path,
+            sources.components().into_keys(),
+            config.reload_debounce,
+        ) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "cannot watch {}: {e}; changes to files there are not reloaded",
+                dir.display()
+            );
+        }
+    }
+    sources.reload_changed_components().await;
+}
+
+/// Reads the changed config and applies it; returns it, or `None` if it is
+/// invalid or cannot be served (then everything keeps running as it was).
+async fn reload_config(current: &Config, sources: &mut Sources) -> Option<Config> {
     let m = metrics::global();
     let failed = || {
         m.reloads
@@ -144,18 +221,19 @@ async fn reload_config(current: Config, sources: &mut Sources) -> Config {
             })
             .inc()
     };
+    tracing::info!(config = %current.path.display(), "reloading config");
     let new = match Config::from_file(&current.path) {
         Ok(new) => new,
         Err(e) => {
             failed();
             tracing::error!("config reload refused, the current config keeps running: {e}");
-            return current;
+            return None;
         }
     };
     if let Err(e) = sources.apply(&new).await {
         failed();
         tracing::error!("config reload refused, the current config keeps running: {e}");
-        return current;
+        return None;
     }
     m.reloads
         .get_or_create(&metrics::ResultLabels {
@@ -166,7 +244,7 @@ async fn reload_config(current: Config, sources: &mut Sources) -> Config {
         tracing::warn!("worker_name and metrics_addr changes take effect at the next start");
     }
     tracing::info!(sources = sources.len(), "config reloaded");
-    new
+    Some(new)
 }
 
 /// How a run ended.
@@ -267,7 +345,8 @@ pub async fn serve(
     tracing::info!(worker = %config.worker_name, sources = sources.len(), "worker running");
 
     // Hot reload: component files always (when `reload` is on), the config
-    // file when the caller owns it (`run`, not `dev`).
+    // file when the caller owns it (`run`, not `dev`). Changes are applied
+    // one batch at a time; what arrives meanwhile waits on the channel.
     let mut config = config;
     let mut watch = start_watch(&config, &sources, options.watch_config);
     tokio::pin!(shutdown);
@@ -278,16 +357,22 @@ pub async fn serve(
                 None => std::future::pending().await,
             }
         };
+        let first = tokio::select! {
+            () = &mut shutdown => break,
+            change = next_change => change,
+        };
+        let batch = match (first, &mut watch) {
+            (Some(first), Some((_, rx))) => Batch::take(first, rx),
+            _ => {
+                watch = None;
+                continue;
+            }
+        };
+        // A reload waits for nothing but loading files, and stopping it
+        // half way changes nothing (see `Sources::apply`).
         tokio::select! {
             () = &mut shutdown => break,
-            change = next_change => match change {
-                None => watch = None,
-                Some(reload::Change::Component(path)) => sources.reload_component(&path).await,
-                Some(reload::Change::Config) => {
-                    config = reload_config(config, &mut sources).await;
-                    watch = start_watch(&config, &sources, options.watch_config);
-                }
-            },
+            () = apply_changes(batch, &mut config, &mut sources, &mut watch, options.watch_config) => {}
         }
     }
     metrics::global().set_ready(false);

@@ -357,12 +357,23 @@ impl Sources {
     }
 
     /// Recompiles a changed component file and routes new tasks of every
-    /// activity using it to the new version. A file that does not load is
-    /// refused: the old version keeps serving.
+    /// activity using it to the new version (activities already running it
+    /// are left alone). A file that does not load is refused: the old
+    /// version keeps serving.
     pub(crate) async fn reload_component(&self, path: &Path) {
         let users = self.components().remove(path).unwrap_or_default();
         let Some(first) = users.first() else { return };
         let current = first.handler();
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            // Reading a named pipe again could block this loop for good.
+            tracing::warn!(
+                component = %path.display(),
+                "component file is not a regular file; not reloaded (replace it with a file to reload it)"
+            );
+            return;
+        }
         let runtime = self.runtime.clone();
         let owned = path.to_path_buf();
         let started = std::time::Instant::now();
@@ -371,12 +382,17 @@ impl Sources {
             .expect("component loading panicked");
         let m = metrics::global();
         match loaded {
-            Ok(handler) if handler.digest == current.digest => {
-                tracing::debug!(component = %path.display(), "component file touched but unchanged");
-            }
             Ok(handler) => {
+                let stale: Vec<_> = users
+                    .iter()
+                    .filter(|a| a.handler().digest != handler.digest)
+                    .collect();
+                if stale.is_empty() {
+                    tracing::debug!(component = %path.display(), "component file touched but unchanged");
+                    return;
+                }
                 let handler = Arc::new(handler);
-                for a in &users {
+                for a in stale {
                     let old = a.replace_handler(handler.clone());
                     m.component_version(a.name(), Some(&old.version), &handler.version);
                     tracing::info!(
@@ -404,6 +420,35 @@ impl Sources {
                     version = %current.version,
                     "component reload refused, the previous version keeps serving: {e}"
                 );
+            }
+        }
+    }
+
+    /// Reloads every component file in use whose content is not what its
+    /// activities run: run after a config reload, which may have hidden a
+    /// change (see the module docs). Files that cannot be read, or are not
+    /// regular files, are left to the watcher.
+    pub(crate) async fn reload_changed_components(&self) {
+        for (path, users) in self.components() {
+            let owned = path.clone();
+            let digest = tokio::task::spawn_blocking(move || {
+                let meta = std::fs::metadata(&owned).ok()?;
+                if !meta.is_file() {
+                    return None;
+                }
+                std::fs::read(&owned)
+                    .ok()
+                    .map(|bytes| crate::runtime::cache::sha256_hex(&bytes))
+            })
+            .await
+            .expect("hashing a component panicked");
+            let Some(digest) = digest else { continue };
+            if users.iter().any(|a| a.handler().digest != digest) {
+                tracing::info!(
+                    component = %path.display(),
+                    "component file changed while the config was reloading; reloading it"
+                );
+                self.reload_component(&path).await;
             }
         }
     }
