@@ -220,7 +220,9 @@ impl TenantGate {
                         memory: need,
                     };
                 }
-                if !looked {
+                // Said once, when it is this waiter's turn and the caps
+                // are what keeps it out.
+                if !looked && s.queue.front() == Some(&place.ticket) {
                     looked = true;
                     tracing::debug!(
                         source = %self.waiter,
