@@ -174,6 +174,7 @@ async fn apply_changes(
         reload::Watcher,
         tokio::sync::mpsc::UnboundedReceiver<reload::Change>,
     )>,
+    engine: &EngineLimits,
     watch_config: bool,
 ) {
     if !batch.config {
@@ -182,7 +183,7 @@ async fn apply_changes(
         }
         return;
     }
-    if let Some(new) = reload_config(config, sources).await {
+    if let Some(new) = reload_config(config, sources, engine).await {
         *config = new;
     }
     if !config.reload {
@@ -210,9 +211,80 @@ async fn apply_changes(
     sources.reload_changed_components().await;
 }
 
+/// What the engine was built for when the worker started, which a reload
+/// cannot change: the pool's linear memory per instance and fuel metering.
+#[derive(Debug)]
+struct EngineLimits {
+    /// The largest `memory_limit` the pool can honour (`None`: instances
+    /// are allocated on demand, without a pool).
+    memory: Option<u64>,
+    fuel: bool,
+}
+
+impl EngineLimits {
+    fn of(config: &Config, runtime: &Runtime) -> EngineLimits {
+        let options = runtime_options(config);
+        EngineLimits {
+            memory: runtime.is_pooling().then_some(options.max_memory),
+            fuel: options.fuel,
+        }
+    }
+
+    /// Refuses a config asking for what the running engine cannot give: a
+    /// guest would silently get less memory than its `memory_limit`, or run
+    /// unmetered despite its `fuel`.
+    fn admits(&self, config: &Config) -> Result<(), config::ConfigError> {
+        let tasks = config
+            .activities
+            .iter()
+            .map(|a| (format!("activity.{}", a.name), a.limits))
+            .chain(config.task_lists.iter().flat_map(|l| {
+                l.types
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, t)| (format!("swf.{}.activity[{i}]", l.name), t.limits))
+            }));
+        let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
+        for (prefix, limits) in tasks {
+            if let Some(max) = self.memory
+                && limits.memory > max
+            {
+                return Err(config::ConfigError::Invalid {
+                    path: config.path.clone(),
+                    key: format!("{prefix}.memory_limit"),
+                    value: format!("{:?}", size(limits.memory)),
+                    expected: format!(
+                        "at most {}, the largest memory_limit when the worker started (the instance pool \
+                         is sized then); restart the worker to raise it",
+                        size(max)
+                    ),
+                });
+            }
+            if let Some(fuel) = limits.fuel
+                && !self.fuel
+            {
+                return Err(config::ConfigError::Invalid {
+                    path: config.path.clone(),
+                    key: format!("{prefix}.fuel"),
+                    value: format!("\"{fuel}\""),
+                    expected:
+                        "no fuel: fuel metering is off in this worker (no activity set `fuel` \
+                               when it started); restart the worker to turn it on"
+                            .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reads the changed config and applies it; returns it, or `None` if it is
 /// invalid or cannot be served (then everything keeps running as it was).
-async fn reload_config(current: &Config, sources: &mut Sources) -> Option<Config> {
+async fn reload_config(
+    current: &Config,
+    sources: &mut Sources,
+    engine: &EngineLimits,
+) -> Option<Config> {
     let m = metrics::global();
     let failed = || {
         m.reloads
@@ -222,7 +294,10 @@ async fn reload_config(current: &Config, sources: &mut Sources) -> Option<Config
             .inc()
     };
     tracing::info!(config = %current.path.display(), "reloading config");
-    let new = match Config::from_file(&current.path) {
+    let new = match Config::from_file(&current.path).and_then(|new| {
+        engine.admits(&new)?;
+        Ok(new)
+    }) {
         Ok(new) => new,
         Err(e) => {
             failed();
@@ -330,6 +405,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let runtime = Arc::new(Runtime::new(runtime_options(&config))?);
+    let engine = EngineLimits::of(&config, &runtime);
     let stop_metrics = tokio_util::sync::CancellationToken::new();
     let _stop_metrics = stop_metrics.clone().drop_guard();
     if let Some(addr) = config.metrics_addr {
@@ -372,7 +448,7 @@ pub async fn serve(
         // half way changes nothing (see `Sources::apply`).
         tokio::select! {
             () = &mut shutdown => break,
-            () = apply_changes(batch, &mut config, &mut sources, &mut watch, options.watch_config) => {}
+            () = apply_changes(batch, &mut config, &mut sources, &mut watch, &engine, options.watch_config) => {}
         }
     }
     metrics::global().set_ready(false);
@@ -420,4 +496,52 @@ pub async fn serve(
     let clean = drained && stages.handed_back() == 0;
     tracing::info!(clean, "worker stopped");
     Ok(RunSummary { clean })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[activity.a]\narn = \"arn:aws:states:us-east-1:000000000000:activity:a\"\n\
+             component = \"a.wasm\"\n{extra}"
+        );
+        Config::from_toml(&text, std::path::Path::new("/etc/wa/worker.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_reload_may_not_ask_for_more_than_the_engine_was_built_for() {
+        let engine = EngineLimits {
+            memory: Some(64 << 20),
+            fuel: false,
+        };
+        engine.admits(&config("memory_limit = \"64MiB\"")).unwrap();
+        let e = engine
+            .admits(&config("memory_limit = \"128MiB\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "/etc/wa/worker.toml: `activity.a.memory_limit` = \"128.0 MiB\": expected at most 64.0 MiB"
+            ) && e.contains("restart the worker to raise it"),
+            "{e}"
+        );
+        let e = engine
+            .admits(&config("fuel = 1000"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`activity.a.fuel` = \"1000\"") && e.contains("restart the worker"),
+            "{e}"
+        );
+        // Without a pool, memory is allocated on demand: any limit fits.
+        let on_demand = EngineLimits {
+            memory: None,
+            fuel: true,
+        };
+        on_demand
+            .admits(&config("memory_limit = \"1GiB\"\nfuel = 1000"))
+            .unwrap();
+    }
 }

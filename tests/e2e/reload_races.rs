@@ -383,4 +383,23 @@ async fn a_reservation_no_cap_can_satisfy_is_refused_by_check_and_by_reload() {
     assert!(!worker.log().contains("tenant caps changed"));
     // The old config keeps serving.
     assert_eq!(versions(&sfn, &big_sm, 1).await, [1]);
+
+    // Nor can a reload give a task more linear memory than the instance
+    // pool was sized for at start (the largest memory_limit then, 64 MiB).
+    worker.rewrite_config(
+        &svc,
+        &tenant_config("max_memory = \"200MiB\"", "", "", &hold, &big)
+            .replace("memory_limit = \"64MiB\"", "memory_limit = \"128MiB\""),
+    );
+    wait_count(&worker, "config reload refused", 2);
+    assert!(
+        worker.log().contains(
+            "`activity.big.memory_limit` = \"128.0 MiB\": expected at most 64.0 MiB, the largest \
+             memory_limit when the worker started"
+        ),
+        "{}",
+        worker.log()
+    );
+    assert!(!worker.log().contains("tenant caps changed"));
+    assert_eq!(versions(&sfn, &big_sm, 1).await, [1]);
 }
