@@ -249,4 +249,46 @@ mod tests {
         std::fs::write(&config, b"y").unwrap();
         assert_eq!(next(&mut rx).await, Change::Config);
     }
+
+    #[tokio::test]
+    async fn changing_the_watched_set_keeps_queued_changes_and_follows_the_new_set() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (one.path().join("a.wasm"), two.path().join("b.wasm"));
+        let config = one.path().join("worker.toml");
+        for f in [&a, &b, &config] {
+            std::fs::write(f, b"v1").unwrap();
+        }
+        let (mut w, mut rx) = watch(Some(&config), [a.clone()], Duration::from_millis(50)).unwrap();
+        std::fs::write(&a, b"v2").unwrap();
+        assert_eq!(next(&mut rx).await, Change::Component(a.clone()));
+
+        // A change reported while a reload runs is still there after the
+        // reload points the watcher elsewhere.
+        std::fs::write(&a, b"v3").unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while rx.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "change not reported"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let failed = w.watch_files(Some(&config), [b.clone()], Duration::from_millis(50));
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(next(&mut rx).await, Change::Component(a.clone()));
+
+        // The new file (in a directory not watched before) is seen, the
+        // dropped one is not, and the config still is.
+        std::fs::write(&a, b"v4").unwrap();
+        std::fs::write(&b, b"v2").unwrap();
+        assert_eq!(next(&mut rx).await, Change::Component(b.clone()));
+        std::fs::write(&config, b"x").unwrap();
+        assert_eq!(next(&mut rx).await, Change::Config);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), rx.recv())
+                .await
+                .is_err(),
+            "a file no longer in use was reported"
+        );
+    }
 }
