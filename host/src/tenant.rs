@@ -426,4 +426,56 @@ mod tests {
         drop(big);
         assert!(!t.in_use());
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_wait_says_which_tenant_and_keys_hold_the_poller_back() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+        let text = || String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+
+        let t = Tenant::new(&TenantConfig {
+            name: "acme".into(),
+            max_concurrent: None,
+            max_memory: Some(100 * MIB),
+        });
+        let _held = t.gate("activity.small", "").acquire(48 * MIB).await;
+        let big = t.gate(
+            "activity.big",
+            "activity.big.memory_limit + activity.big.host_memory_limit",
+        );
+        let waiting =
+            tokio::time::timeout(LONG_WAIT - Duration::from_secs(1), big.acquire(80 * MIB));
+        assert!(waiting.await.is_err());
+        assert!(!text().contains("has waited"), "said too early: {}", text());
+        assert!(
+            tokio::time::timeout(LONG_WAIT + Duration::from_secs(1), big.acquire(80 * MIB))
+                .await
+                .is_err()
+        );
+        let said = text();
+        assert!(
+            said.contains(
+                "activity.big has waited 30s for room under tenant acme: running 1 of \
+                 tenant.acme.max_concurrent (no cap), 48 MiB of tenant.acme.max_memory (100 MiB) reserved, \
+                 80 MiB more needed (activity.big.memory_limit + activity.big.host_memory_limit)"
+            ),
+            "{said}"
+        );
+    }
 }
