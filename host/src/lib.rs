@@ -10,6 +10,9 @@
 //!   per-task sandbox and its limits.
 //! * [`registry`]: the served activities and their swappable handlers.
 //! * [`poller`]: long-polls with a concurrency slot taken first.
+//! * [`tenant`]: caps across a tenant's activities, taken before polling.
+//! * `sources`: the activities and task lists being served, and what a
+//!   config reload changes in them; [`reload`]: watching the files.
 //! * [`task`]: one task from poll to delivered result.
 //! * [`heartbeat`]: heartbeats on the guest's behalf.
 //! * [`report`]: what the service is told, validated and retried.

@@ -232,16 +232,17 @@ async fn a_refused_config_keeps_watching_components_and_the_config() {
     assert_eq!(versions(&s.sfn, &s.added_sm, 1).await, [2]);
 }
 
-fn tenant_config(tenant: &str, hold: &str, big: &str, hold_arn: &str, big_arn: &str) -> String {
+/// `[tenant.acme]` with `tenant` keys over `hold` (32 + 16 MiB reserved,
+/// one task at a time, heartbeats every second) and `big` (64 + 16 MiB,
+/// plus the `big` keys).
+fn tenant_config(tenant: &str, big: &str, hold_arn: &str, big_arn: &str) -> String {
     format!(
         "reload_debounce = \"50ms\"\n[tenant.acme]\n{tenant}\n\n{}{}",
         activity_toml(
             "hold",
             hold_arn,
             &guests().scenario,
-            &format!(
-                "tenant = \"acme\"\nmax_concurrent = 1\nmemory_limit = \"32MiB\"\nheartbeat_interval = \"1s\"\n{hold}"
-            )
+            "tenant = \"acme\"\nmax_concurrent = 1\nmemory_limit = \"32MiB\"\nheartbeat_interval = \"1s\"",
         ),
         activity_toml(
             "big",
@@ -264,7 +265,7 @@ async fn tenant_caps_follow_the_config_raised_and_lowered() {
         sfn.create_state_machine(&hold, 600, None).await,
         sfn.create_state_machine(&big, 60, None).await,
     );
-    let config = |tenant: &str, big_extra: &str| tenant_config(tenant, "", big_extra, &hold, &big);
+    let config = |tenant: &str, big_extra: &str| tenant_config(tenant, big_extra, &hold, &big);
     // hold reserves 32 + 16 MiB, big 64 + 16 MiB: not both under 100 MiB.
     let mut worker = Worker::start(&config("max_memory = \"100MiB\"", ""), &svc);
     let holding = sfn
@@ -347,9 +348,9 @@ async fn a_reservation_no_cap_can_satisfy_is_refused_by_check_and_by_reload() {
         sfn.create_activity("big").await,
     );
     let big_sm = sfn.create_state_machine(&big, 60, None).await;
-    let good = tenant_config("max_memory = \"100MiB\"", "", "", &hold, &big);
+    let good = tenant_config("max_memory = \"100MiB\"", "", &hold, &big);
     // big reserves 64 + 16 MiB: no 64 MiB tenant can ever admit it.
-    let bad = tenant_config("max_memory = \"64MiB\"", "", "", &hold, &big);
+    let bad = tenant_config("max_memory = \"64MiB\"", "", &hold, &big);
     let expected = [
         "`activity.big.memory_limit` = \"64.0 MiB\"",
         "64.0 MiB from activity.big.memory_limit + 16.0 MiB from the default host_memory_limit = 80.0 MiB",
@@ -388,7 +389,7 @@ async fn a_reservation_no_cap_can_satisfy_is_refused_by_check_and_by_reload() {
     // pool was sized for at start (the largest memory_limit then, 64 MiB).
     worker.rewrite_config(
         &svc,
-        &tenant_config("max_memory = \"200MiB\"", "", "", &hold, &big)
+        &tenant_config("max_memory = \"200MiB\"", "", &hold, &big)
             .replace("memory_limit = \"64MiB\"", "memory_limit = \"128MiB\""),
     );
     wait_count(&worker, "config reload refused", 2);
