@@ -1197,22 +1197,44 @@ impl Validator<'_> {
             MAX_INSTANCES as usize,
             MAX_INSTANCES as usize,
         )? as u32;
+        // Caps are taken before polling and a task never gets more than its
+        // tenant's `max_memory`: a bigger reservation would make its pollers
+        // wait forever, so it is refused here (by `check`, `run` and reload).
         if let Some(t) = tenant
             .as_ref()
             .and_then(|t| self.tenant_caps.iter().find(|c| &c.name == t))
             && let Some(cap) = t.max_memory
             && memory.saturating_add(host_memory) > cap
         {
+            let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
+            let from = |own: &Option<String>, k: &str| {
+                if own.is_some() {
+                    format!("{prefix}.{k}")
+                } else if defaults.is_some_and(|d| match k {
+                    "memory_limit" => d.memory_limit.is_some(),
+                    _ => d.host_memory_limit.is_some(),
+                }) {
+                    format!("tenant.{}.{k}", t.name)
+                } else {
+                    format!("the default {k}")
+                }
+            };
             return Err(self.invalid(
                 &key("memory_limit"),
-                &bytesize::ByteSize(memory).display().iec().to_string(),
+                &size(memory),
                 &format!(
-                    "memory_limit + host_memory_limit ({} + {}) at most tenant {}'s max_memory ({}): \
-                     one task must fit in its tenant",
-                    bytesize::ByteSize(memory).display().iec(),
-                    bytesize::ByteSize(host_memory).display().iec(),
+                    "memory_limit + host_memory_limit ({} from {} + {} from {} = {}) at most tenant {}'s \
+                     max_memory ({}): one task must fit in its tenant, or its pollers would wait forever; \
+                     lower them, or raise `tenant.{}.max_memory` to at least {}",
+                    size(memory),
+                    from(&raw.memory_limit, "memory_limit"),
+                    size(host_memory),
+                    from(&raw.host_memory_limit, "host_memory_limit"),
+                    size(memory.saturating_add(host_memory)),
                     t.name,
-                    bytesize::ByteSize(cap).display().iec()
+                    size(cap),
+                    t.name,
+                    size(memory.saturating_add(host_memory)),
                 ),
             ));
         }
@@ -1787,7 +1809,40 @@ mod tests {
             activity("tenant = \"small\"\nmemory_limit = \"32MiB\"")
         ));
         assert!(
-            e.contains("memory_limit + host_memory_limit (32.0 MiB + 16.0 MiB) at most tenant small's max_memory (40.0 MiB)"),
+            e.contains(
+                "`activity.price.memory_limit` = \"32.0 MiB\": expected memory_limit + host_memory_limit \
+                 (32.0 MiB from activity.price.memory_limit + 16.0 MiB from the default host_memory_limit \
+                 = 48.0 MiB) at most tenant small's max_memory (40.0 MiB)"
+            ) && e.contains("raise `tenant.small.max_memory` to at least 48.0 MiB"),
+            "{e}"
+        );
+        // A value inherited from the tenant is named where it is written.
+        let e = err(&format!(
+            "[tenant.small]\nmax_memory = \"40MiB\"\nmemory_limit = \"30MiB\"\n\n{}",
+            activity("tenant = \"small\"\nhost_memory_limit = \"12MiB\"")
+        ));
+        assert!(
+            e.starts_with("/etc/wa/worker.toml: `activity.price.memory_limit` = \"30.0 MiB\"")
+                && e.contains(
+                    "(30.0 MiB from tenant.small.memory_limit + 12.0 MiB from activity.price.host_memory_limit = 42.0 MiB)"
+                ),
+            "{e}"
+        );
+        // And each SWF type under its key.
+        let e = err(&format!(
+            "[tenant.small]\nmax_memory = \"40MiB\"\n\n{}",
+            SWF.replace(
+                "component = \"s.wasm\"",
+                "component = \"s.wasm\"\ntenant = \"small\""
+            )
+            .replace(
+                "version = \"1\"",
+                "version = \"1\"\ntenant = \"small\"\nmemory_limit = \"8MiB\""
+            )
+        ));
+        assert!(
+            e.contains("`swf.orders.activity[1].memory_limit` = \"64.0 MiB\"")
+                && e.contains("to at least 80.0 MiB"),
             "{e}"
         );
         let c = parse(&format!(

@@ -10,6 +10,9 @@
 //!   per-task sandbox and its limits.
 //! * [`registry`]: the served activities and their swappable handlers.
 //! * [`poller`]: long-polls with a concurrency slot taken first.
+//! * [`tenant`]: caps across a tenant's activities, taken before polling.
+//! * `sources`: the activities and task lists being served, and what a
+//!   config reload changes in them; [`reload`]: watching the files.
 //! * [`task`]: one task from poll to delivered result.
 //! * [`heartbeat`]: heartbeats on the guest's behalf.
 //! * [`report`]: what the service is told, validated and retried.
@@ -133,9 +136,158 @@ fn start_watch(
     }
 }
 
-/// Reads the changed config and applies it, or keeps the old one (whole)
-/// if the new one is invalid or cannot be served.
-async fn reload_config(current: Config, sources: &mut Sources) -> Config {
+/// Changes reported together: everything already queued when the first one
+/// is taken, so a burst is one reload.
+#[derive(Debug, Default)]
+struct Batch {
+    config: bool,
+    components: std::collections::BTreeSet<std::path::PathBuf>,
+}
+
+impl Batch {
+    fn take(
+        first: reload::Change,
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<reload::Change>,
+    ) -> Batch {
+        let mut batch = Batch::default();
+        let mut next = Some(first);
+        while let Some(change) = next {
+            match change {
+                reload::Change::Config => batch.config = true,
+                reload::Change::Component(path) => {
+                    batch.components.insert(path);
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        batch
+    }
+}
+
+/// Applies a batch of changes. A config change reloads the config, points
+/// the watcher at the files the result uses (the same ones if it was
+/// refused), then reloads every component file whose content is not what
+/// runs, which covers the batch's component changes and any made while the
+/// config was being prepared.
+async fn apply_changes(
+    batch: Batch,
+    config: &mut Config,
+    sources: &mut Sources,
+    watch: &mut Option<(
+        reload::Watcher,
+        tokio::sync::mpsc::UnboundedReceiver<reload::Change>,
+    )>,
+    engine: &EngineLimits,
+    watch_config: bool,
+) {
+    if !batch.config {
+        for path in &batch.components {
+            sources.reload_component(path).await;
+        }
+        return;
+    }
+    if let Some(new) = reload_config(config, sources, engine).await {
+        *config = new;
+    }
+    if !config.reload {
+        if watch.take().is_some() {
+            tracing::info!(
+                "reload = false: no longer watching files (restart the worker to watch them again)"
+            );
+        }
+        return;
+    }
+    if let Some((watcher, _)) = watch {
+        let config_path = watch_config.then_some(config.path.as_path());
+        for (dir, e) in watcher.watch_files(
+            config_path,
+            sources.components().into_keys(),
+            config.reload_debounce,
+        ) {
+            tracing::warn!(
+                dir = %dir.display(),
+                "cannot watch {}: {e}; changes to files there are not reloaded",
+                dir.display()
+            );
+        }
+    }
+    sources.reload_changed_components().await;
+}
+
+/// What the engine was built for when the worker started, which a reload
+/// cannot change: the pool's linear memory per instance and fuel metering.
+#[derive(Debug)]
+struct EngineLimits {
+    /// The largest `memory_limit` the pool can honour (`None`: instances
+    /// are allocated on demand, without a pool).
+    memory: Option<u64>,
+    fuel: bool,
+}
+
+impl EngineLimits {
+    fn of(config: &Config, runtime: &Runtime) -> EngineLimits {
+        let options = runtime_options(config);
+        EngineLimits {
+            memory: runtime.is_pooling().then_some(options.max_memory),
+            fuel: options.fuel,
+        }
+    }
+
+    /// Refuses a config asking for what the running engine cannot give: a
+    /// guest would silently get less memory than its `memory_limit`, or run
+    /// unmetered despite its `fuel`.
+    fn admits(&self, config: &Config) -> Result<(), config::ConfigError> {
+        let tasks = config
+            .activities
+            .iter()
+            .map(|a| (format!("activity.{}", a.name), a.limits))
+            .chain(config.task_lists.iter().flat_map(|l| {
+                l.types
+                    .iter()
+                    .enumerate()
+                    .map(move |(i, t)| (format!("swf.{}.activity[{i}]", l.name), t.limits))
+            }));
+        let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
+        for (prefix, limits) in tasks {
+            if let Some(max) = self.memory
+                && limits.memory > max
+            {
+                return Err(config::ConfigError::Invalid {
+                    path: config.path.clone(),
+                    key: format!("{prefix}.memory_limit"),
+                    value: format!("{:?}", size(limits.memory)),
+                    expected: format!(
+                        "at most {}, the largest memory_limit when the worker started (the instance pool \
+                         is sized then); restart the worker to raise it",
+                        size(max)
+                    ),
+                });
+            }
+            if let Some(fuel) = limits.fuel
+                && !self.fuel
+            {
+                return Err(config::ConfigError::Invalid {
+                    path: config.path.clone(),
+                    key: format!("{prefix}.fuel"),
+                    value: format!("\"{fuel}\""),
+                    expected:
+                        "no fuel: fuel metering is off in this worker (no activity set `fuel` \
+                               when it started); restart the worker to turn it on"
+                            .into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Reads the changed config and applies it; returns it, or `None` if it is
+/// invalid or cannot be served (then everything keeps running as it was).
+async fn reload_config(
+    current: &Config,
+    sources: &mut Sources,
+    engine: &EngineLimits,
+) -> Option<Config> {
     let m = metrics::global();
     let failed = || {
         m.reloads
@@ -144,18 +296,22 @@ async fn reload_config(current: Config, sources: &mut Sources) -> Config {
             })
             .inc()
     };
-    let new = match Config::from_file(&current.path) {
+    tracing::info!(config = %current.path.display(), "reloading config");
+    let new = match Config::from_file(&current.path).and_then(|new| {
+        engine.admits(&new)?;
+        Ok(new)
+    }) {
         Ok(new) => new,
         Err(e) => {
             failed();
             tracing::error!("config reload refused, the current config keeps running: {e}");
-            return current;
+            return None;
         }
     };
     if let Err(e) = sources.apply(&new).await {
         failed();
         tracing::error!("config reload refused, the current config keeps running: {e}");
-        return current;
+        return None;
     }
     m.reloads
         .get_or_create(&metrics::ResultLabels {
@@ -166,7 +322,7 @@ async fn reload_config(current: Config, sources: &mut Sources) -> Config {
         tracing::warn!("worker_name and metrics_addr changes take effect at the next start");
     }
     tracing::info!(sources = sources.len(), "config reloaded");
-    new
+    Some(new)
 }
 
 /// How a run ended.
@@ -252,6 +408,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
     let runtime = Arc::new(Runtime::new(runtime_options(&config))?);
+    let engine = EngineLimits::of(&config, &runtime);
     let stop_metrics = tokio_util::sync::CancellationToken::new();
     let _stop_metrics = stop_metrics.clone().drop_guard();
     if let Some(addr) = config.metrics_addr {
@@ -267,7 +424,8 @@ pub async fn serve(
     tracing::info!(worker = %config.worker_name, sources = sources.len(), "worker running");
 
     // Hot reload: component files always (when `reload` is on), the config
-    // file when the caller owns it (`run`, not `dev`).
+    // file when the caller owns it (`run`, not `dev`). Changes are applied
+    // one batch at a time; what arrives meanwhile waits on the channel.
     let mut config = config;
     let mut watch = start_watch(&config, &sources, options.watch_config);
     tokio::pin!(shutdown);
@@ -278,16 +436,22 @@ pub async fn serve(
                 None => std::future::pending().await,
             }
         };
+        let first = tokio::select! {
+            () = &mut shutdown => break,
+            change = next_change => change,
+        };
+        let batch = match (first, &mut watch) {
+            (Some(first), Some((_, rx))) => Batch::take(first, rx),
+            _ => {
+                watch = None;
+                continue;
+            }
+        };
+        // A reload waits for nothing but loading files, and stopping it
+        // half way changes nothing (see `Sources::apply`).
         tokio::select! {
             () = &mut shutdown => break,
-            change = next_change => match change {
-                None => watch = None,
-                Some(reload::Change::Component(path)) => sources.reload_component(&path).await,
-                Some(reload::Change::Config) => {
-                    config = reload_config(config, &mut sources).await;
-                    watch = start_watch(&config, &sources, options.watch_config);
-                }
-            },
+            () = apply_changes(batch, &mut config, &mut sources, &mut watch, &engine, options.watch_config) => {}
         }
     }
     metrics::global().set_ready(false);
@@ -335,4 +499,52 @@ pub async fn serve(
     let clean = drained && stages.handed_back() == 0;
     tracing::info!(clean, "worker stopped");
     Ok(RunSummary { clean })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(extra: &str) -> Config {
+        let text = format!(
+            "[activity.a]\narn = \"arn:aws:states:us-east-1:000000000000:activity:a\"\n\
+             component = \"a.wasm\"\n{extra}"
+        );
+        Config::from_toml(&text, std::path::Path::new("/etc/wa/worker.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_reload_may_not_ask_for_more_than_the_engine_was_built_for() {
+        let engine = EngineLimits {
+            memory: Some(64 << 20),
+            fuel: false,
+        };
+        engine.admits(&config("memory_limit = \"64MiB\"")).unwrap();
+        let e = engine
+            .admits(&config("memory_limit = \"128MiB\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "/etc/wa/worker.toml: `activity.a.memory_limit` = \"128.0 MiB\": expected at most 64.0 MiB"
+            ) && e.contains("restart the worker to raise it"),
+            "{e}"
+        );
+        let e = engine
+            .admits(&config("fuel = 1000"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`activity.a.fuel` = \"1000\"") && e.contains("restart the worker"),
+            "{e}"
+        );
+        // Without a pool, memory is allocated on demand: any limit fits.
+        let on_demand = EngineLimits {
+            memory: None,
+            fuel: true,
+        };
+        on_demand
+            .admits(&config("memory_limit = \"1GiB\"\nfuel = 1000"))
+            .unwrap();
+    }
 }

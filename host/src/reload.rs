@@ -7,15 +7,21 @@
 //! replaces) sees all of them. Events are debounced: a change is reported
 //! once the file has been quiet for the debounce period, so a half-written
 //! file is not compiled (and if it is, it fails to load and is refused).
+//!
+//! One watcher lives as long as the worker: a config reload changes *which*
+//! files it watches ([`Watcher::watch_files`]) instead of starting a new one,
+//! so a change reported while a reload runs waits on the channel and is
+//! applied after it, never dropped with an old watcher.
 
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// A debounced change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Change {
     /// A component file changed.
     Component(PathBuf),
@@ -23,15 +29,20 @@ pub enum Change {
     Config,
 }
 
+type Files = Arc<Mutex<HashMap<PathBuf, Change>>>;
+
 /// Keeps the watch alive; dropping it stops watching.
 pub struct Watcher {
-    _inner: notify::RecommendedWatcher,
-    _debouncer: tokio::task::JoinHandle<()>,
+    inner: notify::RecommendedWatcher,
+    files: Files,
+    dirs: BTreeSet<PathBuf>,
+    debounce: Arc<Mutex<Duration>>,
+    debouncer: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        self._debouncer.abort();
+        self.debouncer.abort();
     }
 }
 
@@ -43,6 +54,10 @@ fn absolute(path: &Path) -> PathBuf {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Watches `components` (and `config`, if given); changes arrive on the
 /// returned channel after `debounce` of quiet.
 pub fn watch(
@@ -50,22 +65,10 @@ pub fn watch(
     components: impl IntoIterator<Item = PathBuf>,
     debounce: Duration,
 ) -> notify::Result<(Watcher, mpsc::UnboundedReceiver<Change>)> {
-    let mut files: HashMap<PathBuf, Change> = HashMap::new();
-    for c in components {
-        let abs = absolute(&c);
-        files.insert(abs, Change::Component(c));
-    }
-    if let Some(config) = config {
-        files.insert(absolute(config), Change::Config);
-    }
-    let dirs: BTreeSet<PathBuf> = files
-        .keys()
-        .filter_map(|f| f.parent().map(Path::to_path_buf))
-        .collect();
-
+    let files: Files = Arc::default();
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<Change>();
     let watched = files.clone();
-    let mut inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+    let inner = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         let Ok(event) = event else { return };
         // Reading a file (as loading a component does) is not a change.
         if !matches!(
@@ -74,45 +77,103 @@ pub fn watch(
         ) {
             return;
         }
+        let watched = lock(&watched);
         for path in &event.paths {
             if let Some(change) = watched.get(path) {
                 let _ = raw_tx.send(change.clone());
             }
         }
     })?;
-    for dir in &dirs {
-        inner.watch(dir, RecursiveMode::NonRecursive)?;
-    }
 
+    let quiet_for = debounce;
+    let debounce = Arc::new(Mutex::new(debounce));
+    let quiet = debounce.clone();
     let (tx, rx) = mpsc::unbounded_channel();
     let debouncer = tokio::spawn(async move {
         while let Some(first) = raw_rx.recv().await {
-            let mut pending = vec![first];
+            let mut pending = BTreeSet::from([first]);
             loop {
+                let quiet = *lock(&quiet);
                 tokio::select! {
                     more = raw_rx.recv() => match more {
-                        Some(change) => pending.push(change),
+                        Some(change) => { pending.insert(change); }
                         None => return,
                     },
-                    () = tokio::time::sleep(debounce) => break,
+                    () = tokio::time::sleep(quiet) => break,
                 }
             }
-            pending.sort_by_key(|c| format!("{c:?}"));
-            pending.dedup();
             for change in pending {
+                match &change {
+                    Change::Component(path) => {
+                        tracing::debug!(file = %path.display(), "change seen; queued for reload")
+                    }
+                    Change::Config => {
+                        tracing::debug!("change seen in the config; queued for reload")
+                    }
+                }
                 if tx.send(change).is_err() {
                     return;
                 }
             }
         }
     });
-    Ok((
-        Watcher {
-            _inner: inner,
-            _debouncer: debouncer,
-        },
-        rx,
-    ))
+    let mut watcher = Watcher {
+        inner,
+        files,
+        dirs: BTreeSet::new(),
+        debounce,
+        debouncer,
+    };
+    if let Some((_, e)) = watcher
+        .watch_files(config, components, quiet_for)
+        .into_iter()
+        .next()
+    {
+        return Err(e);
+    }
+    Ok((watcher, rx))
+}
+
+impl Watcher {
+    /// Watches exactly `components` (and `config`) from now on, with
+    /// `debounce`. Directories watched before and still needed are never
+    /// unwatched, so no change in them is missed; changes already seen stay
+    /// queued. Returns the directories that could not be watched (changes
+    /// there are not seen).
+    pub fn watch_files(
+        &mut self,
+        config: Option<&Path>,
+        components: impl IntoIterator<Item = PathBuf>,
+        debounce: Duration,
+    ) -> Vec<(PathBuf, notify::Error)> {
+        let mut files: HashMap<PathBuf, Change> = HashMap::new();
+        for c in components {
+            files.insert(absolute(&c), Change::Component(c));
+        }
+        if let Some(config) = config {
+            files.insert(absolute(config), Change::Config);
+        }
+        let wanted: BTreeSet<PathBuf> = files
+            .keys()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .collect();
+        let mut failed = Vec::new();
+        for dir in wanted.difference(&self.dirs.clone()) {
+            match self.inner.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.dirs.insert(dir.clone());
+                }
+                Err(e) => failed.push((dir.clone(), e)),
+            }
+        }
+        *lock(&self.files) = files;
+        *lock(&self.debounce) = debounce;
+        for dir in self.dirs.clone().difference(&wanted) {
+            let _ = self.inner.unwatch(dir);
+            self.dirs.remove(dir);
+        }
+        failed
+    }
 }
 
 #[cfg(test)]
@@ -187,5 +248,47 @@ mod tests {
         );
         std::fs::write(&config, b"y").unwrap();
         assert_eq!(next(&mut rx).await, Change::Config);
+    }
+
+    #[tokio::test]
+    async fn changing_the_watched_set_keeps_queued_changes_and_follows_the_new_set() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a, b) = (one.path().join("a.wasm"), two.path().join("b.wasm"));
+        let config = one.path().join("worker.toml");
+        for f in [&a, &b, &config] {
+            std::fs::write(f, b"v1").unwrap();
+        }
+        let (mut w, mut rx) = watch(Some(&config), [a.clone()], Duration::from_millis(50)).unwrap();
+        std::fs::write(&a, b"v2").unwrap();
+        assert_eq!(next(&mut rx).await, Change::Component(a.clone()));
+
+        // A change reported while a reload runs is still there after the
+        // reload points the watcher elsewhere.
+        std::fs::write(&a, b"v3").unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while rx.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "change not reported"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let failed = w.watch_files(Some(&config), [b.clone()], Duration::from_millis(50));
+        assert!(failed.is_empty(), "{failed:?}");
+        assert_eq!(next(&mut rx).await, Change::Component(a.clone()));
+
+        // The new file (in a directory not watched before) is seen, the
+        // dropped one is not, and the config still is.
+        std::fs::write(&a, b"v4").unwrap();
+        std::fs::write(&b, b"v2").unwrap();
+        assert_eq!(next(&mut rx).await, Change::Component(b.clone()));
+        std::fs::write(&config, b"x").unwrap();
+        assert_eq!(next(&mut rx).await, Change::Config);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(300), rx.recv())
+                .await
+                .is_err(),
+            "a file no longer in use was reported"
+        );
     }
 }

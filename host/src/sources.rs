@@ -8,6 +8,14 @@
 //! poll, polls in flight return and their tasks run, so nothing is
 //! abandoned. Tasks already running finish on the component they started
 //! with.
+//!
+//! Tenants are not sources: one [`Tenant`] per name outlives reloads and is
+//! resized in place once a new config is prepared, so the pollers of
+//! unchanged activities see new caps at once and tasks admitted under the old
+//! caps stay counted. A component file can change while a config reload
+//! prepares (its change is queued, or it was renamed before its directory was
+//! watched), so after every config reload each file in use is re-read and
+//! reloaded if what it holds is not what its activities run.
 
 use crate::config::{ActivityConfig, Config, TaskListConfig};
 use crate::poller::Poller;
@@ -17,7 +25,7 @@ use crate::service::sfn::SfnClients;
 use crate::service::swf::SwfClients;
 use crate::service::{StepFunctions, Swf};
 use crate::shutdown::Shutdown;
-use crate::tenant::TenantGate;
+use crate::tenant::{Tenant, TenantGate};
 use crate::{RunError, metrics};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -51,7 +59,9 @@ pub(crate) struct Sources {
     sfn: SfnClients,
     swf: SwfClients,
     worker_name: String,
-    gates: HashMap<String, Arc<TenantGate>>,
+    /// The config's tenants, and removed ones whose tasks still run (so a
+    /// tenant removed and added back still counts them).
+    tenants: HashMap<String, Tenant>,
     tasks: TaskTracker,
     stages: Shutdown,
     pollers: JoinSet<()>,
@@ -71,7 +81,7 @@ impl Sources {
             sfn: SfnClients::new(sdk),
             swf: SwfClients::new(sdk),
             worker_name: config.worker_name.clone(),
-            gates: HashMap::new(),
+            tenants: HashMap::new(),
             tasks,
             stages,
             pollers: JoinSet::new(),
@@ -105,11 +115,16 @@ impl Sources {
     /// Makes the running sources match `config`: stops removed ones,
     /// replaces changed ones, starts new ones. Nothing changes on error.
     pub(crate) async fn apply(&mut self, config: &Config) -> Result<(), RunError> {
-        for t in &config.tenants {
-            self.gates
-                .entry(t.name.clone())
-                .or_insert_with(|| TenantGate::new(t));
-        }
+        // The tenants as the new config has them: existing ones keep their
+        // usage (and get their new caps only once everything is prepared).
+        let tenants: HashMap<String, Tenant> = config
+            .tenants
+            .iter()
+            .map(|t| {
+                let tenant = self.tenants.get(&t.name).cloned();
+                (t.name.clone(), tenant.unwrap_or_else(|| Tenant::new(t)))
+            })
+            .collect();
         let mut wanted: Vec<(String, String, Source<'_>)> = Vec::new();
         for a in &config.activities {
             wanted.push((
@@ -135,8 +150,8 @@ impl Sources {
                 continue;
             }
             let (poller, activities) = match source {
-                Source::Activity(a) => self.prepare_activity(a).await?,
-                Source::TaskList(t) => self.prepare_task_list(t).await?,
+                Source::Activity(a) => self.prepare_activity(a, &tenants).await?,
+                Source::TaskList(t) => self.prepare_task_list(t, &tenants).await?,
             };
             prepared.push(Prepared {
                 key: key.clone(),
@@ -144,6 +159,17 @@ impl Sources {
                 poller,
                 activities,
             });
+        }
+        for t in &config.tenants {
+            if let Some(change) = tenants[&t.name].resize(t) {
+                tracing::info!(tenant = %t.name, "tenant caps changed: {change}");
+            }
+        }
+        let old = std::mem::replace(&mut self.tenants, tenants);
+        for (name, tenant) in old {
+            if !self.tenants.contains_key(&name) && tenant.in_use() {
+                self.tenants.insert(name, tenant);
+            }
         }
         let keep: Vec<&String> = wanted.iter().map(|(k, _, _)| k).collect();
         let gone: Vec<String> = self
@@ -190,11 +216,17 @@ impl Sources {
         );
     }
 
-    fn gate(&self, tenant: &Option<String>, memory: u64) -> Option<(Arc<TenantGate>, u64)> {
-        tenant
-            .as_ref()
-            .and_then(|t| self.gates.get(t))
-            .map(|g| (g.clone(), memory))
+    /// The gate of `source` (`activity.NAME`) under its tenant, and the
+    /// memory one task reserves there.
+    fn gate(
+        tenants: &HashMap<String, Tenant>,
+        tenant: &Option<String>,
+        source: &str,
+        memory_keys: &str,
+        memory: u64,
+    ) -> Option<(Arc<TenantGate>, u64)> {
+        let tenant = tenants.get(tenant.as_ref()?)?;
+        Some((tenant.gate(source, memory_keys), memory))
     }
 
     async fn load(&self, name: &str, path: &Path) -> Result<Arc<Handler>, RunError> {
@@ -222,6 +254,7 @@ impl Sources {
     async fn prepare_activity(
         &self,
         a: &ActivityConfig,
+        tenants: &HashMap<String, Tenant>,
     ) -> Result<(Poller, Vec<Arc<Activity>>), RunError> {
         let handler = self.load(&a.name, &a.component).await?;
         let settings = ActivitySettings::for_activity(a).map_err(|message| RunError::Grant {
@@ -240,7 +273,16 @@ impl Sources {
                 &self.worker_name,
             )),
             slots: Arc::new(Semaphore::new(a.max_concurrent)),
-            tenant: self.gate(&a.tenant, a.limits.reserved_memory()),
+            tenant: Self::gate(
+                tenants,
+                &a.tenant,
+                &format!("activity.{}", a.name),
+                &format!(
+                    "activity.{0}.memory_limit + activity.{0}.host_memory_limit",
+                    a.name
+                ),
+                a.limits.reserved_memory(),
+            ),
             tasks: self.tasks.clone(),
             shutdown: self.stages.clone(),
         };
@@ -250,6 +292,7 @@ impl Sources {
     async fn prepare_task_list(
         &self,
         list: &TaskListConfig,
+        tenants: &HashMap<String, Tenant>,
     ) -> Result<(Poller, Vec<Arc<Activity>>), RunError> {
         let mut routes = Vec::new();
         let mut activities = Vec::new();
@@ -296,7 +339,16 @@ impl Sources {
                 &self.worker_name,
             )),
             slots: Arc::new(Semaphore::new(list.max_concurrent)),
-            tenant: self.gate(&list.types[0].tenant, memory),
+            tenant: Self::gate(
+                tenants,
+                &list.types[0].tenant,
+                &format!("swf.{}", list.name),
+                &format!(
+                    "the largest memory_limit + host_memory_limit of swf.{}.activity[*]",
+                    list.name
+                ),
+                memory,
+            ),
             tasks: self.tasks.clone(),
             shutdown: self.stages.clone(),
         };
@@ -304,12 +356,23 @@ impl Sources {
     }
 
     /// Recompiles a changed component file and routes new tasks of every
-    /// activity using it to the new version. A file that does not load is
-    /// refused: the old version keeps serving.
+    /// activity using it to the new version (activities already running it
+    /// are left alone). A file that does not load is refused: the old
+    /// version keeps serving.
     pub(crate) async fn reload_component(&self, path: &Path) {
         let users = self.components().remove(path).unwrap_or_default();
         let Some(first) = users.first() else { return };
         let current = first.handler();
+        if let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            // Reading a named pipe again could block this loop for good.
+            tracing::warn!(
+                component = %path.display(),
+                "component file is not a regular file; not reloaded (replace it with a file to reload it)"
+            );
+            return;
+        }
         let runtime = self.runtime.clone();
         let owned = path.to_path_buf();
         let started = std::time::Instant::now();
@@ -318,12 +381,17 @@ impl Sources {
             .expect("component loading panicked");
         let m = metrics::global();
         match loaded {
-            Ok(handler) if handler.digest == current.digest => {
-                tracing::debug!(component = %path.display(), "component file touched but unchanged");
-            }
             Ok(handler) => {
+                let stale: Vec<_> = users
+                    .iter()
+                    .filter(|a| a.handler().digest != handler.digest)
+                    .collect();
+                if stale.is_empty() {
+                    tracing::debug!(component = %path.display(), "component file touched but unchanged");
+                    return;
+                }
                 let handler = Arc::new(handler);
-                for a in &users {
+                for a in stale {
                     let old = a.replace_handler(handler.clone());
                     m.component_version(a.name(), Some(&old.version), &handler.version);
                     tracing::info!(
@@ -351,6 +419,35 @@ impl Sources {
                     version = %current.version,
                     "component reload refused, the previous version keeps serving: {e}"
                 );
+            }
+        }
+    }
+
+    /// Reloads every component file in use whose content is not what its
+    /// activities run: run after a config reload, which may have hidden a
+    /// change (see the module docs). Files that cannot be read, or are not
+    /// regular files, are left to the watcher.
+    pub(crate) async fn reload_changed_components(&self) {
+        for (path, users) in self.components() {
+            let owned = path.clone();
+            let digest = tokio::task::spawn_blocking(move || {
+                let meta = std::fs::metadata(&owned).ok()?;
+                if !meta.is_file() {
+                    return None;
+                }
+                std::fs::read(&owned)
+                    .ok()
+                    .map(|bytes| crate::runtime::cache::sha256_hex(&bytes))
+            })
+            .await
+            .expect("hashing a component panicked");
+            let Some(digest) = digest else { continue };
+            if users.iter().any(|a| a.handler().digest != digest) {
+                tracing::info!(
+                    component = %path.display(),
+                    "component file changed while the config was reloading; reloading it"
+                );
+                self.reload_component(&path).await;
             }
         }
     }

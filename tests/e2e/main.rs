@@ -13,6 +13,7 @@ mod many_hosts;
 mod observability;
 mod polyglot;
 mod reload;
+mod reload_races;
 mod sandbox;
 mod step_functions;
 mod support;

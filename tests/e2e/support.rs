@@ -25,8 +25,15 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The binary under test: cargo's, or `WASM_ACTIVITY_TEST_BIN` (a copy
+/// taken right after the build, when several checkouts share one target
+/// directory and another build may replace cargo's while tests run).
 pub fn binary() -> &'static str {
-    env!("CARGO_BIN_EXE_wasm-activity")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("WASM_ACTIVITY_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wasm-activity").to_string())
+    })
 }
 
 /// Where test workers cache precompiled components, shared across tests.
