@@ -300,6 +300,39 @@ fn boto3_drives_the_endpoint_through_the_real_protocol() {
     assert!(stdout.contains("protocol ok"), "{stdout}");
 }
 
+/// Each documented error and limit of the worker operations, on both halves,
+/// through boto3 with its own validation off, plus polls abandoned by closed
+/// sockets, killed clients and client timeouts (the endpoint holds polls the
+/// AWS 60 s here, so only the disconnect can end them in time).
+#[test]
+fn boto3_reference_table_and_abandoned_polls() {
+    let svc = Service::embedded("60s");
+    reference_table(&svc.url, "embedded");
+}
+
+/// The same table against LocalStack (moto for SWF); its known differences
+/// are listed, with the reason, in the script.
+#[test]
+fn boto3_reference_table_against_localstack() {
+    reference_table(&crate::support::localstack_url(), "localstack");
+}
+
+fn reference_table(url: &str, backend: &str) {
+    let script = crate::support::repo_root().join("tests/protocol/boto3_reference.py");
+    let out = std::process::Command::new(python_with_boto3())
+        .arg(&script)
+        .args([url, backend])
+        .env_remove("AWS_ENDPOINT_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("reference ok"),
+        "the boto3 reference table failed against {backend}:\n{stdout}\n{stderr}"
+    );
+}
+
 /// Renders `url` in headless Chromium (Debian's package, installed by
 /// scripts/test.sh), lets its scripts run, and returns the DOM.
 fn render(url: &str) -> String {

@@ -243,30 +243,33 @@ impl Service {
                 url: localstack_url(),
                 process: None,
             },
-            Backend::Embedded => {
-                use std::io::BufRead;
-                let mut child = Command::new(binary())
-                    .args(["serve-local", "--port", "0", "--poll-timeout", "5s"])
-                    .env("RUST_LOG", "warn")
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::inherit())
-                    .spawn()
-                    .expect("starting wasm-activity serve-local");
-                // Kept open: the endpoint prints more lines.
-                let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-                let mut line = String::new();
-                out.read_line(&mut line).unwrap();
-                let url = line
-                    .trim()
-                    .strip_prefix("listening on ")
-                    .unwrap_or_else(|| panic!("unexpected first line from serve-local: {line:?}"))
-                    .to_string();
-                Service {
-                    backend,
-                    url,
-                    process: Some((child, out)),
-                }
-            }
+            Backend::Embedded => Service::embedded("5s"),
+        }
+    }
+
+    /// An embedded endpoint whose long polls are held `poll_timeout`.
+    pub fn embedded(poll_timeout: &str) -> Service {
+        use std::io::BufRead;
+        let mut child = Command::new(binary())
+            .args(["serve-local", "--port", "0", "--poll-timeout", poll_timeout])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting wasm-activity serve-local");
+        // Kept open: the endpoint prints more lines.
+        let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from serve-local: {line:?}"))
+            .to_string();
+        Service {
+            backend: Backend::Embedded,
+            url,
+            process: Some((child, out)),
         }
     }
 

@@ -310,8 +310,8 @@ impl Shared {
     fn check_token(token: &str) -> Result<(), ApiError> {
         requests::length("taskToken", token, 1, 2048)?;
         let well_formed = token
-                .strip_prefix(TOKEN_PREFIX)
-                .is_some_and(|rest| uuid::Uuid::parse_str(rest).is_ok());
+            .strip_prefix(TOKEN_PREFIX)
+            .is_some_and(|rest| uuid::Uuid::parse_str(rest).is_ok());
         if well_formed {
             Ok(())
         } else {
