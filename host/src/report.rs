@@ -505,6 +505,8 @@ pub async fn deliver(service: &dyn ActivityService, token: &TaskToken, report: R
                     "the service refused the output ({}); reporting a failure instead",
                     Inert(&e.to_string())
                 );
+                // The refusal proves the success was not applied.
+                maybe_applied = None;
                 report = Report::Failure {
                     error: names::INVALID_OUTPUT.into(),
                     cause: truncate_chars(

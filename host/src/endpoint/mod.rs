@@ -139,7 +139,7 @@ impl LocalEndpoint {
         let addr = listener.local_addr()?;
         let poll_timeout = options.poll_timeout;
         let shared = Shared::new(options);
-        let swf = SwfState::new(poll_timeout, shared.stopping.clone());
+        let swf = SwfState::new(poll_timeout, shared.stopping.clone(), shared.halt.clone());
         let faults = Arc::new(Faults::default());
         let state = AppState {
             shared: shared.clone(),
@@ -901,5 +901,86 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_may_name_a_task_scheduled_by_the_same_request() {
+        let ep = endpoint().await;
+        let token = swf_workflow(&ep).await;
+        swf(&ep, "RespondDecisionTaskCompleted", json!({"taskToken": token, "decisions": [
+            schedule("both", json!({})),
+            {"decisionType": "RequestCancelActivityTask", "requestCancelActivityTaskDecisionAttributes": {"activityId": "both"}}
+        ]}))
+        .await
+        .unwrap();
+        // Queued, so canceled at once, and never handed out.
+        assert!(
+            history(&ep)
+                .await
+                .contains(&"ActivityTaskCanceled".to_string())
+        );
+        let none = swf(
+            &ep,
+            "PollForActivityTask",
+            json!({"domain": "d", "taskList": {"name": "acts"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(none["taskToken"], "");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_a_workflow_closes_its_activity_tasks() {
+        let ep = endpoint().await;
+        let token = swf_workflow(&ep).await;
+        swf(
+            &ep,
+            "RespondDecisionTaskCompleted",
+            json!({"taskToken": token, "decisions": [schedule("a", json!({}))]}),
+        )
+        .await
+        .unwrap();
+        let task = swf(
+            &ep,
+            "PollForActivityTask",
+            json!({"domain": "d", "taskList": {"name": "acts"}}),
+        )
+        .await
+        .unwrap();
+        swf(
+            &ep,
+            "SignalWorkflowExecution",
+            json!({"domain": "d", "workflowId": "wf", "signalName": "close"}),
+        )
+        .await
+        .unwrap();
+        let token = decision_token(&ep).await;
+        swf(
+            &ep,
+            "RespondDecisionTaskCompleted",
+            json!({"taskToken": token, "decisions": [
+                {"decisionType": "CompleteWorkflowExecution"},
+                schedule("after-close", json!({}))
+            ]}),
+        )
+        .await
+        .unwrap();
+        let e = swf(
+            &ep,
+            "RespondActivityTaskCompleted",
+            json!({"taskToken": task["taskToken"], "result": "r"}),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.code, "UnknownResourceFault");
+        // Nothing after the closing decision was scheduled.
+        let none = swf(
+            &ep,
+            "PollForActivityTask",
+            json!({"domain": "d", "taskList": {"name": "acts"}}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(none["taskToken"], "");
     }
 }

@@ -246,7 +246,10 @@ pub struct Shared {
     model: Mutex<Model>,
     /// Set when the endpoint shuts down: waiting polls return empty at once.
     pub(super) stopping: CancellationToken,
-    /// The execution drivers: they end when `stopping` is set.
+    /// Set when the endpoint itself goes away (after `stopping`: a worker
+    /// draining against it still sees executions advance).
+    pub(super) halt: CancellationToken,
+    /// The execution drivers: they end at `halt`.
     drivers: tokio_util::task::TaskTracker,
 }
 
@@ -264,12 +267,14 @@ impl Shared {
             options,
             model: Mutex::new(Model::default()),
             stopping: CancellationToken::new(),
+            halt: CancellationToken::new(),
             drivers: tokio_util::task::TaskTracker::new(),
         })
     }
 
-    /// Waits for every execution driver to end (after `stopping`).
+    /// Ends every execution driver and waits for them.
     pub(super) async fn stopped(&self) {
+        self.halt.cancel();
         self.drivers.close();
         self.drivers.wait().await;
     }
@@ -732,14 +737,14 @@ impl Shared {
         m.forget_old_executions();
         drop(m);
         tracing::info!(target: "wasm_activity::endpoint", execution = %arn, "execution started");
-        let (drive, stopping) = (
+        let (drive, halt) = (
             super::executions::drive(self.clone(), arn.clone(), definition, input),
-            self.stopping.clone(),
+            self.halt.clone(),
         );
         self.drivers.spawn(async move {
             tokio::select! {
                 () = drive => {}
-                () = stopping.cancelled() => {}
+                () = halt.cancelled() => {}
             }
         });
         Ok(json!({ "executionArn": arn, "startDate": start }))

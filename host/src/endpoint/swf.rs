@@ -173,7 +173,9 @@ pub struct SwfState {
     model: Mutex<Model>,
     poll_timeout: Duration,
     stopping: CancellationToken,
-    /// The task timers: they end when the endpoint stops.
+    /// Set when the endpoint goes away: the task timers end.
+    halt: CancellationToken,
+    /// The task timers.
     tasks: tokio_util::task::TaskTracker,
 }
 
@@ -182,18 +184,23 @@ fn queue<'a>(queues: &'a mut HashMap<String, Queue>, list: &str) -> &'a mut Queu
 }
 
 impl SwfState {
-    pub(super) fn new(poll_timeout: Duration, stopping: CancellationToken) -> Arc<SwfState> {
+    pub(super) fn new(
+        poll_timeout: Duration,
+        stopping: CancellationToken,
+        halt: CancellationToken,
+    ) -> Arc<SwfState> {
         Arc::new(SwfState {
             model: Mutex::new(Model::default()),
             poll_timeout,
             stopping,
+            halt,
             tasks: tokio_util::task::TaskTracker::new(),
         })
     }
 
-    /// Waits for every timer this half started (they stop with the
-    /// endpoint's `stopping` token).
+    /// Waits for every timer this half started (they end at `halt`).
     pub(super) async fn stopped(&self) {
+        self.halt.cancel();
         self.tasks.close();
         self.tasks.wait().await;
     }
@@ -664,6 +671,10 @@ impl SwfState {
                 e.task_list = list.name.clone();
             }
             for decision in &r.decisions {
+                if !e.open {
+                    // Nothing follows the decision that closed the workflow.
+                    break;
+                }
                 match decision.decided() {
                     Decided::Schedule(a) => {
                         let failed = |e: &mut Execution, cause: &str| {
@@ -800,9 +811,8 @@ impl SwfState {
                 Self::need_decision(d, &key);
             }
         }
-        for token in cancels {
-            self.cancel_requested_locked(&mut m, &token);
-        }
+        // Tasks scheduled by this request exist before its cancels apply:
+        // a cancel may name one of them.
         for (token, task) in scheduled_tasks {
             let (list, wake, closed) = (
                 task.task_list.clone(),
@@ -817,7 +827,20 @@ impl SwfState {
             self.tasks
                 .spawn(watch_task(self.clone(), token, wake, closed));
         }
+        for token in cancels {
+            self.cancel_requested_locked(&mut m, &token);
+        }
         if closed {
+            // A closed execution's activity tasks are closed with it: their
+            // workers' next calls get UnknownResourceFault.
+            let open: Vec<String> = Self::domain(&mut m, &domain)?
+                .executions
+                .get_mut(&key)
+                .map(|e| e.activities.drain().map(|(_, t)| t).collect())
+                .unwrap_or_default();
+            for token in open {
+                Self::drop_task_locked(&mut m, &token);
+            }
             m.closed_execution(&domain, key);
         }
         Ok(json!({}))
@@ -1002,7 +1025,28 @@ impl SwfState {
             .min_by_key(|(at, _)| *at)
     }
 
+    /// Forgets a task without an event (its execution closed).
+    fn drop_task_locked(m: &mut Model, token: &str) {
+        let Some(task) = m.tasks.remove(token) else {
+            return;
+        };
+        task.closed.cancel();
+        if let Some(q) = m
+            .domains
+            .get_mut(&task.domain)
+            .and_then(|d| d.activity_queues.get_mut(&task.task_list))
+        {
+            q.items.retain(|t| t != token);
+        }
+    }
+
     fn time_out(&self, token: &str, kind: &str) {
+        // A start or heartbeat may have landed as the timer fired: time out
+        // only if the clock that ran out is still the one due.
+        match self.deadline(token) {
+            Some((at, due)) if due == kind && at <= Instant::now() => {}
+            _ => return,
+        }
         let mut m = self.lock();
         let details = m.tasks.get(token).and_then(|t| t.details.clone());
         let mut attrs = json!({ "timeoutType": kind });
@@ -1030,7 +1074,7 @@ async fn watch_task(
         let deadline = state.deadline(&token);
         tokio::select! {
             () = closed.cancelled() => return,
-            () = state.stopping.cancelled() => return,
+            () = state.halt.cancelled() => return,
             () = wake.notified() => continue,
             () = async {
                 match deadline {
@@ -1041,7 +1085,8 @@ async fn watch_task(
                 if let Some((_, kind)) = deadline {
                     state.time_out(&token, kind);
                 }
-                return;
+                // Timed out (and closed), or the clock moved: look again.
+                continue;
             }
         }
     }

@@ -7,10 +7,16 @@
 //! cache in front of the default chain and drops it whenever a call is
 //! refused for its credentials ([`refused`], from the answer table), at most
 //! once per [`MIN_REFRESH`] so a burst of refusals costs one fetch.
+//!
+//! What a fetch can pick up depends on the source: role credentials (STS,
+//! web identity, container and instance roles) are fetched anew; keys from
+//! the environment or a credentials file were read when the worker started,
+//! so changing those needs a restart.
 
 use aws_config::SdkConfig;
 use aws_config::identity::IdentityCache;
 use aws_credential_types::Credentials;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_credential_types::provider::{
     ProvideCredentials, Result as CredentialsResult, SharedCredentialsProvider, future,
 };
@@ -21,7 +27,10 @@ use std::time::{Duration, Instant, SystemTime};
 /// Refusals closer together than this refresh once.
 pub const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// Credentials this close to their expiry are fetched again before use.
-const EXPIRY_BUFFER: Duration = Duration::from_secs(5 * 60);
+const EXPIRY_BUFFER: Duration = Duration::from_secs(60);
+/// Longest a fetch may take: every call waits behind one, so a hung
+/// provider must not hold up heartbeats past their deadline.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Counts refreshes asked for; a cache filled under an older count is stale.
 #[derive(Debug, Default)]
@@ -58,8 +67,8 @@ static GLOBAL: Generation = Generation {
 pub fn refused() {
     if GLOBAL.bump(Instant::now()) {
         tracing::warn!(
-            "the service refused the worker's credentials; fetching them again from the \
-             provider chain (environment, profile, web identity, container or instance role)"
+            "the service refused the worker's credentials; fetching them again (role credentials \
+             are renewed; keys from the environment or a credentials file need a restart to change)"
         );
     }
 }
@@ -94,7 +103,9 @@ impl Refreshing {
                 return Ok(credentials.clone());
             }
         }
-        let credentials = self.inner.provide_credentials().await?;
+        let credentials = tokio::time::timeout(FETCH_TIMEOUT, self.inner.provide_credentials())
+            .await
+            .map_err(|_| CredentialsError::provider_timed_out(FETCH_TIMEOUT))??;
         *cached = Some((credentials.clone(), generation));
         Ok(credentials)
     }
