@@ -121,6 +121,7 @@ impl<'a> Heartbeat<'a> {
                             | Verdict::Credentials
                             | Verdict::Unavailable
                             | Verdict::NoAnswer
+                            | Verdict::NotSent
                     );
                     if soon {
                         let delay = backoff.next_delay().max(RETRY_BASE / 5);

@@ -14,6 +14,7 @@
 //! | `Credentials`     | nothing was applied; credentials failed | refreshes credentials, retries           |
 //! | `Unavailable`     | the service failed (5xx); maybe applied | retries                                  |
 //! | `NoAnswer`        | nothing readable came back; maybe applied | retries                                |
+//! | `NotSent`         | the request never left (no connection)  | retries                                  |
 //! | `Misconfigured`   | a setting outside the worker is wrong   | retries slowly, logs the fix             |
 //! | `Refused`         | (polls only) what is polled is refused  | logs the fix, polls again later          |
 //!
@@ -57,6 +58,8 @@ pub enum Verdict {
     /// No answer could be read (timeout, connection lost, a body that is not
     /// the service's); the request may have been applied.
     NoAnswer,
+    /// The request was never sent (no connection could be made).
+    NotSent,
     /// A setting outside the worker refuses the request (a KMS key, a
     /// deprecated domain or type, a request the service finds malformed):
     /// it proves nothing about the task, and may be fixed while we retry.
@@ -80,6 +83,7 @@ impl Verdict {
             Verdict::Credentials => "the service refused the credentials",
             Verdict::Unavailable => "the service failed",
             Verdict::NoAnswer => "no answer from the service",
+            Verdict::NotSent => "the service could not be reached",
             Verdict::Misconfigured => {
                 "the service refused the request for a reason outside the task"
             }
@@ -363,6 +367,7 @@ mod tests {
             Credentials,
             Unavailable,
             NoAnswer,
+            NotSent,
             Misconfigured,
             Refused,
         ]

@@ -13,6 +13,7 @@ pub mod sfn;
 pub mod swf;
 
 use async_trait::async_trait;
+use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::display::DisplayErrorContext;
@@ -196,6 +197,26 @@ where
             None,
             DisplayErrorContext(&err).to_string(),
         ),
+        // Nothing was sent if the credentials could not be had or the
+        // connection could not be made: such a failure proves the request
+        // was not applied, and must not make a later closed-task answer look
+        // like a delivered result.
+        SdkError::DispatchFailure(_) if caused_by::<CredentialsError>(&err, |_| true) => {
+            return ServiceError::new(
+                Verdict::Credentials,
+                "NoCredentials",
+                DisplayErrorContext(&err).to_string(),
+            );
+        }
+        SdkError::DispatchFailure(_)
+            if caused_by::<hyper_util::client::legacy::Error>(&err, |e| e.is_connect()) =>
+        {
+            return ServiceError::new(
+                Verdict::NotSent,
+                "ConnectError",
+                DisplayErrorContext(&err).to_string(),
+            );
+        }
         SdkError::DispatchFailure(_) => (
             Some("NetworkError".into()),
             None,
@@ -239,6 +260,22 @@ where
     ServiceError::new(verdict, code, message)
 }
 
+/// True if `err` or any error in its source chain is an `E` for which
+/// `test` holds.
+fn caused_by<E: std::error::Error + 'static>(
+    err: &(dyn std::error::Error + 'static),
+    test: impl Fn(&E) -> bool,
+) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<E>().is_some_and(&test) {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
 #[cfg(test)]
 pub(crate) mod fake;
 
@@ -254,6 +291,52 @@ mod tests {
             e.to_string(),
             "the task is no longer open (TaskTimedOut): late"
         );
+    }
+
+    fn sdk(
+        credentials: aws_credential_types::provider::SharedCredentialsProvider,
+    ) -> aws_config::SdkConfig {
+        aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            // Nothing listens on port 1 of the loopback address.
+            .endpoint_url("http://127.0.0.1:1")
+            .credentials_provider(credentials)
+            .build()
+    }
+
+    #[tokio::test]
+    async fn requests_that_never_left_are_not_taken_as_maybe_applied() {
+        use aws_credential_types::provider::SharedCredentialsProvider;
+        let token = TaskToken::new("t");
+        let fixed = SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+            "k", "s", None, None, "test",
+        ));
+        let sfn = StepFunctions::new(sfn::SfnClients::new(&sdk(fixed)), "arn", "w");
+        let e = sfn.complete(&token, "{}").await.unwrap_err();
+        assert_eq!(e.verdict, Verdict::NotSent, "{e}");
+        assert!(!e.verdict.may_have_applied());
+
+        #[derive(Debug)]
+        struct NoCredentials;
+        impl aws_credential_types::provider::ProvideCredentials for NoCredentials {
+            fn provide_credentials<'a>(
+                &'a self,
+            ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+            where
+                Self: 'a,
+            {
+                aws_credential_types::provider::future::ProvideCredentials::ready(Err(
+                    aws_credential_types::provider::error::CredentialsError::not_loaded(
+                        "none here",
+                    ),
+                ))
+            }
+        }
+        let none = SharedCredentialsProvider::new(NoCredentials);
+        let sfn = StepFunctions::new(sfn::SfnClients::new(&sdk(none)), "arn", "w");
+        let e = sfn.fail(&token, "E", "c").await.unwrap_err();
+        assert_eq!(e.verdict, Verdict::Credentials, "{e}");
     }
 
     #[test]
