@@ -332,11 +332,10 @@ pub struct RunSummary {
     pub clean: bool,
 }
 
-/// The engine sizing a config needs: an instance slot per concurrent task
-/// (Step Functions activities and SWF task lists), memory for the largest
-/// limit.
-pub fn runtime_options(config: &Config) -> RuntimeOptions {
-    let slots: usize = config
+/// Tasks the config runs at once, all sources together: the instance slots
+/// the engine's pool is sized for at start.
+fn task_slots(config: &Config) -> usize {
+    config
         .activities
         .iter()
         .map(|a| a.max_concurrent)
@@ -345,7 +344,14 @@ pub fn runtime_options(config: &Config) -> RuntimeOptions {
             .task_lists
             .iter()
             .map(|t| t.max_concurrent)
-            .sum::<usize>();
+            .sum::<usize>()
+}
+
+/// The engine sizing a config needs: an instance slot per concurrent task
+/// (Step Functions activities and SWF task lists), memory for the largest
+/// limit.
+pub fn runtime_options(config: &Config) -> RuntimeOptions {
+    let slots = task_slots(config);
     let memories = config.activities.iter().map(|a| a.limits.memory).chain(
         config
             .task_lists
@@ -418,7 +424,16 @@ pub async fn serve(
     }
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
-    let mut sources = Sources::new(runtime.clone(), sdk, &config, tasks.clone(), stages.clone());
+    let mut sources = Sources::new(
+        runtime.clone(),
+        sdk,
+        &config,
+        tasks.clone(),
+        stages.clone(),
+        // What the pool has beyond the tasks it was sized for stays free
+        // for loading components on reload.
+        task_slots(&config) + EXTRA_INSTANCES as usize / 2,
+    );
     sources.apply(&config).await?;
     metrics::global().set_ready(true);
     tracing::info!(worker = %config.worker_name, sources = sources.len(), "worker running");

@@ -36,6 +36,11 @@ pub struct Poller {
     pub service: Arc<dyn ActivityService>,
     /// Free task slots (`max_concurrent`).
     pub slots: Arc<Semaphore>,
+    /// Free instance slots of the engine's pool, shared by every source and
+    /// sized at start: a task takes one before its guest starts (heartbeating
+    /// while it waits), so a reload that adds concurrency makes tasks wait
+    /// instead of failing them. Idle polls hold none.
+    pub pool: Arc<Semaphore>,
     /// The tenant's caps, and the memory one task reserves under them.
     pub tenant: Option<(Arc<TenantGate>, u64)>,
     /// Running tasks, awaited on shutdown.
@@ -90,6 +95,7 @@ impl Poller {
                                 activity,
                                 self.service.clone(),
                                 slot,
+                                self.pool.clone(),
                                 self.shutdown.clone(),
                             );
                             self.tasks.spawn(run);

@@ -64,6 +64,8 @@ pub(crate) struct Sources {
     tenants: HashMap<String, Tenant>,
     tasks: TaskTracker,
     stages: Shutdown,
+    /// Instance slots of the engine's pool (see `Poller::pool`).
+    pool: Arc<Semaphore>,
     pollers: JoinSet<()>,
     running: BTreeMap<String, Running>,
 }
@@ -75,8 +77,10 @@ impl Sources {
         config: &Config,
         tasks: TaskTracker,
         stages: Shutdown,
+        pool_slots: usize,
     ) -> Sources {
         Sources {
+            pool: Arc::new(Semaphore::new(pool_slots)),
             runtime,
             sfn: SfnClients::new(sdk),
             swf: SwfClients::new(sdk),
@@ -160,6 +164,23 @@ impl Sources {
                 activities,
             });
         }
+        // Sources that go or change stop polling before the tenant caps
+        // change, so none of their pollers is let in under the new caps.
+        let keep: Vec<&String> = wanted.iter().map(|(k, _, _)| k).collect();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|k| !keep.contains(k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.stop(&key, "removed from the config");
+        }
+        for p in &prepared {
+            if self.running.contains_key(&p.key) {
+                self.stop(&p.key, "changed in the config");
+            }
+        }
         for t in &config.tenants {
             if let Some(change) = tenants[&t.name].resize(t) {
                 tracing::info!(tenant = %t.name, "tenant caps changed: {change}");
@@ -171,20 +192,7 @@ impl Sources {
                 self.tenants.insert(name, tenant);
             }
         }
-        let keep: Vec<&String> = wanted.iter().map(|(k, _, _)| k).collect();
-        let gone: Vec<String> = self
-            .running
-            .keys()
-            .filter(|k| !keep.contains(k))
-            .cloned()
-            .collect();
-        for key in gone {
-            self.stop(&key, "removed from the config");
-        }
         for p in prepared {
-            if self.running.contains_key(&p.key) {
-                self.stop(&p.key, "changed in the config");
-            }
             self.launch(p);
         }
         Ok(())
@@ -273,6 +281,7 @@ impl Sources {
                 &self.worker_name,
             )),
             slots: Arc::new(Semaphore::new(a.max_concurrent)),
+            pool: self.pool.clone(),
             tenant: Self::gate(
                 tenants,
                 &a.tenant,
@@ -339,6 +348,7 @@ impl Sources {
                 &self.worker_name,
             )),
             slots: Arc::new(Semaphore::new(list.max_concurrent)),
+            pool: self.pool.clone(),
             tenant: Self::gate(
                 tenants,
                 &list.types[0].tenant,

@@ -25,6 +25,7 @@ pub async fn run(
     activity: Arc<Activity>,
     service: Arc<dyn ActivityService>,
     slot: Slot,
+    pool: Arc<tokio::sync::Semaphore>,
     shutdown: Shutdown,
 ) {
     // The handler is pinned once: the span and the run name the same version
@@ -37,7 +38,7 @@ pub async fn run(
         task = %task.token.short_id(),
         version = %handler.version,
     );
-    run_task(task, activity, handler, service, slot, shutdown)
+    run_task(task, activity, handler, service, slot, pool, shutdown)
         .instrument(span)
         .await
 }
@@ -48,6 +49,7 @@ async fn run_task(
     handler: Arc<crate::runtime::Handler>,
     service: Arc<dyn ActivityService>,
     slot: Slot,
+    pool: Arc<tokio::sync::Semaphore>,
     shutdown: Shutdown,
 ) {
     let started = Instant::now();
@@ -79,6 +81,7 @@ async fn run_task(
             service.as_ref(),
             &control,
             &task_id,
+            &pool,
             &shutdown,
         );
         tokio::pin!(work);
@@ -150,6 +153,8 @@ async fn run_task(
 
 /// The task's work: the guest, then its report, delivered. Returns the
 /// delivery and how long the guest ran.
+// Each argument is one of the task's parts, borrowed from `run_task`.
+#[allow(clippy::too_many_arguments)]
 async fn execute(
     task: &Task,
     activity: &Activity,
@@ -157,11 +162,23 @@ async fn execute(
     service: &dyn ActivityService,
     control: &Arc<TaskControl>,
     task_id: &Arc<str>,
+    pool: &Arc<tokio::sync::Semaphore>,
     shutdown: &Shutdown,
 ) -> (Delivery, std::time::Duration) {
     let started = Instant::now();
     let settings = &activity.settings;
-    let outcome = if shutdown.is_grace_expired() {
+    // An instance slot of the engine's pool; waiting for one only happens
+    // after a reload added concurrency, and the task heartbeats meanwhile.
+    let instance = tokio::select! {
+        permit = pool.clone().acquire_owned() => permit.ok(),
+        () = shutdown.grace_expired() => None,
+        () = control.stopped() => None,
+    };
+    let outcome = if instance.is_none() && control.stop_reason().is_some() {
+        Outcome::Fault(Fault::Stopped(
+            control.stop_reason().cloned().expect("checked above"),
+        ))
+    } else if instance.is_none() || shutdown.is_grace_expired() {
         // Handed out by a poll that was in flight when the grace period ran
         // out: hand it straight back so it can be retried elsewhere.
         Outcome::Fault(Fault::Stopped(StopReason::Shutdown))
@@ -198,6 +215,7 @@ async fn execute(
             }
         }
     };
+    drop(instance);
     let ran_for = started.elapsed();
     if outcome == Outcome::Fault(Fault::Stopped(StopReason::Shutdown)) {
         shutdown.record_handed_back();

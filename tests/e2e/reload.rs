@@ -318,3 +318,43 @@ async fn recorded_tasks_replay_against_a_new_build_and_report_what_changed() {
         "{text}"
     );
 }
+
+/// A reload that adds more concurrency than the engine's instance pool was
+/// sized for at start: the extra tasks wait for instance slots (heartbeating)
+/// instead of failing to instantiate.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_beyond_the_instance_pool_makes_tasks_wait_not_fail() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let a = sfn.create_activity("small").await;
+    let b = sfn.create_activity("wide").await;
+    let sm_b = sfn.create_state_machine(&b, 120, Some(30)).await;
+    // The pool is sized for 1 task (+ 4 spare slots) at start.
+    let small = activity_toml("small", &a, &guests().scenario, "max_concurrent = 1");
+    let wide = activity_toml(
+        "wide",
+        &b,
+        &guests().scenario,
+        "max_concurrent = 8\npollers = 8\nheartbeat_interval = \"500ms\"",
+    );
+    let mut worker = Worker::start(&format!("reload_debounce = \"50ms\"\n{small}"), &svc);
+    worker.rewrite_config(&svc, &format!("reload_debounce = \"50ms\"\n{small}{wide}"));
+    worker.wait_for_log("serving source=activity.wide", Duration::from_secs(30));
+    let mut executions = Vec::new();
+    for _ in 0..8 {
+        executions.push(
+            sfn.start(&sm_b, &json!({"action": "sleep", "ms": 1500}))
+                .await,
+        );
+    }
+    for e in &executions {
+        let done = sfn.wait(e, DONE).await;
+        assert_eq!(
+            done.status,
+            aws_sdk_sfn::types::ExecutionStatus::Succeeded,
+            "{done:?}\n{}",
+            worker.log()
+        );
+    }
+    assert_eq!(worker.log_count("InstantiateFailed"), 0, "{}", worker.log());
+}
