@@ -9,7 +9,9 @@
 //! turned into a failure or lost, and the worker's outcomes and metrics must
 //! match what the executions recorded.
 
-use crate::support::{Backend, Service, Sfn, Worker, activity_toml, guests, unique, wait_until};
+use crate::support::{
+    Backend, Service, Sfn, Worker, activity_toml, fired, guests, scrape_until, unique, wait_until,
+};
 use crate::swf_support::{Swf, activity_type};
 use aws_sdk_swf::types::EventType;
 use serde_json::{Value, json};
@@ -47,16 +49,6 @@ fn say_nothing_answers(op: &str) -> Vec<Value> {
     rules
 }
 
-fn fired(faults: &Value, op: &str, fault: &str) -> u64 {
-    faults
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["op"] == op && r["fault"] == fault)
-        .map(|r| r["fired"].as_u64().unwrap())
-        .sum()
-}
-
 fn unfired(faults: &Value) -> Vec<Value> {
     faults
         .as_array()
@@ -69,23 +61,6 @@ fn unfired(faults: &Value) -> Vec<Value> {
         })
         .cloned()
         .collect()
-}
-
-/// The worker's metrics URL, from its log.
-fn metrics_url(worker: &Worker) -> String {
-    let log = worker.log();
-    log.lines()
-        .find_map(|l| l.split("metrics on ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
-        .to_string()
-}
-
-fn scrape(url: &str) -> String {
-    tokio::task::block_in_place(|| {
-        tokio::runtime::Handle::current()
-            .block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() })
-    })
 }
 
 /// The sum of every sample whose line starts with `prefix`.
@@ -190,11 +165,10 @@ async fn step_functions_answers_never_convert_or_lose_a_result() {
     let dropped = fired(&faults, "SendTaskSuccess", "drop_response")
         + fired(&faults, "SendTaskFailure", "drop_response");
     assert_eq!(dropped, 4);
-    let url = metrics_url(&worker);
-    let metrics = wait_until(Duration::from_secs(20), "every task counted", || {
-        let m = scrape(&url);
-        (sample(&m, &finished("answers", "")) == successes + failures).then_some(m)
-    });
+    let metrics = scrape_until(&worker.metrics_url(), "every task counted", |m| {
+        sample(m, &finished("answers", "")) == successes + failures
+    })
+    .await;
     assert_eq!(
         sample(&metrics, &finished("answers", "unconfirmed")),
         dropped,

@@ -2,22 +2,12 @@
 //! us inject, and behaviour LocalStack does not implement (Retry, heartbeat
 //! timeouts reported as AWS does).
 
-use crate::support::{Backend, Service, Sfn, Worker, activity_toml, guests};
+use crate::support::{Backend, Service, Sfn, Worker, activity_toml, fired, guests};
 use aws_sdk_sfn::types::ExecutionStatus;
 use serde_json::json;
 use std::time::{Duration, Instant};
 
 const DONE: Duration = Duration::from_secs(90);
-
-fn fired(faults: &serde_json::Value, op: &str, fault: &str) -> u64 {
-    faults
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["op"] == op && r["fault"] == fault)
-        .map(|r| r["fired"].as_u64().unwrap())
-        .sum()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_result_is_delivered_exactly_once_under_faults() {

@@ -17,12 +17,8 @@ async fn metrics_health_and_readiness_are_served() {
         ),
         &svc,
     );
-    let log = worker.log();
-    let url = log
-        .lines()
-        .find_map(|l| l.split("metrics on ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+    let url = worker
+        .metrics_url()
         .trim_end_matches("/metrics")
         .to_string();
     let get = |path: &str| {

@@ -377,6 +377,16 @@ impl Worker {
         worker
     }
 
+    /// The worker's metrics URL (`http://ADDR/metrics`), from its log.
+    pub fn metrics_url(&self) -> String {
+        let log = self.log();
+        log.lines()
+            .find_map(|l| l.split("metrics on ").nth(1))
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
+            .to_string()
+    }
+
     /// Replaces the worker's config file (same header: endpoint, region,
     /// cache) with `body`, as a deploy tool would: write, then rename.
     pub fn rewrite_config(&self, service: &Service, body: &str) {
@@ -816,4 +826,31 @@ pub fn run_dev(
         stdout,
         log: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
+}
+
+/// Scrapes `url` until `ready` holds for the text, or panics with `what`.
+pub async fn scrape_until(url: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+        if ready(&text) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; metrics:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How often the embedded endpoint's fault rules for `op` and `fault` fired.
+pub fn fired(faults: &serde_json::Value, op: &str, fault: &str) -> u64 {
+    faults
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["op"] == op && r["fault"] == fault)
+        .map(|r| r["fired"].as_u64().unwrap())
+        .sum()
 }

@@ -3,41 +3,15 @@
 //! metric of the type carries the same `activity` label, the component
 //! gauge included, before and after a component reload.
 
-use crate::support::{Backend, Service, Worker, guests};
+use crate::support::{Backend, Service, Worker, guests, scrape_until};
 use crate::swf_support::{Swf, activity_type};
 use serde_json::json;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const DONE: Duration = Duration::from_secs(90);
 /// The one name of the `[[swf.orders.activity]]` entry for type "slow" v1.
 const NAME: &str = "orders/slow@1";
-
-/// The worker's metrics URL, from its log.
-fn metrics_url(worker: &Worker) -> String {
-    let log = worker.log();
-    log.lines()
-        .find_map(|l| l.split("metrics on ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no metrics address in the log:\n{log}"))
-        .to_string()
-}
-
-/// Scrapes `url` until `ready` holds for the text, or panics with `what`.
-async fn scrape_until(url: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = reqwest::get(url).await.unwrap().text().await.unwrap();
-        if ready(&text) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; metrics:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 /// The `version` labels of `wasm_activity_component` series for `activity`.
 fn component_versions(metrics: &str, activity: &str) -> Vec<String> {
@@ -92,7 +66,7 @@ async fn swf_type_has_one_name_in_causes_and_metrics_across_a_reload() {
         ),
         &svc,
     );
-    let url = metrics_url(&worker);
+    let url = worker.metrics_url();
     let _decider = swf.decider();
 
     // 1. The task runs past task_timeout: the cause names the key to raise.
