@@ -435,14 +435,15 @@ pub async fn serve(
         task_slots(&config) + EXTRA_INSTANCES as usize / 2,
     );
     sources.apply(&config).await?;
-    metrics::global().set_ready(true);
-    tracing::info!(worker = %config.worker_name, sources = sources.len(), "worker running");
-
     // Hot reload: component files always (when `reload` is on), the config
     // file when the caller owns it (`run`, not `dev`). Changes are applied
-    // one batch at a time; what arrives meanwhile waits on the channel.
+    // one batch at a time; what arrives meanwhile waits on the channel. The
+    // watch is in place before the worker says it runs, so a deploy that
+    // waits for that line and then swaps a file is seen.
     let mut config = config;
     let mut watch = start_watch(&config, &sources, options.watch_config);
+    metrics::global().set_ready(true);
+    tracing::info!(worker = %config.worker_name, sources = sources.len(), "worker running");
     tokio::pin!(shutdown);
     loop {
         let next_change = async {
