@@ -63,6 +63,12 @@ LOCALSTACK_DIFFERENCES = {
     'PollForActivityTask identity 257': ('OK', 'moto does not validate task list names or identities'),
     'PollForActivityTask domain 257': ('UnknownResourceFault', 'moto looks the domain up before checking its length'),
     'RequestCancelActivityTask unknown id': ('InternalFailure', 'moto does not implement the RequestCancelActivityTask decision (InternalFailure)'),
+    'CreateActivity name 81': ('InvalidName', 'LocalStack answers a long name as an invalid one; the reference constrains its length (ValidationException)'),
+    'StopExecution error 257': ('ExecutionDoesNotExist', 'LocalStack looks the execution up before checking lengths'),
+    'CreateStateMachine type': ('OK', 'LocalStack does not check the type enum'),
+    "RegisterDomain name with ':'": ('OK', 'moto does not validate domain names'),
+    'StartWorkflowExecution 6 tags': ('OK', 'moto does not limit tagList to 5 tags'),
+    'SignalWorkflowExecution signalName 257': ('InternalError', 'moto fails on an unknown workflow before checking lengths'),
     'scheduleToStartTimeout': (None, 'moto does not enforce scheduleToStartTimeout'),
     'cancel unknown id': (None, 'moto does not implement the RequestCancelActivityTask decision'),
 }
@@ -109,8 +115,12 @@ definition = {"StartAt": "W", "States": {"W": {"Type": "Task", "Resource": arn, 
 sm = sfn.create_state_machine(name="sm-" + name, roleArn=ROLE, definition=json.dumps(definition))["stateMachineArn"]
 foreign = "wa1-" + str(uuid.uuid4())
 
-case("GetActivityTask workerName empty", "ValidationException", sfn.get_activity_task, activityArn=arn, workerName="")
-case("GetActivityTask workerName 81", "ValidationException", sfn.get_activity_task, activityArn=arn, workerName="w" * 81)
+# Polls a server accepts stay live after the client gives up (and can still
+# be handed a task), so these go to an activity of their own.
+polled = sfn.create_activity(name=name + "-polls")["activityArn"]
+case("GetActivityTask workerName empty", "ValidationException", sfn.get_activity_task, activityArn=polled, workerName="")
+case("GetActivityTask workerName 81", "ValidationException", sfn.get_activity_task, activityArn=polled,
+     workerName="w" * 81)
 case("GetActivityTask activityArn 257", "ValidationException", sfn.get_activity_task, activityArn=arn + "x" * 257)
 case("GetActivityTask missing activity", "ActivityDoesNotExist", sfn.get_activity_task, activityArn=arn + "-gone")
 case("GetActivityTask malformed ARN", "InvalidArn", sfn.get_activity_task, activityArn="not-an-arn")
@@ -131,6 +141,15 @@ case("StartExecution input 262145", "ValidationException", sfn.start_execution, 
      input='"' + "i" * 262143 + '"')
 case("StartExecution input not JSON", "InvalidExecutionInput", sfn.start_execution, stateMachineArn=sm, input="nope")
 case("StartExecution name 81", "ValidationException", sfn.start_execution, stateMachineArn=sm, name="n" * 81)
+
+# Control-plane operations check their members too.
+case("CreateActivity name 81", "ValidationException", sfn.create_activity, name="n" * 81)
+case("StopExecution error 257", "ValidationException", sfn.stop_execution,
+     executionArn=sm.replace(":stateMachine:", ":execution:") + ":x", error="e" * 257)
+case("ListExecutions statusFilter", "ValidationException", sfn.list_executions, stateMachineArn=sm,
+     statusFilter="SLEEPING")
+case("CreateStateMachine type", "ValidationException", sfn.create_state_machine, name="t-" + name,
+     roleArn=ROLE, definition=json.dumps(definition), type="FAST")
 
 # A report applied, then repeated (its response lost): the task is closed.
 execution = sfn.start_execution(stateMachineArn=sm, input="{}")["executionArn"]
@@ -156,6 +175,12 @@ swf.register_activity_type(domain=domain, name="t", version="1", defaultTaskStar
                            defaultTaskScheduleToCloseTimeout="NONE")
 swf.register_workflow_type(domain=domain, name="w", version="1", defaultTaskStartToCloseTimeout="60",
                            defaultExecutionStartToCloseTimeout="600", defaultChildPolicy="TERMINATE")
+case("RegisterDomain name with ':'", "ValidationException", swf.register_domain, name="a:" + uuid.uuid4().hex[:8],
+     workflowExecutionRetentionPeriodInDays="1")
+case("StartWorkflowExecution 6 tags", "ValidationException", swf.start_workflow_execution, domain=domain,
+     workflowId="w1", workflowType={"name": "w", "version": "1"}, taskList={"name": "l"}, tagList=["t"] * 6)
+case("SignalWorkflowExecution signalName 257", "ValidationException", swf.signal_workflow_execution,
+     domain=domain, workflowId="w1", signalName="s" * 257)
 short = botocore.config.Config(parameter_validation=False, retries={"max_attempts": 1}, read_timeout=70)
 swf_poll = session.client("swf", endpoint_url=URL, config=short)
 

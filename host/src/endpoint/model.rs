@@ -335,6 +335,7 @@ impl Shared {
     // ---- activities -------------------------------------------------------
 
     pub(super) fn create_activity(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::CreateActivity>(req)?;
         let name = required(req, "name")?;
         check_name(name, "activity")?;
         let arn = self.arn("activity", name);
@@ -357,6 +358,7 @@ impl Shared {
     }
 
     pub(super) fn describe_activity(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::ActivityArn>(req)?;
         let arn = required(req, "activityArn")?;
         self.check_arn(arn, "activity")?;
         let m = self.lock();
@@ -365,6 +367,7 @@ impl Shared {
     }
 
     pub(super) fn list_activities(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::ListPage>(req)?;
         let m = self.lock();
         let all: Vec<Value> = m
             .activities
@@ -377,6 +380,7 @@ impl Shared {
     }
 
     pub(super) fn delete_activity(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::ActivityArn>(req)?;
         let arn = required(req, "activityArn")?;
         self.check_arn(arn, "activity")?;
         if let Some(a) = self.lock().activities.remove(arn) {
@@ -610,6 +614,7 @@ impl Shared {
     // ---- state machines and executions ------------------------------------
 
     pub(super) fn create_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::CreateStateMachine>(req)?;
         let name = required(req, "name")?;
         check_name(name, "state machine")?;
         let definition = required(req, "definition")?;
@@ -653,6 +658,7 @@ impl Shared {
     }
 
     pub(super) fn describe_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::StateMachineArn>(req)?;
         let arn = required(req, "stateMachineArn")?;
         self.check_arn(arn, "stateMachine")?;
         let m = self.lock();
@@ -664,6 +670,7 @@ impl Shared {
     }
 
     pub(super) fn list_state_machines(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::ListPage>(req)?;
         let m = self.lock();
         let all: Vec<Value> = m
             .machines
@@ -674,6 +681,7 @@ impl Shared {
     }
 
     pub(super) fn delete_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::StateMachineArn>(req)?;
         let arn = required(req, "stateMachineArn")?;
         self.check_arn(arn, "stateMachine")?;
         self.lock().machines.remove(arn);
@@ -751,6 +759,7 @@ impl Shared {
     }
 
     pub(super) fn describe_execution(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::DescribeExecution>(req)?;
         let arn = required(req, "executionArn")?;
         self.check_arn(arn, "execution")?;
         let m = self.lock();
@@ -779,6 +788,7 @@ impl Shared {
     }
 
     pub(super) fn list_executions(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::ListExecutions>(req)?;
         let machine = required(req, "stateMachineArn")?;
         let filter = str_field(req, "statusFilter");
         let m = self.lock();
@@ -797,6 +807,7 @@ impl Shared {
     }
 
     pub(super) fn get_execution_history(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::GetExecutionHistory>(req)?;
         let arn = required(req, "executionArn")?;
         self.check_arn(arn, "execution")?;
         let m = self.lock();
@@ -816,6 +827,7 @@ impl Shared {
     }
 
     pub(super) fn stop_execution(&self, req: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::StopExecution>(req)?;
         let arn = required(req, "executionArn")?;
         self.check_arn(arn, "execution")?;
         let error = str_field(req, "error").map(str::to_string);

@@ -515,6 +515,477 @@ impl Validate for DeprecateActivityType {
     }
 }
 
+// ---- control-plane operations ------------------------------------------------
+//
+// Decoded and checked before the handler reads anything, like the worker
+// operations above; the handlers then read the members they act on, so
+// members that are accepted but have no effect here (tags, encryption,
+// logging and tracing settings) are never read: hence `allow(dead_code)`.
+
+/// A member that must be one of `allowed`.
+fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::validation(format!(
+            "1 validation error detected: Value '{}' at '{field}' failed to satisfy constraint: \
+             Member must satisfy enum value set: [{}]",
+            v.escape_debug(),
+            allowed.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn page(
+    max_results: Option<i64>,
+    next_token: &Option<String>,
+    token_max: usize,
+) -> Result<(), ApiError> {
+    if max_results.is_some_and(|n| !(0..=1000).contains(&n)) {
+        return Err(ApiError::validation(
+            "1 validation error detected: Value at 'maxResults' failed to satisfy constraint: \
+             Member must have value between 0 and 1000",
+        ));
+    }
+    optional("nextToken", next_token, 1, token_max)
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct Tag {
+    pub key: Option<String>,
+    pub value: Option<String>,
+}
+
+fn tags(tags: &Option<Vec<Tag>>) -> Result<(), ApiError> {
+    for t in tags.iter().flatten() {
+        optional("tags.key", &t.key, 1, 128)?;
+        optional("tags.value", &t.value, 0, 256)?;
+    }
+    Ok(())
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct CreateActivity {
+    pub name: String,
+    pub tags: Option<Vec<Tag>>,
+    pub encryption_configuration: Option<Value>,
+}
+
+impl Validate for CreateActivity {
+    fn validate(&self) -> Result<(), ApiError> {
+        length("name", &self.name, 1, 80)?;
+        tags(&self.tags)
+    }
+}
+
+/// DescribeActivity, DeleteActivity.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ActivityArn {
+    pub activity_arn: String,
+}
+
+impl Validate for ActivityArn {
+    fn validate(&self) -> Result<(), ApiError> {
+        length("activityArn", &self.activity_arn, 1, 256)
+    }
+}
+
+/// ListActivities, ListStateMachines.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ListPage {
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+}
+
+impl Validate for ListPage {
+    fn validate(&self) -> Result<(), ApiError> {
+        page(self.max_results, &self.next_token, 1024)
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct CreateStateMachine {
+    pub name: String,
+    pub definition: String,
+    pub role_arn: String,
+    pub r#type: Option<String>,
+    pub logging_configuration: Option<Value>,
+    pub tags: Option<Vec<Tag>>,
+    pub tracing_configuration: Option<Value>,
+    pub publish: Option<bool>,
+    pub version_description: Option<String>,
+    pub encryption_configuration: Option<Value>,
+}
+
+impl Validate for CreateStateMachine {
+    fn validate(&self) -> Result<(), ApiError> {
+        length("name", &self.name, 1, 80)?;
+        length("definition", &self.definition, 1, 1_048_576)?;
+        length("roleArn", &self.role_arn, 1, 256)?;
+        one_of("type", &self.r#type, &["STANDARD", "EXPRESS"])?;
+        optional("versionDescription", &self.version_description, 0, 256)?;
+        tags(&self.tags)
+    }
+}
+
+/// DescribeStateMachine, DeleteStateMachine.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct StateMachineArn {
+    pub state_machine_arn: String,
+    pub included_data: Option<String>,
+}
+
+impl Validate for StateMachineArn {
+    fn validate(&self) -> Result<(), ApiError> {
+        length("stateMachineArn", &self.state_machine_arn, 1, 256)?;
+        one_of(
+            "includedData",
+            &self.included_data,
+            &["ALL_DATA", "METADATA_ONLY"],
+        )
+    }
+}
+
+/// DescribeExecution.
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct DescribeExecution {
+    pub execution_arn: String,
+    pub included_data: Option<String>,
+}
+
+impl Validate for DescribeExecution {
+    fn validate(&self) -> Result<(), ApiError> {
+        length("executionArn", &self.execution_arn, 1, 256)?;
+        one_of(
+            "includedData",
+            &self.included_data,
+            &["ALL_DATA", "METADATA_ONLY"],
+        )
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ListExecutions {
+    pub state_machine_arn: Option<String>,
+    pub status_filter: Option<String>,
+    pub max_results: Option<i64>,
+    pub next_token: Option<String>,
+    pub map_run_arn: Option<String>,
+    pub redrive_filter: Option<String>,
+}
+
+impl Validate for ListExecutions {
+    fn validate(&self) -> Result<(), ApiError> {
+        optional("stateMachineArn", &self.state_machine_arn, 1, 256)?;
+        one_of(
+            "statusFilter",
+            &self.status_filter,
+            &[
+                "RUNNING",
+                "SUCCEEDED",
+                "FAILED",
+                "TIMED_OUT",
+                "ABORTED",
+                "PENDING_REDRIVE",
+            ],
+        )?;
+        optional("mapRunArn", &self.map_run_arn, 1, 2000)?;
+        one_of(
+            "redriveFilter",
+            &self.redrive_filter,
+            &["REDRIVEN", "NOT_REDRIVEN"],
+        )?;
+        page(self.max_results, &self.next_token, 3096)
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct GetExecutionHistory {
+    pub execution_arn: String,
+    pub max_results: Option<i64>,
+    pub reverse_order: Option<bool>,
+    pub next_token: Option<String>,
+    pub include_execution_data: Option<bool>,
+}
+
+impl Validate for GetExecutionHistory {
+    fn validate(&self) -> Result<(), ApiError> {
+        length("executionArn", &self.execution_arn, 1, 256)?;
+        page(self.max_results, &self.next_token, 3096)
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct StopExecution {
+    pub execution_arn: String,
+    pub error: Option<String>,
+    pub cause: Option<String>,
+}
+
+impl Validate for StopExecution {
+    fn validate(&self) -> Result<(), ApiError> {
+        length("executionArn", &self.execution_arn, 1, 256)?;
+        optional("error", &self.error, 0, 256)?;
+        optional("cause", &self.cause, 0, 32_768)
+    }
+}
+
+// SWF control plane.
+
+fn description(value: &Option<String>) -> Result<(), ApiError> {
+    optional("description", value, 0, 1024)
+}
+
+const CHILD_POLICIES: &[&str] = &["TERMINATE", "REQUEST_CANCEL", "ABANDON"];
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RegisterDomain {
+    pub name: String,
+    pub description: Option<String>,
+    pub workflow_execution_retention_period_in_days: String,
+    pub tags: Option<Vec<Value>>,
+}
+
+impl Validate for RegisterDomain {
+    fn validate(&self) -> Result<(), ApiError> {
+        swf_name("name", &self.name, 256)?;
+        description(&self.description)?;
+        length(
+            "workflowExecutionRetentionPeriodInDays",
+            &self.workflow_execution_retention_period_in_days,
+            1,
+            8,
+        )
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RegisterActivityType {
+    pub domain: String,
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub default_task_start_to_close_timeout: Option<String>,
+    pub default_task_heartbeat_timeout: Option<String>,
+    pub default_task_list: Option<TaskList>,
+    pub default_task_priority: Option<String>,
+    pub default_task_schedule_to_start_timeout: Option<String>,
+    pub default_task_schedule_to_close_timeout: Option<String>,
+}
+
+impl Validate for RegisterActivityType {
+    fn validate(&self) -> Result<(), ApiError> {
+        domain(&self.domain)?;
+        swf_name("name", &self.name, 256)?;
+        swf_name("version", &self.version, 64)?;
+        description(&self.description)?;
+        if let Some(list) = &self.default_task_list {
+            swf_name("defaultTaskList.name", &list.name, 256)?;
+        }
+        optional("defaultTaskPriority", &self.default_task_priority, 0, 11)?;
+        swf_timeout(
+            "defaultTaskStartToCloseTimeout",
+            &self.default_task_start_to_close_timeout,
+        )?;
+        swf_timeout(
+            "defaultTaskHeartbeatTimeout",
+            &self.default_task_heartbeat_timeout,
+        )?;
+        swf_timeout(
+            "defaultTaskScheduleToStartTimeout",
+            &self.default_task_schedule_to_start_timeout,
+        )?;
+        swf_timeout(
+            "defaultTaskScheduleToCloseTimeout",
+            &self.default_task_schedule_to_close_timeout,
+        )
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct DescribeActivityType {
+    pub domain: String,
+    pub activity_type: TypeRef,
+}
+
+impl Validate for DescribeActivityType {
+    fn validate(&self) -> Result<(), ApiError> {
+        domain(&self.domain)?;
+        self.activity_type.validate("activityType")
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct RegisterWorkflowType {
+    pub domain: String,
+    pub name: String,
+    pub version: String,
+    pub description: Option<String>,
+    pub default_task_start_to_close_timeout: Option<String>,
+    pub default_execution_start_to_close_timeout: Option<String>,
+    pub default_task_list: Option<TaskList>,
+    pub default_task_priority: Option<String>,
+    pub default_child_policy: Option<String>,
+    pub default_lambda_role: Option<String>,
+}
+
+impl Validate for RegisterWorkflowType {
+    fn validate(&self) -> Result<(), ApiError> {
+        domain(&self.domain)?;
+        swf_name("name", &self.name, 256)?;
+        swf_name("version", &self.version, 64)?;
+        description(&self.description)?;
+        if let Some(list) = &self.default_task_list {
+            swf_name("defaultTaskList.name", &list.name, 256)?;
+        }
+        optional("defaultTaskPriority", &self.default_task_priority, 0, 11)?;
+        swf_timeout(
+            "defaultTaskStartToCloseTimeout",
+            &self.default_task_start_to_close_timeout,
+        )?;
+        swf_timeout(
+            "defaultExecutionStartToCloseTimeout",
+            &self.default_execution_start_to_close_timeout,
+        )?;
+        one_of(
+            "defaultChildPolicy",
+            &self.default_child_policy,
+            CHILD_POLICIES,
+        )?;
+        optional("defaultLambdaRole", &self.default_lambda_role, 1, 1224)
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct StartWorkflowExecution {
+    pub domain: String,
+    pub workflow_id: String,
+    pub workflow_type: TypeRef,
+    pub task_list: Option<TaskList>,
+    pub task_priority: Option<String>,
+    pub input: Option<String>,
+    pub execution_start_to_close_timeout: Option<String>,
+    pub tag_list: Option<Vec<String>>,
+    pub task_start_to_close_timeout: Option<String>,
+    pub child_policy: Option<String>,
+    pub lambda_role: Option<String>,
+}
+
+impl Validate for StartWorkflowExecution {
+    fn validate(&self) -> Result<(), ApiError> {
+        domain(&self.domain)?;
+        swf_name("workflowId", &self.workflow_id, 256)?;
+        self.workflow_type.validate("workflowType")?;
+        if let Some(list) = &self.task_list {
+            swf_name("taskList.name", &list.name, 256)?;
+        }
+        optional("taskPriority", &self.task_priority, 0, 11)?;
+        optional("input", &self.input, 0, 32_768)?;
+        swf_timeout(
+            "executionStartToCloseTimeout",
+            &self.execution_start_to_close_timeout,
+        )?;
+        swf_timeout("taskStartToCloseTimeout", &self.task_start_to_close_timeout)?;
+        let tag_list = self.tag_list.as_deref().unwrap_or_default();
+        if tag_list.len() > 5 {
+            return Err(ApiError::validation(
+                "1 validation error detected: Value at 'tagList' failed to satisfy constraint: \
+                 Member must have length less than or equal to 5",
+            ));
+        }
+        for tag in tag_list {
+            length("tagList.member", tag, 0, 256)?;
+        }
+        one_of("childPolicy", &self.child_policy, CHILD_POLICIES)?;
+        optional("lambdaRole", &self.lambda_role, 1, 1224)
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct SignalWorkflowExecution {
+    pub domain: String,
+    pub workflow_id: String,
+    pub run_id: Option<String>,
+    pub signal_name: String,
+    pub input: Option<String>,
+}
+
+impl Validate for SignalWorkflowExecution {
+    fn validate(&self) -> Result<(), ApiError> {
+        domain(&self.domain)?;
+        length("workflowId", &self.workflow_id, 1, 256)?;
+        optional("runId", &self.run_id, 0, 64)?;
+        length("signalName", &self.signal_name, 1, 256)?;
+        optional("input", &self.input, 0, 32_768)
+    }
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct ExecutionRef {
+    pub workflow_id: String,
+    pub run_id: Option<String>,
+}
+
+#[allow(dead_code)]
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct GetWorkflowExecutionHistory {
+    pub domain: String,
+    pub execution: ExecutionRef,
+    pub next_page_token: Option<String>,
+    pub maximum_page_size: Option<u32>,
+    pub reverse_order: Option<bool>,
+}
+
+impl Validate for GetWorkflowExecutionHistory {
+    fn validate(&self) -> Result<(), ApiError> {
+        domain(&self.domain)?;
+        length("execution.workflowId", &self.execution.workflow_id, 1, 256)?;
+        optional("execution.runId", &self.execution.run_id, 0, 64)?;
+        optional("nextPageToken", &self.next_page_token, 0, 2048)?;
+        if self.maximum_page_size.is_some_and(|n| n > 1000) {
+            return Err(ApiError::validation(
+                "1 validation error detected: Value at 'maximumPageSize' failed to satisfy constraint: \
+                 Member must have value less than or equal to 1000",
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -587,6 +1058,32 @@ mod tests {
             {"decisionType": "ScheduleActivityTask", "scheduleActivityTaskDecisionAttributes": {
                 "activityType": {"name": "t", "version": "1"}, "activityId": "a1", "heartbeatTimeout": "soon"}}
         ]}));
+    }
+
+    #[test]
+    fn control_plane_members_are_checked_too() {
+        refused::<CreateActivity>(json!({"name": "n".repeat(81)}));
+        refused::<CreateActivity>(json!({"name": "a", "surprise": true}));
+        refused::<CreateStateMachine>(
+            json!({"name": "m", "definition": "{}", "roleArn": "r", "type": "FAST"}),
+        );
+        refused::<ListExecutions>(json!({"statusFilter": "SLEEPING"}));
+        refused::<ListPage>(json!({"maxResults": 1001}));
+        refused::<StopExecution>(json!({"executionArn": "e", "error": "e".repeat(257)}));
+        refused::<RegisterDomain>(
+            json!({"name": "a:b", "workflowExecutionRetentionPeriodInDays": "1"}),
+        );
+        refused::<StartWorkflowExecution>(json!({"domain": "d", "workflowId": "w",
+            "workflowType": {"name": "w", "version": "1"}, "tagList": ["t", "t", "t", "t", "t", "t"]}));
+        refused::<SignalWorkflowExecution>(
+            json!({"domain": "d", "workflowId": "w", "signalName": "s".repeat(257)}),
+        );
+        refused::<RegisterActivityType>(
+            json!({"domain": "d", "name": "t", "version": "1", "defaultTaskHeartbeatTimeout": "soon"}),
+        );
+        parse::<CreateStateMachine>(&json!({"name": "m", "definition": "{}", "roleArn": "r",
+            "type": "STANDARD", "tags": [{"key": "k", "value": "v"}], "publish": false}))
+        .unwrap();
     }
 
     #[test]

@@ -247,6 +247,7 @@ impl SwfState {
     }
 
     fn register_domain(&self, r: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::RegisterDomain>(r)?;
         let name = req(r, "name")?;
         let mut m = self.lock();
         if m.domains.contains_key(name) {
@@ -260,6 +261,7 @@ impl SwfState {
     }
 
     fn register_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::RegisterActivityType>(r)?;
         let key = (req(r, "name")?.to_string(), req(r, "version")?.to_string());
         let mut m = self.lock();
         let d = Self::domain(&mut m, req(r, "domain")?)?;
@@ -295,6 +297,7 @@ impl SwfState {
     }
 
     fn describe_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::DescribeActivityType>(r)?;
         let key = type_key(r.get("activityType"), "activityType")?;
         let mut m = self.lock();
         let d = Self::domain(&mut m, req(r, "domain")?)?;
@@ -359,6 +362,7 @@ impl SwfState {
     }
 
     fn register_workflow_type(&self, r: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::RegisterWorkflowType>(r)?;
         let key = (req(r, "name")?.to_string(), req(r, "version")?.to_string());
         let mut m = self.lock();
         let d = Self::domain(&mut m, req(r, "domain")?)?;
@@ -398,6 +402,7 @@ impl SwfState {
     }
 
     fn start_workflow_execution(&self, r: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::StartWorkflowExecution>(r)?;
         let workflow_id = req(r, "workflowId")?.to_string();
         let wtype = type_key(r.get("workflowType"), "workflowType")?;
         let mut m = self.lock();
@@ -478,6 +483,7 @@ impl SwfState {
     }
 
     fn signal_workflow_execution(&self, r: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::SignalWorkflowExecution>(r)?;
         let workflow_id = req(r, "workflowId")?;
         let mut m = self.lock();
         let d = Self::domain(&mut m, req(r, "domain")?)?;
@@ -500,6 +506,7 @@ impl SwfState {
     }
 
     fn history(&self, r: &Value) -> Result<Value, ApiError> {
+        requests::parse::<requests::GetWorkflowExecutionHistory>(r)?;
         let (workflow_id, run_id) = Self::execution_key(r, "execution")?;
         let mut m = self.lock();
         let d = Self::domain(&mut m, req(r, "domain")?)?;
