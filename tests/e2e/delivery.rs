@@ -161,7 +161,9 @@ async fn step_functions_answers_never_convert_or_lose_a_result() {
     assert_eq!(svc.state().await["completions"], successes + failures);
 
     // Every report is counted once, and a report whose response was lost
-    // is "unconfirmed", not "undelivered".
+    // is "unconfirmed", not "undelivered". (A dropped response can still
+    // reach the client as a 200 whose empty body was never needed: that
+    // report was delivered, and is counted so.)
     let dropped = fired(&faults, "SendTaskSuccess", "drop_response")
         + fired(&faults, "SendTaskFailure", "drop_response");
     assert_eq!(dropped, 4);
@@ -169,11 +171,8 @@ async fn step_functions_answers_never_convert_or_lose_a_result() {
         sample(m, &finished("answers", "")) == successes + failures
     })
     .await;
-    assert_eq!(
-        sample(&metrics, &finished("answers", "unconfirmed")),
-        dropped,
-        "{metrics}"
-    );
+    let unconfirmed = sample(&metrics, &finished("answers", "unconfirmed"));
+    assert!((1..=dropped).contains(&unconfirmed), "{metrics}");
     assert_eq!(
         sample(&metrics, &finished("answers", "undelivered")),
         0,
@@ -182,7 +181,7 @@ async fn step_functions_answers_never_convert_or_lose_a_result() {
     assert_eq!(
         sample(&metrics, &finished("answers", "succeeded"))
             + sample(&metrics, &finished("answers", "failed"))
-            + dropped,
+            + unconfirmed,
         successes + failures,
         "{metrics}"
     );
@@ -201,8 +200,25 @@ async fn step_functions_answers_never_convert_or_lose_a_result() {
     );
     assert_eq!(
         worker.log_count("task result probably delivered"),
-        dropped as usize
+        unconfirmed as usize
     );
+}
+
+/// Waits until every one of `total` tasks logged how it ended; returns how
+/// many were unconfirmed (at least one, at most `dropped`).
+fn every_task_ended(worker: &Worker, total: usize, dropped: usize) -> usize {
+    let unconfirmed = wait_until(Duration::from_secs(20), "every task's last line", || {
+        let unconfirmed = worker.log_count("task result probably delivered");
+        let ended =
+            worker.log_count("task succeeded") + worker.log_count("task failed") + unconfirmed;
+        (ended == total).then_some(unconfirmed)
+    });
+    assert!(
+        (1..=dropped).contains(&unconfirmed),
+        "{unconfirmed} unconfirmed of {dropped} lost responses\n{}",
+        worker.log()
+    );
+    unconfirmed
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -267,9 +283,7 @@ async fn swf_answers_never_convert_or_lose_a_result() {
         unfired(&faults)
     );
     let dropped = fired(&faults, "RespondActivityTaskCompleted", "drop_response") as usize;
-    wait_until(Duration::from_secs(20), "the lost responses logged", || {
-        (worker.log_count("task result probably delivered") == dropped).then_some(())
-    });
+    every_task_ended(&worker, ok.len() + 1, dropped);
     assert_eq!(
         worker.log_count("task result not delivered"),
         0,
@@ -349,16 +363,7 @@ async fn localstack_success_survives_lost_responses_and_answers_that_say_nothing
         "answers never given: {:?}",
         proxy.unfired()
     );
-    let dropped = proxy.dropped() as usize;
-    wait_until(Duration::from_secs(20), "the lost responses logged", || {
-        (worker.log_count("task result probably delivered") == dropped).then_some(())
-    });
-    assert_eq!(
-        worker.log_count("task succeeded") + dropped,
-        executions.len(),
-        "{}",
-        worker.log()
-    );
+    every_task_ended(&worker, executions.len(), proxy.dropped() as usize);
     assert_eq!(
         worker.log_count("task result not delivered"),
         0,

@@ -1,6 +1,6 @@
-"""Each documented error and limit of each worker-facing operation, driven with
-boto3 (client-side validation off, so the server must validate), on both
-halves of an endpoint. Run by tests/e2e/local_endpoint.rs:
+"""Each documented error and limit of each operation workers and deciders use,
+driven with boto3 (client-side validation off, so the server must validate)
+and, for a few commands, the AWS CLI, on both halves of an endpoint. Run by tests/e2e/local_endpoint.rs:
 
     python boto3_reference.py URL embedded     # the project's endpoint: every case must hold
     python boto3_reference.py URL localstack   # LocalStack/moto: the same table, known differences listed
@@ -69,6 +69,9 @@ LOCALSTACK_DIFFERENCES = {
     "RegisterDomain name with ':'": ('OK', 'moto does not validate domain names'),
     'StartWorkflowExecution 6 tags': ('OK', 'moto does not limit tagList to 5 tags'),
     'SignalWorkflowExecution signalName 257': ('InternalError', 'moto fails on an unknown workflow before checking lengths'),
+    'cli get-activity-task worker name 81': ('OK', 'LocalStack does not check member lengths'),
+    'cli send-task-failure error 257': ('InvalidToken', 'LocalStack looks the token up before checking lengths'),
+    'cli poll-for-activity-task task list a|b': ('OK', 'moto does not validate task list names'),
     'scheduleToStartTimeout': (None, 'moto does not enforce scheduleToStartTimeout'),
     'cancel unknown id': (None, 'moto does not implement the RequestCancelActivityTask decision'),
 }
@@ -279,6 +282,40 @@ case("DeprecateActivityType unknown", "UnknownResourceFault", swf.deprecate_acti
      activityType={"name": "nope", "version": "1"})
 case("DeprecateDomain", "OK", swf.deprecate_domain, name=domain)
 case("DeprecateDomain again", "DomainDeprecatedFault", swf.deprecate_domain, name=domain)
+
+# ---- the AWS CLI, for a few commands -------------------------------------------
+import os
+
+aws = os.path.join(os.path.dirname(sys.executable), "aws")
+cli_env = dict(os.environ, AWS_ACCESS_KEY_ID="any", AWS_SECRET_ACCESS_KEY="any", AWS_DEFAULT_REGION="us-east-1",
+               AWS_MAX_ATTEMPTS="1", AWS_PAGER="")
+
+
+def cli(label, expected, *args):
+    out = subprocess.run([aws, "--endpoint-url", URL, "--cli-read-timeout", "5", *args], env=cli_env,
+                         capture_output=True, text=True, timeout=60)
+    got = "OK" if out.returncode == 0 else next(
+        (code for code in ("ValidationException", "ActivityDoesNotExist", "UnknownResourceFault", "InvalidArn",
+                           "TaskDoesNotExist", "InvalidToken", "Read timeout") if code in out.stderr), out.stderr.strip())
+    if got == "Read timeout":
+        got = "OK"  # accepted, and held as a long poll
+    if got == expected:
+        return
+    if BACKEND == "localstack" and label in LOCALSTACK_DIFFERENCES:
+        seen_differences.add(label)
+        if got == LOCALSTACK_DIFFERENCES[label][0]:
+            return
+    failures.append(f"{label}: expected {expected}, got {got}")
+
+
+cli("cli get-activity-task worker name 81", "ValidationException", "stepfunctions", "get-activity-task",
+    "--activity-arn", polled, "--worker-name", "w" * 81)
+cli("cli send-task-failure error 257", "ValidationException", "stepfunctions", "send-task-failure",
+    "--task-token", foreign, "--error", "e" * 257)
+cli("cli describe-activity missing", "ActivityDoesNotExist", "stepfunctions", "describe-activity",
+    "--activity-arn", arn + "-gone")
+cli("cli poll-for-activity-task task list a|b", "ValidationException", "swf", "poll-for-activity-task",
+    "--domain", domain, "--task-list", "name=a|b")
 
 # ---- disconnects (the project's endpoint) ------------------------------------------
 if BACKEND == "embedded":
