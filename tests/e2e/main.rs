@@ -15,6 +15,7 @@ mod polyglot;
 mod reload;
 mod reload_races;
 mod sandbox;
+mod startup;
 mod step_functions;
 mod support;
 mod swf;
