@@ -481,6 +481,8 @@ pub async fn deliver(service: &dyn ActivityService, token: &TaskToken, report: R
     let mut backoff = Backoff::new(DELIVERY_BASE, DELIVERY_CAP);
     // The last report an attempt of which may have been applied.
     let mut maybe_applied: Option<Report> = None;
+    // The last kind of answer whose fix was logged.
+    let mut explained: Option<Verdict> = None;
     loop {
         let result = match &report {
             Report::Success { output } => service.complete(token, output).await,
@@ -524,21 +526,27 @@ pub async fn deliver(service: &dyn ActivityService, token: &TaskToken, report: R
                 let delay = backoff.next_delay();
                 let (task, attempt) = (token.short_id(), backoff.attempts());
                 let e = Inert(&e.to_string());
-                match verdict {
-                    Verdict::Credentials => tracing::error!(
-                        task,
-                        attempt,
-                        "reporting the result failed: {e}; the credentials are fetched again. If this \
-                         persists, give the worker's role states:SendTaskSuccess/SendTaskFailure or \
-                         swf:RespondActivityTask* (and fix its credentials); retrying in {delay:?}"
+                // The fix is said once per delivery and per kind of answer;
+                // later retries of the same kind only say they happen.
+                let fix = match verdict {
+                    Verdict::Credentials => Some(
+                        "the credentials are fetched again. If this persists, give the worker's \
+                         role states:SendTaskSuccess/SendTaskFailure or swf:RespondActivityTask* \
+                         (and fix its credentials)",
                     ),
-                    Verdict::Misconfigured | Verdict::Refused | Verdict::OutputRefused => {
+                    Verdict::Misconfigured | Verdict::Refused | Verdict::OutputRefused => Some(
+                        "this does not heal by itself (a KMS key policy, a deprecated domain or \
+                         type): fix it and the result is still delivered",
+                    ),
+                    _ => None,
+                };
+                match fix {
+                    Some(fix) if explained != Some(verdict) => {
+                        explained = Some(verdict);
                         tracing::error!(
                             task,
                             attempt,
-                            "reporting the result failed: {e}; this does not heal by itself (a KMS \
-                             key policy, a deprecated domain or type): fix it and the result is still \
-                             delivered; retrying in {delay:?}"
+                            "reporting the result failed: {e}; {fix}; retrying in {delay:?}"
                         )
                     }
                     _ => tracing::warn!(

@@ -274,20 +274,7 @@ fn dirs_home() -> std::path::PathBuf {
 #[test]
 fn boto3_drives_the_endpoint_through_the_real_protocol() {
     let svc = Service::start(Backend::Embedded);
-    let script = crate::support::repo_root().join("tests/protocol/boto3_protocol.py");
-    let out = std::process::Command::new(python_with_boto3())
-        .arg(&script)
-        .arg(&svc.url)
-        .env_remove("AWS_ENDPOINT_URL")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the boto3 protocol script failed:\n{stdout}\n{stderr}"
-    );
-    assert!(stdout.contains("protocol ok"), "{stdout}");
+    protocol_script("boto3_protocol.py", &[&svc.url], "protocol ok");
 }
 
 /// Each documented error and limit of the worker operations, on both halves,
@@ -308,18 +295,25 @@ fn boto3_reference_table_against_localstack() {
 }
 
 fn reference_table(url: &str, backend: &str) {
-    let script = crate::support::repo_root().join("tests/protocol/boto3_reference.py");
+    protocol_script("boto3_reference.py", &[url, backend], "reference ok");
+}
+
+/// Runs `tests/protocol/SCRIPT ARGS` with boto3; it must succeed and print `ok`.
+fn protocol_script(script: &str, args: &[&str], ok: &str) {
+    let path = crate::support::repo_root()
+        .join("tests/protocol")
+        .join(script);
     let out = std::process::Command::new(python_with_boto3())
-        .arg(&script)
-        .args([url, backend])
+        .arg(&path)
+        .args(args)
         .env_remove("AWS_ENDPOINT_URL")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        out.status.success() && stdout.contains("reference ok"),
-        "the boto3 reference table failed against {backend}:\n{stdout}\n{stderr}"
+        out.status.success() && stdout.contains(ok),
+        "{script} {args:?} failed:\n{stdout}\n{stderr}"
     );
 }
 

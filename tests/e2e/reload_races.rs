@@ -105,14 +105,8 @@ async fn event_time(
     execution: &str,
     ty: HistoryEventType,
 ) -> aws_smithy_types::DateTime {
-    let h = sfn
-        .client
-        .get_execution_history()
-        .execution_arn(execution)
-        .send()
+    *sfn.history(execution)
         .await
-        .unwrap();
-    *h.events()
         .iter()
         .find(|e| e.r#type() == &ty)
         .unwrap_or_else(|| panic!("no {ty:?} in {execution}"))

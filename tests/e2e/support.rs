@@ -580,16 +580,22 @@ impl Sfn {
         out.state_machine_arn().to_string()
     }
 
-    /// The history's event types, in order.
-    pub async fn event_types(&self, execution: &str) -> Vec<String> {
-        let h = self
-            .client
+    /// The execution's history events, in order.
+    pub async fn history(&self, execution: &str) -> Vec<aws_sdk_sfn::types::HistoryEvent> {
+        self.client
             .get_execution_history()
             .execution_arn(execution)
             .send()
             .await
-            .unwrap();
-        h.events()
+            .unwrap()
+            .events()
+            .to_vec()
+    }
+
+    /// The history's event types, in order.
+    pub async fn event_types(&self, execution: &str) -> Vec<String> {
+        self.history(execution)
+            .await
             .iter()
             .map(|e| e.r#type().as_str().to_string())
             .collect()

@@ -755,6 +755,30 @@ fn description(value: &Option<String>) -> Result<(), ApiError> {
     optional("description", value, 0, 1024)
 }
 
+/// The members RegisterActivityType and RegisterWorkflowType share.
+fn registration(
+    domain_name: &str,
+    name: &str,
+    version: &str,
+    about: &Option<String>,
+    default_task_list: &Option<TaskList>,
+    default_task_priority: &Option<String>,
+    default_task_start_to_close_timeout: &Option<String>,
+) -> Result<(), ApiError> {
+    domain(domain_name)?;
+    swf_name("name", name, 256)?;
+    swf_name("version", version, 64)?;
+    description(about)?;
+    if let Some(list) = default_task_list {
+        swf_name("defaultTaskList.name", &list.name, 256)?;
+    }
+    optional("defaultTaskPriority", default_task_priority, 0, 11)?;
+    swf_timeout(
+        "defaultTaskStartToCloseTimeout",
+        default_task_start_to_close_timeout,
+    )
+}
+
 const CHILD_POLICIES: &[&str] = &["TERMINATE", "REQUEST_CANCEL", "ABANDON"];
 
 #[allow(dead_code)]
@@ -798,16 +822,13 @@ pub(super) struct RegisterActivityType {
 
 impl Validate for RegisterActivityType {
     fn validate(&self) -> Result<(), ApiError> {
-        domain(&self.domain)?;
-        swf_name("name", &self.name, 256)?;
-        swf_name("version", &self.version, 64)?;
-        description(&self.description)?;
-        if let Some(list) = &self.default_task_list {
-            swf_name("defaultTaskList.name", &list.name, 256)?;
-        }
-        optional("defaultTaskPriority", &self.default_task_priority, 0, 11)?;
-        swf_timeout(
-            "defaultTaskStartToCloseTimeout",
+        registration(
+            &self.domain,
+            &self.name,
+            &self.version,
+            &self.description,
+            &self.default_task_list,
+            &self.default_task_priority,
             &self.default_task_start_to_close_timeout,
         )?;
         swf_timeout(
@@ -858,16 +879,13 @@ pub(super) struct RegisterWorkflowType {
 
 impl Validate for RegisterWorkflowType {
     fn validate(&self) -> Result<(), ApiError> {
-        domain(&self.domain)?;
-        swf_name("name", &self.name, 256)?;
-        swf_name("version", &self.version, 64)?;
-        description(&self.description)?;
-        if let Some(list) = &self.default_task_list {
-            swf_name("defaultTaskList.name", &list.name, 256)?;
-        }
-        optional("defaultTaskPriority", &self.default_task_priority, 0, 11)?;
-        swf_timeout(
-            "defaultTaskStartToCloseTimeout",
+        registration(
+            &self.domain,
+            &self.name,
+            &self.version,
+            &self.description,
+            &self.default_task_list,
+            &self.default_task_priority,
             &self.default_task_start_to_close_timeout,
         )?;
         swf_timeout(

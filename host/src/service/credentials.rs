@@ -140,21 +140,25 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::AtomicUsize;
 
-    /// Hands out credentials numbered by how often it was asked.
+    /// Hands out credentials numbered by how often it was asked, expiring
+    /// `lifetime` from now if given.
     #[derive(Debug, Default)]
-    struct Counting(Arc<AtomicUsize>);
+    struct Counting {
+        asked: Arc<AtomicUsize>,
+        lifetime: Option<Duration>,
+    }
 
     impl ProvideCredentials for Counting {
         fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
         where
             Self: 'a,
         {
-            let n = self.0.fetch_add(1, Ordering::SeqCst) + 1;
+            let n = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
             future::ProvideCredentials::ready(Ok(Credentials::new(
                 format!("key{n}"),
                 "secret",
                 None,
-                None,
+                self.lifetime.map(|l| SystemTime::now() + l),
                 "test",
             )))
         }
@@ -168,7 +172,7 @@ mod tests {
     async fn cached_until_refused_then_fetched_once() {
         let generation = leak(Generation::default());
         let inner = Counting::default();
-        let count = inner.0.clone();
+        let count = inner.asked.clone();
         let provider = Refreshing::new(SharedCredentialsProvider::new(inner), generation);
         assert_eq!(provider.get().await.unwrap().access_key_id(), "key1");
         assert_eq!(provider.get().await.unwrap().access_key_id(), "key1");
@@ -185,25 +189,11 @@ mod tests {
 
     #[tokio::test]
     async fn credentials_near_expiry_are_fetched_again() {
-        #[derive(Debug, Default)]
-        struct Expiring(Arc<AtomicUsize>);
-        impl ProvideCredentials for Expiring {
-            fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
-            where
-                Self: 'a,
-            {
-                self.0.fetch_add(1, Ordering::SeqCst);
-                future::ProvideCredentials::ready(Ok(Credentials::new(
-                    "k",
-                    "s",
-                    Some("session".into()),
-                    Some(SystemTime::now() + Duration::from_secs(60)),
-                    "test",
-                )))
-            }
-        }
-        let inner = Expiring::default();
-        let count = inner.0.clone();
+        let inner = Counting {
+            lifetime: Some(EXPIRY_BUFFER / 2),
+            ..Counting::default()
+        };
+        let count = inner.asked.clone();
         let provider = Refreshing::new(
             SharedCredentialsProvider::new(inner),
             leak(Generation::default()),
