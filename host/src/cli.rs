@@ -105,8 +105,8 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
         /// Linear memory limit, e.g. "64MiB".
-        #[arg(long, default_value = "64MiB")]
-        memory_limit: bytesize::ByteSize,
+        #[arg(long, default_value = "64MiB", value_parser = size_arg)]
+        memory_limit: u64,
     },
     /// Create a handler project (SDK, WIT contract, build script, sample
     /// input and expected output, worker config) that builds and passes
@@ -128,6 +128,10 @@ pub enum Command {
         /// The worker configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Also ask the service (read-only calls, with the worker's
+        /// credentials) whether each activity, domain and type exists.
+        #[arg(long)]
+        aws: bool,
     },
     /// Run a handler locally, without any service, on one input or a
     /// directory of inputs.
@@ -152,15 +156,20 @@ pub enum Command {
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
         /// Linear memory limit, e.g. "64MiB".
-        #[arg(long, default_value = "64MiB")]
-        memory_limit: bytesize::ByteSize,
+        #[arg(long, default_value = "64MiB", value_parser = size_arg)]
+        memory_limit: u64,
         /// Host memory the handler may make the host hold for it, e.g. "16MiB".
-        #[arg(long, default_value = "16MiB")]
-        host_memory_limit: bytesize::ByteSize,
+        #[arg(long, default_value = "16MiB", value_parser = size_arg)]
+        host_memory_limit: u64,
         /// CPU fuel budget (roughly, wasm instructions); unmetered if absent.
         #[arg(long)]
         fuel: Option<u64>,
     },
+}
+
+/// A size argument, in the config's units (see [`crate::config::parse_size`]).
+fn size_arg(text: &str) -> Result<u64, String> {
+    crate::config::parse_size(text).map_err(|why| format!("expected a size such as \"64MiB\"{why}"))
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the default `info`.
@@ -186,7 +195,7 @@ pub fn init_logging(format: LogFormat) {
 pub async fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config).await,
-        Command::Check { config } => check(&config).await,
+        Command::Check { config, aws } => crate::check::check(&config, aws).await,
         Command::New {
             language,
             name,
@@ -206,7 +215,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         } => {
             let limits = TaskLimits {
                 timeout,
-                memory: memory_limit.0,
+                memory: memory_limit,
                 ..TaskLimits::default()
             };
             replay(&dir, &component, limits).await
@@ -228,8 +237,8 @@ pub async fn execute(cli: Cli) -> ExitCode {
         } => {
             let limits = TaskLimits {
                 timeout,
-                memory: memory_limit.0,
-                host_memory: host_memory_limit.0,
+                memory: memory_limit,
+                host_memory: host_memory_limit,
                 fuel,
                 ..TaskLimits::default()
             };
@@ -363,217 +372,6 @@ fn new_project(
     println!("created {}", project.display());
     println!("  cd {} && ./build.sh", project.display());
     println!("  wasm-activity invoke {name}.wasm --input @input.json --expect expected.json");
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Instances `check` creates per activity to time instantiation.
-const INSTANTIATE_SAMPLES: usize = 20;
-
-/// "12 us" or "1.3 ms".
-fn micros(d: std::time::Duration) -> String {
-    let us = d.as_micros();
-    if us < 1000 {
-        format!("{us} us")
-    } else {
-        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
-    }
-}
-
-async fn check(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::from_file(path)?;
-    let options = crate::runtime_options(&config);
-    let runtime = Arc::new(Runtime::new(options.clone())?);
-    println!("config {}: ok", config.path.display());
-    println!("  worker name:  {}", config.worker_name);
-    println!(
-        "  region:       {}",
-        config
-            .region
-            .as_deref()
-            .unwrap_or("(from AWS_REGION / profile)")
-    );
-    println!(
-        "  endpoint:     {}",
-        config
-            .endpoint
-            .as_deref()
-            .unwrap_or("(from AWS_ENDPOINT_URL, else AWS)")
-    );
-    println!(
-        "  shutdown:     grace {}",
-        humantime::format_duration(config.shutdown_grace)
-    );
-    println!(
-        "  engine:       {} allocator, {} instance slots, linear memory up to {} each",
-        if runtime.is_pooling() {
-            "pooling"
-        } else {
-            "on-demand"
-        },
-        options.max_instances,
-        bytesize::ByteSize(options.max_memory).display().iec()
-    );
-    println!(
-        "  cache:        {}",
-        runtime
-            .cache()
-            .dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|| "(off)".into())
-    );
-    let mut problems = 0;
-    for activity in &config.activities {
-        let load = {
-            let runtime = runtime.clone();
-            let path = activity.component.clone();
-            tokio::task::spawn_blocking(move || runtime.load(&path)).await?
-        };
-        match load {
-            Ok(handler) => {
-                println!("activity {}: ok", activity.name);
-                println!("  arn:          {}", activity.arn);
-                println!(
-                    "  component:    {} ({}, version {}, {} in {} ms)",
-                    handler.path.display(),
-                    bytesize::ByteSize(handler.size).display().iec(),
-                    handler.version,
-                    if handler.from_cache {
-                        "loaded from cache"
-                    } else {
-                        "compiled"
-                    },
-                    handler.load_time.as_millis()
-                );
-                println!(
-                    "  tasks:        at most {} at once, {} poller(s), heartbeat every {}",
-                    activity.max_concurrent,
-                    activity.pollers,
-                    humantime::format_duration(activity.heartbeat_interval)
-                );
-                let ctx = TaskContext {
-                    activity: activity.name.as_str().into(),
-                    task_id: "check".into(),
-                    limits: activity.limits,
-                    control: Arc::new(TaskControl::new()),
-                    grants: Arc::new(crate::runtime::Grants::default()),
-                };
-                match handler.instantiate_time(&ctx, INSTANTIATE_SAMPLES).await {
-                    Ok(t) => {
-                        println!(
-                            "  instantiate:  first {}, then p50 {} (max {}) over {INSTANTIATE_SAMPLES}; \
-                             host memory {} of host_memory_limit {}",
-                            micros(t.first),
-                            micros(t.warm_p50),
-                            micros(t.warm_max),
-                            bytesize::ByteSize(t.host_memory).display().iec(),
-                            bytesize::ByteSize(activity.limits.host_memory)
-                                .display()
-                                .iec()
-                        );
-                        // What `run` would refuse at every task: say so now.
-                        if t.host_memory * 2 > activity.limits.host_memory {
-                            problems += 1;
-                            println!(
-                                "  host memory:  FAILED: instantiating alone holds {} of the host's memory, \
-                                 over half of host_memory_limit ({}); raise {}",
-                                bytesize::ByteSize(t.host_memory).display().iec(),
-                                bytesize::ByteSize(activity.limits.host_memory)
-                                    .display()
-                                    .iec(),
-                                activity.id().key_hint("host_memory_limit")
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        problems += 1;
-                        println!("  instantiate:  FAILED: {e}");
-                    }
-                }
-                println!("  limits:       {}", activity.limits);
-                println!("  grants:       {}", activity.capabilities);
-                if let Some(t) = &activity.tenant {
-                    println!("  tenant:       {t}");
-                }
-            }
-            Err(e) => {
-                problems += 1;
-                println!("activity {}: FAILED", activity.name);
-                println!("  {e}");
-            }
-        }
-    }
-    if !config.tenants.is_empty() {
-        println!("tenants:");
-        println!(
-            "  {:<16} {:>14} {:>12}  activities",
-            "name", "max_concurrent", "max_memory"
-        );
-        for t in &config.tenants {
-            let members: Vec<String> = config
-                .activities
-                .iter()
-                .filter(|a| a.tenant.as_ref() == Some(&t.name))
-                .map(|a| a.name.clone())
-                .chain(
-                    config
-                        .task_lists
-                        .iter()
-                        .filter(|l| l.types.iter().any(|ty| ty.tenant.as_ref() == Some(&t.name)))
-                        .map(|l| format!("swf.{}", l.name)),
-                )
-                .collect();
-            println!(
-                "  {:<16} {:>14} {:>12}  {}",
-                t.name,
-                t.max_concurrent
-                    .map(|n| n.to_string())
-                    .unwrap_or_else(|| "-".into()),
-                t.max_memory
-                    .map(|m| bytesize::ByteSize(m).display().iec().to_string())
-                    .unwrap_or_else(|| "-".into()),
-                if members.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    members.join(", ")
-                }
-            );
-        }
-    }
-    for list in &config.task_lists {
-        println!(
-            "swf {}: domain {}, task list {}, at most {} at once, {} poller(s)",
-            list.name, list.domain, list.task_list, list.max_concurrent, list.pollers
-        );
-        for t in &list.types {
-            let label = format!("{} ({})", t.id, t.id.table());
-            let load = {
-                let runtime = runtime.clone();
-                let path = t.component.clone();
-                tokio::task::spawn_blocking(move || runtime.load(&path)).await?
-            };
-            match load {
-                Ok(handler) => {
-                    println!(
-                        "  type {label}: ok, {} (version {}), heartbeat {}, {}",
-                        handler.path.display(),
-                        handler.version,
-                        t.heartbeat_interval
-                            .map(|i| format!("every {}", humantime::format_duration(i)))
-                            .unwrap_or_else(|| "from the registered type".into()),
-                        t.limits
-                    );
-                }
-                Err(e) => {
-                    problems += 1;
-                    println!("  type {label}: FAILED\n    {e}");
-                }
-            }
-        }
-    }
-    if problems > 0 {
-        println!("{problems} problem(s) found");
-        return Ok(ExitCode::from(1));
-    }
     Ok(ExitCode::SUCCESS)
 }
 

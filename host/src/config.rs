@@ -50,12 +50,14 @@ const MIN_MEMORY_LIMIT: u64 = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config file {}: {source}", path.display())]
+    // The OS error is part of the message, not a source: `{:#}` would
+    // print it twice.
+    #[error("cannot read config file {}: {cause}", path.display())]
     Read {
         /// The config file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not valid TOML, or a key is unknown or has the wrong type.
     #[error("{}: {message}", path.display())]
@@ -547,7 +549,7 @@ impl fmt::Display for ActivityId {
 
 /// `key` as it is written in a dotted TOML key: bare if it can be, else
 /// quoted.
-fn toml_key(key: &str) -> String {
+pub(crate) fn toml_key(key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()
@@ -620,9 +622,9 @@ impl Config {
     /// Reads and validates a config file.
     pub fn from_file(path: impl AsRef<Path>) -> Result<Config, ConfigError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Config::from_toml(&text, path)
     }
@@ -636,7 +638,10 @@ impl Config {
         let de = toml::Deserializer::parse(text).map_err(|e| syntax(e.to_string()))?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            let inner = e.into_inner().to_string();
+            let mut inner = e.into_inner().to_string();
+            if let Some(hint) = did_you_mean(&inner) {
+                inner = format!("{}; did you mean `{hint}`?", inner.trim_end());
+            }
             syntax(if key == "." {
                 inner
             } else {
@@ -744,6 +749,11 @@ impl Config {
                 ));
             }
         }
+        if let Some(region) = &raw.region
+            && let Some(e) = arn_region_mismatch(path, &activities, region, "the config's `region`")
+        {
+            return Err(e);
+        }
         let mut task_lists = Vec::with_capacity(raw.swf.len());
         for (name, t) in raw.swf {
             task_lists.push(v.task_list(&name, t, &base)?);
@@ -820,6 +830,58 @@ fn default_worker_name() -> String {
     name
 }
 
+/// The known key closest to the unknown one in a serde "unknown field
+/// `x`, expected one of `a`, `b`" message, if one is close enough to be a
+/// typo of it.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    let (unknown, rest) = rest.split_once('`')?;
+    let expected = rest.split_once("expected")?.1;
+    let candidates = expected.split('`').skip(1).step_by(2);
+    let (best, distance) = candidates
+        .map(|c| (c, strsim::levenshtein(&unknown.to_lowercase(), c)))
+        .min_by_key(|(_, d)| *d)?;
+    (distance > 0 && distance <= (unknown.len() / 3).max(2)).then(|| best.to_string())
+}
+
+/// A size in binary units (`KiB`, `MiB`, `GiB`, `TiB`) or bytes (`B` or no
+/// unit). Decimal units are refused rather than read: "64MB" is 61.0 MiB,
+/// which is not what anyone writing a memory limit means, and a guest's
+/// memory grows in 64 KiB pages. The error (after the value) says why.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let unit_at = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == ' '))
+        .unwrap_or(trimmed.len());
+    let unit = trimmed[unit_at..].trim();
+    let binary = ["KiB", "MiB", "GiB", "TiB"];
+    let known =
+        unit.is_empty() || unit == "B" || binary.iter().any(|u| u.eq_ignore_ascii_case(unit));
+    if !known {
+        let number = trimmed[..unit_at].trim();
+        let hint = match unit.to_ascii_uppercase().trim_end_matches('B') {
+            "K" => {
+                format!(" (write \"{number}KiB\"; decimal units such as {unit} are not accepted)")
+            }
+            "M" => {
+                format!(" (write \"{number}MiB\"; decimal units such as {unit} are not accepted)")
+            }
+            "G" => {
+                format!(" (write \"{number}GiB\"; decimal units such as {unit} are not accepted)")
+            }
+            "T" => {
+                format!(" (write \"{number}TiB\"; decimal units such as {unit} are not accepted)")
+            }
+            _ => format!(" (unknown unit {unit:?}: use KiB, MiB, GiB or TiB)"),
+        };
+        return Err(hint);
+    }
+    trimmed
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.0)
+        .map_err(|_| String::new())
+}
+
 struct Validator<'a> {
     path: &'a Path,
     tenants: &'a BTreeMap<String, RawTenant>,
@@ -866,20 +928,18 @@ impl Validator<'_> {
         let Some(text) = value else {
             return Ok(default);
         };
-        let expected = || {
+        let expected = |why: &str| {
             format!(
-                "a size such as \"64MiB\" or \"512KiB\", between {} and {}",
+                "a size such as \"64MiB\" or \"512KiB\", between {} and {}{why}",
                 bytesize::ByteSize(min).display().iec(),
                 bytesize::ByteSize(max).display().iec()
             )
         };
-        let parsed: bytesize::ByteSize = text
-            .parse()
-            .map_err(|_| self.invalid(key, text, &expected()))?;
-        if parsed.0 < min || parsed.0 > max {
-            return Err(self.invalid(key, text, &expected()));
+        let bytes = parse_size(text).map_err(|why| self.invalid(key, text, &expected(&why)))?;
+        if bytes < min || bytes > max {
+            return Err(self.invalid(key, text, &expected("")));
         }
-        Ok(parsed.0)
+        Ok(bytes)
     }
 
     fn count(
@@ -1418,6 +1478,40 @@ fn valid_env_name(name: &str) -> bool {
     !name.is_empty()
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && !name.as_bytes()[0].is_ascii_digit()
+}
+
+/// The first activity whose ARN names a region other than `region` (which
+/// came from `from`): the worker's clients call one region, and the service
+/// refuses an ARN of another one, so no task of it would ever be polled.
+fn arn_region_mismatch(
+    path: &Path,
+    activities: &[ActivityConfig],
+    region: &str,
+    from: &str,
+) -> Option<ConfigError> {
+    let a = activities
+        .iter()
+        .find(|a| a.arn.split(':').nth(3) != Some(region))?;
+    Some(ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key: a.id().key("arn"),
+        value: format!("{:?}", a.arn),
+        expected: format!(
+            "an activity in region {region} ({from}): a worker polls one region; change the \
+             region, or serve this activity from a worker of its own region"
+        ),
+    })
+}
+
+impl Config {
+    /// Refuses an activity ARN of a region other than `region`, the one the
+    /// worker's clients use (from `from`, for the error).
+    pub fn check_arn_regions(&self, region: &str, from: &str) -> Result<(), ConfigError> {
+        match arn_region_mismatch(&self.path, &self.activities, region, from) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
 }
 
 /// `arn:<partition>:states:<region>:<account>:activity:<name>`, 1-256 chars.

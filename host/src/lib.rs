@@ -24,13 +24,16 @@
 //! The entry point for embedding is [`run`].
 
 pub mod backoff;
+mod check;
 pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod endpoint;
+mod health;
 pub mod heartbeat;
 pub mod metrics;
 pub mod poller;
+mod probe;
 pub mod record;
 pub mod redact;
 pub mod registry;
@@ -71,22 +74,32 @@ const REPORT_AFTER_GRACE: Duration = Duration::from_secs(30);
 /// Why [`run`] could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The config does not fit the environment it runs in (an activity of
+    /// another region).
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
     /// The engine could not be created.
     #[error(transparent)]
     Engine(#[from] runtime::EngineError),
     /// An activity's component could not be loaded.
-    #[error("activity {activity}: {source}")]
+    // The load error is part of the message, not a source: `{:#}` would
+    // print it twice.
+    #[error("activity {activity}: {cause} (set in {key})")]
     Load {
-        /// The `[activity.NAME]` key.
+        /// The activity's name.
         activity: String,
+        /// The config key naming the component.
+        key: String,
         /// Why.
-        source: LoadError,
+        cause: LoadError,
     },
     /// An activity's capabilities could not be granted (a secret is missing).
-    #[error("activity {activity}: {message}")]
+    #[error("activity {activity}: {message} (set in {key})")]
     Grant {
-        /// The activity.
+        /// The activity's name.
         activity: String,
+        /// The config key of its secrets.
+        key: String,
         /// What is missing.
         message: String,
     },
@@ -411,6 +424,14 @@ pub async fn aws_sdk_config(config: &Config) -> Result<aws_config::SdkConfig, Ru
             profile,
         ));
     };
+    // The service refuses an ARN of another region: say so now, naming
+    // the key, instead of logging refused polls.
+    let region_from = if config.region.is_some() {
+        "the config's `region`"
+    } else {
+        "AWS_REGION or the profile"
+    };
+    config.check_arn_regions(&region, region_from)?;
     // Resolved once now: without credentials every poll would fail, and the
     // worker would look alive while doing nothing.
     let source = match sdk.credentials_provider() {
@@ -420,15 +441,7 @@ pub async fn aws_sdk_config(config: &Config) -> Result<aws_config::SdkConfig, Ru
             match tokio::time::timeout(CREDENTIALS_AT_START, provider.provide_credentials()).await {
                 Ok(Ok(credentials)) => credential_source(credentials.session_token().is_some()),
                 Ok(Err(e)) => {
-                    // Each cause's own words, without the SDK's debug dump.
-                    let mut causes = vec![e.to_string()];
-                    let mut next = std::error::Error::source(&e);
-                    while let Some(cause) = next {
-                        causes.push(cause.to_string());
-                        next = cause.source();
-                    }
-                    causes.dedup();
-                    return Err(RunError::NoCredentials(causes.join(": "), profile));
+                    return Err(RunError::NoCredentials(service::error_causes(&e), profile));
                 }
                 Err(_) => {
                     return Err(RunError::NoCredentials(
@@ -537,7 +550,7 @@ pub async fn serve(
     // waits for that line and then swaps a file is seen.
     let mut config = config;
     let mut watch = start_watch(&config, &sources, options.watch_config);
-    metrics::global().set_ready(true);
+    health::global().set_started(true);
     tracing::info!(worker = %config.worker_name, sources = sources.len(), "worker running");
     tokio::pin!(shutdown);
     loop {
@@ -565,7 +578,7 @@ pub async fn serve(
             () = apply_changes(batch, &mut config, &mut sources, &mut watch, &engine, options.watch_config) => {}
         }
     }
-    metrics::global().set_ready(false);
+    health::global().set_started(false);
     stages.initiate();
     tracing::info!(
         running = tasks.len(),

@@ -23,7 +23,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -49,6 +48,13 @@ pub struct FinishedLabels {
     pub outcome: String,
     /// Error name for failures, else empty.
     pub error: String,
+}
+
+/// Labels for per-source metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// Activity or task list name.
+    pub source: String,
 }
 
 /// Labels for polls.
@@ -134,8 +140,11 @@ pub struct Metrics {
     pub reloads: Family<ResultLabels, Counter>,
     /// 1 for the component version each activity runs now.
     pub component: Family<ComponentLabels, Gauge>,
+    /// 1 while a source is serving (see [`crate::health`]), else 0.
+    source_serving: Family<SourceLabels, Gauge>,
+    /// Polls of a source that failed in a row.
+    source_poll_failures: Family<SourceLabels, Gauge>,
     error_labels: ErrorLabels,
-    ready: AtomicBool,
 }
 
 fn histogram() -> Histogram {
@@ -156,8 +165,9 @@ impl Metrics {
             heartbeats: Family::default(),
             reloads: Family::default(),
             component: Family::default(),
+            source_serving: Family::default(),
+            source_poll_failures: Family::default(),
             error_labels: ErrorLabels::default(),
-            ready: AtomicBool::new(false),
             registry: Registry::default(),
         };
         registry.register("tasks_started", "Tasks started", m.tasks_started.clone());
@@ -189,6 +199,16 @@ impl Metrics {
             "The component version each activity runs (1)",
             m.component.clone(),
         );
+        registry.register(
+            "source_serving",
+            "1 while the service accepts a source's polls (see /readyz), else 0",
+            m.source_serving.clone(),
+        );
+        registry.register(
+            "source_poll_failures",
+            "Polls of a source that failed in a row",
+            m.source_poll_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -200,14 +220,34 @@ impl Metrics {
         out
     }
 
-    /// Marks the worker ready (every activity loaded and polled) or not.
-    pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::SeqCst);
+    /// Records whether a source is serving and how many of its polls
+    /// failed in a row.
+    pub(crate) fn source_serving(&self, source: &str, serving: bool) {
+        let labels = SourceLabels {
+            source: source.into(),
+        };
+        self.source_serving
+            .get_or_create(&labels)
+            .set(i64::from(serving));
     }
 
-    /// Whether the worker is ready.
-    pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+    /// See [`Metrics::source_serving`].
+    pub(crate) fn source_poll_failures(&self, source: &str, failures: u32) {
+        let labels = SourceLabels {
+            source: source.into(),
+        };
+        self.source_poll_failures
+            .get_or_create(&labels)
+            .set(i64::from(failures));
+    }
+
+    /// Drops a source's gauges once it is no longer served.
+    pub(crate) fn forget_source(&self, source: &str) {
+        let labels = SourceLabels {
+            source: source.into(),
+        };
+        self.source_serving.remove(&labels);
+        self.source_poll_failures.remove(&labels);
     }
 
     /// The `error` label value for a failed task of `activity` (see
@@ -276,10 +316,9 @@ pub async fn serve(
         .route(
             "/readyz",
             get(|| async {
-                if global().is_ready() {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                match crate::health::global().readiness() {
+                    Ok(summary) => (StatusCode::OK, summary),
+                    Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons),
                 }
             }),
         );

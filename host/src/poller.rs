@@ -5,11 +5,13 @@
 //! for. Several pollers per activity keep a poll in flight while others'
 //! tasks start. Empty polls poll again at once; errors back off with jitter.
 //! On shutdown a poller starts no new poll but lets the one in flight return
-//! (see [`crate::shutdown`]).
+//! (see [`crate::shutdown`]). Every poll's fate feeds the source's
+//! [`SourceHealth`], which decides readiness and which errors are logged.
 
 use crate::backoff::Backoff;
+use crate::health::{self, Note, SourceHealth};
 use crate::registry::Route;
-use crate::service::{ActivityService, ServiceError, Verdict};
+use crate::service::{ActivityService, ServiceError, Task, Verdict};
 use crate::shutdown::Shutdown;
 use crate::task;
 use crate::tenant::{Slot, TenantGate};
@@ -52,15 +54,59 @@ pub struct Poller {
 impl Poller {
     /// Runs `pollers` poll loops until shutdown; returns when all have
     /// stopped and their polls in flight have returned.
-    pub async fn run(self) {
+    pub(crate) async fn run(self, health: Arc<SourceHealth>) {
         let mut loops = tokio::task::JoinSet::new();
         for index in 0..self.pollers {
-            loops.spawn(self.clone().poll_loop(index));
+            loops.spawn(self.clone().poll_loop(index, health.clone()));
         }
         while loops.join_next().await.is_some() {}
     }
 
-    async fn poll_loop(self, index: usize) {
+    /// One long poll. A poll the service holds open for
+    /// [`health::ACCEPTED_AFTER`] is accepted before it returns (see
+    /// [`crate::health`]).
+    async fn poll(&self, health: &SourceHealth) -> Result<Option<Task>, ServiceError> {
+        let poll = self.service.poll();
+        tokio::pin!(poll);
+        tokio::select! {
+            result = &mut poll => return self.outcome(health, result),
+            () = tokio::time::sleep(health::ACCEPTED_AFTER) => {}
+        }
+        self.note(health.accepted());
+        let result = poll.await;
+        self.outcome(health, result)
+    }
+
+    fn outcome(
+        &self,
+        health: &SourceHealth,
+        result: Result<Option<Task>, ServiceError>,
+    ) -> Result<Option<Task>, ServiceError> {
+        match &result {
+            Ok(_) => self.note(health.accepted()),
+            Err(e) => {
+                let kind = format!("{:?}/{}", e.verdict, e.code);
+                if health.failed(&kind, &e.to_string()) == Note::Quiet {
+                    tracing::debug!(activity = %self.name, "polling failed again: {e}");
+                } else {
+                    self.log_poll_error(e);
+                }
+            }
+        }
+        result
+    }
+
+    fn note(&self, note: Note) {
+        if let Note::Recovered(failures) = note {
+            tracing::info!(
+                activity = %self.name,
+                "polling {} works again (after {failures} failed polls)",
+                self.service.describe()
+            );
+        }
+    }
+
+    async fn poll_loop(self, index: usize, health: Arc<SourceHealth>) {
         let name = self.name.clone();
         let mut backoff = Backoff::new(RETRY_BASE, RETRY_CAP);
         tracing::debug!(activity = %name, poller = index, "poller started");
@@ -84,7 +130,7 @@ impl Poller {
             }
             // Not raced against shutdown: an abandoned poll can still be
             // handed a task, which would then be lost until it times out.
-            match self.service.poll().await {
+            match self.poll(&health).await {
                 Ok(Some(task)) => {
                     backoff.reset();
                     crate::metrics::global().poll(&name, "task");
@@ -118,7 +164,7 @@ impl Poller {
                     drop(slot);
                     crate::metrics::global().poll(&name, "error");
                     let delay = backoff.next_delay();
-                    self.log_poll_error(&e, delay);
+                    tracing::debug!(activity = %name, "polling {} again in {delay:.1?} ({e})", self.service.describe());
                     tokio::select! {
                         () = self.shutdown.initiated() => break,
                         () = tokio::time::sleep(delay) => {}
@@ -129,7 +175,9 @@ impl Poller {
         tracing::debug!(activity = %name, poller = index, "poller stopped");
     }
 
-    fn log_poll_error(&self, e: &ServiceError, delay: Duration) {
+    /// Logs a poll error with its fix: once per kind of error, not per
+    /// retry (retries back off up to a minute, and go on until fixed).
+    fn log_poll_error(&self, e: &ServiceError) {
         let name = self.name.as_str();
         let key = self.config_key.as_str();
         let what = self.service.describe();
@@ -138,26 +186,26 @@ impl Poller {
             Verdict::Refused if code == "ActivityDoesNotExist" => tracing::error!(
                 activity = name,
                 "activity {what} does not exist ({message}); create it (aws stepfunctions create-activity) \
-                 or fix {key}; polling again in {delay:.1?}"
+                 or fix {key}; polling again until it works"
             ),
             Verdict::Refused if code == "InvalidArn" => tracing::error!(
                 activity = name,
                 "the service says {what} is not a valid activity ARN ({message}); fix {key}; \
-                 polling again in {delay:.1?}"
+                 polling again until it works"
             ),
             Verdict::Refused | Verdict::Misconfigured => tracing::error!(
                 activity = name,
-                "polling {what} was refused: {e}; check {key}; polling again in {delay:.1?}"
+                "polling {what} was refused: {e}; check {key}; polling again until it works"
             ),
             Verdict::Credentials => tracing::error!(
                 activity = name,
-                "polling {what} was refused: {e}; check the worker's AWS credentials and that its \
-                 role may poll (states:GetActivityTask or swf:PollForActivityTask); polling again \
-                 in {delay:.1?}"
+                "polling {what} was refused for the worker's credentials: {e}; {} (states:GetActivityTask \
+                 or swf:PollForActivityTask); polling again until it works",
+                crate::service::credentials::FIX
             ),
             _ => tracing::warn!(
                 activity = name,
-                "polling {what} failed: {e}; polling again in {delay:.1?}"
+                "polling {what} failed: {e}; polling again until it works"
             ),
         }
     }

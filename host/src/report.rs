@@ -468,6 +468,14 @@ pub enum Delivery {
 const DELIVERY_BASE: Duration = Duration::from_millis(200);
 const DELIVERY_CAP: Duration = Duration::from_secs(30);
 
+/// The fix for a report refused for its credentials.
+static CREDENTIALS_FIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "{} (states:SendTaskSuccess/SendTaskFailure or swf:RespondActivityTask*)",
+        crate::service::credentials::FIX
+    )
+});
+
 /// Sends a report until it is delivered or the service says the task is
 /// gone. What each answer proves is decided by the answer table
 /// ([`crate::service::answers`]): a closed task ends the delivery, a refused
@@ -529,11 +537,7 @@ pub async fn deliver(service: &dyn ActivityService, token: &TaskToken, report: R
                 // The fix is said once per delivery and per kind of answer;
                 // later retries of the same kind only say they happen.
                 let fix = match verdict {
-                    Verdict::Credentials => Some(
-                        "the credentials are fetched again. If this persists, give the worker's \
-                         role states:SendTaskSuccess/SendTaskFailure or swf:RespondActivityTask* \
-                         (and fix its credentials)",
-                    ),
+                    Verdict::Credentials => Some(CREDENTIALS_FIX.as_str()),
                     Verdict::Misconfigured | Verdict::Refused | Verdict::OutputRefused => Some(
                         "this does not heal by itself (a KMS key policy, a deprecated domain or \
                          type): fix it and the result is still delivered",

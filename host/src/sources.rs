@@ -18,6 +18,7 @@
 //! reloaded if what it holds is not what its activities run.
 
 use crate::config::{ActivityConfig, Config, TaskListConfig};
+use crate::health::{self, SourceHealth};
 use crate::poller::Poller;
 use crate::registry::{Activity, ActivitySettings, Route, TypeRoute};
 use crate::runtime::{Handler, Runtime};
@@ -42,6 +43,7 @@ const DEFAULT_SWF_HEARTBEAT: Duration = Duration::from_secs(10);
 struct Running {
     fingerprint: String,
     stop: Shutdown,
+    health: Arc<SourceHealth>,
     activities: Vec<Arc<Activity>>,
 }
 
@@ -205,6 +207,7 @@ impl Sources {
                 "stopped serving ({why}); polls in flight finish and their tasks run"
             );
             r.stop.initiate();
+            health::global().deregister(&r.health);
         }
     }
 
@@ -213,12 +216,14 @@ impl Sources {
         let mut poller = p.poller;
         poller.shutdown = stop.clone();
         tracing::info!(source = %p.key, pollers = poller.pollers, "serving");
-        self.pollers.spawn(poller.run());
+        let health = health::global().register(&p.key);
+        self.pollers.spawn(poller.run(health.clone()));
         self.running.insert(
             p.key,
             Running {
                 fingerprint: p.fingerprint,
                 stop,
+                health,
                 activities: p.activities,
             },
         );
@@ -237,15 +242,16 @@ impl Sources {
         Some((tenant.gate(source, memory_keys), memory))
     }
 
-    async fn load(&self, name: &str, path: &Path) -> Result<Arc<Handler>, RunError> {
+    async fn load(&self, name: &str, key: String, path: &Path) -> Result<Arc<Handler>, RunError> {
         let runtime = self.runtime.clone();
         let owned = path.to_path_buf();
         let handler = tokio::task::spawn_blocking(move || runtime.load(&owned))
             .await
             .expect("component loading panicked")
-            .map_err(|source| RunError::Load {
+            .map_err(|cause| RunError::Load {
                 activity: name.to_string(),
-                source,
+                key,
+                cause,
             })?;
         tracing::info!(
             activity = %name,
@@ -264,9 +270,12 @@ impl Sources {
         a: &ActivityConfig,
         tenants: &HashMap<String, Tenant>,
     ) -> Result<(Poller, Vec<Arc<Activity>>), RunError> {
-        let handler = self.load(&a.name, &a.component).await?;
+        let handler = self
+            .load(&a.name, a.id().key("component"), &a.component)
+            .await?;
         let settings = ActivitySettings::for_activity(a).map_err(|message| RunError::Grant {
             activity: a.name.clone(),
+            key: a.id().key("secrets"),
             message,
         })?;
         let activity = Activity::new(settings, handler);
@@ -307,7 +316,9 @@ impl Sources {
         let mut activities = Vec::new();
         for t in &list.types {
             let name = t.id.name();
-            let handler = self.load(&name, &t.component).await?;
+            let handler = self
+                .load(&name, t.id.key_hint("component"), &t.component)
+                .await?;
             let interval = match (t.heartbeat_interval, &t.version) {
                 (Some(i), _) => i,
                 (None, Some(version)) => self
@@ -320,6 +331,7 @@ impl Sources {
             let settings =
                 ActivitySettings::for_type(t, interval).map_err(|message| RunError::Grant {
                     activity: name,
+                    key: t.id.key_hint("secrets"),
                     message,
                 })?;
             let activity = Activity::new(settings, handler);

@@ -236,6 +236,32 @@ impl Validate for PollForActivityTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct CountPendingActivityTasks {
+    pub domain: String,
+    pub task_list: TaskList,
+}
+
+impl Validate for CountPendingActivityTasks {
+    fn validate(&self) -> Result<(), ApiError> {
+        domain(&self.domain)?;
+        swf_name("taskList.name", &self.task_list.name, 256)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(super) struct DescribeDomain {
+    pub name: String,
+}
+
+impl Validate for DescribeDomain {
+    fn validate(&self) -> Result<(), ApiError> {
+        length("name", &self.name, 1, 256)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(super) struct PollForDecisionTask {
     pub domain: String,
     pub task_list: TaskList,

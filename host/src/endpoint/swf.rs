@@ -133,6 +133,8 @@ struct ActivityTask {
 #[derive(Debug, Default)]
 struct Domain {
     deprecated: bool,
+    description: Option<String>,
+    retention_days: String,
     activity_types: HashMap<(String, String), ActivityTypeRec>,
     workflow_types: HashMap<(String, String), Value>,
     executions: HashMap<(String, String), Execution>,
@@ -217,6 +219,8 @@ impl SwfState {
     pub(super) async fn dispatch(self: &Arc<Self>, op: &str, r: &Value) -> Result<Value, ApiError> {
         match op {
             "RegisterDomain" => self.register_domain(r),
+            "DescribeDomain" => self.describe_domain(r),
+            "CountPendingActivityTasks" => self.count_pending_activity_tasks(r),
             "RegisterActivityType" => self.register_activity_type(r),
             "DescribeActivityType" => self.describe_activity_type(r),
             "RegisterWorkflowType" => self.register_workflow_type(r),
@@ -247,17 +251,59 @@ impl SwfState {
     }
 
     fn register_domain(&self, r: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::RegisterDomain>(r)?;
-        let name = req(r, "name")?;
+        let r: requests::RegisterDomain = requests::parse(r)?;
         let mut m = self.lock();
-        if m.domains.contains_key(name) {
-            return Err(ApiError::bad_request(
-                "DomainAlreadyExistsFault",
-                name.to_string(),
-            ));
+        if m.domains.contains_key(&r.name) {
+            return Err(ApiError::bad_request("DomainAlreadyExistsFault", r.name));
         }
-        m.domains.insert(name.to_string(), Domain::default());
+        let domain = Domain {
+            description: r.description,
+            retention_days: r.workflow_execution_retention_period_in_days,
+            ..Domain::default()
+        };
+        m.domains.insert(r.name, domain);
         Ok(json!({}))
+    }
+
+    fn describe_domain(&self, r: &Value) -> Result<Value, ApiError> {
+        let r: requests::DescribeDomain = requests::parse(r)?;
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, &r.name)?;
+        let status = if d.deprecated {
+            "DEPRECATED"
+        } else {
+            "REGISTERED"
+        };
+        let mut info = json!({ "name": r.name, "status": status });
+        if let Some(description) = &d.description {
+            info["description"] = json!(description);
+        }
+        Ok(json!({
+            "domainInfo": info,
+            "configuration": { "workflowExecutionRetentionPeriodInDays": d.retention_days },
+        }))
+    }
+
+    /// Tasks scheduled on a list and not yet handed out (none of these is
+    /// ever truncated: the endpoint holds far fewer than AWS counts).
+    fn count_pending_activity_tasks(&self, r: &Value) -> Result<Value, ApiError> {
+        let r: requests::CountPendingActivityTasks = requests::parse(r)?;
+        let mut m = self.lock();
+        let d = Self::domain(&mut m, &r.domain)?;
+        let tokens: Vec<String> = d
+            .activity_queues
+            .get(&r.task_list.name)
+            .map(|q| q.items.iter().cloned().collect())
+            .unwrap_or_default();
+        let count = tokens
+            .iter()
+            .filter(|t| {
+                m.tasks
+                    .get(*t)
+                    .is_some_and(|t| t.state == TaskState::Queued)
+            })
+            .count();
+        Ok(json!({ "count": count, "truncated": false }))
     }
 
     fn register_activity_type(&self, r: &Value) -> Result<Value, ApiError> {

@@ -79,12 +79,14 @@ pub(crate) mod bindings {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     /// The file could not be read.
-    #[error("cannot read component {}: {source}", path.display())]
+    // The OS error is part of the message, not a source: `{:#}` would print
+    // it twice.
+    #[error("cannot read component {}: {cause}", path.display())]
     Read {
         /// The component file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The bytes are not a valid component.
     #[error("{} is not a valid WebAssembly component: {reason}", path.display())]
@@ -270,9 +272,9 @@ impl Runtime {
     /// blocking thread when on the async runtime.
     pub fn load(&self, path: &Path) -> Result<Handler, LoadError> {
         let started = Instant::now();
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+        let bytes = std::fs::read(path).map_err(|cause| LoadError::Read {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         let digest = cache::sha256_hex(&bytes);
         let (component, cached) = match self.cache.load(&self.engine, &digest) {
@@ -320,8 +322,33 @@ impl Runtime {
                     .into(),
             ));
         }
+        if let Some(reason) = not_wasm(bytes) {
+            return Err(invalid(reason));
+        }
         Component::new(&self.engine, bytes).map_err(|e| invalid(format!("{e:#}")))
     }
+}
+
+/// Why `bytes` are neither a binary component nor the text format (which
+/// the engine also takes), if so: otherwise a wrong file gets the text
+/// parser's error about its first character.
+fn not_wasm(bytes: &[u8]) -> Option<String> {
+    if bytes.starts_with(b"\0asm") {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(64)]);
+    let start = text.trim_start();
+    if start.starts_with('(') || start.starts_with(";;") {
+        return None;
+    }
+    Some(if bytes.is_empty() {
+        "the file is empty; was the build interrupted?".to_string()
+    } else {
+        "it does not start with the WebAssembly magic bytes (\\0asm), so it is not a .wasm \
+         file; point the config at the component the build writes (for Rust, \
+         target/wasm32-wasip2/release/NAME.wasm)"
+            .to_string()
+    })
 }
 
 /// Checks that the component's `handle` has exactly the world's type,

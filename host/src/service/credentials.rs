@@ -24,6 +24,13 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
+/// What to do about refused credentials, said wherever a call is refused
+/// for them.
+pub(crate) const FIX: &str = "role credentials (instance, container, web identity, SSO) are \
+     fetched again on their own; keys from the environment or a profile's files were read at \
+     start, so if they expired or were revoked, replace them and restart the worker. If the \
+     credentials are good, the role lacks the permission";
+
 /// Refusals closer together than this refresh once.
 pub const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// Credentials this close to their expiry are fetched again before use.

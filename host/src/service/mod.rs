@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::fmt;
 
@@ -192,56 +191,32 @@ where
             let status = ctx.raw().status().as_u16();
             (ctx.err().code().map(str::to_string), Some(status), message)
         }
-        SdkError::TimeoutError(_) => (
-            Some("Timeout".into()),
-            None,
-            DisplayErrorContext(&err).to_string(),
-        ),
+        SdkError::TimeoutError(_) => (Some("Timeout".into()), None, error_causes(&err)),
         // Nothing was sent if the credentials could not be had or the
         // connection could not be made: such a failure proves the request
         // was not applied, and must not make a later closed-task answer look
         // like a delivered result.
         SdkError::DispatchFailure(_) if caused_by::<CredentialsError>(&err, |_| true) => {
-            return ServiceError::new(
-                Verdict::Credentials,
-                "NoCredentials",
-                DisplayErrorContext(&err).to_string(),
-            );
+            return ServiceError::new(Verdict::Credentials, "NoCredentials", error_causes(&err));
         }
         SdkError::DispatchFailure(_)
             if caused_by::<hyper_util::client::legacy::Error>(&err, |e| e.is_connect()) =>
         {
-            return ServiceError::new(
-                Verdict::NotSent,
-                "ConnectError",
-                DisplayErrorContext(&err).to_string(),
-            );
+            return ServiceError::new(Verdict::NotSent, "ConnectError", error_causes(&err));
         }
-        SdkError::DispatchFailure(_) => (
-            Some("NetworkError".into()),
-            None,
-            DisplayErrorContext(&err).to_string(),
-        ),
+        SdkError::DispatchFailure(_) => (Some("NetworkError".into()), None, error_causes(&err)),
         // A response that could not be read (the connection dropped
         // mid-body, say): whether the request took effect is unknown.
         SdkError::ResponseError(ctx) => (
             Some("ResponseError".into()),
             Some(ctx.raw().status().as_u16()).filter(|s| *s >= 400),
-            DisplayErrorContext(&err).to_string(),
+            error_causes(&err),
         ),
         // The request could not even be built: nothing was sent.
         SdkError::ConstructionFailure(_) => {
-            return ServiceError::new(
-                Verdict::Misconfigured,
-                "InvalidRequest",
-                DisplayErrorContext(&err).to_string(),
-            );
+            return ServiceError::new(Verdict::Misconfigured, "InvalidRequest", error_causes(&err));
         }
-        _ => (
-            Some("Unknown".into()),
-            None,
-            DisplayErrorContext(&err).to_string(),
-        ),
+        _ => (Some("Unknown".into()), None, error_causes(&err)),
     };
     let verdict = match &err {
         SdkError::ServiceError(_) => answers::classify(operation, code.as_deref(), status),
@@ -258,6 +233,32 @@ where
             .unwrap_or_else(|| "Unknown".into()),
     };
     ServiceError::new(verdict, code, message)
+}
+
+/// Each error in `err`'s chain in its own words, without the SDK's debug
+/// dumps (a connection failure is otherwise a kilobyte of struct fields),
+/// repeats dropped and the whole bounded.
+pub(crate) fn error_causes(err: &(dyn std::error::Error + 'static)) -> String {
+    const MAX: usize = 600;
+    let mut causes: Vec<String> = Vec::new();
+    let mut next = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !text.is_empty() && !causes.iter().any(|c| c.contains(&text)) {
+            causes.push(text);
+        }
+        next = e.source();
+    }
+    let mut joined = causes.join(": ");
+    if joined.len() > MAX {
+        let mut end = MAX;
+        while !joined.is_char_boundary(end) {
+            end -= 1;
+        }
+        joined.truncate(end);
+        joined.push_str("...");
+    }
+    joined
 }
 
 /// True if `err` or any error in its source chain is an `E` for which

@@ -1,0 +1,292 @@
+//! `check`: everything `run` would refuse, found without serving.
+//!
+//! A config that passes `check` and then fails `run` costs a deploy, so
+//! `check` goes through the same steps `run` does, in the same code: the
+//! config's validation, the region the ARNs must be in, each activity's
+//! secrets and component, and an instance of each. What only the service
+//! knows (does the activity exist, may these credentials call it) is asked
+//! with `--aws`, by read-only calls: nothing is polled, so no task is taken.
+
+use crate::RunError;
+use crate::config::Config;
+use crate::registry::ActivitySettings;
+use crate::runtime::{Runtime, TaskContext, TaskControl};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Instances `check` creates per activity to time instantiation.
+const INSTANTIATE_SAMPLES: usize = 20;
+
+/// "12 us" or "1.3 ms".
+fn micros(d: std::time::Duration) -> String {
+    let us = d.as_micros();
+    if us < 1000 {
+        format!("{us} us")
+    } else {
+        format!("{:.1} ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// Checks the config at `path`; with `aws`, also asks the service.
+pub(crate) async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
+    let config = Config::from_file(path)?;
+    let options = crate::runtime_options(&config);
+    let runtime = Arc::new(Runtime::new(options.clone())?);
+    println!("config {}: ok", config.path.display());
+    println!("  worker name:  {}", config.worker_name);
+    println!(
+        "  region:       {}",
+        config
+            .region
+            .as_deref()
+            .unwrap_or("(from AWS_REGION / profile)")
+    );
+    println!(
+        "  endpoint:     {}",
+        config
+            .endpoint
+            .as_deref()
+            .unwrap_or("(from AWS_ENDPOINT_URL, else AWS)")
+    );
+    println!(
+        "  shutdown:     grace {}",
+        humantime::format_duration(config.shutdown_grace)
+    );
+    println!(
+        "  engine:       {} allocator, {} instance slots, linear memory up to {} each",
+        if runtime.is_pooling() {
+            "pooling"
+        } else {
+            "on-demand"
+        },
+        options.max_instances,
+        bytesize::ByteSize(options.max_memory).display().iec()
+    );
+    println!(
+        "  cache:        {}",
+        runtime
+            .cache()
+            .dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_else(|| "(off)".into())
+    );
+    let mut problems = 0;
+    problems += check_region(&config).await;
+    for activity in &config.activities {
+        let load = {
+            let runtime = runtime.clone();
+            let path = activity.component.clone();
+            tokio::task::spawn_blocking(move || runtime.load(&path)).await?
+        };
+        let settings =
+            ActivitySettings::for_activity(activity).map_err(|message| RunError::Grant {
+                activity: activity.name.clone(),
+                key: activity.id().key("secrets"),
+                message,
+            });
+        let load = load.map_err(|cause| RunError::Load {
+            activity: activity.name.clone(),
+            key: activity.id().key("component"),
+            cause,
+        });
+        match load.and_then(|handler| Ok((handler, settings?))) {
+            Ok((handler, settings)) => {
+                println!("activity {}: ok", activity.name);
+                println!("  arn:          {}", activity.arn);
+                println!(
+                    "  component:    {} ({}, version {}, {} in {} ms)",
+                    handler.path.display(),
+                    bytesize::ByteSize(handler.size).display().iec(),
+                    handler.version,
+                    if handler.from_cache {
+                        "loaded from cache"
+                    } else {
+                        "compiled"
+                    },
+                    handler.load_time.as_millis()
+                );
+                println!(
+                    "  tasks:        at most {} at once, {} poller(s), heartbeat every {}",
+                    activity.max_concurrent,
+                    activity.pollers,
+                    humantime::format_duration(activity.heartbeat_interval)
+                );
+                let ctx = TaskContext {
+                    activity: activity.name.as_str().into(),
+                    task_id: "check".into(),
+                    limits: activity.limits,
+                    control: Arc::new(TaskControl::new()),
+                    grants: settings.grants.clone(),
+                };
+                match handler.instantiate_time(&ctx, INSTANTIATE_SAMPLES).await {
+                    Ok(t) => {
+                        println!(
+                            "  instantiate:  first {}, then p50 {} (max {}) over {INSTANTIATE_SAMPLES}; \
+                             host memory {} of host_memory_limit {}",
+                            micros(t.first),
+                            micros(t.warm_p50),
+                            micros(t.warm_max),
+                            bytesize::ByteSize(t.host_memory).display().iec(),
+                            bytesize::ByteSize(activity.limits.host_memory)
+                                .display()
+                                .iec()
+                        );
+                        // What `run` would refuse at every task: say so now.
+                        if t.host_memory * 2 > activity.limits.host_memory {
+                            problems += 1;
+                            println!(
+                                "  host memory:  FAILED: instantiating alone holds {} of the host's memory, \
+                                 over half of host_memory_limit ({}); raise {}",
+                                bytesize::ByteSize(t.host_memory).display().iec(),
+                                bytesize::ByteSize(activity.limits.host_memory)
+                                    .display()
+                                    .iec(),
+                                activity.id().key_hint("host_memory_limit")
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        problems += 1;
+                        println!("  instantiate:  FAILED: {e}");
+                    }
+                }
+                println!("  limits:       {}", activity.limits);
+                println!("  grants:       {}", activity.capabilities);
+                if let Some(t) = &activity.tenant {
+                    println!("  tenant:       {t}");
+                }
+            }
+            Err(e) => {
+                problems += 1;
+                println!("activity {}: FAILED", activity.name);
+                println!("  {e}");
+            }
+        }
+    }
+    if !config.tenants.is_empty() {
+        println!("tenants:");
+        println!(
+            "  {:<16} {:>14} {:>12}  activities",
+            "name", "max_concurrent", "max_memory"
+        );
+        for t in &config.tenants {
+            let members: Vec<String> = config
+                .activities
+                .iter()
+                .filter(|a| a.tenant.as_ref() == Some(&t.name))
+                .map(|a| a.name.clone())
+                .chain(
+                    config
+                        .task_lists
+                        .iter()
+                        .filter(|l| l.types.iter().any(|ty| ty.tenant.as_ref() == Some(&t.name)))
+                        .map(|l| format!("swf.{}", l.name)),
+                )
+                .collect();
+            println!(
+                "  {:<16} {:>14} {:>12}  {}",
+                t.name,
+                t.max_concurrent
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                t.max_memory
+                    .map(|m| bytesize::ByteSize(m).display().iec().to_string())
+                    .unwrap_or_else(|| "-".into()),
+                if members.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    members.join(", ")
+                }
+            );
+        }
+    }
+    for list in &config.task_lists {
+        println!(
+            "swf {}: domain {}, task list {}, at most {} at once, {} poller(s)",
+            list.name, list.domain, list.task_list, list.max_concurrent, list.pollers
+        );
+        for t in &list.types {
+            let label = format!("{} ({})", t.id, t.id.table());
+            let load = {
+                let runtime = runtime.clone();
+                let path = t.component.clone();
+                tokio::task::spawn_blocking(move || runtime.load(&path)).await?
+            };
+            let name = t.id.name();
+            let interval = t.heartbeat_interval.unwrap_or_default();
+            let settings =
+                ActivitySettings::for_type(t, interval).map_err(|message| RunError::Grant {
+                    activity: name.clone(),
+                    key: t.id.key_hint("secrets"),
+                    message,
+                });
+            let load = load.map_err(|cause| RunError::Load {
+                activity: name,
+                key: t.id.key_hint("component"),
+                cause,
+            });
+            match load.and_then(|handler| settings.map(|_| handler)) {
+                Ok(handler) => {
+                    println!(
+                        "  type {label}: ok, {} (version {}), heartbeat {}, {}",
+                        handler.path.display(),
+                        handler.version,
+                        t.heartbeat_interval
+                            .map(|i| format!("every {}", humantime::format_duration(i)))
+                            .unwrap_or_else(|| "from the registered type".into()),
+                        t.limits
+                    );
+                }
+                Err(e) => {
+                    problems += 1;
+                    println!("  type {label}: FAILED\n    {e}");
+                }
+            }
+        }
+    }
+    if aws {
+        problems += crate::probe::probe(&config).await?;
+    }
+    if problems > 0 {
+        println!("{problems} problem(s) found");
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The region `run` would use, found as the SDK finds it but without asking
+/// instance metadata (`check` must not wait on a network), and the ARNs
+/// checked against it. Returns the problems found.
+async fn check_region(config: &Config) -> usize {
+    use aws_config::meta::region::ProvideRegion;
+    let env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|v| {
+        std::env::var(v)
+            .ok()
+            .filter(|r| !r.is_empty())
+            .map(|r| (r, *v))
+    });
+    let profile = aws_config::profile::ProfileFileRegionProvider::new()
+        .region()
+        .await
+        .map(|r| r.to_string());
+    let (region, from) = match (&config.region, env, profile) {
+        (Some(r), _, _) => (r.clone(), "the config's `region`"),
+        (None, Some((r, var)), _) => (r, var),
+        (None, None, Some(r)) => (r, "the AWS profile"),
+        (None, None, None) => {
+            println!(
+                "region: none in the config or AWS_REGION; `run` takes one from the profile or \
+                 instance metadata, and refuses to start without one"
+            );
+            return 0;
+        }
+    };
+    match config.check_arn_regions(&region, from) {
+        Ok(()) => 0,
+        Err(e) => {
+            println!("region {region}: FAILED\n  {e}");
+            1
+        }
+    }
+}
