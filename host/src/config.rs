@@ -1622,6 +1622,71 @@ mod tests {
     }
 
     #[test]
+    fn sizes_take_binary_units_and_refuse_decimal_ones_with_the_fix() {
+        assert_eq!(parse_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_size("512 kib"), Ok(512 << 10));
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("4096B"), Ok(4096));
+        for (text, fix) in [
+            ("64MB", "64MiB"),
+            ("64M", "64MiB"),
+            ("2G", "2GiB"),
+            ("100kb", "100KiB"),
+        ] {
+            let e = parse_size(text).unwrap_err();
+            assert!(e.contains(&format!("write \"{fix}\"")), "{text}: {e}");
+        }
+        assert!(
+            parse_size("64 furlongs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        let e = err(&activity("memory_limit = \"64MB\""));
+        assert!(
+            e.contains("`activity.price.memory_limit` = \"64MB\"") && e.contains("write \"64MiB\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_typo_in_a_key_gets_the_key_it_meant() {
+        let e = err(&activity("memry_limit = \"64MiB\""));
+        assert!(e.contains("did you mean `memory_limit`?"), "{e}");
+        let e = err(&format!("worker_nmae = \"w\"\n{}", activity("")));
+        assert!(e.contains("did you mean `worker_name`?"), "{e}");
+        // Nothing close: no guess.
+        let e = err(&activity("zzzzzzzzzz = 1"));
+        assert!(
+            e.contains("unknown field") && !e.contains("did you mean"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_activity_of_another_region_is_refused() {
+        let e = err(&format!("region = \"eu-west-1\"\n{}", activity("")));
+        assert!(
+            e.contains("`activity.price.arn`")
+                && e.contains("an activity in region eu-west-1 (the config's `region`)"),
+            "{e}"
+        );
+        let c = parse(&activity("")).unwrap();
+        c.check_arn_regions("us-east-1", "AWS_REGION").unwrap();
+        let e = c
+            .check_arn_regions("us-west-2", "AWS_REGION")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("in region us-west-2 (AWS_REGION)"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_config_file_says_its_os_error_once() {
+        let e = Config::from_file(Path::new("/nonexistent/worker.toml")).unwrap_err();
+        let shown = format!("{:#}", anyhow::Error::from(e));
+        assert_eq!(shown.matches("No such file").count(), 1, "{shown}");
+    }
+
+    #[test]
     fn minimal_config_gets_defaults() {
         let c = parse(&activity("")).unwrap();
         assert_eq!(c.shutdown_grace, DEFAULT_SHUTDOWN_GRACE);

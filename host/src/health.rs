@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the service must hold a poll open for it to count as accepted.
 pub(crate) const ACCEPTED_AFTER: Duration = Duration::from_secs(2);
@@ -47,6 +47,9 @@ struct State {
     last_error: Option<String>,
     /// What was last logged: an error's kind, or `None` once it recovered.
     logged: Option<String>,
+    /// When the last failure came back: a poll started before it says
+    /// nothing about now.
+    failed_at: Option<Instant>,
 }
 
 /// What a poll result means for the log.
@@ -75,9 +78,15 @@ impl SourceHealth {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The service answered a poll, or has held it open long enough.
-    pub(crate) fn accepted(&self) -> Note {
+    /// The service answered a poll started at `started`, or has held it
+    /// open long enough. A poll that started before the last failure came
+    /// back proves nothing about now (several pollers overlap), so it
+    /// changes nothing.
+    pub(crate) fn accepted(&self, started: Instant) -> Note {
         let mut s = self.state();
+        if s.failed_at.is_some_and(|at| started < at) {
+            return Note::Quiet;
+        }
         let failures = std::mem::take(&mut s.failures);
         s.accepted = true;
         s.last_error = None;
@@ -94,6 +103,7 @@ impl SourceHealth {
     pub(crate) fn failed(&self, kind: &str, error: &str) -> Note {
         let mut s = self.state();
         s.failures = s.failures.saturating_add(1);
+        s.failed_at = Some(Instant::now());
         s.last_error = Some(error.to_string());
         let note = if s.logged.as_deref() == Some(kind) {
             Note::Quiet
@@ -221,9 +231,9 @@ mod tests {
         let e = health.readiness().unwrap_err();
         assert!(e.contains("the last failed: ExpiredToken: gone"), "{e}");
 
-        assert_eq!(a.accepted(), Note::Recovered(1));
+        assert_eq!(a.accepted(Instant::now()), Note::Recovered(1));
         assert_eq!(health.readiness().unwrap(), "ready: 1 sources serving\n");
-        assert_eq!(a.accepted(), Note::Quiet);
+        assert_eq!(a.accepted(Instant::now()), Note::Quiet);
 
         // Failures below the threshold keep it serving; the same error is
         // logged once.
@@ -240,8 +250,12 @@ mod tests {
             "{e}"
         );
         // A different error is news.
+        let before = Instant::now();
         assert_eq!(a.failed("NoAnswer/Timeout", "Timeout"), Note::NewFailure);
-        assert_eq!(a.accepted(), Note::Recovered(4));
+        // A poll that started before that failure proves nothing.
+        assert_eq!(a.accepted(before), Note::Quiet);
+        assert!(health.readiness().is_err());
+        assert_eq!(a.accepted(Instant::now()), Note::Recovered(4));
         assert!(health.readiness().is_ok());
     }
 
@@ -250,7 +264,7 @@ mod tests {
         let health = Health::default();
         health.set_started(true);
         let old = health.register("swf.test-2");
-        old.accepted();
+        old.accepted(Instant::now());
         assert!(health.readiness().is_ok());
         let new = health.register("swf.test-2");
         assert!(
@@ -261,7 +275,7 @@ mod tests {
         );
         health.deregister(&old);
         assert!(health.readiness().is_err(), "the new source is still there");
-        new.accepted();
+        new.accepted(Instant::now());
         assert!(health.readiness().is_ok());
         health.deregister(&new);
         assert_eq!(health.readiness().unwrap(), "ready: 0 sources serving\n");

@@ -66,24 +66,26 @@ impl Poller {
     /// [`health::ACCEPTED_AFTER`] is accepted before it returns (see
     /// [`crate::health`]).
     async fn poll(&self, health: &SourceHealth) -> Result<Option<Task>, ServiceError> {
+        let started = std::time::Instant::now();
         let poll = self.service.poll();
         tokio::pin!(poll);
         tokio::select! {
-            result = &mut poll => return self.outcome(health, result),
+            result = &mut poll => return self.outcome(health, started, result),
             () = tokio::time::sleep(health::ACCEPTED_AFTER) => {}
         }
-        self.note(health.accepted());
+        self.note(health.accepted(started));
         let result = poll.await;
-        self.outcome(health, result)
+        self.outcome(health, started, result)
     }
 
     fn outcome(
         &self,
         health: &SourceHealth,
+        started: std::time::Instant,
         result: Result<Option<Task>, ServiceError>,
     ) -> Result<Option<Task>, ServiceError> {
         match &result {
-            Ok(_) => self.note(health.accepted()),
+            Ok(_) => self.note(health.accepted(started)),
             Err(e) => {
                 let kind = format!("{:?}/{}", e.verdict, e.code);
                 if health.failed(&kind, &e.to_string()) == Note::Quiet {

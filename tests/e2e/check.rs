@@ -98,7 +98,9 @@ fn file_that_is_not_wasm_fails() {
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("activity price: FAILED"), "{text}");
     assert!(
-        text.contains("is not a valid WebAssembly component"),
+        text.contains("is not a valid WebAssembly component")
+            && text.contains("WebAssembly magic bytes")
+            && text.contains("(set in activity.price.component)"),
         "{text}"
     );
 }
@@ -130,7 +132,134 @@ fn missing_component_fails() {
     let (code, text, _) = check(&with_component(Path::new("/nonexistent.wasm")));
     assert_eq!(code, 1, "{text}");
     assert!(
-        text.contains("cannot read component /nonexistent.wasm"),
+        text.contains("cannot read component /nonexistent.wasm: No such file")
+            && text.contains("(set in activity.price.component)"),
+        "{text}"
+    );
+    assert_eq!(text.matches("No such file").count(), 1, "{text}");
+}
+
+/// What `run` refuses when it prepares an activity, `check` refuses too:
+/// secrets it cannot read.
+#[test]
+fn secrets_that_cannot_be_read_fail() {
+    let config = with_component(&guests().example).replace(
+        "max_concurrent = 3",
+        "max_concurrent = 3\nsecrets = { KEY = { env = \"WA_CHECK_UNSET_VARIABLE\" } }",
+    );
+    let (code, text, _) = check(&config);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("activity price: FAILED")
+            && text.contains("WA_CHECK_UNSET_VARIABLE is not set")
+            && text.contains("(set in activity.price.secrets)"),
+        "{text}"
+    );
+    let config = with_component(&guests().example).replace(
+        "max_concurrent = 3",
+        "max_concurrent = 3\nsecrets = { KEY = { file = \"/nonexistent/secret\" } }",
+    );
+    let (code, text, _) = check(&config);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("cannot read /nonexistent/secret"), "{text}");
+}
+
+#[test]
+fn an_arn_of_another_region_fails() {
+    let config =
+        with_component(&guests().example).replace("us-east-1\"\ncache", "eu-west-1\"\ncache");
+    let (code, text, _) = check(&config);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("`activity.price.arn`") && text.contains("an activity in region eu-west-1"),
+        "{text}"
+    );
+    // With the region from the environment, as `run` would take it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.toml");
+    std::fs::write(
+        &path,
+        with_component(&guests().example).replace("region = \"us-east-1\"\n", ""),
+    )
+    .unwrap();
+    let out = crate::support::run_cli_env(
+        &["check", "--config", path.to_str().unwrap()],
+        &[("AWS_REGION", "eu-west-1")],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("region eu-west-1: FAILED") && text.contains("(AWS_REGION)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn decimal_sizes_and_typos_fail_with_the_fix() {
+    let config = with_component(&guests().example).replace(
+        "max_concurrent = 3",
+        "max_concurrent = 3\nmemory_limit = \"64MB\"",
+    );
+    let (code, text, _) = check(&config);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("write \"64MiB\""), "{text}");
+    let config = with_component(&guests().example).replace("task_timeout", "task_timout");
+    let (code, text, _) = check(&config);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("did you mean `task_timeout`?"), "{text}");
+}
+
+#[test]
+fn a_missing_config_file_is_said_once() {
+    let out = run_cli(&["check", "--config", "/nonexistent/worker.toml"]);
+    let text = crate::support::stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(text.matches("No such file").count(), 1, "{text}");
+}
+
+/// `check --aws` asks the service, read-only, about what the config names.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_aws_finds_what_the_service_does_not_have() {
+    let svc = crate::support::Service::start(crate::support::Backend::Embedded);
+    let sfn = crate::support::Sfn::connect(&svc).await;
+    let there = sfn.create_activity("there").await;
+    let gone = there.replace(":activity:", ":activity:gone-");
+    let config = format!(
+        "endpoint = \"{}\"\n{}{}\n[swf.orders]\ndomain = \"{}\"\ntask_list = \"l\"\n\
+         [[swf.orders.activity]]\ntype = \"ship\"\nversion = \"1\"\ncomponent = \"{}\"\n",
+        svc.url,
+        with_component(&guests().example).replace(ARN, &there),
+        activity_toml("gone", &gone, &guests().example, ""),
+        unique("nodomain"),
+        guests().example.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = crate::support::run_cli_env(
+        &["check", "--aws", "--config", path.to_str().unwrap()],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let text = format!("{}{}", stdout(&out), crate::support::stderr(&out));
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(&format!("activity price: ok, {there} exists")),
+        "{text}"
+    );
+    assert!(
+        text.contains("activity gone: FAILED") && text.contains("create-activity --name gone-"),
+        "{text}"
+    );
+    assert!(
+        text.contains("is not registered; register it (aws swf register-domain"),
+        "{text}"
+    );
+    assert!(
+        text.contains("not tried (a poll could take a task)"),
         "{text}"
     );
 }

@@ -29,7 +29,13 @@ async fn metrics_health_and_readiness_are_served() {
         }
     };
     assert_eq!(get("/healthz").await, (200, "ok".to_string()));
-    assert_eq!(get("/readyz").await, (200, "ready".to_string()));
+    // Ready once the service has accepted a poll (held open 2 s).
+    crate::support::wait_until(Duration::from_secs(20), "ready", || {
+        let got = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(get("/readyz"))
+        });
+        (got == (200, "ready: 1 sources serving\n".to_string())).then_some(())
+    });
 
     let ok = sfn.start(&sm, &json!({"action": "echo", "value": 1})).await;
     let bad = sfn
@@ -111,4 +117,86 @@ fn json_logs_carry_the_task_span() {
         .find(|l| l["target"] == "guest")
         .expect("a guest log line");
     assert_eq!(guest["span"]["task"], done["span"]["task"]);
+}
+
+/// `/readyz` and the per-source gauges follow what the service does with
+/// the worker's polls: not ready before one is accepted, ready, not ready
+/// while polls keep failing, ready again; each kind of failure is logged
+/// once, and the recovery once.
+#[tokio::test(flavor = "multi_thread")]
+async fn readiness_follows_the_services_answers_to_polls() {
+    // Empty polls return after 1 s, so each new rule is met at once.
+    let svc = Service::embedded("1s");
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("ready").await;
+    svc.add_fault(
+        json!({"op": "GetActivityTask", "fault": "error", "code": "AccessDeniedException"}),
+    )
+    .await;
+    let worker = Worker::start(
+        &format!(
+            "metrics_addr = \"127.0.0.1:0\"\n{}",
+            activity_toml("ready", &activity, &guests().scenario, "pollers = 2")
+        ),
+        &svc,
+    );
+    let base = worker
+        .metrics_url()
+        .trim_end_matches("/metrics")
+        .to_string();
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(async {
+                let r = reqwest::get(&url).await.unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+    };
+    let wait_ready = |want: u16, body_has: &'static str| {
+        crate::support::wait_until(Duration::from_secs(30), body_has, || {
+            let (status, body) = get("/readyz");
+            (status == want && body.contains(body_has)).then_some(body)
+        })
+    };
+
+    // Never accepted: not ready, and why.
+    let body = wait_ready(503, "activity.ready: ");
+    assert!(body.contains("AccessDeniedException"), "{body}");
+    let metrics = get("/metrics").1;
+    assert!(
+        metrics.contains(r#"wasm_activity_source_serving{source="activity.ready"} 0"#),
+        "{metrics}"
+    );
+    assert_eq!(get("/healthz").0, 200, "liveness is not readiness");
+
+    // The service accepts polls: ready.
+    svc.clear_faults().await;
+    wait_ready(200, "ready: 1 sources serving");
+    let metrics = get("/metrics").1;
+    assert!(
+        metrics.contains(r#"wasm_activity_source_serving{source="activity.ready"} 1"#)
+            && metrics.contains(r#"wasm_activity_source_poll_failures{source="activity.ready"} 0"#),
+        "{metrics}"
+    );
+
+    // Polls keep failing: not ready after three in a row.
+    svc.add_fault(json!({"op": "GetActivityTask", "fault": "server_error"}))
+        .await;
+    let body = wait_ready(503, "polls in a row failed");
+    assert!(body.contains("InternalFailure"), "{body}");
+
+    // Fixed: ready again, and the log said each thing once.
+    svc.clear_faults().await;
+    wait_ready(200, "ready");
+    let log = worker.log();
+    let said = |needle: &str| {
+        log.lines()
+            .filter(|l| !l.contains("DEBUG") && l.contains(needle))
+            .count()
+    };
+    let (refused, failed) = (said("AccessDeniedException"), said("InternalFailure"));
+    assert_eq!(refused, 1, "the refusal is logged once:\n{log}");
+    assert_eq!(failed, 1, "the 5xx is logged once:\n{log}");
+    assert!(log.contains("works again (after"), "{log}");
 }

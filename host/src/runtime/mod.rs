@@ -1016,3 +1016,21 @@ impl EpochTicker {
         EpochTicker
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::not_wasm;
+
+    #[test]
+    fn only_binary_wasm_and_the_text_format_reach_the_compiler() {
+        assert_eq!(not_wasm(b"\0asm\x0d\0\x01\0"), None);
+        assert_eq!(not_wasm(b"  (component)"), None);
+        assert_eq!(not_wasm(b";; a comment\n(component)"), None);
+        assert!(not_wasm(b"").unwrap().contains("empty"));
+        let e = not_wasm(b"#!/bin/sh\necho hi\n").unwrap();
+        assert!(
+            e.contains("magic bytes") && e.contains("wasm32-wasip2"),
+            "{e}"
+        );
+    }
+}
