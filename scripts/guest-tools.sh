@@ -16,7 +16,11 @@ set -euo pipefail
 
 GUEST_TOOLS_CACHE="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity-dev}/guest-tools"
 GUEST_TOOLS_PY_PIN="componentize-py==0.25.1"
-GUEST_TOOLS_NPM_PINS=("@bytecodealliance/componentize-js@0.23.0" "@bytecodealliance/jco@1.35.0")
+GUEST_TOOLS_NPM_PINS=("@bytecodealliance/componentize-js@0.23.0")
+# jco has a directory of its own, laid out as the C projects `new` creates
+# expect it (and componentize-py's venv as the Python ones do), so those
+# projects find these installs when WASM_ACTIVITY_CACHE points here.
+GUEST_TOOLS_JCO_PIN="1.35.0"
 
 guest_tools_python() {
   for py in "${PYTHON3:-}" python3.13 python3.12 python3.11 python3; do
@@ -56,6 +60,17 @@ guest_tools_install_node() {
   touch "$stamp"
 }
 
+guest_tools_install_jco() {
+  local dir="$GUEST_TOOLS_CACHE/jco"
+  [ -f "$dir/.installed-jco-$GUEST_TOOLS_JCO_PIN" ] && return
+  command -v npm >/dev/null || guest_tools_install_node
+  echo "installing @bytecodealliance/jco@$GUEST_TOOLS_JCO_PIN into $dir" >&2
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && echo '{"private":true}' >package.json &&
+    npm install -s --no-audit --no-fund "@bytecodealliance/jco@$GUEST_TOOLS_JCO_PIN" >&2)
+  touch "$dir/.installed-jco-$GUEST_TOOLS_JCO_PIN"
+}
+
 guest_tools_install_clang() {
   if command -v clang >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ] && command -v wasm-ld >/dev/null &&
     ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1; then
@@ -70,7 +85,7 @@ guest_tools_install_clang() {
 guest_tools_export() {
   : "${COMPONENTIZE_PY:=$GUEST_TOOLS_CACHE/python/bin/componentize-py}"
   : "${COMPONENTIZE_JS:=$GUEST_TOOLS_CACHE/node/node_modules/.bin/componentize-js}"
-  : "${JCO:=$GUEST_TOOLS_CACHE/node/node_modules/.bin/jco}"
+  : "${JCO:=$GUEST_TOOLS_CACHE/jco/node_modules/.bin/jco}"
   : "${CLANG:=clang}"
   export COMPONENTIZE_PY COMPONENTIZE_JS JCO CLANG
 }
@@ -80,8 +95,8 @@ guest_tools_export() {
 guest_tools() {
   local want="${1:-all}"
   case "$want" in python | all) [ -n "${COMPONENTIZE_PY:-}" ] || guest_tools_install_python ;; esac
-  case "$want" in js | c | all) [ -n "${COMPONENTIZE_JS:-}${JCO:-}" ] || guest_tools_install_node ;; esac
-  case "$want" in c | all) guest_tools_install_clang ;; esac
+  case "$want" in js | all) [ -n "${COMPONENTIZE_JS:-}" ] || guest_tools_install_node ;; esac
+  case "$want" in c | all) [ -n "${JCO:-}" ] || guest_tools_install_jco; guest_tools_install_clang ;; esac
   guest_tools_export
 }
 

@@ -46,7 +46,8 @@ pub enum Command {
     /// Poll the configured activities and run their tasks until SIGINT/SIGTERM.
     ///
     /// Exit status: 0 after a clean drain, 1 if the worker could not start,
-    /// 2 if tasks were still running when the grace period ran out.
+    /// 2 if tasks were still running when the grace period ran out, 130 on
+    /// a second signal (exit at once).
     Run {
         /// The worker configuration file.
         #[arg(long, short)]
@@ -137,7 +138,8 @@ pub enum Command {
     /// directory of inputs.
     ///
     /// Prints the output JSON on success (exit 0), or {"error", "cause"} on
-    /// failure (exit 1); exit 2 if the component could not be run at all.
+    /// failure (exit 1); exit 2 if the component could not be run at all or
+    /// an input or expected file cannot be read.
     /// With a directory, prints one result per *.json file. With --expect,
     /// compares each result with the expected JSON (a file, or a directory
     /// holding a file of the same name per input) and exits 0 only if all
@@ -146,7 +148,8 @@ pub enum Command {
     Invoke {
         /// The component (.wasm) to run.
         component: PathBuf,
-        /// The task input: JSON text, @FILE, or a directory of *.json files.
+        /// The task input: JSON text, @FILE, - (standard input), or a
+        /// directory of *.json files.
         #[arg(long, short)]
         input: String,
         /// Expected results: a JSON file, or a directory with one file per input.
@@ -377,6 +380,12 @@ fn new_project(
 
 /// One input to `invoke`: a name for the report and the JSON text.
 fn read_inputs(input: &str) -> anyhow::Result<Vec<(String, String)>> {
+    if input == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .context("cannot read the input from standard input")?;
+        return Ok(vec![("stdin".into(), text)]);
+    }
     let path = Path::new(input);
     if path.is_dir() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(path)
@@ -533,7 +542,16 @@ async fn invoke(
     expect: Option<&Path>,
     limits: TaskLimits,
 ) -> anyhow::Result<ExitCode> {
-    let inputs = read_inputs(input)?;
+    // Inputs that cannot be read are "could not run" (2), not a failed
+    // task (1): a script must be able to tell them apart.
+    let could_not_run = |e: anyhow::Error| {
+        eprintln!("error: {e:#}");
+        ExitCode::from(2)
+    };
+    let inputs = match read_inputs(input) {
+        Ok(inputs) => inputs,
+        Err(e) => return Ok(could_not_run(e)),
+    };
     let handler = match load_local(component, &limits).await? {
         Ok(handler) => handler,
         Err(code) => return Ok(code),
@@ -560,7 +578,10 @@ async fn invoke(
         };
         match expect {
             Some(expect) => {
-                let want = expected(expect, name)?;
+                let want = match expected(expect, name) {
+                    Ok(want) => want,
+                    Err(e) => return Ok(could_not_run(e)),
+                };
                 if matches_expected(&want, &result) {
                     println!("PASS {name}");
                 } else {

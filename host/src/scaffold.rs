@@ -261,7 +261,8 @@ fn fill(template: &str, name: &str, language: Language) -> String {
         ),
         Language::Python => (
             "Python",
-            "Needs `pip install componentize-py==0.25.1`. The handler is `app.py`; the SDK is \
+            "Needs python3 with venv: `build.sh` installs componentize-py 0.25.1 on first use (into \
+             ~/.cache/wasm-activity/guest-tools). The handler is `app.py`; the SDK is \
              `wasm_activity.py`. The component is ~18 MiB and needs ~12 MiB of linear memory per \
              instance, hence `memory_limit` in worker.toml.",
             "64MiB",
@@ -275,8 +276,9 @@ fn fill(template: &str, name: &str, language: Language) -> String {
         ),
         Language::C => (
             "C",
-            "Needs clang, lld, wasi-libc (`apt-get install clang lld libclang-rt-dev-wasm32 \
-             wasi-libc`) and jco (`npm install -g @bytecodealliance/jco@1.35.0`). The handler is \
+            "Needs clang, lld and wasi-libc (Debian's, which `build.sh` installs with apt-get if \
+             missing) and jco 1.35.0 (installed on first use into \
+             ~/.cache/wasm-activity/guest-tools). The handler is \
              `handler.c`; the SDK is `sdk/` (with cJSON for JSON).",
             "16MiB",
         ),

@@ -124,31 +124,37 @@ async fn run_task(
     let (activity, version) = (activity.name(), handler.version.as_str());
     match &delivery {
         Delivery::Delivered(Report::Success { .. }) => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
+            activity, task = %task_id, version, ran_ms = millis(ran_for), total_ms = millis(total),
             heartbeats = beats.sent, heartbeat_gap_ms = beats.max_gap.as_millis() as u64, "task succeeded"
         ),
         Delivery::Delivered(Report::Failure { error, cause }) => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
+            activity, task = %task_id, version, ran_ms = millis(ran_for), total_ms = millis(total),
             heartbeats = beats.sent, heartbeat_gap_ms = beats.max_gap.as_millis() as u64, error = %Inert(error), cause = %Inert(first_line(cause)), "task failed"
         ),
         Delivery::Delivered(Report::Canceled { details }) => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for, details = %Inert(first_line(details)), "task canceled"
+            activity, task = %task_id, version, ran_ms = millis(ran_for), details = %Inert(first_line(details)), "task canceled"
         ),
         Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for,
+            activity, task = %task_id, version, ran_ms = millis(ran_for),
             reason = ?control.stop_reason(), "task abandoned: the service ended it"
         ),
         Delivery::TaskGone(code) => tracing::warn!(
-            activity, task = %task_id, version, ran = ?ran_for,
+            activity, task = %task_id, version, ran_ms = millis(ran_for),
             "task result not delivered: the service ended the task first ({code})"
         ),
         Delivery::Unconfirmed(report, code) => tracing::info!(
-            activity, task = %task_id, version, ran = ?ran_for, total = ?total,
+            activity, task = %task_id, version, ran_ms = millis(ran_for), total_ms = millis(total),
             result = report.outcome(),
             "task result probably delivered: an attempt got no answer and may have been applied, \
              and the service now says the task is closed ({code})"
         ),
     }
+}
+
+/// A duration as a log field: milliseconds, as a number (JSON logs carry
+/// numbers a query can compare, not "375.57µs").
+fn millis(d: std::time::Duration) -> f64 {
+    d.as_micros() as f64 / 1000.0
 }
 
 /// The task's work: the guest, then its report, delivered. Returns the

@@ -240,3 +240,52 @@ fn a_directory_of_inputs_prints_one_result_per_file() {
         "{text}"
     );
 }
+
+#[test]
+fn input_dash_reads_standard_input() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(crate::support::binary())
+        .args([
+            "invoke",
+            guests().scenario.to_str().unwrap(),
+            "--input",
+            "-",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"action": "echo", "value": 7}"#)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "7");
+}
+
+/// An input or expected file that cannot be read is "could not run" (2),
+/// not a failed task (1).
+#[test]
+fn unreadable_inputs_exit_2_not_1() {
+    let (code, _, err) = scenario_raw("@/nonexistent/input.json", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("cannot read input file /nonexistent/input.json"),
+        "{err}"
+    );
+    let (code, _, err) = scenario_raw(
+        r#"{"action": "echo", "value": 1}"#,
+        &["--expect", "/nonexistent/expected.json"],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cannot read expected result"), "{err}");
+}
+
+fn scenario_raw(input: &str, extra: &[&str]) -> (i32, Value, String) {
+    invoke(&guests().scenario, input, extra)
+}

@@ -106,6 +106,10 @@ fn json_logs_carry_the_task_span() {
         .expect("a task succeeded line");
     assert_eq!(done["span"]["activity"], "price-order");
     assert_eq!(done["span"]["name"], "task");
+    // Durations are numbers a query can compare, not "375.57µs".
+    for field in ["ran_ms", "total_ms"] {
+        assert!(done["fields"][field].is_number(), "{field}: {done}");
+    }
     assert!(
         done["span"]["version"]
             .as_str()

@@ -280,8 +280,21 @@ impl Runtime {
         let (component, cached) = match self.cache.load(&self.engine, &digest) {
             Some(component) => (component, true),
             None => {
+                // A 20 MiB Python or JavaScript component takes seconds to
+                // compile: say so, rather than look hung.
+                let size = bytesize::ByteSize(bytes.len() as u64).display().iec();
+                let cache = self
+                    .cache
+                    .dir()
+                    .map(|d| format!("; cached in {} for later loads", d.display()))
+                    .unwrap_or_default();
+                tracing::info!(
+                    "compiling {} ({size}) for this machine{cache}",
+                    path.display()
+                );
                 let component = self.compile(path, &bytes)?;
                 self.cache.store(&digest, &component);
+                tracing::info!("compiled {} in {:.1?}", path.display(), started.elapsed());
                 (component, false)
             }
         };
