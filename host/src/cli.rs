@@ -290,11 +290,23 @@ async fn dev(
             task_lists.join(", ")
         );
     }
+    // A project made by `new` has a sample input beside its config: the
+    // printed start-execution command uses it.
+    let example = path
+        .parent()
+        .map(|dir| dir.join("input.json"))
+        .filter(|p| p.is_file())
+        .and_then(|p| std::path::absolute(p).ok());
     let session = DevSession::start(&plan, port).await?;
     let Some(target) = session.target.clone() else {
         println!(
             "{}",
-            banner(&session.endpoint.url(), &session.activities, None)
+            banner(
+                &session.endpoint.url(),
+                &session.region,
+                &session.activities,
+                example.as_deref()
+            )
         );
         tokio::select! {
             () = crate::shutdown::signal() => {}

@@ -225,6 +225,8 @@ pub struct DevSession {
     pub activities: Vec<LocalActivity>,
     /// The activity the inputs go to, if there are inputs.
     pub target: Option<LocalActivity>,
+    /// The endpoint's region.
+    pub region: String,
     stop_worker: CancellationToken,
     worker: tokio::task::JoinHandle<Result<crate::RunSummary, crate::RunError>>,
 }
@@ -322,6 +324,7 @@ impl DevSession {
             endpoint,
             activities,
             target,
+            region: options.region.clone(),
             stop_worker,
             worker,
         })
@@ -418,18 +421,33 @@ pub fn format_result(result: &DevResult, root: &Path) -> String {
 }
 
 /// The banner `dev` prints when it keeps running.
-pub fn banner(url: &str, activities: &[LocalActivity], example_input: Option<&Path>) -> String {
+pub fn banner(
+    url: &str,
+    region: &str,
+    activities: &[LocalActivity],
+    example_input: Option<&Path>,
+) -> String {
+    // Each command works as pasted in a shell with no AWS setup: the
+    // endpoint takes any credentials, but the CLI wants some, and a region.
     let input = example_input
-        .map(|p| format!("file://{}", p.display()))
+        .map(|p| {
+            format!(
+                "'file://{}'",
+                p.display().to_string().replace('\'', "'\\''")
+            )
+        })
         .unwrap_or_else(|| "'{}'".into());
+    let aws = format!(
+        "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws stepfunctions --endpoint-url {url} --region {region}"
+    );
     let mut text = format!(
         "Local Step Functions endpoint: {url}  (state in memory only; live page: {url}/)\n\
-         Any credentials work, e.g. AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local AWS_REGION=us-east-1.\n"
+         Any credentials work; the commands below bring their own.\n"
     );
     for a in activities {
         text.push_str(&format!(
-            "\nactivity {}: {}\n  state machine: {}\n  start one:\n    aws stepfunctions start-execution --endpoint-url {url} \\\n      --state-machine-arn {} --input {input}\n  see it:\n    aws stepfunctions describe-execution --endpoint-url {url} --execution-arn <executionArn from above>\n",
-            a.name, a.arn, a.state_machine, a.state_machine
+            "\nactivity {}: {}\n  state machine: {}\n  start one:\n    {aws} \\\n      start-execution --state-machine-arn {} --input {input}\n  see them:\n    {aws} \\\n      list-executions --state-machine-arn {}\n",
+            a.name, a.arn, a.state_machine, a.state_machine, a.state_machine
         ));
     }
     text.push_str(

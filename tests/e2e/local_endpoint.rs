@@ -431,3 +431,112 @@ async fn live_page_shows_activities_and_tasks_in_a_real_browser() {
         .await
         .unwrap();
 }
+
+/// The AWS CLI commands `dev` prints work as pasted, in a shell with no AWS
+/// setup at all (no credentials, region or config files), and the sample
+/// input beside a config is what they start an execution with.
+#[test]
+fn dev_prints_commands_that_work_as_pasted() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("worker.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "cache_dir = \"{}\"\n{}",
+            crate::support::cache_dir().display(),
+            activity_toml(
+                "pasted",
+                "arn:aws:states:us-east-1:000000000000:activity:pasted",
+                &guests().scenario,
+                ""
+            )
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("input.json"),
+        r#"{"action": "echo", "value": "from the sample"}"#,
+    )
+    .unwrap();
+    let mut dev = std::process::Command::new(crate::support::binary())
+        .args(["dev", "--port", "0", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let _kill = KillOnDrop(dev.id());
+    let mut banner = String::new();
+    let mut out = std::io::BufReader::new(dev.stdout.take().unwrap());
+    while !banner.contains("Press Ctrl-C") {
+        let mut line = String::new();
+        assert!(
+            out.read_line(&mut line).unwrap() > 0,
+            "dev ended:\n{banner}"
+        );
+        banner.push_str(&line);
+    }
+    // A command is a line under "start one:" / "see them:" and its
+    // continuation line.
+    let command = |after: &str| {
+        let lines: Vec<&str> = banner.lines().collect();
+        let at = lines
+            .iter()
+            .position(|l| l.trim() == after)
+            .unwrap_or_else(|| panic!("no {after:?} in:\n{banner}"));
+        format!("{}\n{}", lines[at + 1], lines[at + 2])
+    };
+    let aws_dir = python_with_boto3().parent().unwrap().to_path_buf();
+    let home = tempfile::tempdir().unwrap();
+    let paste = |command: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(command)
+            .env_clear()
+            .env("PATH", format!("{}:/usr/bin:/bin", aws_dir.display()))
+            .env("HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{command}\nfailed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let started: serde_json::Value = serde_json::from_str(&paste(&command("start one:"))).unwrap();
+    let execution = started["executionArn"].as_str().unwrap().to_string();
+    let listed = crate::support::wait_until(
+        std::time::Duration::from_secs(30),
+        "the pasted execution to succeed",
+        || {
+            let listed: serde_json::Value =
+                serde_json::from_str(&paste(&command("see them:"))).unwrap();
+            listed["executions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["executionArn"] == execution.as_str() && e["status"] == "SUCCEEDED")
+                .then_some(listed)
+        },
+    );
+    assert_eq!(
+        listed["executions"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+}
+
+/// Sends SIGKILL to a process when dropped, so a failed assertion does not
+/// leave it running.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &self.0.to_string()])
+            .status();
+    }
+}
