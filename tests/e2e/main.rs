@@ -12,6 +12,7 @@ mod local_endpoint;
 mod many_hosts;
 mod observability;
 mod polyglot;
+mod quickstart;
 mod reload;
 mod reload_races;
 mod sandbox;
