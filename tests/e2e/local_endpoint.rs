@@ -467,9 +467,9 @@ fn dev_prints_commands_that_work_as_pasted() {
         .stderr(std::process::Stdio::inherit())
         .spawn()
         .unwrap();
-    let _kill = KillOnDrop(dev.id());
-    let mut banner = String::new();
     let mut out = std::io::BufReader::new(dev.stdout.take().unwrap());
+    let _dev = KillOnDrop(dev);
+    let mut banner = String::new();
     while !banner.contains("Press Ctrl-C") {
         let mut line = String::new();
         assert!(
@@ -529,14 +529,13 @@ fn dev_prints_commands_that_work_as_pasted() {
     );
 }
 
-/// Sends SIGKILL to a process when dropped, so a failed assertion does not
-/// leave it running.
-struct KillOnDrop(u32);
+/// Kills a process when dropped, so a failed assertion does not leave it
+/// running.
+struct KillOnDrop(std::process::Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-9", &self.0.to_string()])
-            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -44,7 +44,10 @@ fn quickstart_runs_as_written_from_an_empty_directory() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let bin = std::path::Path::new(binary()).parent().unwrap().to_path_buf();
+    let bin = std::path::Path::new(binary())
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let out = std::process::Command::new("bash")
         .arg("-c")
@@ -67,7 +70,14 @@ fn quickstart_runs_as_written_from_an_empty_directory() {
         out.status.success(),
         "the Quickstart failed:\n{stdout}\n{stderr}"
     );
-    for expected in ["PASS input.json", "input.json: SUCCEEDED", "activity greet: ok"] {
-        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}\n{stderr}");
+    for expected in [
+        "PASS input.json",
+        "input.json: SUCCEEDED",
+        "activity greet: ok",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "no {expected:?} in:\n{stdout}\n{stderr}"
+        );
     }
 }
