@@ -212,3 +212,170 @@ impl Poller {
         }
     }
 }
+
+/// The poll loop with a fake service and a scripted handler, on tokio's
+/// paused clock: the slot rule, concurrency and shutdown stages.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Health;
+    use crate::registry::testing::{Scripted, activity};
+    use crate::registry::{Component, Route};
+    use crate::service::TaskToken;
+    use crate::service::fake::{Call, FakeService};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn task(n: usize) -> Task {
+        Task {
+            token: TaskToken::new(format!("token-{n}")),
+            input: "{}".into(),
+            activity_type: None,
+            activity_id: None,
+        }
+    }
+
+    struct Rig {
+        service: Arc<FakeService>,
+        shutdown: Shutdown,
+        tasks: TaskTracker,
+        running: Arc<AtomicUsize>,
+        max_running: Arc<AtomicUsize>,
+        runs: Arc<AtomicUsize>,
+        poller: tokio::task::JoinHandle<()>,
+    }
+
+    /// A poller of one activity with `queued` tasks waiting, each taking
+    /// `work` to run.
+    fn start(queued: usize, max_concurrent: usize, pollers: usize, work: Duration) -> Rig {
+        let service = Arc::new(FakeService::default());
+        service.tasks.lock().unwrap().extend((0..queued).map(task));
+        let scripted = Scripted::new(work, "\"done\"");
+        let (running, max_running, runs) = (
+            scripted.running.clone(),
+            scripted.max_running.clone(),
+            scripted.runs.clone(),
+        );
+        let activity = activity(
+            "core",
+            Component::new("v1", scripted),
+            Duration::from_secs(5),
+        );
+        let (shutdown, tasks) = (Shutdown::new(), TaskTracker::new());
+        let poller = Poller {
+            name: "core".into(),
+            config_key: "activity.core.arn".into(),
+            pollers,
+            route: Route::One(activity),
+            service: service.clone(),
+            slots: Arc::new(Semaphore::new(max_concurrent)),
+            pool: Arc::new(Semaphore::new(64)),
+            tenant: None,
+            tasks: tasks.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let health = Health::default().register("activity.core");
+        Rig {
+            service,
+            shutdown,
+            tasks,
+            running,
+            max_running,
+            runs,
+            poller: tokio::spawn(poller.run(health)),
+        }
+    }
+
+    /// Advances the paused clock until `done` holds (at most an hour).
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn never_more_than_max_concurrent_and_a_slot_before_every_poll() {
+        let rig = start(20, 3, 5, Duration::from_secs(10));
+        until("20 reports", || rig.service.reports().len() == 20).await;
+        assert!(rig.max_running.load(Ordering::SeqCst) <= 3);
+        assert_eq!(
+            rig.max_running.load(Ordering::SeqCst),
+            3,
+            "it did run 3 at once"
+        );
+        // Polls in flight plus tasks not yet reported never exceeded the
+        // slots: each poll held a slot before it was made.
+        assert_eq!(rig.service.max_busy.load(Ordering::SeqCst), 3);
+        assert!(
+            rig.service
+                .reports()
+                .iter()
+                .all(|c| matches!(c, Call::Complete(_, o) if o == "\"done\""))
+        );
+        rig.shutdown.initiate();
+        rig.poller.await.unwrap();
+        rig.tasks.close();
+        rig.tasks.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_stops_polling_then_lets_tasks_finish_then_hands_them_back() {
+        let rig = start(2, 4, 2, Duration::from_secs(600));
+        until("both tasks running", || {
+            rig.running.load(Ordering::SeqCst) == 2
+        })
+        .await;
+
+        // Stage 1: no new polls; running tasks go on.
+        rig.shutdown.initiate();
+        rig.poller.await.unwrap();
+        let polls = rig.service.polls.load(Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(
+            rig.service.polls.load(Ordering::SeqCst),
+            polls,
+            "polled after shutdown"
+        );
+        assert_eq!(
+            rig.running.load(Ordering::SeqCst),
+            2,
+            "tasks still run in the grace period"
+        );
+        assert!(rig.service.reports().is_empty());
+
+        // Stage 2: the grace period ends; running tasks are stopped and
+        // handed back as WorkerShutdown.
+        rig.shutdown.expire_grace();
+        rig.tasks.close();
+        rig.tasks.wait().await;
+        let reports = rig.service.reports();
+        assert_eq!(reports.len(), 2, "{reports:?}");
+        assert!(
+            reports.iter().all(
+                |c| matches!(c, Call::Fail(_, e, _) if e == crate::report::names::WORKER_SHUTDOWN)
+            ),
+            "{reports:?}"
+        );
+        assert_eq!(rig.shutdown.handed_back(), 2);
+        assert_eq!(rig.runs.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tasks_that_finish_in_the_grace_period_are_reported_as_theirs() {
+        let rig = start(1, 2, 1, Duration::from_secs(20));
+        until("the task running", || {
+            rig.running.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        rig.shutdown.initiate();
+        rig.tasks.close();
+        rig.tasks.wait().await;
+        assert_eq!(
+            rig.service.reports(),
+            vec![Call::Complete("token-0".into(), "\"done\"".into())]
+        );
+        assert_eq!(rig.shutdown.handed_back(), 0);
+        rig.poller.await.unwrap();
+    }
+}

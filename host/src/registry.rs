@@ -4,14 +4,84 @@
 //! A task takes the activity's current handler when it starts and keeps it
 //! until it ends, so swapping in a new component (hot reload) only affects
 //! tasks that start afterwards; the swap itself is one atomic pointer store.
+//!
+//! What runs a task's input is behind [`Runner`]: a loaded wasm component in
+//! the worker, a scripted fake in the unit tests, so the poller, task,
+//! heartbeat and shutdown logic is tested on a paused clock without an
+//! engine.
 
 use crate::config::{ActivityConfig, ActivityId, ActivityTypeConfig, TaskLimits};
-use crate::runtime::{Grants, Handler};
+use crate::runtime::{Grants, Handler, Outcome, TaskContext};
 use crate::service::Task;
 use arc_swap::ArcSwap;
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// A task's run, as the task supervises it.
+pub(crate) type RunFuture<'a> = Pin<Box<dyn Future<Output = Outcome> + Send + 'a>>;
+
+/// Runs one task's input to an outcome.
+pub(crate) trait Runner: Send + Sync + 'static {
+    /// Runs `input` within `ctx`'s limits, signals and grants.
+    fn run<'a>(&'a self, input: &'a str, ctx: &'a TaskContext) -> RunFuture<'a>;
+}
+
+impl Runner for Handler {
+    fn run<'a>(&'a self, input: &'a str, ctx: &'a TaskContext) -> RunFuture<'a> {
+        Box::pin(Handler::run(self, input, ctx))
+    }
+}
+
+/// One version of an activity's handler: what a task pins when it starts.
+pub(crate) struct Component {
+    /// Where it was loaded from.
+    pub(crate) path: PathBuf,
+    /// SHA-256 of its bytes, hex.
+    pub(crate) digest: String,
+    /// Short form of the digest: the version in logs and metrics.
+    pub(crate) version: String,
+    runner: Arc<dyn Runner>,
+}
+
+impl Component {
+    /// A loaded wasm component.
+    pub(crate) fn loaded(handler: Handler) -> Component {
+        Component {
+            path: handler.path.clone(),
+            digest: handler.digest.clone(),
+            version: handler.version.clone(),
+            runner: Arc::new(handler),
+        }
+    }
+
+    /// Any runner, named as a component would be (tests).
+    #[cfg(test)]
+    pub(crate) fn new(version: &str, runner: impl Runner) -> Component {
+        Component {
+            path: PathBuf::from(format!("{version}.wasm")),
+            digest: format!("{version:0<64}"),
+            version: version.to_string(),
+            runner: Arc::new(runner),
+        }
+    }
+
+    /// Runs one task's input.
+    pub(crate) fn run<'a>(&'a self, input: &'a str, ctx: &'a TaskContext) -> RunFuture<'a> {
+        self.runner.run(input, ctx)
+    }
+}
+
+impl std::fmt::Debug for Component {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Component")
+            .field("path", &self.path)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
 
 /// What running one task of an activity needs to know.
 #[derive(Debug, Clone)]
@@ -70,12 +140,12 @@ impl ActivitySettings {
 pub struct Activity {
     /// Settings from the config file.
     pub settings: ActivitySettings,
-    handler: ArcSwap<Handler>,
+    handler: ArcSwap<Component>,
 }
 
 impl Activity {
     /// An activity served by `handler`.
-    pub fn new(settings: ActivitySettings, handler: Arc<Handler>) -> Arc<Activity> {
+    pub(crate) fn new(settings: ActivitySettings, handler: Arc<Component>) -> Arc<Activity> {
         Arc::new(Activity {
             settings,
             handler: ArcSwap::new(handler),
@@ -83,13 +153,13 @@ impl Activity {
     }
 
     /// The handler new tasks run now.
-    pub fn handler(&self) -> Arc<Handler> {
+    pub(crate) fn handler(&self) -> Arc<Component> {
         self.handler.load_full()
     }
 
     /// Routes new tasks to `handler`; returns the one it replaces. Tasks
     /// already running keep the old one.
-    pub fn replace_handler(&self, handler: Arc<Handler>) -> Arc<Handler> {
+    pub(crate) fn replace_handler(&self, handler: Arc<Component>) -> Arc<Component> {
         self.handler.swap(handler)
     }
 
@@ -165,5 +235,72 @@ impl Route {
             Route::One(a) => vec![a.clone()],
             Route::ByType(routes) => routes.iter().map(|r| r.activity.clone()).collect(),
         }
+    }
+}
+
+/// Fixtures for the worker core's unit tests: activities whose handler is a
+/// scripted [`Runner`].
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+    use crate::runtime::{Fault, StopReason};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A handler that works for `work` (on the tokio clock), then returns
+    /// `output`; stopped early by the host like a guest would be. Counts
+    /// how many of its runs overlap.
+    pub(crate) struct Scripted {
+        pub(crate) work: Duration,
+        pub(crate) output: String,
+        pub(crate) running: Arc<AtomicUsize>,
+        pub(crate) max_running: Arc<AtomicUsize>,
+        pub(crate) runs: Arc<AtomicUsize>,
+    }
+
+    impl Scripted {
+        pub(crate) fn new(work: Duration, output: &str) -> Scripted {
+            Scripted {
+                work,
+                output: output.to_string(),
+                running: Arc::default(),
+                max_running: Arc::default(),
+                runs: Arc::default(),
+            }
+        }
+    }
+
+    impl Runner for Scripted {
+        fn run<'a>(&'a self, _input: &'a str, ctx: &'a TaskContext) -> RunFuture<'a> {
+            Box::pin(async move {
+                self.runs.fetch_add(1, Ordering::SeqCst);
+                let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max_running.fetch_max(now, Ordering::SeqCst);
+                let outcome = tokio::select! {
+                    () = tokio::time::sleep(self.work) => Outcome::Output(self.output.clone()),
+                    () = ctx.control.stopped() => Outcome::Fault(Fault::Stopped(
+                        ctx.control.stop_reason().cloned().unwrap_or(StopReason::Shutdown),
+                    )),
+                };
+                self.running.fetch_sub(1, Ordering::SeqCst);
+                outcome
+            })
+        }
+    }
+
+    /// A Step Functions activity named `name` run by `component`.
+    pub(crate) fn activity(name: &str, component: Component, heartbeat: Duration) -> Arc<Activity> {
+        let settings = ActivitySettings {
+            id: ActivityId::StepFunctions {
+                name: name.to_string(),
+            },
+            name: name.to_string(),
+            component: component.path.clone(),
+            heartbeat_interval: heartbeat,
+            limits: TaskLimits::default(),
+            grants: Arc::new(Grants::default()),
+            tenant: None,
+            record: None,
+        };
+        Activity::new(settings, Arc::new(component))
     }
 }

@@ -20,8 +20,8 @@
 use crate::config::{ActivityConfig, Config, TaskListConfig};
 use crate::health::{self, SourceHealth};
 use crate::poller::Poller;
-use crate::registry::{Activity, ActivitySettings, Route, TypeRoute};
-use crate::runtime::{Handler, Runtime};
+use crate::registry::{Activity, ActivitySettings, Component, Route, TypeRoute};
+use crate::runtime::Runtime;
 use crate::service::sfn::SfnClients;
 use crate::service::swf::SwfClients;
 use crate::service::{StepFunctions, Swf};
@@ -242,7 +242,7 @@ impl Sources {
         Some((tenant.gate(source, memory_keys), memory))
     }
 
-    async fn load(&self, name: &str, key: String, path: &Path) -> Result<Arc<Handler>, RunError> {
+    async fn load(&self, name: &str, key: String, path: &Path) -> Result<Arc<Component>, RunError> {
         let runtime = self.runtime.clone();
         let owned = path.to_path_buf();
         let handler = tokio::task::spawn_blocking(move || runtime.load(&owned))
@@ -262,7 +262,7 @@ impl Sources {
             "component loaded"
         );
         metrics::global().component_version(name, None, &handler.version);
-        Ok(Arc::new(handler))
+        Ok(Arc::new(Component::loaded(handler)))
     }
 
     async fn prepare_activity(
@@ -412,7 +412,7 @@ impl Sources {
                     tracing::debug!(component = %path.display(), "component file touched but unchanged");
                     return;
                 }
-                let handler = Arc::new(handler);
+                let handler = Arc::new(Component::loaded(handler));
                 for a in stale {
                     let old = a.replace_handler(handler.clone());
                     m.component_version(a.name(), Some(&old.version), &handler.version);

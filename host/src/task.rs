@@ -46,7 +46,7 @@ pub async fn run(
 async fn run_task(
     task: Task,
     activity: Arc<Activity>,
-    handler: Arc<crate::runtime::Handler>,
+    handler: Arc<crate::registry::Component>,
     service: Arc<dyn ActivityService>,
     slot: Slot,
     pool: Arc<tokio::sync::Semaphore>,
@@ -164,7 +164,7 @@ fn millis(d: std::time::Duration) -> f64 {
 async fn execute(
     task: &Task,
     activity: &Activity,
-    handler: &crate::runtime::Handler,
+    handler: &crate::registry::Component,
     service: &dyn ActivityService,
     control: &Arc<TaskControl>,
     task_id: &Arc<str>,
@@ -274,4 +274,121 @@ pub async fn refuse(task: Task, reason: String, service: Arc<dyn ActivityService
 /// a lone `\r` or a U+2028 would otherwise still break it).
 fn first_line(s: &str) -> &str {
     s.split('\n').next().unwrap_or("").trim_end_matches('\r')
+}
+
+/// One task with a fake service and a scripted handler, on tokio's paused
+/// clock: heartbeats around the run and the delivery, and handlers swapped
+/// under running tasks.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::Component;
+    use crate::registry::testing::{Scripted, activity};
+    use crate::service::TaskToken;
+    use crate::service::fake::{self, Call, FakeService};
+    use std::time::Duration;
+    use tokio::sync::Semaphore;
+
+    fn task(token: &str) -> Task {
+        Task {
+            token: TaskToken::new(token),
+            input: "{}".into(),
+            activity_type: None,
+            activity_id: None,
+        }
+    }
+
+    /// Runs `task` on `activity` as the poller would, with a slot of its own.
+    fn spawn(
+        task: Task,
+        activity: &Arc<Activity>,
+        service: &Arc<FakeService>,
+    ) -> tokio::task::JoinHandle<()> {
+        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
+        tokio::spawn(run(
+            task,
+            activity.clone(),
+            service.clone(),
+            Slot::new(slot, None),
+            Arc::new(Semaphore::new(8)),
+            Shutdown::new(),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_run_from_hand_out_until_the_result_is_delivered() {
+        let service = Arc::new(FakeService::default());
+        // The service throttles the report for a while: the delivery
+        // retries, and the heartbeat keeps the task open meanwhile.
+        service
+            .report_errors
+            .lock()
+            .unwrap()
+            .extend((0..8).map(|_| fake::transient()));
+        let a = activity(
+            "beats",
+            Component::new("v1", Scripted::new(Duration::from_secs(25), "1")),
+            Duration::from_secs(1),
+        );
+        let start = tokio::time::Instant::now();
+        spawn(task("t"), &a, &service).await.unwrap();
+
+        let calls: Vec<(tokio::time::Instant, Call)> = service.calls.lock().unwrap().clone();
+        let beats: Vec<_> = calls
+            .iter()
+            .filter(|(_, c)| matches!(c, Call::Heartbeat(..)))
+            .map(|(t, _)| *t)
+            .collect();
+        let reports: Vec<_> = calls
+            .iter()
+            .filter(|(_, c)| matches!(c, Call::Complete(..)))
+            .map(|(t, _)| *t)
+            .collect();
+        assert_eq!(reports.len(), 9, "8 refusals, then delivered: {calls:?}");
+        let (first_report, delivered) = (reports[0], *reports.last().unwrap());
+        assert!(
+            beats[0] - start <= Duration::from_secs(1),
+            "the first heartbeat is due one interval after hand-out"
+        );
+        assert!(
+            beats.iter().filter(|t| **t < first_report).count() >= 24,
+            "heartbeats while the handler ran: {beats:?}"
+        );
+        assert!(
+            beats.iter().any(|t| *t > first_report && *t < delivered),
+            "heartbeats go on while the report is retried"
+        );
+        assert!(
+            beats.iter().all(|t| *t <= delivered),
+            "no heartbeat after the result is delivered"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_swaps_the_handler_for_new_tasks_only() {
+        let service = Arc::new(FakeService::default());
+        let old = Scripted::new(Duration::from_secs(30), "\"v1\"");
+        let old_running = old.running.clone();
+        let a = activity("swap", Component::new("v1", old), Duration::from_secs(5));
+        let first = spawn(task("first"), &a, &service);
+        while old_running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let replaced = a.replace_handler(Arc::new(Component::new(
+            "v2",
+            Scripted::new(Duration::from_secs(1), "\"v2\""),
+        )));
+        assert_eq!(replaced.version, "v1");
+        spawn(task("second"), &a, &service).await.unwrap();
+        first.await.unwrap();
+        let reports = service.reports();
+        assert_eq!(
+            reports,
+            vec![
+                Call::Complete("second".into(), "\"v2\"".into()),
+                Call::Complete("first".into(), "\"v1\"".into()),
+            ],
+            "the running task finished on the version it started with"
+        );
+    }
 }

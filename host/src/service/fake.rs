@@ -8,6 +8,7 @@ use super::{
 use async_trait::async_trait;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -26,6 +27,13 @@ pub struct FakeService {
     pub report_errors: Mutex<VecDeque<ServiceError>>,
     pub cancel_after_heartbeats: Mutex<Option<usize>>,
     pub limits: Option<ReportLimits>,
+    /// Polls in flight plus tasks handed out and not yet reported: what
+    /// holds a worker slot as the service sees it.
+    pub busy: AtomicUsize,
+    /// The most `busy` ever was.
+    pub max_busy: AtomicUsize,
+    /// Polls made.
+    pub polls: AtomicUsize,
 }
 
 impl FakeService {
@@ -40,6 +48,27 @@ impl FakeService {
 
     pub fn call_times(&self) -> Vec<Instant> {
         self.calls.lock().unwrap().iter().map(|(t, _)| *t).collect()
+    }
+
+    fn enter(&self) {
+        let now = self.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_busy.fetch_max(now, Ordering::SeqCst);
+    }
+
+    fn leave(&self) {
+        let _ = self
+            .busy
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                Some(b.saturating_sub(1))
+            });
+    }
+
+    /// Reports delivered (complete, fail or cancel answered Ok).
+    pub fn reports(&self) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|c| !matches!(c, Call::Heartbeat(..)))
+            .collect()
     }
 
     fn record(&self, call: Call) {
@@ -65,10 +94,13 @@ impl ActivityService for FakeService {
     }
 
     async fn poll(&self) -> Result<Option<Task>, ServiceError> {
+        self.polls.fetch_add(1, Ordering::SeqCst);
+        self.enter();
         let task = self.tasks.lock().unwrap().pop_front();
         if task.is_none() {
             // Like a long poll that comes back empty.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            self.leave();
         }
         Ok(task)
     }
@@ -97,18 +129,12 @@ impl ActivityService for FakeService {
 
     async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
         self.record(Call::Complete(token.as_str().into(), output.into()));
-        match self.report_errors.lock().unwrap().pop_front() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.report_answer()
     }
 
     async fn cancel(&self, token: &TaskToken, details: &str) -> Result<(), ServiceError> {
         self.record(Call::Cancel(token.as_str().into(), details.into()));
-        match self.report_errors.lock().unwrap().pop_front() {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.report_answer()
     }
 
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError> {
@@ -117,9 +143,19 @@ impl ActivityService for FakeService {
             error.into(),
             cause.into(),
         ));
+        self.report_answer()
+    }
+}
+
+impl FakeService {
+    /// The next scripted report error, or Ok (and the task's slot is free).
+    fn report_answer(&self) -> Result<(), ServiceError> {
         match self.report_errors.lock().unwrap().pop_front() {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => {
+                self.leave();
+                Ok(())
+            }
         }
     }
 }
