@@ -7,10 +7,10 @@
 //! knows (does the activity exist, may these credentials call it) is asked
 //! with `--aws`, by read-only calls: nothing is polled, so no task is taken.
 
-use crate::RunError;
 use crate::config::Config;
 use crate::registry::ActivitySettings;
 use crate::runtime::{Runtime, TaskContext, TaskControl};
+use crate::startup::RunError;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;

@@ -22,7 +22,7 @@
 //! accepts, so a cut can only shorten redacted text.
 
 use crate::backoff::Backoff;
-use crate::report::truncate_chars;
+use crate::redact::truncate_chars;
 use crate::runtime::{StopReason, TaskControl};
 use crate::service::swf::MAX_HEARTBEAT_DETAILS;
 use crate::service::{ActivityService, TaskToken, Verdict};

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-pub use crate::redact::REDACTED;
+use crate::redact::REDACTED;
 
 /// One recorded task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -144,7 +144,7 @@ impl Redactor {
             .saturating_add(self.max_len())
             .saturating_add(4);
         if text.len() <= window {
-            return crate::report::truncate_chars(&self.redact(text), max_chars);
+            return truncate_chars(&self.redact(text), max_chars);
         }
         let mut cut = window;
         while !text.is_char_boundary(cut) {
@@ -155,7 +155,7 @@ impl Redactor {
         let gone = text
             .get(used..)
             .map_or(text.len() - used, |t| t.chars().count());
-        crate::report::truncate_chars_with(&head, max_chars, gone)
+        truncate_chars_with(&head, max_chars, gone)
     }
 
     /// Redacts the part of a byte stream held in `window` from `from` on.
@@ -343,8 +343,47 @@ impl fmt::Display for Inert<'_> {
     }
 }
 
+/// Cut text says so, and where: every place that bounds text the host
+/// sends or prints (reports, heartbeat details, logged URLs, error chains)
+/// cuts it here, after redaction, so a secret is never half-cut into view.
+/// Cuts `s` to at most `max` characters, ending with a marker that says how
+/// much was cut.
+pub fn truncate_chars(s: &str, max: usize) -> String {
+    truncate_chars_with(s, max, 0)
+}
+
+/// [`truncate_chars`] of `s` followed by `gone` more characters that were
+/// already dropped (counted in the marker, never looked at again).
+pub(crate) fn truncate_chars_with(s: &str, max: usize, gone: usize) -> String {
+    let total = s.chars().count() + gone;
+    if total <= max {
+        return s.to_string();
+    }
+    let marker = |cut: usize| format!("… [{cut} characters cut]");
+    // The marker's length depends on the number it carries: start from the
+    // longest possible marker, then keep more while the result still fits.
+    let Some(mut keep) = max.checked_sub(marker(total).chars().count()) else {
+        return s.chars().take(max).collect();
+    };
+    while keep + 1 + marker(total - keep - 1).chars().count() <= max {
+        keep += 1;
+    }
+    let mut out: String = s.chars().take(keep).collect();
+    out.push_str(&marker(total - keep));
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn truncate_keeps_short_strings_and_bounds_long_ones() {
+        assert_eq!(truncate_chars("abc", 3), "abc");
+        let cut = truncate_chars(&"a".repeat(1000), 100);
+        assert_eq!(cut.chars().count(), 100);
+        assert!(cut.contains("characters cut"));
+        assert_eq!(truncate_chars("abcdef", 2), "ab");
+    }
+
     use super::*;
 
     fn r(secrets: &[&str]) -> Redactor {

@@ -21,8 +21,8 @@
 
 use crate::backoff::Backoff;
 use crate::config::ActivityId;
-use crate::redact::Inert;
 use crate::redact::Redactor;
+use crate::redact::{Inert, truncate_chars};
 use crate::runtime::{Fault, HostLimit, Outcome, StopReason};
 use crate::service::{ActivityService, ReportLimits, TaskToken, Verdict};
 use std::time::Duration;
@@ -421,33 +421,6 @@ fn from_fault(fault: Fault, source: LimitSource<'_>) -> Draft {
     }
 }
 
-/// Cuts `s` to at most `max` characters, ending with a marker that says how
-/// much was cut.
-pub fn truncate_chars(s: &str, max: usize) -> String {
-    truncate_chars_with(s, max, 0)
-}
-
-/// [`truncate_chars`] of `s` followed by `gone` more characters that were
-/// already dropped (counted in the marker, never looked at again).
-pub(crate) fn truncate_chars_with(s: &str, max: usize, gone: usize) -> String {
-    let total = s.chars().count() + gone;
-    if total <= max {
-        return s.to_string();
-    }
-    let marker = |cut: usize| format!("… [{cut} characters cut]");
-    // The marker's length depends on the number it carries: start from the
-    // longest possible marker, then keep more while the result still fits.
-    let Some(mut keep) = max.checked_sub(marker(total).chars().count()) else {
-        return s.chars().take(max).collect();
-    };
-    while keep + 1 + marker(total - keep - 1).chars().count() <= max {
-        keep += 1;
-    }
-    let mut out: String = s.chars().take(keep).collect();
-    out.push_str(&marker(total - keep));
-    out
-}
-
 /// How delivering a report ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
@@ -682,15 +655,6 @@ mod tests {
             "{}",
             &cause[cause.len() - 40..]
         );
-    }
-
-    #[test]
-    fn truncate_keeps_short_strings_and_bounds_long_ones() {
-        assert_eq!(truncate_chars("abc", 3), "abc");
-        let cut = truncate_chars(&"a".repeat(1000), 100);
-        assert_eq!(cut.chars().count(), 100);
-        assert!(cut.contains("characters cut"));
-        assert_eq!(truncate_chars("abcdef", 2), "ab");
     }
 
     #[test]

@@ -19,6 +19,7 @@
 
 use crate::config::{ActivityConfig, Config, TaskListConfig};
 use crate::health::{self, SourceHealth};
+use crate::metrics;
 use crate::poller::Poller;
 use crate::registry::{Activity, ActivitySettings, Component, Route, TypeRoute};
 use crate::runtime::Runtime;
@@ -26,8 +27,8 @@ use crate::service::sfn::SfnClients;
 use crate::service::swf::SwfClients;
 use crate::service::{StepFunctions, Swf};
 use crate::shutdown::Shutdown;
+use crate::startup::RunError;
 use crate::tenant::{Tenant, TenantGate};
-use crate::{RunError, metrics};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -263,7 +263,7 @@ pub async fn refuse(task: Task, reason: String, service: Arc<dyn ActivityService
     tracing::error!(task = %task_id, "refusing task: {}", Inert(&reason));
     let report = Report::Failure {
         error: report::names::UNKNOWN_ACTIVITY_TYPE.into(),
-        cause: report::truncate_chars(&reason, service.limits().cause_chars),
+        cause: crate::redact::truncate_chars(&reason, service.limits().cause_chars),
     };
     let delivery = report::deliver(service.as_ref(), &task.token, report).await;
     drop(slot);

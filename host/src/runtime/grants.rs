@@ -39,8 +39,6 @@ impl fmt::Debug for Grants {
     }
 }
 
-pub use crate::redact::REDACTED;
-
 impl Grants {
     /// Reads secret values; fails naming the secret and its source.
     pub fn resolve(c: &Capabilities) -> Result<Grants, String> {

@@ -20,8 +20,8 @@
 //! are logged without their URL, redacted and escaped too.
 
 use super::host_memory::{Outside, outside};
+use crate::redact::truncate_chars;
 use crate::redact::{Redactor, escape};
-use crate::report::truncate_chars;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;

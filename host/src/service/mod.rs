@@ -239,7 +239,6 @@ where
 /// dumps (a connection failure is otherwise a kilobyte of struct fields),
 /// repeats dropped and the whole bounded.
 pub(crate) fn error_causes(err: &(dyn std::error::Error + 'static)) -> String {
-    const MAX: usize = 600;
     let mut causes: Vec<String> = Vec::new();
     let mut next = Some(err);
     while let Some(e) = next {
@@ -249,16 +248,7 @@ pub(crate) fn error_causes(err: &(dyn std::error::Error + 'static)) -> String {
         }
         next = e.source();
     }
-    let mut joined = causes.join(": ");
-    if joined.len() > MAX {
-        let mut end = MAX;
-        while !joined.is_char_boundary(end) {
-            end -= 1;
-        }
-        joined.truncate(end);
-        joined.push_str("...");
-    }
-    joined
+    crate::redact::truncate_chars(&causes.join(": "), 600)
 }
 
 /// True if `err` or any error in its source chain is an `E` for which

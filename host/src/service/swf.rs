@@ -10,7 +10,7 @@ use super::{
     ActivityService, ActivityType, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
     TaskToken, Verdict, from_sdk_error,
 };
-use crate::report::truncate_chars;
+use crate::redact::truncate_chars;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
