@@ -38,8 +38,12 @@ step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 
-step "tests: unit, guest SDK, end to end (builds the test guests)"
-cargo test --workspace
+step "unit tests: host (worker core on a paused clock), guest SDK, bench harness (plain cargo test: needs only Rust)"
+cargo test
+
+step "end-to-end and hostile-guest tests: the real binary against LocalStack, the embedded endpoint, real guests (builds the test guests)"
+cargo build -p wasm-activity
+cargo test -p wasm-activity-e2e
 
 step "Python guest SDK unit tests (plain CPython)"
 python3 -m unittest discover -s guest-sdk/python

@@ -31,8 +31,24 @@ pub fn repo_root() -> PathBuf {
 pub fn binary() -> &'static str {
     static BIN: OnceLock<String> = OnceLock::new();
     BIN.get_or_init(|| {
-        std::env::var("WASM_ACTIVITY_TEST_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_wasm-activity").to_string())
+        if let Ok(bin) = std::env::var("WASM_ACTIVITY_TEST_BIN") {
+            return bin;
+        }
+        // This test binary is target/<profile>/deps/NAME-HASH; the host
+        // binary is built into target/<profile>/.
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let bin = exe
+            .parent()
+            .and_then(Path::parent)
+            .map(|dir| dir.join("wasm-activity"))
+            .expect("a target directory");
+        assert!(
+            bin.is_file(),
+            "{} not found: build it first with `cargo build -p wasm-activity` (scripts/test.sh \
+             does), or point WASM_ACTIVITY_TEST_BIN at it",
+            bin.display()
+        );
+        bin.display().to_string()
     })
 }
 
