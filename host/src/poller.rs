@@ -230,7 +230,6 @@ mod tests {
             token: TaskToken::new(format!("token-{n}")),
             input: "{}".into(),
             activity_type: None,
-            activity_id: None,
         }
     }
 

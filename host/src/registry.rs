@@ -228,14 +228,6 @@ impl Route {
             }
         }
     }
-
-    /// Every activity reachable through this route.
-    pub fn activities(&self) -> Vec<Arc<Activity>> {
-        match self {
-            Route::One(a) => vec![a.clone()],
-            Route::ByType(routes) => routes.iter().map(|r| r.activity.clone()).collect(),
-        }
-    }
 }
 
 /// Fixtures for the worker core's unit tests: activities whose handler is a

@@ -101,15 +101,12 @@ async fn run_task(
         .get_or_create(&labels)
         .observe(crate::metrics::seconds(total));
     let (outcome, error) = match &delivery {
-        Delivery::Delivered(Report::Success { .. }) => ("succeeded", String::new()),
         // A guest names its errors: the label takes a bounded set of values.
-        Delivery::Delivered(Report::Failure { error, .. }) => {
-            ("failed", m.error_label(activity.name(), error))
+        Delivery::Delivered(r @ Report::Failure { error, .. }) => {
+            (r.outcome(), m.error_label(activity.name(), error))
         }
-        Delivery::Delivered(Report::Canceled { .. }) => ("canceled", String::new()),
-        Delivery::Delivered(Report::Nothing { .. }) | Delivery::NotSent => {
-            ("abandoned", String::new())
-        }
+        Delivery::Delivered(r) => (r.outcome(), String::new()),
+        Delivery::NotSent => ("abandoned", String::new()),
         Delivery::Unconfirmed(..) => ("unconfirmed", String::new()),
         Delivery::TaskGone(_) => ("undelivered", String::new()),
     };
@@ -294,7 +291,6 @@ mod tests {
             token: TaskToken::new(token),
             input: "{}".into(),
             activity_type: None,
-            activity_id: None,
         }
     }
 

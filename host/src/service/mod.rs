@@ -80,8 +80,6 @@ pub struct Task {
     pub input: String,
     /// The activity type, where the service has several per poll (SWF).
     pub activity_type: Option<ActivityType>,
-    /// The service's id for the task, where it has one (SWF `activityId`).
-    pub activity_id: Option<String>,
 }
 
 /// What a heartbeat told us.

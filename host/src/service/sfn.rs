@@ -108,7 +108,6 @@ impl ActivityService for StepFunctions {
                 token: TaskToken::new(token),
                 input: out.input().unwrap_or("{}").to_string(),
                 activity_type: None,
-                activity_id: None,
             })),
             _ => Ok(None),
         }

@@ -155,7 +155,6 @@ impl ActivityService for Swf {
                 name: t.name().to_string(),
                 version: t.version().to_string(),
             }),
-            activity_id: Some(out.activity_id().to_string()),
         }))
     }
 
