@@ -9,15 +9,13 @@
 //! its own or drive the terminal.
 
 use crate::config::{Config, TaskLimits};
+use crate::local::{LocalError, LocalHandler};
 use crate::redact::{Inert, escape_json, is_inert};
-use crate::report::{self, Report};
-use crate::runtime::{Runtime, RuntimeOptions, TaskContext, TaskControl};
-use crate::service::sfn::LIMITS;
+use crate::report::Report;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
 
 /// Serve AWS Step Functions activities with sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -468,47 +466,16 @@ fn matches_expected(want: &serde_json::Value, got: &serde_json::Value) -> bool {
 /// printing why it could not be loaded.
 async fn load_local(
     component: &Path,
-    limits: &TaskLimits,
-) -> anyhow::Result<Result<crate::runtime::Handler, ExitCode>> {
-    let options = RuntimeOptions {
-        max_instances: 1,
-        max_memory: limits.memory,
-        cache_dir: None,
-        fuel: limits.fuel.is_some(),
-        epoch_interruption: true,
-    };
-    let runtime = Arc::new(Runtime::new(options)?);
-    let path = component.to_path_buf();
-    match tokio::task::spawn_blocking(move || runtime.load(&path)).await? {
+    limits: TaskLimits,
+) -> anyhow::Result<Result<LocalHandler, ExitCode>> {
+    match LocalHandler::load(component, limits).await {
         Ok(handler) => Ok(Ok(handler)),
-        Err(e) => {
+        Err(LocalError::Load(e)) => {
             eprintln!("error: {e}");
             Ok(Err(ExitCode::from(2)))
         }
+        Err(e) => Err(e.into()),
     }
-}
-
-/// Runs one input locally, with no grants, and says what would be reported.
-async fn run_local(
-    handler: &crate::runtime::Handler,
-    name: &str,
-    input: &str,
-    limits: TaskLimits,
-) -> Report {
-    let ctx = TaskContext {
-        activity: "invoke".into(),
-        task_id: name.into(),
-        limits,
-        control: Arc::new(TaskControl::new()),
-        grants: Arc::new(crate::runtime::Grants::default()),
-    };
-    let outcome = handler.run(input, &ctx).await;
-    report::from_outcome(
-        outcome,
-        report::LimitSource::Invoke,
-        &LIMITS,
-        &ctx.grants.redactor(),
-    )
 }
 
 async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Result<ExitCode> {
@@ -517,14 +484,14 @@ async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Res
     if recordings.is_empty() {
         bail!("{} holds no recordings (*.json)", dir.display());
     }
-    let handler = match load_local(component, &limits).await? {
+    let handler = match load_local(component, limits).await? {
         Ok(handler) => handler,
         Err(code) => return Ok(code),
     };
     let mut changed = 0;
     for (path, rec) in &recordings {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let report = run_local(&handler, &name, &rec.input.to_string(), limits).await;
+        let report = handler.run(&name, &rec.input.to_string()).await;
         let mut now = crate::record::result_of(&report).unwrap_or(serde_json::Value::Null);
         crate::record::redact(&mut now, &rec.redacted);
         if now == rec.result {
@@ -535,7 +502,7 @@ async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Res
                 "changed {name}\n  recorded (version {}): {}\n  now (version {}):      {}",
                 Inert(&rec.version),
                 escape_json(&rec.result.to_string()),
-                handler.version,
+                handler.version(),
                 escape_json(&now.to_string())
             );
         }
@@ -564,14 +531,14 @@ async fn invoke(
         Ok(inputs) => inputs,
         Err(e) => return Ok(could_not_run(e)),
     };
-    let handler = match load_local(component, &limits).await? {
+    let handler = match load_local(component, limits).await? {
         Ok(handler) => handler,
         Err(code) => return Ok(code),
     };
     let single = inputs.len() == 1 && expect.is_none();
     let mut all_ok = true;
     for (name, text) in &inputs {
-        let (ok, result, shown) = match run_local(&handler, name, text, limits).await {
+        let (ok, result, shown) = match handler.run(name, text).await {
             Report::Success { output } => {
                 let value = serde_json::from_str(&output).unwrap_or(serde_json::Value::Null);
                 (true, value, shown_output(output))

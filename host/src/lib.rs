@@ -31,6 +31,7 @@ pub mod dev;
 pub mod endpoint;
 mod health;
 pub mod heartbeat;
+pub mod local;
 pub mod metrics;
 pub mod poller;
 mod probe;
