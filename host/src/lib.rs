@@ -27,6 +27,7 @@ pub mod backoff;
 mod check;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod dev;
 pub mod endpoint;
 mod health;

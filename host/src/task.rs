@@ -5,10 +5,11 @@
 //! result is delivered; the concurrency slot is released last, so the number
 //! of tasks holding a slot never exceeds `max_concurrent`.
 
+use crate::delivery::{self, Delivery};
 use crate::heartbeat::Heartbeat;
 use crate::redact::Inert;
 use crate::registry::Activity;
-use crate::report::{self, Delivery, Report};
+use crate::report::{self, Report};
 use crate::runtime::{Fault, Outcome, StopReason, TaskContext, TaskControl};
 use crate::service::{ActivityService, Task};
 use crate::shutdown::Shutdown;
@@ -249,7 +250,7 @@ async fn execute(
         )
         .await;
     }
-    let delivery = report::deliver(service, &task.token, report).await;
+    let delivery = delivery::deliver(service, &task.token, report).await;
     (delivery, ran_for)
 }
 
@@ -262,7 +263,7 @@ pub async fn refuse(task: Task, reason: String, service: Arc<dyn ActivityService
         error: report::names::UNKNOWN_ACTIVITY_TYPE.into(),
         cause: crate::redact::truncate_chars(&reason, service.limits().cause_chars),
     };
-    let delivery = report::deliver(service.as_ref(), &task.token, report).await;
+    let delivery = delivery::deliver(service.as_ref(), &task.token, report).await;
     drop(slot);
     tracing::info!(task = %task_id, "refused task reported: {delivery:?}");
 }
