@@ -7,6 +7,7 @@
 //! error names the file, the key, the bad value and what was expected.
 
 mod activity_id;
+mod origin;
 mod raw;
 mod task;
 #[cfg(test)]
@@ -16,6 +17,8 @@ mod validate;
 
 pub use activity_id::ActivityId;
 pub(crate) use activity_id::toml_key;
+pub use origin::OriginPattern;
+pub(crate) use origin::default_port;
 pub use types::*;
 
 use raw::RawConfig;

@@ -258,12 +258,21 @@ impl Validator<'_> {
         }
         if let Some(h) = raw.http {
             let hkey = |k: &str| format!("{prefix}.http.{k}");
-            for origin in &h.allow {
-                crate::runtime::http::OriginPattern::parse(origin)
-                    .map_err(|_| self.invalid(&hkey("allow"), origin, "origins like \"https://api.example.com\", \"https://*.example.com\" or \"http://127.0.0.1:8080\""))?;
-            }
+            let allow = h
+                .allow
+                .iter()
+                .map(|origin| {
+                    OriginPattern::parse(origin).map_err(|_| {
+                        self.invalid(
+                            &hkey("allow"),
+                            origin,
+                            "origins like \"https://api.example.com\", \"https://*.example.com\" or \"http://127.0.0.1:8080\"",
+                        )
+                    })
+                })
+                .collect::<Result<_, _>>()?;
             capabilities.http = Some(HttpGrant {
-                allow: h.allow,
+                allow,
                 timeout: self.duration(
                     &hkey("timeout"),
                     h.timeout.as_deref(),

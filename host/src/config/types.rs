@@ -26,8 +26,8 @@ pub struct Capabilities {
 /// Outbound HTTP a guest may make.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpGrant {
-    /// Allowed origins, as written (`https://api.example.com`, `https://*.example.com`).
-    pub allow: Vec<String>,
+    /// Allowed origins (`https://api.example.com`, `https://*.example.com`).
+    pub allow: Vec<OriginPattern>,
     /// Per-request timeout.
     pub timeout: Duration,
     /// Largest response body, in bytes.
@@ -286,7 +286,14 @@ impl fmt::Display for Capabilities {
             parts.push("name lookup".into());
         }
         if let Some(h) = &self.http {
-            parts.push(format!("http to {}", h.allow.join(", ")));
+            parts.push(format!(
+                "http to {}",
+                h.allow
+                    .iter()
+                    .map(OriginPattern::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
         }
         if parts.is_empty() {
             write!(f, "none (no files, network or environment)")
