@@ -283,6 +283,7 @@ impl EngineLimits {
                          is sized then); restart the worker to raise it",
                         size(max)
                     ),
+                    at: None,
                 });
             }
             if let Some(fuel) = limits.fuel
@@ -296,6 +297,7 @@ impl EngineLimits {
                         "no fuel: fuel metering is off in this worker (no activity set `fuel` \
                                when it started); restart the worker to turn it on"
                             .into(),
+                    at: None,
                 });
             }
         }

@@ -134,7 +134,10 @@ impl Sources {
             .collect();
         let mut wanted: Vec<(String, Source)> = Vec::new();
         for a in &config.activities {
-            wanted.push((format!("activity.{}", a.name), Source::Activity(a.clone())));
+            wanted.push((
+                format!("activity.{}", a.name),
+                Source::Activity(Box::new(a.clone())),
+            ));
         }
         for t in &config.task_lists {
             wanted.push((format!("swf.{}", t.name), Source::TaskList(t.clone())));
@@ -468,6 +471,6 @@ impl Sources {
 /// only if something in its config changed.
 #[derive(Clone, PartialEq)]
 enum Source {
-    Activity(ActivityConfig),
+    Activity(Box<ActivityConfig>),
     TaskList(TaskListConfig),
 }

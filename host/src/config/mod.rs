@@ -4,7 +4,17 @@
 //! terms: serde reads the TOML into raw structs that reject unknown keys, and
 //! [`Config::from_raw`] turns them into validated types, resolving human
 //! units (`"30s"`, `"64MiB"`) and paths (relative to the config file). Every
-//! error names the file, the key, the bad value and what was expected.
+//! error names the file, the key, the bad value and what was expected, and
+//! where the value is written (line and column) when it is.
+//!
+//! The stages live in files of their own, so each can be read alone:
+//! `raw` is the file as serde reads it (the keys tables share declared
+//! once; values keep their position), `validate` and `task` turn it into the
+//! validated types of `types` and [`ActivityId`], which the rest of the
+//! worker reads and compares (a reload restarts a source only if its
+//! validated config is not equal to the running one). Nothing here imports
+//! from the runtime or the services: the HTTP allow-list is parsed here,
+//! once, into [`OriginPattern`]s the runtime matches requests against.
 
 mod activity_id;
 mod origin;
@@ -81,7 +91,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A key has a value of the right type but not an acceptable one.
-    #[error("{}: `{key}` = {value}: expected {expected}", path.display())]
+    #[error("{}: `{key}` = {value}: expected {expected}{}", path.display(), Position::suffix(at))]
     Invalid {
         /// The config file.
         path: PathBuf,
@@ -91,7 +101,60 @@ pub enum ConfigError {
         value: String,
         /// What would have been accepted.
         expected: String,
+        /// Where the value is written in the file, if it is (a value can
+        /// also be missing, or be a default, or come from a cross-check).
+        at: Option<Position>,
     },
+}
+
+impl ConfigError {
+    /// The error with where the bad value is written, if it is `Invalid`.
+    fn at(self, at: Option<Position>) -> ConfigError {
+        match self {
+            ConfigError::Invalid {
+                path,
+                key,
+                value,
+                expected,
+                ..
+            } => ConfigError::Invalid {
+                path,
+                key,
+                value,
+                expected,
+                at,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Where in the config file a value is written, as an editor counts: lines
+/// and columns (characters) from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// Line, from 1.
+    pub line: usize,
+    /// Column, in characters, from 1.
+    pub column: usize,
+}
+
+impl Position {
+    /// The position of byte `offset` of `text`.
+    fn of(text: &str, offset: usize) -> Position {
+        let before = &text[..offset.min(text.len())];
+        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+        Position {
+            line: before.matches('\n').count() + 1,
+            column: before[line_start..].chars().count() + 1,
+        }
+    }
+
+    /// ` (line L, column C)` after an error, or nothing.
+    fn suffix(at: &Option<Position>) -> String {
+        at.map(|p| format!(" (line {}, column {})", p.line, p.column))
+            .unwrap_or_default()
+    }
 }
 
 impl Config {
@@ -113,7 +176,12 @@ impl Config {
         };
         let de = toml::Deserializer::parse(text).map_err(|e| syntax(e.to_string()))?;
         let raw: RawConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
+            // A value read as `Spanned` is, to serde, a field of a struct
+            // of toml's own: not a key the user wrote.
+            let key = (e.path().to_string().split('.'))
+                .filter(|segment| !segment.starts_with("$__serde_spanned_private"))
+                .collect::<Vec<_>>()
+                .join(".");
             let mut inner = e.into_inner().to_string();
             if let Some(hint) = did_you_mean(&inner) {
                 inner = format!("{}; did you mean `{hint}`?", inner.trim_end());
@@ -124,7 +192,7 @@ impl Config {
                 format!("at `{key}`: {inner}")
             })
         })?;
-        Config::from_raw(raw, path)
+        Config::from_raw(raw, path, text)
     }
 }
 

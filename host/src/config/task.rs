@@ -1,37 +1,78 @@
-//! The settings of one task: limits, capabilities, tenant, recording.
+//! The settings of one task, a Step Functions activity's or an SWF type's
+//! alike: limits (its own, else its tenant's defaults, else the built-in
+//! ones), capabilities, tenant and recording.
 
 use super::raw::*;
 use super::validate::{Validator, valid_env_name};
 use super::*;
+use std::collections::BTreeMap;
+
+/// What [`Validator::task`] makes of a table's per-task keys.
+pub(super) struct TaskSettings {
+    pub(super) limits: TaskLimits,
+    pub(super) capabilities: Capabilities,
+    pub(super) tenant: Option<String>,
+    pub(super) record: Option<RecordConfig>,
+}
+
+/// Values a task's limits come from: its own, then its tenant's defaults.
+struct LimitSources<'a> {
+    own: &'a RawLimits,
+    tenant: Option<&'a RawLimits>,
+}
+
+impl<'a> LimitSources<'a> {
+    /// The value that applies of `field` (from the first that sets it).
+    fn pick<T>(&self, field: impl Fn(&'a RawLimits) -> &'a Option<T>) -> Option<&'a T> {
+        field(self.own)
+            .as_ref()
+            .or_else(|| self.tenant.and_then(|t| field(t).as_ref()))
+    }
+}
 
 impl Validator<'_> {
-    /// Limits, capabilities and tenant of one activity (or SWF type) at
-    /// `prefix`; unset limits come from its tenant's defaults, then the
-    /// built-in ones.
+    /// The settings of one activity (or SWF type) whose table is at
+    /// `prefix`. `cancel_grace` is only an SWF type's; an output larger than
+    /// `service_max_output` is one the service refuses.
     pub(super) fn task(
         &self,
         prefix: &str,
-        raw: RawTask,
+        limits: RawLimits,
+        mut task: RawTask,
+        cancel_grace: Option<&Text>,
         base: &Path,
         service_max_output: u64,
-    ) -> Result<
-        (
-            TaskLimits,
-            Capabilities,
-            Option<String>,
-            Option<RecordConfig>,
-        ),
-        ConfigError,
-    > {
-        let key = |k: &str| format!("{prefix}.{k}");
-        let tenant = match &raw.tenant {
-            None => None,
-            Some(t) if self.tenants.contains_key(t) => Some(t.clone()),
+    ) -> Result<TaskSettings, ConfigError> {
+        let tenant = self.tenant(prefix, task.tenant.as_ref())?;
+        let sources = LimitSources {
+            own: &limits,
+            tenant: tenant.as_ref().and_then(|t| self.tenants.get(t)),
+        };
+        let limits = self.limits(prefix, &sources, &task, cancel_grace, service_max_output)?;
+        if let Some(t) = &tenant {
+            self.fits_tenant(prefix, t, &sources, &limits)?;
+        }
+        let raw_record = task.record.take();
+        let capabilities = self.capabilities(prefix, task, base, limits.host_memory)?;
+        let record = self.record(prefix, raw_record.as_ref(), base)?;
+        Ok(TaskSettings {
+            limits,
+            capabilities,
+            tenant,
+            record,
+        })
+    }
+
+    fn tenant(&self, prefix: &str, raw: Option<&Text>) -> Result<Option<String>, ConfigError> {
+        match raw {
+            None => Ok(None),
+            Some(t) if self.tenants.contains_key(t.get_ref()) => Ok(Some(t.get_ref().clone())),
             Some(t) => {
                 let known: Vec<&str> = self.tenants.keys().map(String::as_str).collect();
-                return Err(self.invalid(
-                    &key("tenant"),
+                Err(self.invalid_at(
                     t,
+                    &format!("{prefix}.tenant"),
+                    t.get_ref(),
                     &format!(
                         "the name of a [tenant.NAME] table (defined: {})",
                         if known.is_empty() {
@@ -40,120 +81,80 @@ impl Validator<'_> {
                             known.join(", ")
                         }
                     ),
-                ));
+                ))
             }
-        };
-        let defaults = tenant.as_ref().and_then(|t| self.tenants.get(t));
-        let pick = |own: &Option<String>, tenant: Option<&Option<String>>| {
-            own.clone().or_else(|| tenant.cloned().flatten())
-        };
+        }
+    }
+
+    fn limits(
+        &self,
+        prefix: &str,
+        from: &LimitSources<'_>,
+        task: &RawTask,
+        cancel_grace: Option<&Text>,
+        service_max_output: u64,
+    ) -> Result<TaskLimits, ConfigError> {
+        let key = |k: &str| format!("{prefix}.{k}");
         let timeout = self.duration(
             &key("task_timeout"),
-            pick(&raw.task_timeout, defaults.map(|d| &d.task_timeout)).as_deref(),
+            from.pick(|l| &l.task_timeout),
             DEFAULT_TASK_TIMEOUT,
         )?;
         let memory = self.bytes(
             &key("memory_limit"),
-            pick(&raw.memory_limit, defaults.map(|d| &d.memory_limit)).as_deref(),
+            from.pick(|l| &l.memory_limit),
             DEFAULT_MEMORY_LIMIT,
             MIN_MEMORY_LIMIT,
             MAX_MEMORY_LIMIT,
         )?;
         let host_memory = self.bytes(
             &key("host_memory_limit"),
-            pick(
-                &raw.host_memory_limit,
-                defaults.map(|d| &d.host_memory_limit),
-            )
-            .as_deref(),
+            from.pick(|l| &l.host_memory_limit),
             DEFAULT_HOST_MEMORY_LIMIT,
             MIN_HOST_MEMORY_LIMIT,
             MAX_HOST_MEMORY_LIMIT,
         )?;
         let log_bytes = self.bytes(
             &key("log_limit"),
-            pick(&raw.log_limit, defaults.map(|d| &d.log_limit)).as_deref(),
+            from.pick(|l| &l.log_limit),
             DEFAULT_LOG_LIMIT,
             0,
             1 << 30,
         )?;
         let output_bytes = self.bytes(
             &key("output_limit"),
-            pick(&raw.output_limit, defaults.map(|d| &d.output_limit)).as_deref(),
+            from.pick(|l| &l.output_limit),
             service_max_output,
             2,
             service_max_output,
         )?;
-        let cancel_grace = self.duration(
-            &key("cancel_grace"),
-            raw.cancel_grace.as_deref(),
-            DEFAULT_CANCEL_GRACE,
-        )?;
-        let fuel = match raw.fuel.or(defaults.and_then(|d| d.fuel)) {
+        let cancel_grace =
+            self.duration(&key("cancel_grace"), cancel_grace, DEFAULT_CANCEL_GRACE)?;
+        let fuel = match from.pick(|l| &l.fuel) {
             None => None,
-            Some(f) if f > 0 => Some(f as u64),
+            Some(f) if *f.get_ref() > 0 => Some(*f.get_ref() as u64),
             Some(f) => {
-                return Err(self.invalid(
+                return Err(self.invalid_at(
+                    f,
                     &key("fuel"),
-                    &f.to_string(),
+                    &f.get_ref().to_string(),
                     "a positive number of fuel units",
                 ));
             }
         };
         let table_elements = self.count(
             &key("table_elements"),
-            raw.table_elements,
+            task.table_elements.as_ref(),
             MAX_TABLE_ELEMENTS as usize,
             MAX_TABLE_ELEMENTS as usize,
         )? as u32;
         let instances = self.count(
             &key("max_instances"),
-            raw.max_instances,
+            task.max_instances.as_ref(),
             MAX_INSTANCES as usize,
             MAX_INSTANCES as usize,
         )? as u32;
-        // Caps are taken before polling and a task never gets more than its
-        // tenant's `max_memory`: a bigger reservation would make its pollers
-        // wait forever, so it is refused here (by `check`, `run` and reload).
-        if let Some(t) = tenant
-            .as_ref()
-            .and_then(|t| self.tenant_caps.iter().find(|c| &c.name == t))
-            && let Some(cap) = t.max_memory
-            && memory.saturating_add(host_memory) > cap
-        {
-            let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
-            let from = |own: &Option<String>, k: &str| {
-                if own.is_some() {
-                    format!("{prefix}.{k}")
-                } else if defaults.is_some_and(|d| match k {
-                    "memory_limit" => d.memory_limit.is_some(),
-                    _ => d.host_memory_limit.is_some(),
-                }) {
-                    format!("tenant.{}.{k}", t.name)
-                } else {
-                    format!("the default {k}")
-                }
-            };
-            return Err(self.invalid(
-                &key("memory_limit"),
-                &size(memory),
-                &format!(
-                    "memory_limit + host_memory_limit ({} from {} + {} from {} = {}) at most tenant {}'s \
-                     max_memory ({}): one task must fit in its tenant, or its pollers would wait forever; \
-                     lower them, or raise `tenant.{}.max_memory` to at least {}",
-                    size(memory),
-                    from(&raw.memory_limit, "memory_limit"),
-                    size(host_memory),
-                    from(&raw.host_memory_limit, "host_memory_limit"),
-                    size(memory.saturating_add(host_memory)),
-                    t.name,
-                    size(cap),
-                    t.name,
-                    size(memory.saturating_add(host_memory)),
-                ),
-            ));
-        }
-        let limits = TaskLimits {
+        Ok(TaskLimits {
             timeout,
             memory,
             host_memory,
@@ -163,177 +164,292 @@ impl Validator<'_> {
             fuel,
             table_elements,
             instances,
-        };
+        })
+    }
 
-        let mut capabilities = Capabilities {
-            name_lookup: raw.name_lookup.unwrap_or(false),
-            ..Capabilities::default()
+    /// Caps are taken before polling and a task never gets more than its
+    /// tenant's `max_memory`: a bigger reservation would make its pollers
+    /// wait forever, so it is refused here (by `check`, `run` and reload).
+    fn fits_tenant(
+        &self,
+        prefix: &str,
+        tenant: &str,
+        from: &LimitSources<'_>,
+        limits: &TaskLimits,
+    ) -> Result<(), ConfigError> {
+        let Some(cap) = (self.tenant_caps.iter())
+            .find(|c| c.name == tenant)
+            .and_then(|c| c.max_memory)
+        else {
+            return Ok(());
         };
-        for (k, v) in raw.env {
-            if !valid_env_name(&k) {
-                return Err(self.invalid(
-                    &key("env"),
-                    &k,
-                    "environment variable names of letters, digits and _",
-                ));
-            }
-            capabilities.env.push((k, v));
+        let reserved = limits.reserved_memory();
+        if reserved <= cap {
+            return Ok(());
         }
-        for name in raw.env_passthrough {
-            if !valid_env_name(&name) {
-                return Err(self.invalid(
-                    &key("env_passthrough"),
-                    &name,
-                    "environment variable names of letters, digits and _",
-                ));
+        let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
+        let named = |field: fn(&RawLimits) -> &Option<Text>, k: &str| {
+            if field(from.own).is_some() {
+                format!("{prefix}.{k}")
+            } else if from.tenant.is_some_and(|d| field(d).is_some()) {
+                format!("tenant.{tenant}.{k}")
+            } else {
+                format!("the default {k}")
             }
-            if let Ok(value) = std::env::var(&name) {
-                capabilities.env.push((name, value));
+        };
+        let memory_at = from.pick(|l| &l.memory_limit);
+        Err(self
+            .invalid(
+                &format!("{prefix}.memory_limit"),
+                &size(limits.memory),
+                &format!(
+                    "memory_limit + host_memory_limit ({} from {} + {} from {} = {}) at most tenant {tenant}'s \
+                     max_memory ({}): one task must fit in its tenant, or its pollers would wait forever; \
+                     lower them, or raise `tenant.{tenant}.max_memory` to at least {}",
+                    size(limits.memory),
+                    named(|l| &l.memory_limit, "memory_limit"),
+                    size(limits.host_memory),
+                    named(|l| &l.host_memory_limit, "host_memory_limit"),
+                    size(reserved),
+                    size(cap),
+                    size(reserved),
+                ),
+            )
+            .at(memory_at.map(|m| Position::of(self.text, m.span().start))))
+    }
+
+    /// What the guest may reach: environment, directories, secrets,
+    /// sockets, name lookup and HTTP.
+    fn capabilities(
+        &self,
+        prefix: &str,
+        task: RawTask,
+        base: &Path,
+        host_memory: u64,
+    ) -> Result<Capabilities, ConfigError> {
+        Ok(Capabilities {
+            env: self.env(prefix, task.env, task.env_passthrough)?,
+            preopens: self.preopens(prefix, task.preopen, base)?,
+            secrets: self.secrets(prefix, task.secrets, base)?,
+            sockets: self.sockets(prefix, &task.sockets)?,
+            name_lookup: task.name_lookup.unwrap_or(false),
+            http: match &task.http {
+                None => None,
+                Some(h) => Some(self.http(prefix, h, host_memory)?),
+            },
+        })
+    }
+
+    fn env_name(&self, name: &Text, key: &str, what: &str) -> Result<(), ConfigError> {
+        if valid_env_name(name.get_ref()) {
+            return Ok(());
+        }
+        Err(self.invalid_at(
+            name,
+            key,
+            name.get_ref(),
+            &format!("{what} names of letters, digits and _"),
+        ))
+    }
+
+    /// Explicit variables, then those passed through from the host's
+    /// environment as it is now.
+    fn env(
+        &self,
+        prefix: &str,
+        explicit: BTreeMap<Text, String>,
+        passthrough: Vec<Text>,
+    ) -> Result<Vec<(String, String)>, ConfigError> {
+        let mut env = Vec::new();
+        for (k, v) in explicit {
+            self.env_name(&k, &format!("{prefix}.env"), "environment variable")?;
+            env.push((k.into_inner(), v));
+        }
+        for name in passthrough {
+            let key = format!("{prefix}.env_passthrough");
+            self.env_name(&name, &key, "environment variable")?;
+            if let Ok(value) = std::env::var(name.get_ref()) {
+                env.push((name.into_inner(), value));
             }
         }
-        for (i, p) in raw.preopen.into_iter().enumerate() {
-            let pkey = |k: &str| format!("{prefix}.preopen[{i}].{k}");
-            let host = base.join(&p.host);
+        Ok(env)
+    }
+
+    fn preopens(
+        &self,
+        prefix: &str,
+        raw: Vec<RawPreopen>,
+        base: &Path,
+    ) -> Result<Vec<Preopen>, ConfigError> {
+        let mut preopens = Vec::new();
+        for (i, p) in raw.into_iter().enumerate() {
+            let key = |k: &str| format!("{prefix}.preopen[{i}].{k}");
+            let host = base.join(p.host.get_ref());
             if !host.is_dir() {
-                return Err(self.invalid(
-                    &pkey("host"),
+                return Err(self.invalid_at(
                     &p.host,
+                    &key("host"),
+                    p.host.get_ref(),
                     "an existing directory on the host",
                 ));
             }
-            if !p.guest.starts_with('/') {
-                return Err(self.invalid(
-                    &pkey("guest"),
+            if !p.guest.get_ref().starts_with('/') {
+                return Err(self.invalid_at(
                     &p.guest,
+                    &key("guest"),
+                    p.guest.get_ref(),
                     "an absolute guest path such as \"/data\"",
                 ));
             }
-            let writable = match p.mode.as_deref() {
-                None | Some("read-only") => false,
-                Some("read-write") => true,
-                Some(other) => {
-                    return Err(self.invalid(
-                        &pkey("mode"),
-                        other,
+            let writable = match &p.mode {
+                None => false,
+                Some(m) if m.get_ref() == "read-only" => false,
+                Some(m) if m.get_ref() == "read-write" => true,
+                Some(m) => {
+                    return Err(self.invalid_at(
+                        m,
+                        &key("mode"),
+                        m.get_ref(),
                         "\"read-only\" or \"read-write\"",
                     ));
                 }
             };
-            capabilities.preopens.push(Preopen {
+            preopens.push(Preopen {
                 host,
-                guest: p.guest,
+                guest: p.guest.into_inner(),
                 writable,
             });
         }
-        for (name, secret) in raw.secrets {
-            if !valid_env_name(&name) {
-                return Err(self.invalid(
-                    &key("secrets"),
-                    &name,
-                    "secret names of letters, digits and _",
-                ));
-            }
+        Ok(preopens)
+    }
+
+    fn secrets(
+        &self,
+        prefix: &str,
+        raw: BTreeMap<Text, RawSecret>,
+        base: &Path,
+    ) -> Result<Vec<Secret>, ConfigError> {
+        let mut secrets = Vec::new();
+        for (name, secret) in raw {
+            self.env_name(&name, &format!("{prefix}.secrets"), "secret")?;
             let source = match (secret.env, secret.file) {
                 (Some(var), None) => SecretSource::Env(var),
                 (None, Some(file)) => SecretSource::File(base.join(file)),
                 _ => {
-                    return Err(self.invalid(
-                        &format!("{prefix}.secrets.{name}"),
+                    return Err(self.invalid_at(
+                        &name,
+                        &format!("{prefix}.secrets.{}", name.get_ref()),
                         "(table)",
                         "exactly one of env = \"HOST_VARIABLE\" or file = \"/path/to/secret\"",
                     ));
                 }
             };
-            capabilities.secrets.push(Secret { name, source });
-        }
-        for addr in raw.sockets {
-            let parsed = addr.parse().map_err(|_| {
-                self.invalid(
-                    &key("sockets"),
-                    &addr,
-                    "socket addresses like \"127.0.0.1:5432\" or \"[::1]:8080\"",
-                )
-            })?;
-            capabilities.sockets.push(parsed);
-        }
-        if let Some(h) = raw.http {
-            let hkey = |k: &str| format!("{prefix}.http.{k}");
-            let allow = h
-                .allow
-                .iter()
-                .map(|origin| {
-                    OriginPattern::parse(origin).map_err(|_| {
-                        self.invalid(
-                            &hkey("allow"),
-                            origin,
-                            "origins like \"https://api.example.com\", \"https://*.example.com\" or \"http://127.0.0.1:8080\"",
-                        )
-                    })
-                })
-                .collect::<Result<_, _>>()?;
-            capabilities.http = Some(HttpGrant {
-                allow,
-                timeout: self.duration(
-                    &hkey("timeout"),
-                    h.timeout.as_deref(),
-                    Duration::from_secs(30),
-                )?,
-                max_response: self.bytes(
-                    &hkey("max_response"),
-                    h.max_response.as_deref(),
-                    1 << 20,
-                    1,
-                    1 << 30,
-                )?,
-                max_request: self.bytes(
-                    &hkey("max_request"),
-                    h.max_request.as_deref(),
-                    1 << 20,
-                    1,
-                    1 << 30,
-                )?,
+            secrets.push(Secret {
+                name: name.into_inner(),
+                source,
             });
-            // Bodies are held in host memory while they are sent and read,
-            // so they must fit in the task's host budget with room to spare.
-            if let Some(http) = &capabilities.http
-                && (http.max_response + http.max_request).saturating_mul(2) > host_memory
-            {
-                return Err(self.invalid(
-                    &hkey("max_response"),
-                    &bytesize::ByteSize(http.max_response).display().iec().to_string(),
+        }
+        Ok(secrets)
+    }
+
+    fn sockets(
+        &self,
+        prefix: &str,
+        raw: &[Text],
+    ) -> Result<Vec<std::net::SocketAddr>, ConfigError> {
+        raw.iter()
+            .map(|addr| {
+                addr.get_ref().parse().map_err(|_| {
+                    self.invalid_at(
+                        addr,
+                        &format!("{prefix}.sockets"),
+                        addr.get_ref(),
+                        "socket addresses like \"127.0.0.1:5432\" or \"[::1]:8080\"",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    fn http(&self, prefix: &str, h: &RawHttp, host_memory: u64) -> Result<HttpGrant, ConfigError> {
+        let key = |k: &str| format!("{prefix}.http.{k}");
+        let allow = (h.allow.iter())
+            .map(|origin| {
+                OriginPattern::parse(origin.get_ref()).map_err(|_| {
+                    self.invalid_at(
+                        origin,
+                        &key("allow"),
+                        origin.get_ref(),
+                        "origins like \"https://api.example.com\", \"https://*.example.com\" or \
+                         \"http://127.0.0.1:8080\"",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        let http = HttpGrant {
+            allow,
+            timeout: self.duration(&key("timeout"), h.timeout.as_ref(), Duration::from_secs(30))?,
+            max_response: self.bytes(
+                &key("max_response"),
+                h.max_response.as_ref(),
+                1 << 20,
+                1,
+                1 << 30,
+            )?,
+            max_request: self.bytes(
+                &key("max_request"),
+                h.max_request.as_ref(),
+                1 << 20,
+                1,
+                1 << 30,
+            )?,
+        };
+        // Bodies are held in host memory while they are sent and read, so
+        // they must fit in the task's host budget with room to spare.
+        if (http.max_response + http.max_request).saturating_mul(2) > host_memory {
+            let size = |b: u64| bytesize::ByteSize(b).display().iec().to_string();
+            return Err(self
+                .invalid(
+                    &key("max_response"),
+                    &size(http.max_response),
                     &format!(
                         "max_response + max_request ({} + {}) at most half of host_memory_limit ({}): \
                          bodies are held in host memory; raise host_memory_limit or lower them",
-                        bytesize::ByteSize(http.max_response).display().iec(),
-                        bytesize::ByteSize(http.max_request).display().iec(),
-                        bytesize::ByteSize(host_memory).display().iec()
+                        size(http.max_response),
+                        size(http.max_request),
+                        size(host_memory)
                     ),
-                ));
-            }
+                )
+                .at((h.max_response.as_ref()).map(|m| Position::of(self.text, m.span().start))));
         }
-        let record = match raw.record {
-            None => None,
-            Some(r) => {
-                if r.dir.is_empty() {
-                    return Err(self.invalid(
-                        &key("record.dir"),
-                        "",
-                        "a directory to write recordings to",
-                    ));
-                }
-                Some(RecordConfig {
-                    dir: base.join(r.dir),
-                    max_bytes: self.bytes(
-                        &key("record.max_bytes"),
-                        r.max_bytes.as_deref(),
-                        64 * 1024,
-                        1,
-                        1 << 30,
-                    )?,
-                    redact: r.redact,
-                })
-            }
-        };
-        Ok((limits, capabilities, tenant, record))
+        Ok(http)
+    }
+
+    fn record(
+        &self,
+        prefix: &str,
+        raw: Option<&RawRecord>,
+        base: &Path,
+    ) -> Result<Option<RecordConfig>, ConfigError> {
+        let Some(r) = raw else { return Ok(None) };
+        if r.dir.get_ref().is_empty() {
+            return Err(self.invalid_at(
+                &r.dir,
+                &format!("{prefix}.record.dir"),
+                "",
+                "a directory to write recordings to",
+            ));
+        }
+        Ok(Some(RecordConfig {
+            dir: base.join(r.dir.get_ref()),
+            max_bytes: self.bytes(
+                &format!("{prefix}.record.max_bytes"),
+                r.max_bytes.as_ref(),
+                64 * 1024,
+                1,
+                1 << 30,
+            )?,
+            redact: r.redact.clone(),
+        }))
     }
 }

@@ -2,7 +2,7 @@ use super::*;
 
 const ARN: &str = "arn:aws:states:us-east-1:000000000000:activity:price";
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+pub(crate) fn parse(text: &str) -> Result<Config, ConfigError> {
     Config::from_toml(text, Path::new("/etc/wa/worker.toml"))
 }
 
@@ -157,6 +157,11 @@ fn wrong_type_is_reported_with_path() {
     let e = err(&activity("max_concurrent = \"4\""));
     assert!(e.contains("at `activity.price.max_concurrent`"), "{e}");
     assert!(e.contains("invalid type"), "{e}");
+    let e = err(&activity("env_passthrough = [\"A\", 1]"));
+    assert!(
+        e.contains("at `activity.price.env_passthrough[1]`: "),
+        "{e}"
+    );
 }
 
 #[test]
@@ -494,7 +499,7 @@ fn endpoint_must_be_a_url() {
 
 /// One Step Functions activity and a task list with a versioned type, an
 /// unversioned one, and a second version of the first.
-const NAMED: &str = "[activity.price]\narn = \"arn:aws:states:us-east-1:000000000000:activity:price\"\n\
+pub(crate) const NAMED: &str = "[activity.price]\narn = \"arn:aws:states:us-east-1:000000000000:activity:price\"\n\
                      component = \"p.wasm\"\n\n\
                      [swf.orders]\ndomain = \"shop\"\ntask_list = \"pricing\"\n\n\
                      [[swf.orders.activity]]\ntype = \"ship\"\nversion = \"1\"\ncomponent = \"s.wasm\"\n\n\
@@ -502,7 +507,7 @@ const NAMED: &str = "[activity.price]\narn = \"arn:aws:states:us-east-1:00000000
                      [[swf.orders.activity]]\ntype = \"ship\"\nversion = \"2\"\ncomponent = \"s.wasm\"\n";
 
 /// Every activity and SWF type of `c` with its limits.
-fn all_limits(c: &Config) -> Vec<(ActivityId, TaskLimits)> {
+pub(crate) fn all_limits(c: &Config) -> Vec<(ActivityId, TaskLimits)> {
     (c.activities.iter().map(|a| (a.id(), a.limits)))
         .chain(
             c.task_lists
@@ -514,7 +519,7 @@ fn all_limits(c: &Config) -> Vec<(ActivityId, TaskLimits)> {
 
 /// `text` with `key` (a path as [`ActivityId::key`] writes it) set to
 /// `value`, written into the table the path names, as a person would.
-fn set_key(text: &str, key: &str, value: &str) -> String {
+pub(crate) fn set_key(text: &str, key: &str, value: &str) -> String {
     let (table, field) = key.rsplit_once('.').unwrap();
     let (header, nth) = match table.strip_suffix(']').and_then(|t| t.rsplit_once('[')) {
         Some((array, index)) => (format!("[[{array}]]"), index.parse::<usize>().unwrap()),
@@ -606,96 +611,25 @@ fn two_activities_with_one_name_are_refused() {
     );
 }
 
-/// Every "raise KEY" a failure cause gives names a key that exists: set
-/// in the file where the key says, it changes that activity's (or SWF
-/// type's) limit and no other's.
 #[test]
-fn every_limit_hint_names_a_key_that_sets_that_limit() {
-    use crate::report::{LimitSource, Report, from_outcome};
-    use crate::runtime::{Fault, HostLimit, Outcome};
-    type Get = fn(&TaskLimits) -> String;
-    let faults: [(Fault, &str, &str, Get); 6] = [
-        (
-            Fault::Timeout {
-                limit: Duration::from_secs(1),
-            },
-            "task_timeout",
-            "\"7s\"",
-            |l| format!("{:?}", l.timeout),
-        ),
-        (
-            Fault::MemoryLimit {
-                limit: 1 << 20,
-                requested: 2 << 20,
-                trap: "t".into(),
-            },
-            "memory_limit",
-            "\"48MiB\"",
-            |l| l.memory.to_string(),
-        ),
-        (Fault::FuelExhausted { limit: 1 }, "fuel", "12345", |l| {
-            format!("{:?}", l.fuel)
-        }),
-        (
-            Fault::TableLimit {
-                limit: 1,
-                requested: 2,
-            },
-            "table_elements",
-            "777",
-            |l| l.table_elements.to_string(),
-        ),
-        (
-            Fault::InstanceLimit {
-                limit: 1,
-                detail: "d".into(),
-            },
-            "max_instances",
-            "7",
-            |l| l.instances.to_string(),
-        ),
-        (
-            Fault::HostResources {
-                kind: HostLimit::Memory,
-                limit: 1,
-                used: 2,
-            },
-            "host_memory_limit",
-            "\"3MiB\"",
-            |l| l.host_memory.to_string(),
-        ),
-    ];
-    let before = all_limits(&parse(NAMED).unwrap());
-    for (id, _) in &before {
-        for (fault, field, value, get) in &faults {
-            let report = from_outcome(
-                Outcome::Fault(fault.clone()),
-                LimitSource::Activity(id),
-                &crate::service::swf::LIMITS,
-                &crate::redact::Redactor::default(),
-            );
-            let Report::Failure { cause, .. } = report else {
-                panic!("{report:?}")
-            };
-            let key = cause
-                .split("raise ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .unwrap_or_else(|| panic!("no \"raise KEY\" in {cause:?}"));
-            assert_eq!(key, id.key(field), "{cause}");
-            assert!(cause.contains(&id.key_hint(field)), "{cause}");
-            let after = all_limits(
-                &parse(&set_key(NAMED, key, value))
-                    .unwrap_or_else(|e| panic!("{key} = {value}: {e}")),
-            );
-            for ((bid, b), (aid, a)) in before.iter().zip(&after) {
-                assert_eq!(bid, aid);
-                if bid == id {
-                    assert_ne!(get(b), get(a), "{key} did not change {bid}");
-                } else {
-                    assert_eq!(b, a, "{key} changed {bid}, not {id}");
-                }
-            }
-        }
-    }
+fn invalid_values_say_where_they_are_written() {
+    let e = err(&activity("task_timeout = \"soon\""));
+    assert!(
+        e.ends_with("expected a positive duration such as \"500ms\", \"30s\", \"5m\" or \"1h 30m\" (line 4, column 16)"),
+        "{e}"
+    );
+    // A value inherited from a tenant is shown where the tenant sets it.
+    let e = err(&format!(
+        "[tenant.acme]\nfuel = 0\n\n{}",
+        activity("tenant = \"acme\"")
+    ));
+    assert!(
+        e.contains("`activity.price.fuel` = \"0\"") && e.ends_with("(line 2, column 8)"),
+        "{e}"
+    );
+    let e = err(&activity("sockets = [\"127.0.0.1:1\", \"nowhere\"]"));
+    assert!(e.ends_with("(line 4, column 27)"), "{e}");
+    // A missing value has no position.
+    let e = err("[swf.x]\ndomain = \"d\"\ntask_list = \"t\"\n");
+    assert!(!e.contains("(line"), "{e}");
 }
