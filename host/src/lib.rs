@@ -233,6 +233,7 @@ impl EngineLimits {
                          is sized then); restart the worker to raise it",
                         size(max)
                     ),
+                    at: None,
                 });
             }
             if let Some(fuel) = limits.fuel
@@ -246,6 +247,7 @@ impl EngineLimits {
                         "no fuel: fuel metering is off in this worker (no activity set `fuel` \
                                when it started); restart the worker to turn it on"
                             .into(),
+                    at: None,
                 });
             }
         }

@@ -743,4 +743,99 @@ mod tests {
         assert_eq!(all.len(), names::ALL.len());
         assert!(all.iter().all(|n| n.starts_with("WasmActivity.")));
     }
+
+    /// Every "raise KEY" a failure cause gives names a key that exists: set
+    /// in the file where the key says, it changes that activity's (or SWF
+    /// type's) limit and no other's.
+    #[test]
+    fn every_limit_hint_names_a_key_that_sets_that_limit() {
+        use crate::config::TaskLimits;
+        use crate::config::tests::{NAMED, all_limits, parse, set_key};
+        use crate::runtime::{Fault, HostLimit, Outcome};
+        type Get = fn(&TaskLimits) -> String;
+        let faults: [(Fault, &str, &str, Get); 6] = [
+            (
+                Fault::Timeout {
+                    limit: Duration::from_secs(1),
+                },
+                "task_timeout",
+                "\"7s\"",
+                |l| format!("{:?}", l.timeout),
+            ),
+            (
+                Fault::MemoryLimit {
+                    limit: 1 << 20,
+                    requested: 2 << 20,
+                    trap: "t".into(),
+                },
+                "memory_limit",
+                "\"48MiB\"",
+                |l| l.memory.to_string(),
+            ),
+            (Fault::FuelExhausted { limit: 1 }, "fuel", "12345", |l| {
+                format!("{:?}", l.fuel)
+            }),
+            (
+                Fault::TableLimit {
+                    limit: 1,
+                    requested: 2,
+                },
+                "table_elements",
+                "777",
+                |l| l.table_elements.to_string(),
+            ),
+            (
+                Fault::InstanceLimit {
+                    limit: 1,
+                    detail: "d".into(),
+                },
+                "max_instances",
+                "7",
+                |l| l.instances.to_string(),
+            ),
+            (
+                Fault::HostResources {
+                    kind: HostLimit::Memory,
+                    limit: 1,
+                    used: 2,
+                },
+                "host_memory_limit",
+                "\"3MiB\"",
+                |l| l.host_memory.to_string(),
+            ),
+        ];
+        let before = all_limits(&parse(NAMED).unwrap());
+        for (id, _) in &before {
+            for (fault, field, value, get) in &faults {
+                let report = from_outcome(
+                    Outcome::Fault(fault.clone()),
+                    LimitSource::Activity(id),
+                    &crate::service::swf::LIMITS,
+                    &crate::redact::Redactor::default(),
+                );
+                let Report::Failure { cause, .. } = report else {
+                    panic!("{report:?}")
+                };
+                let key = cause
+                    .split("raise ")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or_else(|| panic!("no \"raise KEY\" in {cause:?}"));
+                assert_eq!(key, id.key(field), "{cause}");
+                assert!(cause.contains(&id.key_hint(field)), "{cause}");
+                let after = all_limits(
+                    &parse(&set_key(NAMED, key, value))
+                        .unwrap_or_else(|e| panic!("{key} = {value}: {e}")),
+                );
+                for ((bid, b), (aid, a)) in before.iter().zip(&after) {
+                    assert_eq!(bid, aid);
+                    if bid == id {
+                        assert_ne!(get(b), get(a), "{key} did not change {bid}");
+                    } else {
+                        assert_eq!(b, a, "{key} changed {bid}, not {id}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -42,7 +42,8 @@ use tokio_util::task::TaskTracker;
 const DEFAULT_SWF_HEARTBEAT: Duration = Duration::from_secs(10);
 
 struct Running {
-    fingerprint: String,
+    /// Its config as it was started: it restarts only if this changes.
+    config: Source,
     stop: Shutdown,
     health: Arc<SourceHealth>,
     activities: Vec<Arc<Activity>>,
@@ -51,7 +52,7 @@ struct Running {
 /// A source ready to start.
 struct Prepared {
     key: String,
-    fingerprint: String,
+    config: Source,
     poller: Poller,
     activities: Vec<Arc<Activity>>,
 }
@@ -132,28 +133,19 @@ impl Sources {
                 (t.name.clone(), tenant.unwrap_or_else(|| Tenant::new(t)))
             })
             .collect();
-        let mut wanted: Vec<(String, String, Source<'_>)> = Vec::new();
+        let mut wanted: Vec<(String, Source)> = Vec::new();
         for a in &config.activities {
             wanted.push((
                 format!("activity.{}", a.name),
-                format!("{a:?}"),
-                Source::Activity(a),
+                Source::Activity(Box::new(a.clone())),
             ));
         }
         for t in &config.task_lists {
-            wanted.push((
-                format!("swf.{}", t.name),
-                format!("{t:?}"),
-                Source::TaskList(t),
-            ));
+            wanted.push((format!("swf.{}", t.name), Source::TaskList(t.clone())));
         }
         let mut prepared = Vec::new();
-        for (key, fingerprint, source) in &wanted {
-            if self
-                .running
-                .get(key)
-                .is_some_and(|r| &r.fingerprint == fingerprint)
-            {
+        for (key, source) in &wanted {
+            if self.running.get(key).is_some_and(|r| &r.config == source) {
                 continue;
             }
             let (poller, activities) = match source {
@@ -162,14 +154,14 @@ impl Sources {
             };
             prepared.push(Prepared {
                 key: key.clone(),
-                fingerprint: fingerprint.clone(),
+                config: source.clone(),
                 poller,
                 activities,
             });
         }
         // Sources that go or change stop polling before the tenant caps
         // change, so none of their pollers is let in under the new caps.
-        let keep: Vec<&String> = wanted.iter().map(|(k, _, _)| k).collect();
+        let keep: Vec<&String> = wanted.iter().map(|(k, _)| k).collect();
         let gone: Vec<String> = self
             .running
             .keys()
@@ -222,7 +214,7 @@ impl Sources {
         self.running.insert(
             p.key,
             Running {
-                fingerprint: p.fingerprint,
+                config: p.config,
                 stop,
                 health,
                 activities: p.activities,
@@ -476,7 +468,10 @@ impl Sources {
     }
 }
 
-enum Source<'a> {
-    Activity(&'a ActivityConfig),
-    TaskList(&'a TaskListConfig),
+/// One source's config. Compared by value on reload: a source restarts
+/// only if something in its config changed.
+#[derive(Clone, PartialEq)]
+enum Source {
+    Activity(Box<ActivityConfig>),
+    TaskList(TaskListConfig),
 }

@@ -68,11 +68,7 @@ impl Grants {
             name_lookup: c.name_lookup,
             http: c.http.as_ref().map(|h| {
                 Arc::new(super::http::HttpPolicy {
-                    allow: h
-                        .allow
-                        .iter()
-                        .filter_map(|o| super::http::OriginPattern::parse(o).ok())
-                        .collect(),
+                    allow: h.allow.clone(),
                     timeout: h.timeout,
                     max_response: h.max_response,
                     max_request: h.max_request,
