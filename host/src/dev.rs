@@ -353,7 +353,6 @@ impl DevSession {
                 Ok(out) => {
                     let arn = out["executionArn"].as_str().unwrap_or_default().to_string();
                     self.endpoint
-                        .shared()
                         .wait_execution(&arn)
                         .await
                         .map_err(DevError::Endpoint)?

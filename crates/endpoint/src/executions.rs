@@ -18,7 +18,7 @@ enum Attempt {
 }
 
 /// Drives the execution `arn` to its end.
-pub(super) async fn drive(
+pub(crate) async fn drive(
     shared: Arc<Shared>,
     arn: String,
     definition: Arc<Definition>,

@@ -16,11 +16,11 @@
 
 mod asl;
 mod executions;
-pub mod faults;
+mod faults;
 mod model;
 mod page;
 mod requests;
-pub mod swf;
+mod swf;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -35,8 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
-pub use model::Shared;
-pub use swf::SwfState;
+use model::Shared;
+use swf::SwfState;
 
 /// The JSON 1.0 content type AWS uses for Step Functions.
 const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
@@ -115,7 +115,6 @@ struct AppState {
 pub struct LocalEndpoint {
     shared: Arc<Shared>,
     swf: Arc<SwfState>,
-    faults: Arc<Faults>,
     addr: SocketAddr,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
@@ -144,7 +143,7 @@ impl LocalEndpoint {
         let state = AppState {
             shared: shared.clone(),
             swf: swf.clone(),
-            faults: faults.clone(),
+            faults,
         };
         let app = Router::new()
             .route("/", post(api).get(page::html))
@@ -170,16 +169,10 @@ impl LocalEndpoint {
         Ok(LocalEndpoint {
             shared,
             swf,
-            faults,
             addr,
             stop,
             server,
         })
-    }
-
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// The endpoint URL for clients.
@@ -187,19 +180,10 @@ impl LocalEndpoint {
         format!("http://{}", self.addr)
     }
 
-    /// The state, for in-process use (`dev`).
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
-    }
-
-    /// The SWF state, for in-process use.
-    pub fn swf(&self) -> &Arc<SwfState> {
-        &self.swf
-    }
-
-    /// The fault rules, for in-process use.
-    pub fn faults(&self) -> &Arc<Faults> {
-        &self.faults
+    /// Waits until the execution `arn` is no longer running; returns its
+    /// description (as DescribeExecution answers it).
+    pub async fn wait_execution(&self, arn: &str) -> Result<Value, ApiError> {
+        self.shared.wait_execution(arn).await
     }
 
     /// Calls an operation in process, as a client would over HTTP.
@@ -497,7 +481,7 @@ mod tests {
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_secs(6)).await;
-        let done = ep.shared().wait_execution(&exec).await.unwrap();
+        let done = ep.shared.wait_execution(&exec).await.unwrap();
         assert_eq!(done["status"], "FAILED");
         assert_eq!(done["error"], "States.HeartbeatTimeout");
         let e = ep
@@ -515,7 +499,7 @@ mod tests {
         let ep = endpoint().await;
         let (_arn, sm) = setup(&ep, json!({"TimeoutSeconds": 30})).await;
         let exec = start(&ep, &sm, json!({})).await;
-        let done = ep.shared().wait_execution(&exec).await.unwrap();
+        let done = ep.shared.wait_execution(&exec).await.unwrap();
         assert_eq!(
             (done["status"].as_str(), done["error"].as_str()),
             (Some("FAILED"), Some("States.Timeout"))
@@ -545,7 +529,7 @@ mod tests {
         }
         // Retries after 2 s and then 2 * 3 = 6 s more.
         assert_eq!(attempts, vec![0, 2, 8]);
-        let done = ep.shared().wait_execution(&exec).await.unwrap();
+        let done = ep.shared.wait_execution(&exec).await.unwrap();
         assert_eq!(
             (done["error"].as_str(), done["cause"].as_str()),
             (Some("Boom"), Some("c"))
@@ -574,7 +558,7 @@ mod tests {
             let e = ep.call(op, req).await.unwrap_err();
             assert_eq!(e.code, "TaskTimedOut", "{op}");
         }
-        assert_eq!(ep.shared().completions(), 1);
+        assert_eq!(ep.shared.page_state()["completions"], 1);
     }
 
     #[tokio::test(start_paused = true)]
@@ -587,7 +571,7 @@ mod tests {
     }
 
     fn pollers(ep: &LocalEndpoint) -> u64 {
-        ep.shared().page_state()["activities"][0]["pollers"]
+        ep.shared.page_state()["activities"][0]["pollers"]
             .as_u64()
             .unwrap()
     }
@@ -612,7 +596,7 @@ mod tests {
     const MAX_ABANDONED: usize = 1_001;
 
     async fn swf(ep: &LocalEndpoint, op: &str, req: Value) -> Result<Value, ApiError> {
-        ep.swf().dispatch(op, &req).await
+        ep.swf.dispatch(op, &req).await
     }
 
     /// A domain, an activity type `t` version 1 and a workflow type, and a

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// Largest input or output, in bytes (AWS: 256 KiB).
-pub const MAX_PAYLOAD: usize = 262_144;
+pub(crate) const MAX_PAYLOAD: usize = 262_144;
 /// Waiting pollers per activity beyond which AWS says ActivityWorkerLimitExceeded.
 const MAX_POLLERS: usize = 1_000;
 const MAX_EXECUTIONS: usize = 10_000;
@@ -140,7 +140,7 @@ struct TaskRec {
 
 /// What a worker reported.
 #[derive(Debug, Clone, PartialEq)]
-pub enum TaskResult {
+pub(crate) enum TaskResult {
     /// SendTaskSuccess.
     Success(String),
     /// SendTaskFailure.
@@ -241,28 +241,20 @@ fn truncate(s: &str, max: usize) -> String {
 
 /// The endpoint's state, shared by all requests and execution drivers.
 #[derive(Debug)]
-pub struct Shared {
-    pub(super) options: EndpointOptions,
+pub(crate) struct Shared {
+    pub(crate) options: EndpointOptions,
     model: Mutex<Model>,
     /// Set when the endpoint shuts down: waiting polls return empty at once.
-    pub(super) stopping: CancellationToken,
+    pub(crate) stopping: CancellationToken,
     /// Set when the endpoint itself goes away (after `stopping`: a worker
     /// draining against it still sees executions advance).
-    pub(super) halt: CancellationToken,
+    pub(crate) halt: CancellationToken,
     /// The execution drivers: they end at `halt`.
     drivers: tokio_util::task::TaskTracker,
 }
 
-fn str_field<'a>(req: &'a Value, key: &str) -> Option<&'a str> {
-    req.get(key).and_then(Value::as_str)
-}
-
-fn required<'a>(req: &'a Value, key: &str) -> Result<&'a str, ApiError> {
-    str_field(req, key).ok_or_else(|| ApiError::validation(format!("'{key}' is required")))
-}
-
 impl Shared {
-    pub(super) fn new(options: EndpointOptions) -> Arc<Shared> {
+    pub(crate) fn new(options: EndpointOptions) -> Arc<Shared> {
         Arc::new(Shared {
             options,
             model: Mutex::new(Model::default()),
@@ -273,7 +265,7 @@ impl Shared {
     }
 
     /// Ends every execution driver and waits for them.
-    pub(super) async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.halt.cancel();
         self.drivers.close();
         self.drivers.wait().await;
@@ -327,16 +319,11 @@ impl Shared {
         }
     }
 
-    /// Completions applied (SendTaskSuccess/Failure that changed state), for tests.
-    pub fn completions(&self) -> u64 {
-        self.lock().completions
-    }
-
     // ---- activities -------------------------------------------------------
 
-    pub(super) fn create_activity(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::CreateActivity>(req)?;
-        let name = required(req, "name")?;
+    pub(crate) fn create_activity(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::CreateActivity = requests::parse(req)?;
+        let name = r.name.as_str();
         check_name(name, "activity")?;
         let arn = self.arn("activity", name);
         let mut m = self.lock();
@@ -357,17 +344,17 @@ impl Shared {
         Ok(json!({ "activityArn": arn, "creationDate": created }))
     }
 
-    pub(super) fn describe_activity(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::ActivityArn>(req)?;
-        let arn = required(req, "activityArn")?;
+    pub(crate) fn describe_activity(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::ActivityArn = requests::parse(req)?;
+        let arn = r.activity_arn.as_str();
         self.check_arn(arn, "activity")?;
         let m = self.lock();
         let a = m.activities.get(arn).ok_or_else(|| activity_missing(arn))?;
         Ok(json!({ "activityArn": arn, "name": a.name, "creationDate": a.created }))
     }
 
-    pub(super) fn list_activities(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::ListPage>(req)?;
+    pub(crate) fn list_activities(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::ListPage = requests::parse(req)?;
         let m = self.lock();
         let all: Vec<Value> = m
             .activities
@@ -376,12 +363,12 @@ impl Shared {
                 |(arn, a)| json!({ "activityArn": arn, "name": a.name, "creationDate": a.created }),
             )
             .collect();
-        page(all, req, "activities")
+        page(all, r.max_results, r.next_token.as_deref(), "activities")
     }
 
-    pub(super) fn delete_activity(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::ActivityArn>(req)?;
-        let arn = required(req, "activityArn")?;
+    pub(crate) fn delete_activity(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::ActivityArn = requests::parse(req)?;
+        let arn = r.activity_arn.as_str();
         self.check_arn(arn, "activity")?;
         if let Some(a) = self.lock().activities.remove(arn) {
             a.notify.notify_waiters();
@@ -391,7 +378,7 @@ impl Shared {
 
     // ---- tasks ------------------------------------------------------------
 
-    pub(super) async fn get_activity_task(&self, req: &Value) -> Result<Value, ApiError> {
+    pub(crate) async fn get_activity_task(&self, req: &Value) -> Result<Value, ApiError> {
         let r: requests::GetActivityTask = requests::parse(req)?;
         let arn = r.activity_arn;
         self.check_arn(&arn, "activity")?;
@@ -510,7 +497,7 @@ impl Shared {
         }
     }
 
-    pub(super) fn send_task_heartbeat(&self, req: &Value) -> Result<Value, ApiError> {
+    pub(crate) fn send_task_heartbeat(&self, req: &Value) -> Result<Value, ApiError> {
         let r: requests::SendTaskHeartbeat = requests::parse(req)?;
         let token = r.task_token.as_str();
         Self::check_token(token)?;
@@ -535,7 +522,7 @@ impl Shared {
         Ok(json!({}))
     }
 
-    pub(super) fn send_task_success(&self, req: &Value) -> Result<Value, ApiError> {
+    pub(crate) fn send_task_success(&self, req: &Value) -> Result<Value, ApiError> {
         let r: requests::SendTaskSuccess = requests::parse(req)?;
         Self::check_token(&r.task_token)?;
         if !is_json(&r.output) {
@@ -547,7 +534,7 @@ impl Shared {
         self.report(&r.task_token, TaskResult::Success(r.output))
     }
 
-    pub(super) fn send_task_failure(&self, req: &Value) -> Result<Value, ApiError> {
+    pub(crate) fn send_task_failure(&self, req: &Value) -> Result<Value, ApiError> {
         let r: requests::SendTaskFailure = requests::parse(req)?;
         Self::check_token(&r.task_token)?;
         self.report(
@@ -613,13 +600,12 @@ impl Shared {
 
     // ---- state machines and executions ------------------------------------
 
-    pub(super) fn create_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::CreateStateMachine>(req)?;
-        let name = required(req, "name")?;
+    pub(crate) fn create_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::CreateStateMachine = requests::parse(req)?;
+        let name = r.name.as_str();
         check_name(name, "state machine")?;
-        let definition = required(req, "definition")?;
-        let role_arn = required(req, "roleArn")?;
-        if let Some(kind) = str_field(req, "type")
+        let (definition, role_arn) = (r.definition.as_str(), r.role_arn.as_str());
+        if let Some(kind) = &r.r#type
             && kind != "STANDARD"
         {
             return Err(ApiError::validation(format!(
@@ -657,9 +643,9 @@ impl Shared {
         Ok(json!({ "stateMachineArn": arn, "creationDate": created }))
     }
 
-    pub(super) fn describe_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::StateMachineArn>(req)?;
-        let arn = required(req, "stateMachineArn")?;
+    pub(crate) fn describe_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::StateMachineArn = requests::parse(req)?;
+        let arn = r.state_machine_arn.as_str();
         self.check_arn(arn, "stateMachine")?;
         let m = self.lock();
         let sm = m.machines.get(arn).ok_or_else(|| machine_missing(arn))?;
@@ -669,26 +655,26 @@ impl Shared {
         }))
     }
 
-    pub(super) fn list_state_machines(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::ListPage>(req)?;
+    pub(crate) fn list_state_machines(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::ListPage = requests::parse(req)?;
         let m = self.lock();
         let all: Vec<Value> = m
             .machines
             .iter()
             .map(|(arn, sm)| json!({ "stateMachineArn": arn, "name": sm.name, "type": "STANDARD", "creationDate": sm.created }))
             .collect();
-        page(all, req, "stateMachines")
+        page(all, r.max_results, r.next_token.as_deref(), "stateMachines")
     }
 
-    pub(super) fn delete_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::StateMachineArn>(req)?;
-        let arn = required(req, "stateMachineArn")?;
+    pub(crate) fn delete_state_machine(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::StateMachineArn = requests::parse(req)?;
+        let arn = r.state_machine_arn.as_str();
         self.check_arn(arn, "stateMachine")?;
         self.lock().machines.remove(arn);
         Ok(json!({}))
     }
 
-    pub(super) fn start_execution(self: &Arc<Self>, req: &Value) -> Result<Value, ApiError> {
+    pub(crate) fn start_execution(self: &Arc<Self>, req: &Value) -> Result<Value, ApiError> {
         let r: requests::StartExecution = requests::parse(req)?;
         let machine_arn = r.state_machine_arn.as_str();
         self.check_arn(machine_arn, "stateMachine")?;
@@ -758,9 +744,9 @@ impl Shared {
         Ok(json!({ "executionArn": arn, "startDate": start }))
     }
 
-    pub(super) fn describe_execution(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::DescribeExecution>(req)?;
-        let arn = required(req, "executionArn")?;
+    pub(crate) fn describe_execution(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::DescribeExecution = requests::parse(req)?;
+        let arn = r.execution_arn.as_str();
         self.check_arn(arn, "execution")?;
         let m = self.lock();
         let e = m
@@ -787,10 +773,13 @@ impl Shared {
         Ok(out)
     }
 
-    pub(super) fn list_executions(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::ListExecutions>(req)?;
-        let machine = required(req, "stateMachineArn")?;
-        let filter = str_field(req, "statusFilter");
+    pub(crate) fn list_executions(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::ListExecutions = requests::parse(req)?;
+        let machine = r
+            .state_machine_arn
+            .as_deref()
+            .ok_or_else(|| ApiError::validation("'stateMachineArn' is required"))?;
+        let filter = r.status_filter.as_deref();
         let m = self.lock();
         let all: Vec<Value> = m
             .execution_order
@@ -803,12 +792,12 @@ impl Shared {
                         "status": e.status, "startDate": e.start, "stopDate": e.stop })
             })
             .collect();
-        page(all, req, "executions")
+        page(all, r.max_results, r.next_token.as_deref(), "executions")
     }
 
-    pub(super) fn get_execution_history(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::GetExecutionHistory>(req)?;
-        let arn = required(req, "executionArn")?;
+    pub(crate) fn get_execution_history(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::GetExecutionHistory = requests::parse(req)?;
+        let arn = r.execution_arn.as_str();
         self.check_arn(arn, "execution")?;
         let m = self.lock();
         let e = m
@@ -816,22 +805,17 @@ impl Shared {
             .get(arn)
             .ok_or_else(|| execution_missing(arn))?;
         let mut events = e.events.clone();
-        if req
-            .get("reverseOrder")
-            .and_then(Value::as_bool)
-            .unwrap_or(false)
-        {
+        if r.reverse_order.unwrap_or(false) {
             events.reverse();
         }
-        page(events, req, "events")
+        page(events, r.max_results, r.next_token.as_deref(), "events")
     }
 
-    pub(super) fn stop_execution(&self, req: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::StopExecution>(req)?;
-        let arn = required(req, "executionArn")?;
+    pub(crate) fn stop_execution(&self, req: &Value) -> Result<Value, ApiError> {
+        let r: requests::StopExecution = requests::parse(req)?;
+        let arn = r.execution_arn.as_str();
         self.check_arn(arn, "execution")?;
-        let error = str_field(req, "error").map(str::to_string);
-        let cause = str_field(req, "cause").map(str::to_string);
+        let (error, cause) = (r.error.clone(), r.cause.clone());
         let mut m = self.lock();
         let e = m
             .executions
@@ -883,7 +867,7 @@ impl Shared {
 
     /// Queues a task for `state`; returns its token, the channel its result
     /// arrives on, and the notify that fires when it starts or heartbeats.
-    pub(super) fn schedule_task(
+    pub(crate) fn schedule_task(
         &self,
         execution: &str,
         state_name: &str,
@@ -957,7 +941,7 @@ impl Shared {
     }
 
     /// When the task's heartbeat clock runs out, if it has started.
-    pub(super) fn heartbeat_deadline(&self, token: &str, heartbeat: Duration) -> Option<Instant> {
+    pub(crate) fn heartbeat_deadline(&self, token: &str, heartbeat: Duration) -> Option<Instant> {
         match &self.lock().tasks.get(token)?.status {
             TaskStatus::Running { last_beat, .. } => Some(*last_beat + heartbeat),
             TaskStatus::Queued => None,
@@ -965,7 +949,7 @@ impl Shared {
     }
 
     /// Times a task out unless its result arrived first (then returns it).
-    pub(super) fn time_out_task(
+    pub(crate) fn time_out_task(
         &self,
         execution: &str,
         token: &str,
@@ -990,20 +974,20 @@ impl Shared {
         None
     }
 
-    pub(super) fn record(&self, execution: &str, kind: &str, details: Option<(&str, Value)>) {
+    pub(crate) fn record(&self, execution: &str, kind: &str, details: Option<(&str, Value)>) {
         if let Some(e) = self.lock().executions.get_mut(execution) {
             e.push_event(kind, details);
         }
     }
 
-    pub(super) fn clear_current_task(&self, execution: &str) {
+    pub(crate) fn clear_current_task(&self, execution: &str) {
         if let Some(e) = self.lock().executions.get_mut(execution) {
             e.current_task = None;
         }
     }
 
     /// Ends a running execution; no-op if it already ended (e.g. stopped).
-    pub(super) fn finish_execution(&self, execution: &str, outcome: ExecutionEnd) {
+    pub(crate) fn finish_execution(&self, execution: &str, outcome: ExecutionEnd) {
         let mut m = self.lock();
         let Some(e) = m.executions.get_mut(execution) else {
             return;
@@ -1055,7 +1039,7 @@ impl Shared {
         tracing::info!(target: "wasm_activity::endpoint", %execution, status, "execution finished");
     }
 
-    pub(super) fn cancellation(&self, execution: &str) -> Option<CancellationToken> {
+    pub(crate) fn cancellation(&self, execution: &str) -> Option<CancellationToken> {
         self.lock()
             .executions
             .get(execution)
@@ -1063,7 +1047,7 @@ impl Shared {
     }
 
     /// Waits until an execution is no longer running; returns its description.
-    pub async fn wait_execution(&self, arn: &str) -> Result<Value, ApiError> {
+    pub(crate) async fn wait_execution(&self, arn: &str) -> Result<Value, ApiError> {
         loop {
             let done = {
                 let m = self.lock();
@@ -1095,7 +1079,7 @@ impl Shared {
     }
 
     /// The live page's data.
-    pub(super) fn page_state(&self) -> Value {
+    pub(crate) fn page_state(&self) -> Value {
         let m = self.lock();
         let activities: Vec<Value> = m
             .activities
@@ -1118,7 +1102,7 @@ impl Shared {
 
 /// How an execution ended, as its driver decided.
 #[derive(Debug)]
-pub(super) enum ExecutionEnd {
+pub(crate) enum ExecutionEnd {
     Succeeded(String),
     Failed { error: String, cause: String },
     TimedOut,
@@ -1146,8 +1130,13 @@ fn execution_missing(arn: &str) -> ApiError {
 }
 
 /// `maxResults` / `nextToken` pagination over a list.
-fn page(items: Vec<Value>, req: &Value, key: &str) -> Result<Value, ApiError> {
-    let max = match req.get("maxResults").and_then(Value::as_u64) {
+fn page(
+    items: Vec<Value>,
+    max_results: Option<i64>,
+    next_token: Option<&str>,
+    key: &str,
+) -> Result<Value, ApiError> {
+    let max = match max_results {
         None | Some(0) => 100,
         Some(n) if n <= 1000 => n as usize,
         Some(n) => {
@@ -1156,7 +1145,7 @@ fn page(items: Vec<Value>, req: &Value, key: &str) -> Result<Value, ApiError> {
             )));
         }
     };
-    let start = match str_field(req, "nextToken") {
+    let start = match next_token {
         None => 0,
         Some(t) => t.parse::<usize>().map_err(|_| {
             ApiError::bad_request("InvalidToken", format!("Invalid pagination token {t:?}"))

@@ -7,11 +7,11 @@ use axum::extract::State;
 use axum::response::Html;
 use serde_json::Value;
 
-pub(super) async fn html() -> Html<&'static str> {
+pub(crate) async fn html() -> Html<&'static str> {
     Html(PAGE)
 }
 
-pub(super) async fn state(State(app): State<super::AppState>) -> Json<Value> {
+pub(crate) async fn state(State(app): State<super::AppState>) -> Json<Value> {
     Json(app.shared.page_state())
 }
 

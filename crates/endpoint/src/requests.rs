@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// Decodes `req` into `T` and validates it.
-pub(super) fn parse<T: DeserializeOwned + Validate>(req: &Value) -> Result<T, ApiError> {
+pub(crate) fn parse<T: DeserializeOwned + Validate>(req: &Value) -> Result<T, ApiError> {
     let parsed: T = serde_json::from_value(req.clone())
         .map_err(|e| ApiError::validation(format!("1 validation error detected: {e}")))?;
     parsed.validate()?;
@@ -22,12 +22,12 @@ pub(super) fn parse<T: DeserializeOwned + Validate>(req: &Value) -> Result<T, Ap
 }
 
 /// Field constraints from the API reference.
-pub(super) trait Validate {
+pub(crate) trait Validate {
     fn validate(&self) -> Result<(), ApiError>;
 }
 
 /// `value`'s length in characters must be within `min..=max`.
-pub(super) fn length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
+pub(crate) fn length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
     let n = value.chars().count();
     if n < min {
         return Err(ApiError::validation(format!(
@@ -54,7 +54,7 @@ fn optional(field: &str, value: &Option<String>, min: usize, max: usize) -> Resu
 /// The SWF rule for names of domains' task lists, types and ids: no `:`,
 /// `/`, `|`, control characters, surrounding whitespace or the literal
 /// `arn`.
-pub(super) fn swf_name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+pub(crate) fn swf_name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     length(field, value, 1, max)?;
     let bad = value.contains([':', '/', '|'])
         || value
@@ -77,7 +77,7 @@ pub(super) fn swf_name(field: &str, value: &str, max: usize) -> Result<(), ApiEr
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct GetActivityTask {
+pub(crate) struct GetActivityTask {
     pub activity_arn: String,
     pub worker_name: Option<String>,
 }
@@ -95,7 +95,7 @@ fn sfn_token(token: &str) -> Result<(), ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SendTaskHeartbeat {
+pub(crate) struct SendTaskHeartbeat {
     pub task_token: String,
 }
 
@@ -107,7 +107,7 @@ impl Validate for SendTaskHeartbeat {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SendTaskSuccess {
+pub(crate) struct SendTaskSuccess {
     pub task_token: String,
     pub output: String,
 }
@@ -128,7 +128,7 @@ impl Validate for SendTaskSuccess {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SendTaskFailure {
+pub(crate) struct SendTaskFailure {
     pub task_token: String,
     pub error: Option<String>,
     pub cause: Option<String>,
@@ -144,7 +144,7 @@ impl Validate for SendTaskFailure {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct StartExecution {
+pub(crate) struct StartExecution {
     pub state_machine_arn: String,
     pub name: Option<String>,
     pub input: Option<String>,
@@ -174,13 +174,13 @@ impl Validate for StartExecution {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct TaskList {
+pub(crate) struct TaskList {
     pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct TypeRef {
+pub(crate) struct TypeRef {
     pub name: String,
     pub version: String,
 }
@@ -191,7 +191,7 @@ impl TypeRef {
         swf_name(&format!("{field}.version"), &self.version, 64)
     }
 
-    pub fn key(&self) -> (String, String) {
+    pub(crate) fn key(&self) -> (String, String) {
         (self.name.clone(), self.version.clone())
     }
 }
@@ -220,7 +220,7 @@ fn swf_timeout(field: &str, value: &Option<String>) -> Result<(), ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct PollForActivityTask {
+pub(crate) struct PollForActivityTask {
     pub domain: String,
     pub task_list: TaskList,
     pub identity: Option<String>,
@@ -236,7 +236,7 @@ impl Validate for PollForActivityTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct CountPendingActivityTasks {
+pub(crate) struct CountPendingActivityTasks {
     pub domain: String,
     pub task_list: TaskList,
 }
@@ -250,7 +250,7 @@ impl Validate for CountPendingActivityTasks {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DescribeDomain {
+pub(crate) struct DescribeDomain {
     pub name: String,
 }
 
@@ -262,7 +262,7 @@ impl Validate for DescribeDomain {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct PollForDecisionTask {
+pub(crate) struct PollForDecisionTask {
     pub domain: String,
     pub task_list: TaskList,
     pub identity: Option<String>,
@@ -296,7 +296,7 @@ impl Validate for PollForDecisionTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RecordActivityTaskHeartbeat {
+pub(crate) struct RecordActivityTaskHeartbeat {
     pub task_token: String,
     pub details: Option<String>,
 }
@@ -312,7 +312,7 @@ impl Validate for RecordActivityTaskHeartbeat {
 /// operation's members are checked by [`RespondActivityTask::validate_for`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RespondActivityTask {
+pub(crate) struct RespondActivityTask {
     pub task_token: String,
     pub result: Option<String>,
     pub reason: Option<String>,
@@ -321,14 +321,14 @@ pub(super) struct RespondActivityTask {
 
 /// Which of the three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Close {
+pub(crate) enum Close {
     Completed,
     Failed,
     Canceled,
 }
 
 impl RespondActivityTask {
-    pub fn parse(req: &Value, close: Close) -> Result<Self, ApiError> {
+    pub(crate) fn parse(req: &Value, close: Close) -> Result<Self, ApiError> {
         let parsed: Self = serde_json::from_value(req.clone())
             .map_err(|e| ApiError::validation(format!("1 validation error detected: {e}")))?;
         swf_token(&parsed.task_token)?;
@@ -357,7 +357,7 @@ impl RespondActivityTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RespondDecisionTaskCompleted {
+pub(crate) struct RespondDecisionTaskCompleted {
     pub task_token: String,
     #[serde(default)]
     pub decisions: Vec<Decision>,
@@ -390,7 +390,7 @@ impl Validate for RespondDecisionTaskCompleted {
 /// others (and so the whole request) before applying anything.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct Decision {
+pub(crate) struct Decision {
     pub decision_type: String,
     pub schedule_activity_task_decision_attributes: Option<ScheduleActivityTask>,
     pub request_cancel_activity_task_decision_attributes: Option<RequestCancelActivityTask>,
@@ -401,7 +401,7 @@ pub(super) struct Decision {
 
 /// A decision the endpoint applies.
 #[derive(Debug)]
-pub(super) enum Decided<'a> {
+pub(crate) enum Decided<'a> {
     Schedule(&'a ScheduleActivityTask),
     RequestCancel(&'a RequestCancelActivityTask),
     Complete(Option<&'a CompleteWorkflowExecution>),
@@ -451,7 +451,7 @@ impl Decision {
     }
 
     /// The decision, once the request validated.
-    pub fn decided(&self) -> Decided<'_> {
+    pub(crate) fn decided(&self) -> Decided<'_> {
         match self.decision_type.as_str() {
             "ScheduleActivityTask" => Decided::Schedule(
                 self.schedule_activity_task_decision_attributes
@@ -473,7 +473,7 @@ impl Decision {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ScheduleActivityTask {
+pub(crate) struct ScheduleActivityTask {
     pub activity_type: TypeRef,
     pub activity_id: String,
     pub control: Option<String>,
@@ -505,19 +505,19 @@ impl ScheduleActivityTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RequestCancelActivityTask {
+pub(crate) struct RequestCancelActivityTask {
     pub activity_id: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct CompleteWorkflowExecution {
+pub(crate) struct CompleteWorkflowExecution {
     pub result: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DeprecateDomain {
+pub(crate) struct DeprecateDomain {
     pub name: String,
 }
 
@@ -529,7 +529,7 @@ impl Validate for DeprecateDomain {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DeprecateActivityType {
+pub(crate) struct DeprecateActivityType {
     pub domain: String,
     pub activity_type: TypeRef,
 }
@@ -544,9 +544,9 @@ impl Validate for DeprecateActivityType {
 // ---- control-plane operations ------------------------------------------------
 //
 // Decoded and checked before the handler reads anything, like the worker
-// operations above; the handlers then read the members they act on, so
-// members that are accepted but have no effect here (tags, encryption,
-// logging and tracing settings) are never read: hence `allow(dead_code)`.
+// operations above; the handlers then read the members they act on.
+// Members that are accepted but have no effect here (tags, encryption,
+// logging and tracing settings) are named with a leading `_`.
 
 /// A member that must be one of `allowed`.
 fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
@@ -575,10 +575,9 @@ fn page(
     optional("nextToken", next_token, 1, token_max)
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct Tag {
+pub(crate) struct Tag {
     pub key: Option<String>,
     pub value: Option<String>,
 }
@@ -591,13 +590,13 @@ fn tags(tags: &Option<Vec<Tag>>) -> Result<(), ApiError> {
     Ok(())
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct CreateActivity {
+pub(crate) struct CreateActivity {
     pub name: String,
     pub tags: Option<Vec<Tag>>,
-    pub encryption_configuration: Option<Value>,
+    #[serde(rename = "encryptionConfiguration")]
+    _encryption_configuration: Option<Value>,
 }
 
 impl Validate for CreateActivity {
@@ -608,10 +607,9 @@ impl Validate for CreateActivity {
 }
 
 /// DescribeActivity, DeleteActivity.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ActivityArn {
+pub(crate) struct ActivityArn {
     pub activity_arn: String,
 }
 
@@ -622,10 +620,9 @@ impl Validate for ActivityArn {
 }
 
 /// ListActivities, ListStateMachines.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ListPage {
+pub(crate) struct ListPage {
     pub max_results: Option<i64>,
     pub next_token: Option<String>,
 }
@@ -636,20 +633,23 @@ impl Validate for ListPage {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct CreateStateMachine {
+pub(crate) struct CreateStateMachine {
     pub name: String,
     pub definition: String,
     pub role_arn: String,
     pub r#type: Option<String>,
-    pub logging_configuration: Option<Value>,
+    #[serde(rename = "loggingConfiguration")]
+    _logging_configuration: Option<Value>,
     pub tags: Option<Vec<Tag>>,
-    pub tracing_configuration: Option<Value>,
-    pub publish: Option<bool>,
+    #[serde(rename = "tracingConfiguration")]
+    _tracing_configuration: Option<Value>,
+    #[serde(rename = "publish")]
+    _publish: Option<bool>,
     pub version_description: Option<String>,
-    pub encryption_configuration: Option<Value>,
+    #[serde(rename = "encryptionConfiguration")]
+    _encryption_configuration: Option<Value>,
 }
 
 impl Validate for CreateStateMachine {
@@ -664,10 +664,9 @@ impl Validate for CreateStateMachine {
 }
 
 /// DescribeStateMachine, DeleteStateMachine.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct StateMachineArn {
+pub(crate) struct StateMachineArn {
     pub state_machine_arn: String,
     pub included_data: Option<String>,
 }
@@ -684,10 +683,9 @@ impl Validate for StateMachineArn {
 }
 
 /// DescribeExecution.
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DescribeExecution {
+pub(crate) struct DescribeExecution {
     pub execution_arn: String,
     pub included_data: Option<String>,
 }
@@ -703,10 +701,9 @@ impl Validate for DescribeExecution {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ListExecutions {
+pub(crate) struct ListExecutions {
     pub state_machine_arn: Option<String>,
     pub status_filter: Option<String>,
     pub max_results: Option<i64>,
@@ -740,15 +737,15 @@ impl Validate for ListExecutions {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct GetExecutionHistory {
+pub(crate) struct GetExecutionHistory {
     pub execution_arn: String,
     pub max_results: Option<i64>,
     pub reverse_order: Option<bool>,
     pub next_token: Option<String>,
-    pub include_execution_data: Option<bool>,
+    #[serde(rename = "includeExecutionData")]
+    _include_execution_data: Option<bool>,
 }
 
 impl Validate for GetExecutionHistory {
@@ -758,10 +755,9 @@ impl Validate for GetExecutionHistory {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct StopExecution {
+pub(crate) struct StopExecution {
     pub execution_arn: String,
     pub error: Option<String>,
     pub cause: Option<String>,
@@ -807,14 +803,14 @@ fn registration(
 
 const CHILD_POLICIES: &[&str] = &["TERMINATE", "REQUEST_CANCEL", "ABANDON"];
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RegisterDomain {
+pub(crate) struct RegisterDomain {
     pub name: String,
     pub description: Option<String>,
     pub workflow_execution_retention_period_in_days: String,
-    pub tags: Option<Vec<Value>>,
+    #[serde(rename = "tags")]
+    _tags: Option<Vec<Value>>,
 }
 
 impl Validate for RegisterDomain {
@@ -830,10 +826,9 @@ impl Validate for RegisterDomain {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RegisterActivityType {
+pub(crate) struct RegisterActivityType {
     pub domain: String,
     pub name: String,
     pub version: String,
@@ -872,10 +867,9 @@ impl Validate for RegisterActivityType {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DescribeActivityType {
+pub(crate) struct DescribeActivityType {
     pub domain: String,
     pub activity_type: TypeRef,
 }
@@ -887,10 +881,9 @@ impl Validate for DescribeActivityType {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RegisterWorkflowType {
+pub(crate) struct RegisterWorkflowType {
     pub domain: String,
     pub name: String,
     pub version: String,
@@ -927,10 +920,9 @@ impl Validate for RegisterWorkflowType {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct StartWorkflowExecution {
+pub(crate) struct StartWorkflowExecution {
     pub domain: String,
     pub workflow_id: String,
     pub workflow_type: TypeRef,
@@ -974,10 +966,9 @@ impl Validate for StartWorkflowExecution {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SignalWorkflowExecution {
+pub(crate) struct SignalWorkflowExecution {
     pub domain: String,
     pub workflow_id: String,
     pub run_id: Option<String>,
@@ -995,18 +986,16 @@ impl Validate for SignalWorkflowExecution {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ExecutionRef {
+pub(crate) struct ExecutionRef {
     pub workflow_id: String,
     pub run_id: Option<String>,
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct GetWorkflowExecutionHistory {
+pub(crate) struct GetWorkflowExecutionHistory {
     pub domain: String,
     pub execution: ExecutionRef,
     pub next_page_token: Option<String>,

@@ -40,19 +40,6 @@ fn unknown(what: impl Into<String>) -> ApiError {
     ApiError::bad_request("UnknownResourceFault", what)
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
-}
-
-fn req<'a>(v: &'a Value, key: &str) -> Result<&'a str, ApiError> {
-    s(v, key).ok_or_else(|| ApiError::validation(format!("'{key}' is required")))
-}
-
-fn type_key(v: Option<&Value>, what: &str) -> Result<(String, String), ApiError> {
-    let v = v.ok_or_else(|| ApiError::validation(format!("'{what}' is required")))?;
-    Ok((req(v, "name")?.to_string(), req(v, "version")?.to_string()))
-}
-
 /// Timeout strings: seconds, or "NONE".
 fn timeout(v: Option<&str>) -> Option<Duration> {
     v.and_then(|t| t.parse::<u64>().ok())
@@ -136,7 +123,8 @@ struct Domain {
     description: Option<String>,
     retention_days: String,
     activity_types: HashMap<(String, String), ActivityTypeRec>,
-    workflow_types: HashMap<(String, String), Value>,
+    /// Workflow types and their default task lists.
+    workflow_types: HashMap<(String, String), Option<String>>,
     executions: HashMap<(String, String), Execution>,
     decision_queues: HashMap<String, Queue>,
     activity_queues: HashMap<String, Queue>,
@@ -150,7 +138,6 @@ struct Model {
     decisions: HashMap<String, (String, String, String, i64)>,
     /// Closed executions, oldest first, for forgetting.
     closed: VecDeque<(String, (String, String))>,
-    completions: u64,
 }
 
 impl Model {
@@ -171,7 +158,7 @@ impl Model {
 
 /// The SWF state of the endpoint.
 #[derive(Debug)]
-pub struct SwfState {
+pub(crate) struct SwfState {
     model: Mutex<Model>,
     poll_timeout: Duration,
     stopping: CancellationToken,
@@ -186,7 +173,7 @@ fn queue<'a>(queues: &'a mut HashMap<String, Queue>, list: &str) -> &'a mut Queu
 }
 
 impl SwfState {
-    pub(super) fn new(
+    pub(crate) fn new(
         poll_timeout: Duration,
         stopping: CancellationToken,
         halt: CancellationToken,
@@ -201,7 +188,7 @@ impl SwfState {
     }
 
     /// Waits for every timer this half started (they end at `halt`).
-    pub(super) async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.halt.cancel();
         self.tasks.close();
         self.tasks.wait().await;
@@ -211,12 +198,7 @@ impl SwfState {
         self.model.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Activity results applied, for tests.
-    pub fn completions(&self) -> u64 {
-        self.lock().completions
-    }
-
-    pub(super) async fn dispatch(self: &Arc<Self>, op: &str, r: &Value) -> Result<Value, ApiError> {
+    pub(crate) async fn dispatch(self: &Arc<Self>, op: &str, r: &Value) -> Result<Value, ApiError> {
         match op {
             "RegisterDomain" => self.register_domain(r),
             "DescribeDomain" => self.describe_domain(r),
@@ -307,11 +289,11 @@ impl SwfState {
     }
 
     fn register_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::RegisterActivityType>(r)?;
-        let key = (req(r, "name")?.to_string(), req(r, "version")?.to_string());
+        let r: requests::RegisterActivityType = requests::parse(r)?;
+        let key = (r.name.clone(), r.version.clone());
         let mut m = self.lock();
-        let d = Self::domain(&mut m, req(r, "domain")?)?;
-        Self::not_deprecated(d, req(r, "domain")?)?;
+        let d = Self::domain(&mut m, &r.domain)?;
+        Self::not_deprecated(d, &r.domain)?;
         if d.activity_types.contains_key(&key) {
             return Err(ApiError::bad_request(
                 "TypeAlreadyExistsFault",
@@ -319,17 +301,33 @@ impl SwfState {
             ));
         }
         let mut config = json!({});
-        for field in [
-            "defaultTaskHeartbeatTimeout",
-            "defaultTaskStartToCloseTimeout",
-            "defaultTaskScheduleToStartTimeout",
-            "defaultTaskScheduleToCloseTimeout",
-            "defaultTaskList",
-            "defaultTaskPriority",
+        for (field, value) in [
+            (
+                "defaultTaskHeartbeatTimeout",
+                &r.default_task_heartbeat_timeout,
+            ),
+            (
+                "defaultTaskStartToCloseTimeout",
+                &r.default_task_start_to_close_timeout,
+            ),
+            (
+                "defaultTaskScheduleToStartTimeout",
+                &r.default_task_schedule_to_start_timeout,
+            ),
+            (
+                "defaultTaskScheduleToCloseTimeout",
+                &r.default_task_schedule_to_close_timeout,
+            ),
         ] {
-            if let Some(v) = r.get(field) {
-                config[field] = v.clone();
+            if let Some(v) = value {
+                config[field] = json!(v);
             }
+        }
+        if let Some(list) = &r.default_task_list {
+            config["defaultTaskList"] = json!({ "name": list.name });
+        }
+        if let Some(priority) = &r.default_task_priority {
+            config["defaultTaskPriority"] = json!(priority);
         }
         d.activity_types.insert(
             key,
@@ -343,10 +341,10 @@ impl SwfState {
     }
 
     fn describe_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::DescribeActivityType>(r)?;
-        let key = type_key(r.get("activityType"), "activityType")?;
+        let r: requests::DescribeActivityType = requests::parse(r)?;
+        let key = r.activity_type.key();
         let mut m = self.lock();
-        let d = Self::domain(&mut m, req(r, "domain")?)?;
+        let d = Self::domain(&mut m, &r.domain)?;
         let t = d.activity_types.get(&key).ok_or_else(|| {
             unknown(format!(
                 "Unknown type: ActivityType=[name={}, version={}]",
@@ -408,18 +406,19 @@ impl SwfState {
     }
 
     fn register_workflow_type(&self, r: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::RegisterWorkflowType>(r)?;
-        let key = (req(r, "name")?.to_string(), req(r, "version")?.to_string());
+        let r: requests::RegisterWorkflowType = requests::parse(r)?;
+        let key = (r.name, r.version);
         let mut m = self.lock();
-        let d = Self::domain(&mut m, req(r, "domain")?)?;
-        Self::not_deprecated(d, req(r, "domain")?)?;
+        let d = Self::domain(&mut m, &r.domain)?;
+        Self::not_deprecated(d, &r.domain)?;
         if d.workflow_types.contains_key(&key) {
             return Err(ApiError::bad_request(
                 "TypeAlreadyExistsFault",
                 format!("WorkflowType=[name={}, version={}]", key.0, key.1),
             ));
         }
-        d.workflow_types.insert(key, r.clone());
+        let default_list = r.default_task_list.map(|l| l.name);
+        d.workflow_types.insert(key, default_list);
         Ok(json!({}))
     }
 
@@ -448,29 +447,28 @@ impl SwfState {
     }
 
     fn start_workflow_execution(&self, r: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::StartWorkflowExecution>(r)?;
-        let workflow_id = req(r, "workflowId")?.to_string();
-        let wtype = type_key(r.get("workflowType"), "workflowType")?;
+        let r: requests::StartWorkflowExecution = requests::parse(r)?;
+        let workflow_id = r.workflow_id;
+        let wtype = r.workflow_type.key();
         let mut m = self.lock();
-        let d = Self::domain(&mut m, req(r, "domain")?)?;
-        Self::not_deprecated(d, req(r, "domain")?)?;
-        let registered = d.workflow_types.get(&wtype).ok_or_else(|| {
+        let d = Self::domain(&mut m, &r.domain)?;
+        Self::not_deprecated(d, &r.domain)?;
+        let default_list = d.workflow_types.get(&wtype).ok_or_else(|| {
             unknown(format!(
                 "Unknown type: WorkflowType=[name={}, version={}]",
                 wtype.0, wtype.1
             ))
         })?;
         let task_list = r
-            .pointer("/taskList/name")
-            .or_else(|| registered.pointer("/defaultTaskList/name"))
-            .and_then(Value::as_str)
+            .task_list
+            .map(|l| l.name)
+            .or_else(|| default_list.clone())
             .ok_or_else(|| {
                 ApiError::bad_request(
                     "DefaultUndefinedFault",
                     "no task list for the workflow's decisions",
                 )
-            })?
-            .to_string();
+            })?;
         if d.executions
             .iter()
             .any(|((w, _), e)| *w == workflow_id && e.open)
@@ -491,7 +489,7 @@ impl SwfState {
             activities: HashMap::new(),
         };
         let mut attrs = json!({ "taskList": { "name": task_list }, "workflowType": e.workflow_type, "childPolicy": "TERMINATE" });
-        if let Some(input) = s(r, "input") {
+        if let Some(input) = &r.input {
             attrs["input"] = json!(input);
         }
         e.push(
@@ -503,16 +501,6 @@ impl SwfState {
         d.executions.insert(key.clone(), e);
         Self::need_decision(d, &key);
         Ok(json!({ "runId": run_id }))
-    }
-
-    fn execution_key(r: &Value, field: &str) -> Result<(String, Option<String>), ApiError> {
-        let e = r
-            .get(field)
-            .ok_or_else(|| ApiError::validation(format!("'{field}' is required")))?;
-        Ok((
-            req(e, "workflowId")?.to_string(),
-            s(e, "runId").map(str::to_string),
-        ))
     }
 
     fn find_execution(
@@ -529,17 +517,17 @@ impl SwfState {
     }
 
     fn signal_workflow_execution(&self, r: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::SignalWorkflowExecution>(r)?;
-        let workflow_id = req(r, "workflowId")?;
+        let r: requests::SignalWorkflowExecution = requests::parse(r)?;
+        let workflow_id = r.workflow_id.as_str();
         let mut m = self.lock();
-        let d = Self::domain(&mut m, req(r, "domain")?)?;
-        let key = Self::find_execution(d, workflow_id, s(r, "runId"))?;
+        let d = Self::domain(&mut m, &r.domain)?;
+        let key = Self::find_execution(d, workflow_id, r.run_id.as_deref())?;
         let e = d.executions.get_mut(&key).expect("found above");
         if !e.open {
             return Err(unknown(format!("execution {workflow_id} is closed")));
         }
-        let mut attrs = json!({ "signalName": req(r, "signalName")? });
-        if let Some(input) = s(r, "input") {
+        let mut attrs = json!({ "signalName": r.signal_name });
+        if let Some(input) = &r.input {
             attrs["input"] = json!(input);
         }
         e.push(
@@ -552,13 +540,13 @@ impl SwfState {
     }
 
     fn history(&self, r: &Value) -> Result<Value, ApiError> {
-        requests::parse::<requests::GetWorkflowExecutionHistory>(r)?;
-        let (workflow_id, run_id) = Self::execution_key(r, "execution")?;
+        let r: requests::GetWorkflowExecutionHistory = requests::parse(r)?;
+        let execution = &r.execution;
         let mut m = self.lock();
-        let d = Self::domain(&mut m, req(r, "domain")?)?;
-        let key = Self::find_execution(d, &workflow_id, run_id.as_deref())?;
+        let d = Self::domain(&mut m, &r.domain)?;
+        let key = Self::find_execution(d, &execution.workflow_id, execution.run_id.as_deref())?;
         let mut events = d.executions[&key].events.clone();
-        if r.get("reverseOrder").and_then(Value::as_bool) == Some(true) {
+        if r.reverse_order == Some(true) {
             events.reverse();
         }
         Ok(json!({ "events": events }))
@@ -753,9 +741,13 @@ impl SwfState {
                             continue;
                         }
                         let pick = |given: &Option<String>, default: &str| {
-                            given
-                                .clone()
-                                .or_else(|| s(&registered.config, default).map(str::to_string))
+                            given.clone().or_else(|| {
+                                registered
+                                    .config
+                                    .get(default)
+                                    .and_then(Value::as_str)
+                                    .map(str::to_string)
+                            })
                         };
                         let Some(list) =
                             a.task_list.as_ref().map(|l| l.name.clone()).or_else(|| {
@@ -1011,7 +1003,6 @@ impl SwfState {
                 attrs[key] = json!(v);
             }
         }
-        m.completions += 1;
         self.close_locked(&mut m, token, kind, attrs_key, attrs);
         Ok(json!({}))
     }
