@@ -23,7 +23,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What a rule does to a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +140,7 @@ impl Faults {
 }
 
 pub(crate) async fn set(
-    State(app): State<super::AppState>,
+    State(faults): State<Arc<Faults>>,
     Json(rule): Json<FaultRule>,
 ) -> Result<StatusCode, (StatusCode, String)> {
     if !(0.0..=1.0).contains(&rule.rate) {
@@ -150,17 +150,17 @@ pub(crate) async fn set(
         ));
     }
     tracing::warn!(target: "wasm_activity::endpoint", ?rule, "fault injection rule added");
-    app.faults.add(FaultRule { fired: 0, ..rule });
+    faults.add(FaultRule { fired: 0, ..rule });
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(crate) async fn clear(State(app): State<super::AppState>) -> StatusCode {
-    app.faults.clear();
+pub(crate) async fn clear(State(faults): State<Arc<Faults>>) -> StatusCode {
+    faults.clear();
     StatusCode::NO_CONTENT
 }
 
-pub(crate) async fn list(State(app): State<super::AppState>) -> Json<Vec<FaultRule>> {
-    Json(app.faults.rules())
+pub(crate) async fn list(State(faults): State<Arc<Faults>>) -> Json<Vec<FaultRule>> {
+    Json(faults.rules())
 }
 
 #[cfg(test)]
