@@ -42,6 +42,7 @@ pub(crate) fn length(field: &str, value: &str, min: usize, max: usize) -> Result
     Ok(())
 }
 
+/// `length`, for a member that may be absent.
 pub(crate) fn optional(
     field: &str,
     value: &Option<String>,
@@ -71,6 +72,7 @@ pub(crate) fn one_of(
     }
 }
 
+/// The pagination members of a list request: `maxResults` and `nextToken`.
 pub(crate) fn page(
     max_results: Option<i64>,
     next_token: &Option<String>,

@@ -157,10 +157,7 @@ impl Shared {
         let arn = r.execution_arn.as_str();
         self.check_arn(arn, "execution")?;
         let m = self.lock();
-        let e = m
-            .executions
-            .get(arn)
-            .ok_or_else(|| execution_missing(arn))?;
+        let e = m.execution(arn)?;
         let mut out = json!({
             "executionArn": arn, "stateMachineArn": e.machine_arn, "name": e.name, "status": e.status,
             "startDate": e.start, "input": e.input, "inputDetails": { "included": true }
@@ -208,10 +205,7 @@ impl Shared {
         let arn = r.execution_arn.as_str();
         self.check_arn(arn, "execution")?;
         let m = self.lock();
-        let e = m
-            .executions
-            .get(arn)
-            .ok_or_else(|| execution_missing(arn))?;
+        let e = m.execution(arn)?;
         let mut events = e.events.clone();
         if r.reverse_order.unwrap_or(false) {
             events.reverse();

@@ -181,6 +181,12 @@ struct Model {
 }
 
 impl Model {
+    fn execution(&self, arn: &str) -> Result<&ExecutionRec, ApiError> {
+        self.executions
+            .get(arn)
+            .ok_or_else(|| execution_missing(arn))
+    }
+
     fn remember_ended(&mut self, token: &str, ended: Ended) {
         if self.ended.insert(token.to_string(), ended).is_none() {
             self.ended_order.push_back(token.to_string());

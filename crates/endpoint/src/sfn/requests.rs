@@ -197,6 +197,16 @@ impl Validate for CreateStateMachine {
     }
 }
 
+/// The members of a Describe request: the ARN, and what to include.
+fn described(field: &str, arn: &str, included_data: &Option<String>) -> Result<(), ApiError> {
+    length(field, arn, 1, 256)?;
+    one_of(
+        "includedData",
+        included_data,
+        &["ALL_DATA", "METADATA_ONLY"],
+    )
+}
+
 /// DescribeStateMachine, DeleteStateMachine.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -207,11 +217,10 @@ pub(crate) struct StateMachineArn {
 
 impl Validate for StateMachineArn {
     fn validate(&self) -> Result<(), ApiError> {
-        length("stateMachineArn", &self.state_machine_arn, 1, 256)?;
-        one_of(
-            "includedData",
+        described(
+            "stateMachineArn",
+            &self.state_machine_arn,
             &self.included_data,
-            &["ALL_DATA", "METADATA_ONLY"],
         )
     }
 }
@@ -226,12 +235,7 @@ pub(crate) struct DescribeExecution {
 
 impl Validate for DescribeExecution {
     fn validate(&self) -> Result<(), ApiError> {
-        length("executionArn", &self.execution_arn, 1, 256)?;
-        one_of(
-            "includedData",
-            &self.included_data,
-            &["ALL_DATA", "METADATA_ONLY"],
-        )
+        described("executionArn", &self.execution_arn, &self.included_data)
     }
 }
 

@@ -10,6 +10,13 @@ use crate::support::now;
 use crate::swf::requests;
 use serde_json::{Value, json};
 
+fn unknown_activity_type(key: &(String, String)) -> ApiError {
+    unknown(format!(
+        "Unknown type: ActivityType=[name={}, version={}]",
+        key.0, key.1
+    ))
+}
+
 impl SwfState {
     pub(super) fn register_domain(&self, r: &Value) -> Result<Value, ApiError> {
         let r: requests::RegisterDomain = parse(r)?;
@@ -102,12 +109,10 @@ impl SwfState {
         let key = r.activity_type.key();
         let mut m = self.lock();
         let d = Self::domain(&mut m, &r.domain)?;
-        let t = d.activity_types.get(&key).ok_or_else(|| {
-            unknown(format!(
-                "Unknown type: ActivityType=[name={}, version={}]",
-                key.0, key.1
-            ))
-        })?;
+        let t = d
+            .activity_types
+            .get(&key)
+            .ok_or_else(|| unknown_activity_type(&key))?;
         let mut info = json!({ "activityType": { "name": key.0, "version": key.1 }, "status": "REGISTERED", "creationDate": t.created });
         if let Some(at) = t.deprecated {
             info["status"] = json!("DEPRECATED");
@@ -146,12 +151,10 @@ impl SwfState {
         let key = r.activity_type.key();
         let mut m = self.lock();
         let d = Self::domain(&mut m, &r.domain)?;
-        let t = d.activity_types.get_mut(&key).ok_or_else(|| {
-            unknown(format!(
-                "Unknown type: ActivityType=[name={}, version={}]",
-                key.0, key.1
-            ))
-        })?;
+        let t = d
+            .activity_types
+            .get_mut(&key)
+            .ok_or_else(|| unknown_activity_type(&key))?;
         if t.deprecated.is_some() {
             return Err(ApiError::bad_request(
                 "TypeDeprecatedFault",

@@ -403,28 +403,41 @@ fn description(value: &Option<String>) -> Result<(), ApiError> {
     optional("description", value, 0, 1024)
 }
 
-/// The members RegisterActivityType and RegisterWorkflowType share.
-fn registration(
-    domain_name: &str,
-    name: &str,
-    version: &str,
-    about: &Option<String>,
-    default_task_list: &Option<TaskList>,
-    default_task_priority: &Option<String>,
-    default_task_start_to_close_timeout: &Option<String>,
-) -> Result<(), ApiError> {
-    domain(domain_name)?;
-    swf_name("name", name, 256)?;
-    swf_name("version", version, 64)?;
-    description(about)?;
-    if let Some(list) = default_task_list {
-        swf_name("defaultTaskList.name", &list.name, 256)?;
-    }
-    optional("defaultTaskPriority", default_task_priority, 0, 11)?;
-    swf_timeout(
-        "defaultTaskStartToCloseTimeout",
-        default_task_start_to_close_timeout,
-    )
+/// RegisterActivityType and RegisterWorkflowType: the members both have
+/// (and their checks, in `validate_shared`), then each one's own. A macro,
+/// because `deny_unknown_fields` rules out a flattened shared struct.
+macro_rules! type_registration {
+    ($name:ident { $($field:ident: $ty:ty,)* }) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "camelCase")]
+        pub(crate) struct $name {
+            pub domain: String,
+            pub name: String,
+            pub version: String,
+            pub description: Option<String>,
+            pub default_task_start_to_close_timeout: Option<String>,
+            pub default_task_list: Option<TaskList>,
+            pub default_task_priority: Option<String>,
+            $(pub $field: $ty,)*
+        }
+
+        impl $name {
+            fn validate_shared(&self) -> Result<(), ApiError> {
+                domain(&self.domain)?;
+                swf_name("name", &self.name, 256)?;
+                swf_name("version", &self.version, 64)?;
+                description(&self.description)?;
+                if let Some(list) = &self.default_task_list {
+                    swf_name("defaultTaskList.name", &list.name, 256)?;
+                }
+                optional("defaultTaskPriority", &self.default_task_priority, 0, 11)?;
+                swf_timeout(
+                    "defaultTaskStartToCloseTimeout",
+                    &self.default_task_start_to_close_timeout,
+                )
+            }
+        }
+    };
 }
 
 const CHILD_POLICIES: &[&str] = &["TERMINATE", "REQUEST_CANCEL", "ABANDON"];
@@ -452,32 +465,15 @@ impl Validate for RegisterDomain {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct RegisterActivityType {
-    pub domain: String,
-    pub name: String,
-    pub version: String,
-    pub description: Option<String>,
-    pub default_task_start_to_close_timeout: Option<String>,
-    pub default_task_heartbeat_timeout: Option<String>,
-    pub default_task_list: Option<TaskList>,
-    pub default_task_priority: Option<String>,
-    pub default_task_schedule_to_start_timeout: Option<String>,
-    pub default_task_schedule_to_close_timeout: Option<String>,
-}
+type_registration!(RegisterActivityType {
+    default_task_heartbeat_timeout: Option<String>,
+    default_task_schedule_to_start_timeout: Option<String>,
+    default_task_schedule_to_close_timeout: Option<String>,
+});
 
 impl Validate for RegisterActivityType {
     fn validate(&self) -> Result<(), ApiError> {
-        registration(
-            &self.domain,
-            &self.name,
-            &self.version,
-            &self.description,
-            &self.default_task_list,
-            &self.default_task_priority,
-            &self.default_task_start_to_close_timeout,
-        )?;
+        self.validate_shared()?;
         swf_timeout(
             "defaultTaskHeartbeatTimeout",
             &self.default_task_heartbeat_timeout,
@@ -507,32 +503,15 @@ impl Validate for DescribeActivityType {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct RegisterWorkflowType {
-    pub domain: String,
-    pub name: String,
-    pub version: String,
-    pub description: Option<String>,
-    pub default_task_start_to_close_timeout: Option<String>,
-    pub default_execution_start_to_close_timeout: Option<String>,
-    pub default_task_list: Option<TaskList>,
-    pub default_task_priority: Option<String>,
-    pub default_child_policy: Option<String>,
-    pub default_lambda_role: Option<String>,
-}
+type_registration!(RegisterWorkflowType {
+    default_execution_start_to_close_timeout: Option<String>,
+    default_child_policy: Option<String>,
+    default_lambda_role: Option<String>,
+});
 
 impl Validate for RegisterWorkflowType {
     fn validate(&self) -> Result<(), ApiError> {
-        registration(
-            &self.domain,
-            &self.name,
-            &self.version,
-            &self.description,
-            &self.default_task_list,
-            &self.default_task_priority,
-            &self.default_task_start_to_close_timeout,
-        )?;
+        self.validate_shared()?;
         swf_timeout(
             "defaultExecutionStartToCloseTimeout",
             &self.default_execution_start_to_close_timeout,
