@@ -350,7 +350,7 @@ async fn serve_local(
     account: String,
     poll_timeout: std::time::Duration,
 ) -> anyhow::Result<ExitCode> {
-    use crate::endpoint::{EndpointOptions, LocalEndpoint};
+    use wasm_activity_endpoint::{EndpointOptions, LocalEndpoint};
     let options = EndpointOptions {
         region,
         account,

@@ -16,11 +16,11 @@
 //! its own into the summary.
 
 use crate::config::{ActivityConfig, Config};
-use crate::endpoint::{ApiError, EndpointOptions, LocalEndpoint};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
+use wasm_activity_endpoint::{ApiError, EndpointOptions, LocalEndpoint};
 
 /// What `dev` could not do.
 #[derive(Debug, thiserror::Error)]
@@ -353,7 +353,6 @@ impl DevSession {
                 Ok(out) => {
                     let arn = out["executionArn"].as_str().unwrap_or_default().to_string();
                     self.endpoint
-                        .shared()
                         .wait_execution(&arn)
                         .await
                         .map_err(DevError::Endpoint)?

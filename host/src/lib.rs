@@ -17,7 +17,7 @@
 //! * [`heartbeat`]: heartbeats on the guest's behalf.
 //! * [`report`]: what the service is told, validated and retried.
 //! * [`shutdown`]: staged shutdown.
-//! * [`endpoint`]: the embedded local Step Functions endpoint.
+//! * [`wasm_activity_endpoint`] (its own crate): the embedded local Step Functions endpoint.
 //! * [`dev`]: `wasm-activity dev`, the worker against the embedded endpoint.
 //! * [`cli`]: the `wasm-activity` command line.
 //!
@@ -29,7 +29,6 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod dev;
-pub mod endpoint;
 mod health;
 pub mod heartbeat;
 pub mod local;

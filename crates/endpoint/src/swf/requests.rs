@@ -1,60 +1,15 @@
-//! Typed requests of the operations workers make, validated as the AWS API
-//! references document them.
-//!
-//! A request is decoded into its operation's struct (unknown members
-//! refused) and checked field by field before anything is applied, so a
-//! validation cannot be forgotten by a handler and a refused request changes
-//! nothing. Lengths are in characters, as the references count them; the
-//! error is `ValidationException` with AWS's wording.
+//! SWF requests, decoded and checked against the API reference before a
+//! handler reads them (see [`crate::requests`] for why).
 
-use super::ApiError;
-use super::model::MAX_PAYLOAD;
+use crate::error::ApiError;
+use crate::requests::{Validate, length, one_of, optional};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
-
-/// Decodes `req` into `T` and validates it.
-pub(super) fn parse<T: DeserializeOwned + Validate>(req: &Value) -> Result<T, ApiError> {
-    let parsed: T = serde_json::from_value(req.clone())
-        .map_err(|e| ApiError::validation(format!("1 validation error detected: {e}")))?;
-    parsed.validate()?;
-    Ok(parsed)
-}
-
-/// Field constraints from the API reference.
-pub(super) trait Validate {
-    fn validate(&self) -> Result<(), ApiError>;
-}
-
-/// `value`'s length in characters must be within `min..=max`.
-pub(super) fn length(field: &str, value: &str, min: usize, max: usize) -> Result<(), ApiError> {
-    let n = value.chars().count();
-    if n < min {
-        return Err(ApiError::validation(format!(
-            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must \
-             have length greater than or equal to {min}"
-        )));
-    }
-    if n > max {
-        return Err(ApiError::validation(format!(
-            "1 validation error detected: Value at '{field}' failed to satisfy constraint: Member must \
-             have length less than or equal to {max}"
-        )));
-    }
-    Ok(())
-}
-
-fn optional(field: &str, value: &Option<String>, min: usize, max: usize) -> Result<(), ApiError> {
-    match value {
-        Some(v) => length(field, v, min, max),
-        None => Ok(()),
-    }
-}
 
 /// The SWF rule for names of domains' task lists, types and ids: no `:`,
 /// `/`, `|`, control characters, surrounding whitespace or the literal
 /// `arn`.
-pub(super) fn swf_name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
+pub(crate) fn swf_name(field: &str, value: &str, max: usize) -> Result<(), ApiError> {
     length(field, value, 1, max)?;
     let bad = value.contains([':', '/', '|'])
         || value
@@ -73,114 +28,15 @@ pub(super) fn swf_name(field: &str, value: &str, max: usize) -> Result<(), ApiEr
     Ok(())
 }
 
-// ---- Step Functions --------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct GetActivityTask {
-    pub activity_arn: String,
-    pub worker_name: Option<String>,
-}
-
-impl Validate for GetActivityTask {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("activityArn", &self.activity_arn, 1, 256)?;
-        optional("workerName", &self.worker_name, 1, 80)
-    }
-}
-
-fn sfn_token(token: &str) -> Result<(), ApiError> {
-    length("taskToken", token, 1, 2048)
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SendTaskHeartbeat {
-    pub task_token: String,
-}
-
-impl Validate for SendTaskHeartbeat {
-    fn validate(&self) -> Result<(), ApiError> {
-        sfn_token(&self.task_token)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SendTaskSuccess {
-    pub task_token: String,
-    pub output: String,
-}
-
-impl Validate for SendTaskSuccess {
-    fn validate(&self) -> Result<(), ApiError> {
-        sfn_token(&self.task_token)?;
-        length("output", &self.output, 0, MAX_PAYLOAD)?;
-        if self.output.len() > MAX_PAYLOAD {
-            return Err(ApiError::validation(format!(
-                "'output' is {} bytes; at most {MAX_PAYLOAD} are allowed",
-                self.output.len()
-            )));
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SendTaskFailure {
-    pub task_token: String,
-    pub error: Option<String>,
-    pub cause: Option<String>,
-}
-
-impl Validate for SendTaskFailure {
-    fn validate(&self) -> Result<(), ApiError> {
-        sfn_token(&self.task_token)?;
-        optional("error", &self.error, 0, 256)?;
-        optional("cause", &self.cause, 0, 32_768)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct StartExecution {
-    pub state_machine_arn: String,
-    pub name: Option<String>,
-    pub input: Option<String>,
-    pub trace_header: Option<String>,
-}
-
-impl Validate for StartExecution {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("stateMachineArn", &self.state_machine_arn, 1, 256)?;
-        optional("name", &self.name, 1, 80)?;
-        optional("traceHeader", &self.trace_header, 0, 256)?;
-        if let Some(input) = &self.input {
-            length("input", input, 0, MAX_PAYLOAD)?;
-            if input.len() > MAX_PAYLOAD {
-                return Err(ApiError::validation(format!(
-                    "1 validation error detected: Value at 'input' failed to satisfy constraint: Member \
-                     must have length less than or equal to {MAX_PAYLOAD} (it is {} bytes)",
-                    input.len()
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-// ---- SWF -------------------------------------------------------------------
-
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct TaskList {
+pub(crate) struct TaskList {
     pub name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct TypeRef {
+pub(crate) struct TypeRef {
     pub name: String,
     pub version: String,
 }
@@ -191,7 +47,7 @@ impl TypeRef {
         swf_name(&format!("{field}.version"), &self.version, 64)
     }
 
-    pub fn key(&self) -> (String, String) {
+    pub(crate) fn key(&self) -> (String, String) {
         (self.name.clone(), self.version.clone())
     }
 }
@@ -220,7 +76,7 @@ fn swf_timeout(field: &str, value: &Option<String>) -> Result<(), ApiError> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct PollForActivityTask {
+pub(crate) struct PollForActivityTask {
     pub domain: String,
     pub task_list: TaskList,
     pub identity: Option<String>,
@@ -236,7 +92,7 @@ impl Validate for PollForActivityTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct CountPendingActivityTasks {
+pub(crate) struct CountPendingActivityTasks {
     pub domain: String,
     pub task_list: TaskList,
 }
@@ -250,7 +106,7 @@ impl Validate for CountPendingActivityTasks {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DescribeDomain {
+pub(crate) struct DescribeDomain {
     pub name: String,
 }
 
@@ -262,7 +118,7 @@ impl Validate for DescribeDomain {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct PollForDecisionTask {
+pub(crate) struct PollForDecisionTask {
     pub domain: String,
     pub task_list: TaskList,
     pub identity: Option<String>,
@@ -296,7 +152,7 @@ impl Validate for PollForDecisionTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RecordActivityTaskHeartbeat {
+pub(crate) struct RecordActivityTaskHeartbeat {
     pub task_token: String,
     pub details: Option<String>,
 }
@@ -312,7 +168,7 @@ impl Validate for RecordActivityTaskHeartbeat {
 /// operation's members are checked by [`RespondActivityTask::validate_for`].
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RespondActivityTask {
+pub(crate) struct RespondActivityTask {
     pub task_token: String,
     pub result: Option<String>,
     pub reason: Option<String>,
@@ -321,14 +177,14 @@ pub(super) struct RespondActivityTask {
 
 /// Which of the three.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Close {
+pub(crate) enum Close {
     Completed,
     Failed,
     Canceled,
 }
 
 impl RespondActivityTask {
-    pub fn parse(req: &Value, close: Close) -> Result<Self, ApiError> {
+    pub(crate) fn parse(req: &Value, close: Close) -> Result<Self, ApiError> {
         let parsed: Self = serde_json::from_value(req.clone())
             .map_err(|e| ApiError::validation(format!("1 validation error detected: {e}")))?;
         swf_token(&parsed.task_token)?;
@@ -357,7 +213,7 @@ impl RespondActivityTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RespondDecisionTaskCompleted {
+pub(crate) struct RespondDecisionTaskCompleted {
     pub task_token: String,
     #[serde(default)]
     pub decisions: Vec<Decision>,
@@ -390,7 +246,7 @@ impl Validate for RespondDecisionTaskCompleted {
 /// others (and so the whole request) before applying anything.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub(super) struct Decision {
+pub(crate) struct Decision {
     pub decision_type: String,
     pub schedule_activity_task_decision_attributes: Option<ScheduleActivityTask>,
     pub request_cancel_activity_task_decision_attributes: Option<RequestCancelActivityTask>,
@@ -401,7 +257,7 @@ pub(super) struct Decision {
 
 /// A decision the endpoint applies.
 #[derive(Debug)]
-pub(super) enum Decided<'a> {
+pub(crate) enum Decided<'a> {
     Schedule(&'a ScheduleActivityTask),
     RequestCancel(&'a RequestCancelActivityTask),
     Complete(Option<&'a CompleteWorkflowExecution>),
@@ -451,7 +307,7 @@ impl Decision {
     }
 
     /// The decision, once the request validated.
-    pub fn decided(&self) -> Decided<'_> {
+    pub(crate) fn decided(&self) -> Decided<'_> {
         match self.decision_type.as_str() {
             "ScheduleActivityTask" => Decided::Schedule(
                 self.schedule_activity_task_decision_attributes
@@ -473,7 +329,7 @@ impl Decision {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ScheduleActivityTask {
+pub(crate) struct ScheduleActivityTask {
     pub activity_type: TypeRef,
     pub activity_id: String,
     pub control: Option<String>,
@@ -505,19 +361,19 @@ impl ScheduleActivityTask {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RequestCancelActivityTask {
+pub(crate) struct RequestCancelActivityTask {
     pub activity_id: String,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct CompleteWorkflowExecution {
+pub(crate) struct CompleteWorkflowExecution {
     pub result: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DeprecateDomain {
+pub(crate) struct DeprecateDomain {
     pub name: String,
 }
 
@@ -529,7 +385,7 @@ impl Validate for DeprecateDomain {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DeprecateActivityType {
+pub(crate) struct DeprecateActivityType {
     pub domain: String,
     pub activity_type: TypeRef,
 }
@@ -541,280 +397,59 @@ impl Validate for DeprecateActivityType {
     }
 }
 
-// ---- control-plane operations ------------------------------------------------
-//
-// Decoded and checked before the handler reads anything, like the worker
-// operations above; the handlers then read the members they act on, so
-// members that are accepted but have no effect here (tags, encryption,
-// logging and tracing settings) are never read: hence `allow(dead_code)`.
-
-/// A member that must be one of `allowed`.
-fn one_of(field: &str, value: &Option<String>, allowed: &[&str]) -> Result<(), ApiError> {
-    match value {
-        Some(v) if !allowed.contains(&v.as_str()) => Err(ApiError::validation(format!(
-            "1 validation error detected: Value '{}' at '{field}' failed to satisfy constraint: \
-             Member must satisfy enum value set: [{}]",
-            v.escape_debug(),
-            allowed.join(", ")
-        ))),
-        _ => Ok(()),
-    }
-}
-
-fn page(
-    max_results: Option<i64>,
-    next_token: &Option<String>,
-    token_max: usize,
-) -> Result<(), ApiError> {
-    if max_results.is_some_and(|n| !(0..=1000).contains(&n)) {
-        return Err(ApiError::validation(
-            "1 validation error detected: Value at 'maxResults' failed to satisfy constraint: \
-             Member must have value between 0 and 1000",
-        ));
-    }
-    optional("nextToken", next_token, 1, token_max)
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct Tag {
-    pub key: Option<String>,
-    pub value: Option<String>,
-}
-
-fn tags(tags: &Option<Vec<Tag>>) -> Result<(), ApiError> {
-    for t in tags.iter().flatten() {
-        optional("tags.key", &t.key, 1, 128)?;
-        optional("tags.value", &t.value, 0, 256)?;
-    }
-    Ok(())
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct CreateActivity {
-    pub name: String,
-    pub tags: Option<Vec<Tag>>,
-    pub encryption_configuration: Option<Value>,
-}
-
-impl Validate for CreateActivity {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("name", &self.name, 1, 80)?;
-        tags(&self.tags)
-    }
-}
-
-/// DescribeActivity, DeleteActivity.
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ActivityArn {
-    pub activity_arn: String,
-}
-
-impl Validate for ActivityArn {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("activityArn", &self.activity_arn, 1, 256)
-    }
-}
-
-/// ListActivities, ListStateMachines.
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ListPage {
-    pub max_results: Option<i64>,
-    pub next_token: Option<String>,
-}
-
-impl Validate for ListPage {
-    fn validate(&self) -> Result<(), ApiError> {
-        page(self.max_results, &self.next_token, 1024)
-    }
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct CreateStateMachine {
-    pub name: String,
-    pub definition: String,
-    pub role_arn: String,
-    pub r#type: Option<String>,
-    pub logging_configuration: Option<Value>,
-    pub tags: Option<Vec<Tag>>,
-    pub tracing_configuration: Option<Value>,
-    pub publish: Option<bool>,
-    pub version_description: Option<String>,
-    pub encryption_configuration: Option<Value>,
-}
-
-impl Validate for CreateStateMachine {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("name", &self.name, 1, 80)?;
-        length("definition", &self.definition, 1, 1_048_576)?;
-        length("roleArn", &self.role_arn, 1, 256)?;
-        one_of("type", &self.r#type, &["STANDARD", "EXPRESS"])?;
-        optional("versionDescription", &self.version_description, 0, 256)?;
-        tags(&self.tags)
-    }
-}
-
-/// DescribeStateMachine, DeleteStateMachine.
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct StateMachineArn {
-    pub state_machine_arn: String,
-    pub included_data: Option<String>,
-}
-
-impl Validate for StateMachineArn {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("stateMachineArn", &self.state_machine_arn, 1, 256)?;
-        one_of(
-            "includedData",
-            &self.included_data,
-            &["ALL_DATA", "METADATA_ONLY"],
-        )
-    }
-}
-
-/// DescribeExecution.
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DescribeExecution {
-    pub execution_arn: String,
-    pub included_data: Option<String>,
-}
-
-impl Validate for DescribeExecution {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("executionArn", &self.execution_arn, 1, 256)?;
-        one_of(
-            "includedData",
-            &self.included_data,
-            &["ALL_DATA", "METADATA_ONLY"],
-        )
-    }
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ListExecutions {
-    pub state_machine_arn: Option<String>,
-    pub status_filter: Option<String>,
-    pub max_results: Option<i64>,
-    pub next_token: Option<String>,
-    pub map_run_arn: Option<String>,
-    pub redrive_filter: Option<String>,
-}
-
-impl Validate for ListExecutions {
-    fn validate(&self) -> Result<(), ApiError> {
-        optional("stateMachineArn", &self.state_machine_arn, 1, 256)?;
-        one_of(
-            "statusFilter",
-            &self.status_filter,
-            &[
-                "RUNNING",
-                "SUCCEEDED",
-                "FAILED",
-                "TIMED_OUT",
-                "ABORTED",
-                "PENDING_REDRIVE",
-            ],
-        )?;
-        optional("mapRunArn", &self.map_run_arn, 1, 2000)?;
-        one_of(
-            "redriveFilter",
-            &self.redrive_filter,
-            &["REDRIVEN", "NOT_REDRIVEN"],
-        )?;
-        page(self.max_results, &self.next_token, 3096)
-    }
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct GetExecutionHistory {
-    pub execution_arn: String,
-    pub max_results: Option<i64>,
-    pub reverse_order: Option<bool>,
-    pub next_token: Option<String>,
-    pub include_execution_data: Option<bool>,
-}
-
-impl Validate for GetExecutionHistory {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("executionArn", &self.execution_arn, 1, 256)?;
-        page(self.max_results, &self.next_token, 3096)
-    }
-}
-
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct StopExecution {
-    pub execution_arn: String,
-    pub error: Option<String>,
-    pub cause: Option<String>,
-}
-
-impl Validate for StopExecution {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("executionArn", &self.execution_arn, 1, 256)?;
-        optional("error", &self.error, 0, 256)?;
-        optional("cause", &self.cause, 0, 32_768)
-    }
-}
-
 // SWF control plane.
 
 fn description(value: &Option<String>) -> Result<(), ApiError> {
     optional("description", value, 0, 1024)
 }
 
-/// The members RegisterActivityType and RegisterWorkflowType share.
-fn registration(
-    domain_name: &str,
-    name: &str,
-    version: &str,
-    about: &Option<String>,
-    default_task_list: &Option<TaskList>,
-    default_task_priority: &Option<String>,
-    default_task_start_to_close_timeout: &Option<String>,
-) -> Result<(), ApiError> {
-    domain(domain_name)?;
-    swf_name("name", name, 256)?;
-    swf_name("version", version, 64)?;
-    description(about)?;
-    if let Some(list) = default_task_list {
-        swf_name("defaultTaskList.name", &list.name, 256)?;
-    }
-    optional("defaultTaskPriority", default_task_priority, 0, 11)?;
-    swf_timeout(
-        "defaultTaskStartToCloseTimeout",
-        default_task_start_to_close_timeout,
-    )
+/// RegisterActivityType and RegisterWorkflowType: the members both have
+/// (and their checks, in `validate_shared`), then each one's own. A macro,
+/// because `deny_unknown_fields` rules out a flattened shared struct.
+macro_rules! type_registration {
+    ($name:ident { $($field:ident: $ty:ty,)* }) => {
+        #[derive(Debug, Deserialize)]
+        #[serde(deny_unknown_fields, rename_all = "camelCase")]
+        pub(crate) struct $name {
+            pub domain: String,
+            pub name: String,
+            pub version: String,
+            pub description: Option<String>,
+            pub default_task_start_to_close_timeout: Option<String>,
+            pub default_task_list: Option<TaskList>,
+            pub default_task_priority: Option<String>,
+            $(pub $field: $ty,)*
+        }
+
+        impl $name {
+            fn validate_shared(&self) -> Result<(), ApiError> {
+                domain(&self.domain)?;
+                swf_name("name", &self.name, 256)?;
+                swf_name("version", &self.version, 64)?;
+                description(&self.description)?;
+                if let Some(list) = &self.default_task_list {
+                    swf_name("defaultTaskList.name", &list.name, 256)?;
+                }
+                optional("defaultTaskPriority", &self.default_task_priority, 0, 11)?;
+                swf_timeout(
+                    "defaultTaskStartToCloseTimeout",
+                    &self.default_task_start_to_close_timeout,
+                )
+            }
+        }
+    };
 }
 
 const CHILD_POLICIES: &[&str] = &["TERMINATE", "REQUEST_CANCEL", "ABANDON"];
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RegisterDomain {
+pub(crate) struct RegisterDomain {
     pub name: String,
     pub description: Option<String>,
     pub workflow_execution_retention_period_in_days: String,
-    pub tags: Option<Vec<Value>>,
+    #[serde(rename = "tags")]
+    _tags: Option<Vec<Value>>,
 }
 
 impl Validate for RegisterDomain {
@@ -830,33 +465,15 @@ impl Validate for RegisterDomain {
     }
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RegisterActivityType {
-    pub domain: String,
-    pub name: String,
-    pub version: String,
-    pub description: Option<String>,
-    pub default_task_start_to_close_timeout: Option<String>,
-    pub default_task_heartbeat_timeout: Option<String>,
-    pub default_task_list: Option<TaskList>,
-    pub default_task_priority: Option<String>,
-    pub default_task_schedule_to_start_timeout: Option<String>,
-    pub default_task_schedule_to_close_timeout: Option<String>,
-}
+type_registration!(RegisterActivityType {
+    default_task_heartbeat_timeout: Option<String>,
+    default_task_schedule_to_start_timeout: Option<String>,
+    default_task_schedule_to_close_timeout: Option<String>,
+});
 
 impl Validate for RegisterActivityType {
     fn validate(&self) -> Result<(), ApiError> {
-        registration(
-            &self.domain,
-            &self.name,
-            &self.version,
-            &self.description,
-            &self.default_task_list,
-            &self.default_task_priority,
-            &self.default_task_start_to_close_timeout,
-        )?;
+        self.validate_shared()?;
         swf_timeout(
             "defaultTaskHeartbeatTimeout",
             &self.default_task_heartbeat_timeout,
@@ -872,10 +489,9 @@ impl Validate for RegisterActivityType {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct DescribeActivityType {
+pub(crate) struct DescribeActivityType {
     pub domain: String,
     pub activity_type: TypeRef,
 }
@@ -887,33 +503,15 @@ impl Validate for DescribeActivityType {
     }
 }
 
-#[allow(dead_code)]
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct RegisterWorkflowType {
-    pub domain: String,
-    pub name: String,
-    pub version: String,
-    pub description: Option<String>,
-    pub default_task_start_to_close_timeout: Option<String>,
-    pub default_execution_start_to_close_timeout: Option<String>,
-    pub default_task_list: Option<TaskList>,
-    pub default_task_priority: Option<String>,
-    pub default_child_policy: Option<String>,
-    pub default_lambda_role: Option<String>,
-}
+type_registration!(RegisterWorkflowType {
+    default_execution_start_to_close_timeout: Option<String>,
+    default_child_policy: Option<String>,
+    default_lambda_role: Option<String>,
+});
 
 impl Validate for RegisterWorkflowType {
     fn validate(&self) -> Result<(), ApiError> {
-        registration(
-            &self.domain,
-            &self.name,
-            &self.version,
-            &self.description,
-            &self.default_task_list,
-            &self.default_task_priority,
-            &self.default_task_start_to_close_timeout,
-        )?;
+        self.validate_shared()?;
         swf_timeout(
             "defaultExecutionStartToCloseTimeout",
             &self.default_execution_start_to_close_timeout,
@@ -927,10 +525,9 @@ impl Validate for RegisterWorkflowType {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct StartWorkflowExecution {
+pub(crate) struct StartWorkflowExecution {
     pub domain: String,
     pub workflow_id: String,
     pub workflow_type: TypeRef,
@@ -974,10 +571,9 @@ impl Validate for StartWorkflowExecution {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct SignalWorkflowExecution {
+pub(crate) struct SignalWorkflowExecution {
     pub domain: String,
     pub workflow_id: String,
     pub run_id: Option<String>,
@@ -995,18 +591,16 @@ impl Validate for SignalWorkflowExecution {
     }
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct ExecutionRef {
+pub(crate) struct ExecutionRef {
     pub workflow_id: String,
     pub run_id: Option<String>,
 }
 
-#[allow(dead_code)]
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(super) struct GetWorkflowExecutionHistory {
+pub(crate) struct GetWorkflowExecutionHistory {
     pub domain: String,
     pub execution: ExecutionRef,
     pub next_page_token: Option<String>,
@@ -1033,30 +627,12 @@ impl Validate for GetWorkflowExecutionHistory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::requests::{parse, refused};
     use serde_json::json;
-
-    fn refused<T: DeserializeOwned + Validate + std::fmt::Debug>(req: Value) -> String {
-        let e = parse::<T>(&req).unwrap_err();
-        assert_eq!(e.code, "ValidationException", "{req}");
-        e.message
-    }
 
     #[test]
     fn worker_names_and_tokens_have_documented_lengths() {
-        let arn = "arn:aws:states:us-east-1:1:activity:a";
-        refused::<GetActivityTask>(json!({"activityArn": arn, "workerName": ""}));
-        refused::<GetActivityTask>(json!({"activityArn": arn, "workerName": "w".repeat(81)}));
-        parse::<GetActivityTask>(&json!({"activityArn": arn, "workerName": "w".repeat(80)}))
-            .unwrap();
-        refused::<GetActivityTask>(json!({"activityArn": "a".repeat(257)}));
-        refused::<SendTaskHeartbeat>(json!({"taskToken": ""}));
-        refused::<SendTaskHeartbeat>(json!({"taskToken": "t".repeat(2049)}));
-        refused::<SendTaskHeartbeat>(json!({}));
-        refused::<SendTaskHeartbeat>(json!({"taskToken": "t", "extra": 1}));
         refused::<RecordActivityTaskHeartbeat>(json!({"taskToken": "t".repeat(1025)}));
-        refused::<StartExecution>(
-            json!({"stateMachineArn": "a", "input": "x".repeat(MAX_PAYLOAD + 1)}),
-        );
     }
 
     #[test]
@@ -1106,14 +682,6 @@ mod tests {
 
     #[test]
     fn control_plane_members_are_checked_too() {
-        refused::<CreateActivity>(json!({"name": "n".repeat(81)}));
-        refused::<CreateActivity>(json!({"name": "a", "surprise": true}));
-        refused::<CreateStateMachine>(
-            json!({"name": "m", "definition": "{}", "roleArn": "r", "type": "FAST"}),
-        );
-        refused::<ListExecutions>(json!({"statusFilter": "SLEEPING"}));
-        refused::<ListPage>(json!({"maxResults": 1001}));
-        refused::<StopExecution>(json!({"executionArn": "e", "error": "e".repeat(257)}));
         refused::<RegisterDomain>(
             json!({"name": "a:b", "workflowExecutionRetentionPeriodInDays": "1"}),
         );
@@ -1125,9 +693,6 @@ mod tests {
         refused::<RegisterActivityType>(
             json!({"domain": "d", "name": "t", "version": "1", "defaultTaskHeartbeatTimeout": "soon"}),
         );
-        parse::<CreateStateMachine>(&json!({"name": "m", "definition": "{}", "roleArn": "r",
-            "type": "STANDARD", "tags": [{"key": "k", "value": "v"}], "publish": false}))
-        .unwrap();
     }
 
     #[test]

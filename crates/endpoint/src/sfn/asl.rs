@@ -15,7 +15,7 @@ const DEFAULT_TASK_TIMEOUT: u64 = 99_999_999;
 
 /// A parsed, validated state machine definition.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Definition {
+pub(crate) struct Definition {
     /// The first state.
     pub start_at: String,
     /// States by name.
@@ -26,7 +26,7 @@ pub struct Definition {
 
 /// An activity Task state.
 #[derive(Debug, Clone, PartialEq)]
-pub struct TaskState {
+pub(crate) struct TaskState {
     /// The activity ARN.
     pub resource: String,
     /// The next state, or `None` for `End`.
@@ -41,7 +41,7 @@ pub struct TaskState {
 
 /// One `Retry` entry.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Retrier {
+pub(crate) struct Retrier {
     /// `ErrorEquals`.
     pub error_equals: Vec<String>,
     /// `IntervalSeconds` (default 1).
@@ -55,7 +55,7 @@ pub struct Retrier {
 impl Retrier {
     /// True if this retrier handles `error` (AWS matching rules for the
     /// `States.ALL`, `States.TaskFailed` and `States.Timeout` wildcards).
-    pub fn matches(&self, error: &str) -> bool {
+    pub(crate) fn matches(&self, error: &str) -> bool {
         self.error_equals.iter().any(|e| match e.as_str() {
             "States.ALL" => true,
             "States.TaskFailed" => error != "States.Timeout",
@@ -65,7 +65,7 @@ impl Retrier {
     }
 
     /// The wait before retry number `attempt` (1-based).
-    pub fn delay(&self, attempt: u32) -> Duration {
+    pub(crate) fn delay(&self, attempt: u32) -> Duration {
         let factor = self.backoff_rate.powi(attempt.saturating_sub(1) as i32);
         Duration::from_secs_f64(
             (self.interval_seconds as f64 * factor).min(DEFAULT_TASK_TIMEOUT as f64),
@@ -76,7 +76,7 @@ impl Retrier {
 /// Why a definition was refused; becomes `InvalidDefinition`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct DefinitionError(pub String);
+pub(crate) struct DefinitionError(pub String);
 
 const SUPPORTED: &str = "this local endpoint runs activity Task states chained by Next/End, with \
                          TimeoutSeconds, HeartbeatSeconds and Retry";
@@ -107,7 +107,7 @@ fn positive(v: &Value, what: &str) -> Result<u64, DefinitionError> {
 }
 
 /// Parses and validates a definition.
-pub fn parse(text: &str) -> Result<Definition, DefinitionError> {
+pub(crate) fn parse(text: &str) -> Result<Definition, DefinitionError> {
     let root: Value = serde_json::from_str(text)
         .map_err(|e| DefinitionError(format!("the definition is not valid JSON: {e}")))?;
     let root = object(&root, "the definition")?;

@@ -3,13 +3,70 @@
 //! report, the state's `TimeoutSeconds`, its `HeartbeatSeconds` since the
 //! last heartbeat, or `StopExecution`. Failures and timeouts go through the
 //! state's `Retry` rules before they fail the execution.
+//!
+//! The driver sees the endpoint's state only through [`Host`], so it depends
+//! on the state machine definition and nothing else: the state starts
+//! drivers, drivers call back through the trait, and no module imports its
+//! own caller.
 
 use super::asl::{Definition, TaskState};
-use super::model::{ExecutionEnd, Shared, TaskResult};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What a worker reported.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum TaskResult {
+    /// SendTaskSuccess.
+    Success(String),
+    /// SendTaskFailure.
+    Failure { error: String, cause: String },
+}
+
+/// How an execution ended, as its driver decided.
+#[derive(Debug)]
+pub(crate) enum ExecutionEnd {
+    Succeeded(String),
+    Failed { error: String, cause: String },
+    TimedOut,
+}
+
+/// A queued task: its token, the channel its result arrives on, and the
+/// notify that fires when it starts or heartbeats.
+pub(crate) type Scheduled = (String, oneshot::Receiver<TaskResult>, Arc<Notify>);
+
+/// The endpoint's state as the driver uses it.
+pub(crate) trait Host: Send + Sync + 'static {
+    /// The execution's stop signal, if it still exists.
+    fn cancellation(&self, execution: &str) -> Option<CancellationToken>;
+    /// Appends a history event.
+    fn record(&self, execution: &str, kind: &str, details: Option<(&str, Value)>);
+    /// Queues a task for `state`; `Err` is the cause of a `States.Runtime` failure.
+    fn schedule_task(
+        &self,
+        execution: &str,
+        state_name: &str,
+        state: &TaskState,
+        input: &str,
+    ) -> Result<Scheduled, String>;
+    /// When the task's heartbeat clock runs out, if it has started.
+    fn heartbeat_deadline(&self, token: &str, heartbeat: Duration) -> Option<Instant>;
+    /// Times a task out unless its result arrived first (then returns it).
+    fn time_out_task(
+        &self,
+        execution: &str,
+        token: &str,
+        error: &str,
+        rx: &mut oneshot::Receiver<TaskResult>,
+    ) -> Option<TaskResult>;
+    /// The execution no longer waits on a task.
+    fn clear_current_task(&self, execution: &str);
+    /// Ends a running execution; no-op if it already ended (e.g. stopped).
+    fn finish_execution(&self, execution: &str, outcome: ExecutionEnd);
+}
 
 enum Attempt {
     Succeeded(String),
@@ -18,8 +75,8 @@ enum Attempt {
 }
 
 /// Drives the execution `arn` to its end.
-pub(super) async fn drive(
-    shared: Arc<Shared>,
+pub(crate) async fn drive<H: Host>(
+    shared: Arc<H>,
     arn: String,
     definition: Arc<Definition>,
     input: String,
@@ -27,7 +84,7 @@ pub(super) async fn drive(
     let Some(cancel) = shared.cancellation(&arn) else {
         return;
     };
-    let run = run_states(&shared, &arn, &definition, input);
+    let run = run_states(&*shared, &arn, &definition, input);
     let end = match definition.timeout {
         Some(limit) => tokio::select! {
             end = run => end,
@@ -44,8 +101,8 @@ pub(super) async fn drive(
     }
 }
 
-async fn run_states(
-    shared: &Shared,
+async fn run_states<H: Host>(
+    shared: &H,
     arn: &str,
     definition: &Definition,
     mut input: String,
@@ -99,8 +156,8 @@ async fn run_states(
     }
 }
 
-async fn run_task(
-    shared: &Shared,
+async fn run_task<H: Host>(
+    shared: &H,
     arn: &str,
     state_name: &str,
     state: &TaskState,

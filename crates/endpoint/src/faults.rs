@@ -23,12 +23,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// What a rule does to a request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "fault", rename_all = "snake_case", deny_unknown_fields)]
-pub enum FaultKind {
+pub(crate) enum FaultKind {
     /// 400 ThrottlingException.
     Throttle,
     /// 500 InternalFailure.
@@ -76,7 +76,7 @@ fn any_op() -> String {
 
 /// One fault rule.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct FaultRule {
+pub(crate) struct FaultRule {
     /// Operation name (`SendTaskSuccess`) or `*`.
     #[serde(default = "any_op")]
     pub op: String,
@@ -96,7 +96,7 @@ pub struct FaultRule {
 
 /// The active rules.
 #[derive(Debug, Default)]
-pub struct Faults {
+pub(crate) struct Faults {
     rules: Mutex<Vec<FaultRule>>,
 }
 
@@ -106,17 +106,17 @@ impl Faults {
     }
 
     /// Adds a rule.
-    pub fn add(&self, rule: FaultRule) {
+    pub(crate) fn add(&self, rule: FaultRule) {
         self.lock().push(rule);
     }
 
     /// Removes every rule.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.lock().clear();
     }
 
     /// The fault to apply to a request for `op`, if any (first match wins).
-    pub fn pick(&self, op: &str) -> Option<FaultKind> {
+    pub(crate) fn pick(&self, op: &str) -> Option<FaultKind> {
         let mut rules = self.lock();
         for rule in rules.iter_mut() {
             if rule.op != "*" && rule.op != op {
@@ -134,13 +134,13 @@ impl Faults {
     }
 
     /// A snapshot of the rules with their counts.
-    pub fn rules(&self) -> Vec<FaultRule> {
+    pub(crate) fn rules(&self) -> Vec<FaultRule> {
         self.lock().clone()
     }
 }
 
-pub(super) async fn set(
-    State(app): State<super::AppState>,
+pub(crate) async fn set(
+    State(faults): State<Arc<Faults>>,
     Json(rule): Json<FaultRule>,
 ) -> Result<StatusCode, (StatusCode, String)> {
     if !(0.0..=1.0).contains(&rule.rate) {
@@ -150,17 +150,17 @@ pub(super) async fn set(
         ));
     }
     tracing::warn!(target: "wasm_activity::endpoint", ?rule, "fault injection rule added");
-    app.faults.add(FaultRule { fired: 0, ..rule });
+    faults.add(FaultRule { fired: 0, ..rule });
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub(super) async fn clear(State(app): State<super::AppState>) -> StatusCode {
-    app.faults.clear();
+pub(crate) async fn clear(State(faults): State<Arc<Faults>>) -> StatusCode {
+    faults.clear();
     StatusCode::NO_CONTENT
 }
 
-pub(super) async fn list(State(app): State<super::AppState>) -> Json<Vec<FaultRule>> {
-    Json(app.faults.rules())
+pub(crate) async fn list(State(faults): State<Arc<Faults>>) -> Json<Vec<FaultRule>> {
+    Json(faults.rules())
 }
 
 #[cfg(test)]

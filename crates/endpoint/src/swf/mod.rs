@@ -1,0 +1,312 @@
+//! The SWF half of the local endpoint (`X-Amz-Target: SimpleWorkflowService.<Op>`).
+//!
+//! Enough of SWF to run activity workers the real way, including what moto
+//! lacks: a true long poll for activity and decision tasks, and
+//! cancellation (`RequestCancelActivityTask` makes the next heartbeat return
+//! `cancelRequested: true`). Deciders drive workflows with
+//! `ScheduleActivityTask`, `RequestCancelActivityTask` and
+//! `CompleteWorkflowExecution`; `SignalWorkflowExecution` wakes a decider.
+//! Activity tasks enforce heartbeat and start-to-close timeouts. Calls on a
+//! closed or unknown task get `UnknownResourceFault`, as on AWS.
+//!
+//! Like the Step Functions half, all state is in memory behind one mutex
+//! held for short synchronous sections; long polls wait on `Notify`s.
+
+mod activity_tasks;
+mod registration;
+mod requests;
+mod workflows;
+
+use crate::error::ApiError;
+use crate::support::{Background, OnDrop, lock, now};
+use requests::Close;
+use serde_json::{Value, json};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+const TOKEN_PREFIX: &str = "swf1-";
+/// Waiting polls per task list beyond which SWF answers LimitExceededFault.
+const MAX_POLLERS: usize = 1_000;
+/// Closed executions remembered (their histories stay readable); older
+/// ones are forgotten, as the Step Functions half forgets executions.
+const MAX_CLOSED_EXECUTIONS: usize = 10_000;
+
+fn unknown(what: impl Into<String>) -> ApiError {
+    ApiError::bad_request("UnknownResourceFault", what)
+}
+
+/// Timeout strings: seconds, or "NONE".
+fn timeout(v: Option<&str>) -> Option<Duration> {
+    v.and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    items: VecDeque<String>,
+    notify: Arc<Notify>,
+    /// Polls waiting on this list now.
+    waiting: usize,
+}
+
+#[derive(Debug, Clone)]
+struct ActivityTypeRec {
+    created: f64,
+    config: Value,
+    /// When DeprecateActivityType was called.
+    deprecated: Option<f64>,
+}
+
+#[derive(Debug)]
+struct Execution {
+    workflow_type: Value,
+    task_list: String,
+    events: Vec<Value>,
+    open: bool,
+    /// A decision task is scheduled or started.
+    decision_pending: bool,
+    /// Events arrived while a decision task was started: decide again.
+    needs_decision: bool,
+    /// activityId -> token of its open task.
+    activities: HashMap<String, String>,
+}
+
+impl Execution {
+    fn push(&mut self, kind: &str, attrs_key: &str, attrs: Value) -> i64 {
+        let id = self.events.len() as i64 + 1;
+        let mut e = json!({ "eventId": id, "eventTimestamp": now(), "eventType": kind });
+        e[attrs_key] = attrs;
+        self.events.push(e);
+        id
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum TaskState {
+    Queued,
+    Running {
+        started_event: i64,
+        started_at: Instant,
+        last_beat: Instant,
+    },
+}
+
+#[derive(Debug)]
+struct ActivityTask {
+    domain: String,
+    execution: (String, String),
+    activity_id: String,
+    activity_type: Value,
+    input: Option<String>,
+    task_list: String,
+    scheduled_event: i64,
+    state: TaskState,
+    scheduled_at: Instant,
+    heartbeat_timeout: Option<Duration>,
+    start_to_close: Option<Duration>,
+    schedule_to_start: Option<Duration>,
+    schedule_to_close: Option<Duration>,
+    cancel_requested: bool,
+    details: Option<String>,
+    wake: Arc<Notify>,
+    closed: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Domain {
+    deprecated: bool,
+    description: Option<String>,
+    retention_days: String,
+    activity_types: HashMap<(String, String), ActivityTypeRec>,
+    /// Workflow types and their default task lists.
+    workflow_types: HashMap<(String, String), Option<String>>,
+    executions: HashMap<(String, String), Execution>,
+    decision_queues: HashMap<String, Queue>,
+    activity_queues: HashMap<String, Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Model {
+    domains: HashMap<String, Domain>,
+    tasks: HashMap<String, ActivityTask>,
+    /// Decision token -> (domain, workflowId, runId, started event id).
+    decisions: HashMap<String, (String, String, String, i64)>,
+    /// Closed executions, oldest first, for forgetting.
+    closed: VecDeque<(String, (String, String))>,
+}
+
+impl Model {
+    /// Remembers that an execution closed and forgets the oldest closed
+    /// ones beyond [`MAX_CLOSED_EXECUTIONS`].
+    fn closed_execution(&mut self, domain: &str, key: (String, String)) {
+        self.closed.push_back((domain.to_string(), key));
+        while self.closed.len() > MAX_CLOSED_EXECUTIONS {
+            let Some((domain, key)) = self.closed.pop_front() else {
+                break;
+            };
+            if let Some(d) = self.domains.get_mut(&domain) {
+                d.executions.remove(&key);
+            }
+        }
+    }
+}
+
+/// The SWF state of the endpoint.
+#[derive(Debug)]
+pub(crate) struct SwfState {
+    model: Mutex<Model>,
+    poll_timeout: Duration,
+    stopping: CancellationToken,
+    /// The task timers: they end when the endpoint goes away.
+    tasks: Background,
+}
+
+fn queue<'a>(queues: &'a mut HashMap<String, Queue>, list: &str) -> &'a mut Queue {
+    queues.entry(list.to_string()).or_default()
+}
+
+impl SwfState {
+    pub(crate) fn new(
+        poll_timeout: Duration,
+        stopping: CancellationToken,
+        halt: CancellationToken,
+    ) -> Arc<SwfState> {
+        Arc::new(SwfState {
+            model: Mutex::new(Model::default()),
+            poll_timeout,
+            stopping,
+            tasks: Background::new(halt),
+        })
+    }
+
+    /// Waits for every timer this half started (they end at `halt`).
+    pub(crate) async fn stopped(&self) {
+        self.tasks.stopped().await;
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Model> {
+        lock(&self.model)
+    }
+
+    pub(crate) async fn dispatch(self: &Arc<Self>, op: &str, r: &Value) -> Result<Value, ApiError> {
+        match op {
+            "RegisterDomain" => self.register_domain(r),
+            "DescribeDomain" => self.describe_domain(r),
+            "CountPendingActivityTasks" => self.count_pending_activity_tasks(r),
+            "RegisterActivityType" => self.register_activity_type(r),
+            "DescribeActivityType" => self.describe_activity_type(r),
+            "RegisterWorkflowType" => self.register_workflow_type(r),
+            "StartWorkflowExecution" => self.start_workflow_execution(r),
+            "SignalWorkflowExecution" => self.signal_workflow_execution(r),
+            "GetWorkflowExecutionHistory" => self.history(r),
+            "PollForDecisionTask" => self.poll_for_decision_task(r).await,
+            "RespondDecisionTaskCompleted" => self.respond_decision_task_completed(r),
+            "PollForActivityTask" => self.poll_for_activity_task(r).await,
+            "RecordActivityTaskHeartbeat" => self.record_heartbeat(r),
+            "RespondActivityTaskCompleted" => self.close_task(r, Close::Completed),
+            "RespondActivityTaskFailed" => self.close_task(r, Close::Failed),
+            "RespondActivityTaskCanceled" => self.close_task(r, Close::Canceled),
+            "DeprecateDomain" => self.deprecate_domain(r),
+            "DeprecateActivityType" => self.deprecate_activity_type(r),
+            other => Err(ApiError::bad_request(
+                "UnknownOperationException",
+                format!("SWF operation {other:?} is not implemented by this local endpoint"),
+            )),
+        }
+    }
+
+    fn domain<'a>(m: &'a mut Model, name: &str) -> Result<&'a mut Domain, ApiError> {
+        crate::requests::length("domain", name, 1, 256)?;
+        m.domains
+            .get_mut(name)
+            .ok_or_else(|| unknown(format!("Unknown domain: {name}")))
+    }
+
+    /// Schedules a decision task unless one is already pending.
+    fn need_decision(d: &mut Domain, key: &(String, String)) {
+        let Some(e) = d.executions.get_mut(key) else {
+            return;
+        };
+        if !e.open {
+            return;
+        }
+        if e.decision_pending {
+            e.needs_decision = true;
+            return;
+        }
+        e.decision_pending = true;
+        let list = e.task_list.clone();
+        e.push(
+            "DecisionTaskScheduled",
+            "decisionTaskScheduledEventAttributes",
+            json!({ "taskList": { "name": list } }),
+        );
+        let q = queue(&mut d.decision_queues, &list);
+        q.items.push_back(format!("{}\u{0}{}", key.0, key.1));
+        q.notify.notify_waiters();
+    }
+
+    /// Long-polls `queues[list]`, taking items with `take` under the lock.
+    async fn long_poll<T>(
+        &self,
+        domain: &str,
+        list: &str,
+        queues: fn(&mut Domain) -> &mut HashMap<String, Queue>,
+        mut take: impl FnMut(&mut Model, String) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
+        let deadline = Instant::now() + self.poll_timeout;
+        {
+            let mut m = self.lock();
+            let q = queue(queues(Self::domain(&mut m, domain)?), list);
+            if q.waiting >= MAX_POLLERS {
+                return Err(ApiError::bad_request(
+                    "LimitExceededFault",
+                    format!("more than {MAX_POLLERS} pollers are waiting on task list {list}"),
+                ));
+            }
+            q.waiting += 1;
+        }
+        // Counted out however the poll ends, a dropped connection included.
+        let _waiting = OnDrop::new(|| {
+            let mut m = self.lock();
+            if let Some(q) = m
+                .domains
+                .get_mut(domain)
+                .and_then(|d| queues(d).get_mut(list))
+            {
+                q.waiting = q.waiting.saturating_sub(1);
+            }
+        });
+        loop {
+            let notify = {
+                let mut m = self.lock();
+                let d = Self::domain(&mut m, domain)?;
+                queue(queues(d), list).notify.clone()
+            };
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut m = self.lock();
+                loop {
+                    let d = Self::domain(&mut m, domain)?;
+                    let Some(item) = queue(queues(d), list).items.pop_front() else {
+                        break;
+                    };
+                    if let Some(found) = take(&mut m, item) {
+                        return Ok(Some(found));
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep_until(deadline) => return Ok(None),
+                () = self.stopping.cancelled() => return Ok(None),
+            }
+        }
+    }
+}

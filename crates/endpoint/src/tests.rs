@@ -1,0 +1,599 @@
+//! End-to-end behaviour of both halves through `LocalEndpoint`, with
+//! paused time so that timeouts and retries run instantly.
+
+use super::*;
+use serde_json::json;
+use std::collections::HashSet;
+use std::time::Duration;
+
+async fn endpoint() -> LocalEndpoint {
+    LocalEndpoint::start(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        EndpointOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn setup(ep: &LocalEndpoint, task: Value) -> (String, String) {
+    let arn = ep
+        .call("CreateActivity", json!({"name": "a"}))
+        .await
+        .unwrap()["activityArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut state = json!({"Type": "Task", "Resource": arn, "End": true});
+    state
+        .as_object_mut()
+        .unwrap()
+        .extend(task.as_object().unwrap().clone());
+    let definition = json!({"StartAt": "S", "States": {"S": state}}).to_string();
+    let sm = ep
+        .call(
+            "CreateStateMachine",
+            json!({"name": "m", "definition": definition, "roleArn": "arn:aws:iam::0:role/r"}),
+        )
+        .await
+        .unwrap()["stateMachineArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (arn, sm)
+}
+
+async fn start(ep: &LocalEndpoint, sm: &str, input: Value) -> String {
+    ep.call(
+        "StartExecution",
+        json!({"stateMachineArn": sm, "input": input.to_string()}),
+    )
+    .await
+    .unwrap()["executionArn"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn poll(ep: &LocalEndpoint, arn: &str) -> Option<String> {
+    let out = ep
+        .call(
+            "GetActivityTask",
+            json!({"activityArn": arn, "workerName": "w"}),
+        )
+        .await
+        .unwrap();
+    out["taskToken"].as_str().map(str::to_string)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_task_is_handed_out_exactly_once_to_concurrent_pollers() {
+    let ep = Arc::new(endpoint().await);
+    let (arn, sm) = setup(&ep, json!({})).await;
+    for i in 0..60 {
+        start(&ep, &sm, json!({ "i": i })).await;
+    }
+    let mut pollers = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (ep, arn) = (ep.clone(), arn.clone());
+        pollers.spawn(async move {
+            let mut got = Vec::new();
+            for _ in 0..5 {
+                got.push(
+                    poll(&ep, &arn)
+                        .await
+                        .expect("a task was queued for every poll"),
+                );
+            }
+            got
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(got) = pollers.join_next().await {
+        all.extend(got.unwrap());
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!((all.len(), unique.len()), (60, 60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn missed_heartbeats_time_the_task_out_and_its_token_says_so() {
+    let ep = endpoint().await;
+    let (arn, sm) = setup(&ep, json!({"TimeoutSeconds": 100, "HeartbeatSeconds": 5})).await;
+    let exec = start(&ep, &sm, json!({})).await;
+    let token = poll(&ep, &arn).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    ep.call("SendTaskHeartbeat", json!({"taskToken": token}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    // 8 s after start but only 4 s after the last heartbeat: still alive.
+    ep.call("SendTaskHeartbeat", json!({"taskToken": token}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let done = ep.shared.wait_execution(&exec).await.unwrap();
+    assert_eq!(done["status"], "FAILED");
+    assert_eq!(done["error"], "States.HeartbeatTimeout");
+    let e = ep
+        .call(
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": "{}"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "TaskTimedOut");
+}
+
+#[tokio::test(start_paused = true)]
+async fn task_timeout_counts_from_scheduling_even_if_no_worker_polls() {
+    let ep = endpoint().await;
+    let (_arn, sm) = setup(&ep, json!({"TimeoutSeconds": 30})).await;
+    let exec = start(&ep, &sm, json!({})).await;
+    let done = ep.shared.wait_execution(&exec).await.unwrap();
+    assert_eq!(
+        (done["status"].as_str(), done["error"].as_str()),
+        (Some("FAILED"), Some("States.Timeout"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_waits_with_backoff_then_gives_up_with_the_last_error() {
+    let ep = endpoint().await;
+    let (arn, sm) = setup(
+        &ep,
+        json!({"Retry": [{"ErrorEquals": ["Boom"], "IntervalSeconds": 2, "MaxAttempts": 2, "BackoffRate": 3.0}]}),
+    )
+    .await;
+    let exec = start(&ep, &sm, json!({})).await;
+    let t0 = tokio::time::Instant::now();
+    let mut attempts = Vec::new();
+    for _ in 0..3 {
+        let token = poll(&ep, &arn).await.unwrap();
+        attempts.push(t0.elapsed().as_secs());
+        ep.call(
+            "SendTaskFailure",
+            json!({"taskToken": token, "error": "Boom", "cause": "c"}),
+        )
+        .await
+        .unwrap();
+    }
+    // Retries after 2 s and then 2 * 3 = 6 s more.
+    assert_eq!(attempts, vec![0, 2, 8]);
+    let done = ep.shared.wait_execution(&exec).await.unwrap();
+    assert_eq!(
+        (done["error"].as_str(), done["cause"].as_str()),
+        (Some("Boom"), Some("c"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_repeated_report_is_answered_task_timed_out_as_on_aws() {
+    let ep = endpoint().await;
+    let (arn, sm) = setup(&ep, json!({})).await;
+    start(&ep, &sm, json!({})).await;
+    let token = poll(&ep, &arn).await.unwrap();
+    let success = json!({"taskToken": token, "output": "{\"a\":1}"});
+    ep.call("SendTaskSuccess", success.clone()).await.unwrap();
+    // The same report again (its first response lost), a different
+    // one, a failure, a heartbeat: the task is closed for all of them.
+    for (op, req) in [
+        ("SendTaskSuccess", success),
+        (
+            "SendTaskSuccess",
+            json!({"taskToken": token, "output": "{}"}),
+        ),
+        ("SendTaskFailure", json!({"taskToken": token, "error": "E"})),
+        ("SendTaskHeartbeat", json!({"taskToken": token})),
+    ] {
+        let e = ep.call(op, req).await.unwrap_err();
+        assert_eq!(e.code, "TaskTimedOut", "{op}");
+    }
+    assert_eq!(ep.shared.page_state()["completions"], 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn empty_poll_returns_no_token_after_the_poll_timeout() {
+    let ep = endpoint().await;
+    let (arn, _) = setup(&ep, json!({})).await;
+    let t0 = tokio::time::Instant::now();
+    assert_eq!(poll(&ep, &arn).await, None);
+    assert_eq!(t0.elapsed(), Duration::from_secs(60));
+}
+
+fn pollers(ep: &LocalEndpoint) -> u64 {
+    ep.shared.page_state()["activities"][0]["pollers"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_poll_whose_client_goes_away_stops_counting_at_once() {
+    let ep = endpoint().await;
+    let (arn, sm) = setup(&ep, json!({})).await;
+    // 1,000 polls abandoned mid-wait (their futures dropped, as when
+    // the connection closes), then a working poll gets its task.
+    for _ in 0..MAX_ABANDONED {
+        let poll = ep.call("GetActivityTask", json!({"activityArn": arn}));
+        let abandoned = tokio::time::timeout(Duration::from_millis(1), poll).await;
+        assert!(abandoned.is_err());
+    }
+    assert_eq!(pollers(&ep), 0);
+    start(&ep, &sm, json!({})).await;
+    assert!(poll(&ep, &arn).await.is_some());
+    assert_eq!(pollers(&ep), 0);
+}
+
+const MAX_ABANDONED: usize = 1_001;
+
+async fn swf(ep: &LocalEndpoint, op: &str, req: Value) -> Result<Value, ApiError> {
+    ep.swf.dispatch(op, &req).await
+}
+
+/// A domain, an activity type `t` version 1 and a workflow type, and a
+/// started workflow with its first decision task taken: (token).
+async fn swf_workflow(ep: &LocalEndpoint) -> String {
+    swf(
+        ep,
+        "RegisterDomain",
+        json!({"name": "d", "workflowExecutionRetentionPeriodInDays": "1"}),
+    )
+    .await
+    .unwrap();
+    swf(
+        ep,
+        "RegisterActivityType",
+        json!({"domain": "d", "name": "t", "version": "1"}),
+    )
+    .await
+    .unwrap();
+    swf(
+        ep,
+        "RegisterWorkflowType",
+        json!({"domain": "d", "name": "w", "version": "1"}),
+    )
+    .await
+    .unwrap();
+    swf(
+        ep,
+        "StartWorkflowExecution",
+        json!({"domain": "d", "workflowId": "wf", "workflowType": {"name": "w", "version": "1"},
+               "taskList": {"name": "decisions"}}),
+    )
+    .await
+    .unwrap();
+    decision_token(ep).await
+}
+
+async fn decision_token(ep: &LocalEndpoint) -> String {
+    let d = swf(
+        ep,
+        "PollForDecisionTask",
+        json!({"domain": "d", "taskList": {"name": "decisions"}}),
+    )
+    .await
+    .unwrap();
+    d["taskToken"].as_str().unwrap().to_string()
+}
+
+async fn history(ep: &LocalEndpoint) -> Vec<String> {
+    let h = swf(
+        ep,
+        "GetWorkflowExecutionHistory",
+        json!({"domain": "d", "execution": {"workflowId": "wf"}}),
+    )
+    .await
+    .unwrap();
+    h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventType"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn schedule(id: &str, extra: Value) -> Value {
+    let mut attrs = json!({"activityType": {"name": "t", "version": "1"}, "activityId": id,
+                           "taskList": {"name": "acts"}});
+    attrs
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    json!({"decisionType": "ScheduleActivityTask", "scheduleActivityTaskDecisionAttributes": attrs})
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_decision_request_changes_nothing_and_can_be_sent_again() {
+    let ep = endpoint().await;
+    let token = swf_workflow(&ep).await;
+    let before = history(&ep).await;
+    let e = swf(&ep, "RespondDecisionTaskCompleted", json!({"taskToken": token, "decisions": [
+        schedule("a1", json!({})),
+        {"decisionType": "StartTimer", "startTimerDecisionAttributes": {"timerId": "t", "startToFireTimeout": "5"}}
+    ]}))
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    assert_eq!(
+        history(&ep).await,
+        before,
+        "a refused request left events behind"
+    );
+    // The same token still works.
+    swf(
+        &ep,
+        "RespondDecisionTaskCompleted",
+        json!({"taskToken": token, "decisions": [schedule("a1", json!({}))]}),
+    )
+    .await
+    .unwrap();
+    let h = history(&ep).await;
+    assert_eq!(
+        &h[h.len() - 2..],
+        ["DecisionTaskCompleted", "ActivityTaskScheduled"]
+    );
+    let task = swf(
+        &ep,
+        "PollForActivityTask",
+        json!({"domain": "d", "taskList": {"name": "acts"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(task["activityId"], "a1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn schedule_to_start_times_out_a_task_nobody_takes() {
+    let ep = endpoint().await;
+    let token = swf_workflow(&ep).await;
+    swf(
+        &ep,
+        "RespondDecisionTaskCompleted",
+        json!({"taskToken": token, "decisions": [
+            schedule("late", json!({"scheduleToStartTimeout": "2"}))
+        ]}),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let h = swf(
+        &ep,
+        "GetWorkflowExecutionHistory",
+        json!({"domain": "d", "execution": {"workflowId": "wf"}}),
+    )
+    .await
+    .unwrap();
+    let timed_out = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["eventType"] == "ActivityTaskTimedOut")
+        .unwrap_or_else(|| panic!("{h}"));
+    assert_eq!(
+        timed_out["activityTaskTimedOutEventAttributes"]["timeoutType"],
+        "SCHEDULE_TO_START"
+    );
+    // And it is no longer handed out.
+    let none = tokio::time::timeout(
+        Duration::from_secs(120),
+        swf(
+            &ep,
+            "PollForActivityTask",
+            json!({"domain": "d", "taskList": {"name": "acts"}}),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(none["taskToken"], "");
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_an_unknown_activity_id_fails_as_documented() {
+    let ep = endpoint().await;
+    let token = swf_workflow(&ep).await;
+    swf(&ep, "RespondDecisionTaskCompleted", json!({"taskToken": token, "decisions": [
+        {"decisionType": "RequestCancelActivityTask", "requestCancelActivityTaskDecisionAttributes": {"activityId": "never"}}
+    ]}))
+    .await
+    .unwrap();
+    let h = swf(
+        &ep,
+        "GetWorkflowExecutionHistory",
+        json!({"domain": "d", "execution": {"workflowId": "wf"}}),
+    )
+    .await
+    .unwrap();
+    let failed = h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["eventType"] == "RequestCancelActivityTaskFailed")
+        .unwrap_or_else(|| panic!("{h}"));
+    assert_eq!(
+        failed["requestCancelActivityTaskFailedEventAttributes"]["cause"],
+        "ACTIVITY_ID_UNKNOWN"
+    );
+    assert!(
+        !history(&ep)
+            .await
+            .contains(&"ActivityTaskCancelRequested".to_string())
+    );
+    // The decider is asked to decide again.
+    assert!(history(&ep).await.last().unwrap() == "DecisionTaskScheduled");
+}
+
+#[tokio::test(start_paused = true)]
+async fn deprecation_is_answered_as_documented() {
+    let ep = endpoint().await;
+    let token = swf_workflow(&ep).await;
+    let t = json!({"domain": "d", "activityType": {"name": "t", "version": "1"}});
+    swf(&ep, "DeprecateActivityType", t.clone()).await.unwrap();
+    assert_eq!(
+        swf(&ep, "DeprecateActivityType", t.clone())
+            .await
+            .unwrap_err()
+            .code,
+        "TypeDeprecatedFault"
+    );
+    let described = swf(&ep, "DescribeActivityType", t).await.unwrap();
+    assert_eq!(described["typeInfo"]["status"], "DEPRECATED");
+    swf(
+        &ep,
+        "RespondDecisionTaskCompleted",
+        json!({"taskToken": token, "decisions": [schedule("a", json!({}))]}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        history(&ep)
+            .await
+            .contains(&"ScheduleActivityTaskFailed".to_string())
+    );
+    swf(&ep, "DeprecateDomain", json!({"name": "d"}))
+        .await
+        .unwrap();
+    assert_eq!(
+        swf(&ep, "DeprecateDomain", json!({"name": "d"}))
+            .await
+            .unwrap_err()
+            .code,
+        "DomainDeprecatedFault"
+    );
+    let e = swf(
+        &ep,
+        "RegisterActivityType",
+        json!({"domain": "d", "name": "u", "version": "1"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "OperationNotPermittedFault");
+    assert_eq!(
+        swf(&ep, "DeprecateDomain", json!({"name": "x".repeat(257)}))
+            .await
+            .unwrap_err()
+            .code,
+        "ValidationException"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn swf_polls_are_limited_and_abandoned_ones_do_not_count() {
+    let ep = endpoint().await;
+    swf_workflow(&ep).await;
+    let poll = || {
+        swf(
+            &ep,
+            "PollForActivityTask",
+            json!({"domain": "d", "taskList": {"name": "acts"}}),
+        )
+    };
+    for _ in 0..MAX_ABANDONED {
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1), poll())
+                .await
+                .is_err()
+        );
+    }
+    // Not refused: the abandoned polls are gone.
+    let polls: Vec<_> = (0..1000).map(|_| Box::pin(poll())).collect();
+    let mut polls: Vec<_> = polls
+        .into_iter()
+        .map(|mut p| {
+            assert!(futures_util::FutureExt::now_or_never(p.as_mut()).is_none());
+            p
+        })
+        .collect();
+    // The 1,001st waiting poll is refused.
+    let e = tokio::time::timeout(Duration::from_secs(1), poll())
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.code, "LimitExceededFault");
+    polls.clear();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1), poll())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancel_may_name_a_task_scheduled_by_the_same_request() {
+    let ep = endpoint().await;
+    let token = swf_workflow(&ep).await;
+    swf(&ep, "RespondDecisionTaskCompleted", json!({"taskToken": token, "decisions": [
+        schedule("both", json!({})),
+        {"decisionType": "RequestCancelActivityTask", "requestCancelActivityTaskDecisionAttributes": {"activityId": "both"}}
+    ]}))
+    .await
+    .unwrap();
+    // Queued, so canceled at once, and never handed out.
+    assert!(
+        history(&ep)
+            .await
+            .contains(&"ActivityTaskCanceled".to_string())
+    );
+    let none = swf(
+        &ep,
+        "PollForActivityTask",
+        json!({"domain": "d", "taskList": {"name": "acts"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(none["taskToken"], "");
+}
+
+#[tokio::test(start_paused = true)]
+async fn closing_a_workflow_closes_its_activity_tasks() {
+    let ep = endpoint().await;
+    let token = swf_workflow(&ep).await;
+    swf(
+        &ep,
+        "RespondDecisionTaskCompleted",
+        json!({"taskToken": token, "decisions": [schedule("a", json!({}))]}),
+    )
+    .await
+    .unwrap();
+    let task = swf(
+        &ep,
+        "PollForActivityTask",
+        json!({"domain": "d", "taskList": {"name": "acts"}}),
+    )
+    .await
+    .unwrap();
+    swf(
+        &ep,
+        "SignalWorkflowExecution",
+        json!({"domain": "d", "workflowId": "wf", "signalName": "close"}),
+    )
+    .await
+    .unwrap();
+    let token = decision_token(&ep).await;
+    swf(
+        &ep,
+        "RespondDecisionTaskCompleted",
+        json!({"taskToken": token, "decisions": [
+            {"decisionType": "CompleteWorkflowExecution"},
+            schedule("after-close", json!({}))
+        ]}),
+    )
+    .await
+    .unwrap();
+    let e = swf(
+        &ep,
+        "RespondActivityTaskCompleted",
+        json!({"taskToken": task["taskToken"], "result": "r"}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code, "UnknownResourceFault");
+    // Nothing after the closing decision was scheduled.
+    let none = swf(
+        &ep,
+        "PollForActivityTask",
+        json!({"domain": "d", "taskList": {"name": "acts"}}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(none["taskToken"], "");
+}
