@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasm_activity::config::TaskLimits;
-use wasm_activity::runtime::{
+use wasm_activity_worker::config::TaskLimits;
+use wasm_activity_worker::runtime::{
     Grants, Handler, Outcome, Runtime, RuntimeOptions, TaskContext, TaskControl,
 };
 
@@ -283,8 +283,8 @@ pub fn language_components(root: &Path) -> Vec<(&'static str, PathBuf)> {
 /// heartbeat and, twice per task, every poll and report pays, whatever the
 /// worker does around it. Median of `calls` calls on a warm connection, in µs.
 pub fn sdk_call_us(url: &str, calls: usize) -> anyhow::Result<f64> {
-    use wasm_activity::service::sfn::SfnClients;
-    use wasm_activity::service::{ActivityService, StepFunctions, TaskToken};
+    use wasm_activity_worker::service::sfn::SfnClients;
+    use wasm_activity_worker::service::{ActivityService, StepFunctions, TaskToken};
     let url = url.to_string();
     on_one_thread(move || {
         Box::pin(async move {

@@ -24,8 +24,8 @@ use workers::{HostOptions, Kind, Paths};
 // The same allocator as the `wasm-activity` binary, so the in-process
 // figures match what the host does.
 #[global_allocator]
-static ALLOCATOR: wasm_activity::MeteredAllocator<mimalloc::MiMalloc> =
-    wasm_activity::MeteredAllocator(mimalloc::MiMalloc);
+static ALLOCATOR: wasm_activity_worker::MeteredAllocator<mimalloc::MiMalloc> =
+    wasm_activity_worker::MeteredAllocator(mimalloc::MiMalloc);
 
 #[derive(Parser)]
 struct Args {
@@ -352,7 +352,7 @@ const HOST_DEFAULT: fn(&Paths) -> HostOptions<'_> = |p| HostOptions {
 };
 
 const HOST_LOG: &str =
-    "warn,wasm_activity=info,wasm_activity::task=warn,wasm_activity::heartbeat=warn";
+    "warn,wasm_activity=info,wasm_activity_worker::task=warn,wasm_activity_worker::heartbeat=warn";
 
 async fn transform(b: &mut Bench) -> anyhow::Result<()> {
     let kinds = [Kind::Host, Kind::Native, Kind::Boto3];

@@ -6,7 +6,7 @@ use crate::support::{binary, repo_root};
 
 /// The one Quickstart line the test does not run: it installs the host,
 /// which this test run has just built (and puts on PATH instead).
-const INSTALL: &str = "cargo install --locked --path host";
+const INSTALL: &str = "cargo install --locked --path crates/cli";
 
 /// The shell commands of the README's Quickstart, in order.
 fn quickstart_commands() -> Vec<String> {

@@ -289,7 +289,7 @@ fn needs_escape(c: char) -> bool {
 /// `text` with control, line-breaking and bidi characters written as `\n`,
 /// `\r`, `\t` or `\u{..}`, so it prints on one line and shows what it holds.
 /// Everything else, backslashes included, is kept as it is.
-pub(crate) fn escape(text: &str) -> Cow<'_, str> {
+pub fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }
@@ -307,7 +307,7 @@ pub(crate) fn escape(text: &str) -> Cow<'_, str> {
 }
 
 /// True if `text` holds nothing [`escape`] would change.
-pub(crate) fn is_inert(text: &str) -> bool {
+pub fn is_inert(text: &str) -> bool {
     !text.chars().any(needs_escape)
 }
 
@@ -316,7 +316,7 @@ pub(crate) fn is_inert(text: &str) -> bool {
 /// as `\uXXXX` escapes: still the same JSON value, and inert when printed.
 /// (serde_json already escapes the other controls; its own line breaks in
 /// pretty output are kept.)
-pub(crate) fn escape_json(json: &str) -> Cow<'_, str> {
+pub fn escape_json(json: &str) -> Cow<'_, str> {
     let raw = |c: char| needs_escape(c) && !matches!(c, '\n' | '\r' | '\t');
     if !json.chars().any(raw) {
         return Cow::Borrowed(json);
@@ -335,7 +335,7 @@ pub(crate) fn escape_json(json: &str) -> Cow<'_, str> {
 /// Displays guest text escaped (see [`escape`]), for log fields and
 /// messages: `tracing::info!(cause = %Inert(&cause))`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Inert<'a>(pub &'a str);
+pub struct Inert<'a>(pub &'a str);
 
 impl fmt::Display for Inert<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

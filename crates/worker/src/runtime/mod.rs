@@ -72,7 +72,7 @@ const KEEP_RESIDENT_STACK: usize = 256 << 10;
 
 pub(crate) mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "activity",
         exports: { default: async },
     });

@@ -4,14 +4,14 @@
 //! the `invoke` result); logs go to stderr, filtered by `RUST_LOG`.
 //!
 //! What a guest returned is printed inert: JSON through
-//! [`crate::redact::escape_json`] (still the same JSON), other text through
-//! [`crate::redact::escape`], so a handler's output cannot print a line of
+//! [`wasm_activity_worker::redact::escape_json`] (still the same JSON), other text through
+//! [`wasm_activity_worker::redact::escape`], so a handler's output cannot print a line of
 //! its own or drive the terminal.
 
-use crate::config::{Config, TaskLimits};
-use crate::local::{LocalError, LocalHandler};
-use crate::redact::{Inert, escape_json, is_inert};
-use crate::report::Report;
+use wasm_activity_worker::config::{Config, TaskLimits};
+use wasm_activity_worker::local::{LocalError, LocalHandler};
+use wasm_activity_worker::redact::{Inert, escape_json, is_inert};
+use wasm_activity_worker::report::Report;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
@@ -168,9 +168,9 @@ pub enum Command {
     },
 }
 
-/// A size argument, in the config's units (see [`crate::config::parse_size`]).
+/// A size argument, in the config's units (see [`wasm_activity_worker::config::parse_size`]).
 fn size_arg(text: &str) -> Result<u64, String> {
-    crate::config::parse_size(text).map_err(|why| format!("expected a size such as \"64MiB\"{why}"))
+    wasm_activity_worker::config::parse_size(text).map_err(|why| format!("expected a size such as \"64MiB\"{why}"))
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the default `info`.
@@ -196,7 +196,7 @@ pub fn init_logging(format: LogFormat) {
 pub async fn execute(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Run { config } => run(&config).await,
-        Command::Check { config, aws } => crate::check::check(&config, aws).await,
+        Command::Check { config, aws } => wasm_activity_worker::check::check(&config, aws).await,
         Command::New {
             language,
             name,
@@ -255,14 +255,14 @@ pub async fn execute(cli: Cli) -> ExitCode {
 async fn run(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::from_file(path)?;
     let shutdown = async {
-        crate::shutdown::signal().await;
+        wasm_activity_worker::shutdown::signal().await;
         tokio::spawn(async {
-            crate::shutdown::signal().await;
+            wasm_activity_worker::shutdown::signal().await;
             eprintln!("second signal: exiting at once");
             std::process::exit(130);
         });
     };
-    let summary = crate::run(config, shutdown).await?;
+    let summary = wasm_activity_worker::run(config, shutdown).await?;
     Ok(if summary.clean {
         ExitCode::SUCCESS
     } else {
@@ -307,7 +307,7 @@ async fn dev(
             )
         );
         tokio::select! {
-            () = crate::shutdown::signal() => {}
+            () = wasm_activity_worker::shutdown::signal() => {}
             // The worker ends on its own only if it failed to start.
             () = session.worker_stopped() => {}
         }
@@ -321,7 +321,7 @@ async fn dev(
     }
     let ended = tokio::select! {
         r = session.run_inputs(&target, &plan.inputs) => Ended::Ran(r),
-        () = crate::shutdown::signal() => Ended::Signal,
+        () = wasm_activity_worker::shutdown::signal() => Ended::Signal,
         // It failed to start: stop() below says why.
         () = session.worker_stopped() => Ended::WorkerStopped,
     };
@@ -371,7 +371,7 @@ async fn serve_local(
         std::io::stdout(),
         "listening on {url}\nstate is in memory only; live page at {url}/ ; Ctrl-C stops"
     );
-    crate::shutdown::signal().await;
+    wasm_activity_worker::shutdown::signal().await;
     endpoint.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
@@ -479,7 +479,7 @@ async fn load_local(
 }
 
 async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Result<ExitCode> {
-    let recordings = crate::record::read_dir(dir)
+    let recordings = wasm_activity_worker::record::read_dir(dir)
         .with_context(|| format!("cannot read recordings in {}", dir.display()))?;
     if recordings.is_empty() {
         bail!("{} holds no recordings (*.json)", dir.display());
@@ -492,8 +492,8 @@ async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Res
     for (path, rec) in &recordings {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let report = handler.run(&name, &rec.input.to_string()).await;
-        let mut now = crate::record::result_of(&report).unwrap_or(serde_json::Value::Null);
-        crate::record::redact(&mut now, &rec.redacted);
+        let mut now = wasm_activity_worker::record::result_of(&report).unwrap_or(serde_json::Value::Null);
+        wasm_activity_worker::record::redact(&mut now, &rec.redacted);
         if now == rec.result {
             println!("same    {name}");
         } else {
@@ -599,7 +599,7 @@ fn shown_output(output: String) -> String {
     }
     match serde_json::from_str::<serde_json::Value>(&output) {
         Ok(value) => escape_json(&value.to_string()).into_owned(),
-        Err(_) => crate::redact::escape(&output).into_owned(),
+        Err(_) => wasm_activity_worker::redact::escape(&output).into_owned(),
     }
 }
 
@@ -614,7 +614,7 @@ mod tests {
         let evil = "{\"a\":\r\n\"x\u{85}\u{2028}\"}";
         let shown = shown_output(evil.into());
         assert_eq!(shown, r#"{"a":"x\u0085\u2028"}"#);
-        assert!(crate::redact::is_inert(&shown));
+        assert!(wasm_activity_worker::redact::is_inert(&shown));
         let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
         assert_eq!(
             back,

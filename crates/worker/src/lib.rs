@@ -24,11 +24,9 @@
 //! The entry point for embedding is [`run`].
 
 pub mod backoff;
-mod check;
-pub mod cli;
+pub mod check;
 pub mod config;
 pub mod delivery;
-pub mod dev;
 mod health;
 pub mod heartbeat;
 pub mod local;
@@ -41,7 +39,6 @@ pub mod registry;
 pub mod reload;
 pub mod report;
 pub mod runtime;
-pub mod scaffold;
 pub mod service;
 pub mod shutdown;
 mod sources;

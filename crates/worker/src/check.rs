@@ -29,7 +29,7 @@ fn micros(d: std::time::Duration) -> String {
 }
 
 /// Checks the config at `path`; with `aws`, also asks the service.
-pub(crate) async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
+pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
     let config = Config::from_file(path)?;
     let options = crate::runtime_options(&config);
     let runtime = Arc::new(Runtime::new(options.clone())?);

@@ -52,7 +52,7 @@ impl ActivityId {
     /// The TOML path of its table: `activity.NAME` or
     /// `swf.LIST.activity[INDEX]` (names that are not bare TOML keys are
     /// quoted, as they must be written in the file).
-    pub(crate) fn table(&self) -> String {
+    pub fn table(&self) -> String {
         match self {
             ActivityId::StepFunctions { name } => format!("activity.{}", toml_key(name)),
             ActivityId::SwfType { list, index, .. } => {

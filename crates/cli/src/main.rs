@@ -1,4 +1,9 @@
-//! The `wasm-activity` binary; the work is in the library.
+//! The `wasm-activity` binary: the command line, `dev`, `new`, `invoke` and
+//! `replay`; serving is the worker library's (`wasm-activity-worker`).
+
+mod cli;
+mod dev;
+mod scaffold;
 
 use clap::Parser;
 use std::process::ExitCode;
@@ -12,12 +17,12 @@ use std::process::ExitCode;
 // Wrapped to count what each task's guest makes the host allocate
 // (runtime::host_memory).
 #[global_allocator]
-static ALLOCATOR: wasm_activity::MeteredAllocator<mimalloc::MiMalloc> =
-    wasm_activity::MeteredAllocator(mimalloc::MiMalloc);
+static ALLOCATOR: wasm_activity_worker::MeteredAllocator<mimalloc::MiMalloc> =
+    wasm_activity_worker::MeteredAllocator(mimalloc::MiMalloc);
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = wasm_activity::cli::Cli::parse();
-    wasm_activity::cli::init_logging(cli.log_format);
-    wasm_activity::cli::execute(cli).await
+    let cli = cli::Cli::parse();
+    cli::init_logging(cli.log_format);
+    cli::execute(cli).await
 }

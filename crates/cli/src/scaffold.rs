@@ -4,7 +4,7 @@
 //! Each project carries its own copy of the WIT contract and of the guest
 //! SDK for its language, taken from this binary, so it builds without this
 //! repository and stays pinned to the host version that made it. The
-//! templates live in `host/templates/`; the SDK files are the ones in
+//! templates live in `crates/cli/templates/`; the SDK files are the ones in
 //! `guest-sdk/`, included at compile time so they cannot drift.
 
 use std::path::{Path, PathBuf};
@@ -52,40 +52,40 @@ enum Content {
 /// (path in the project, content, executable)
 type File = (&'static str, Content, bool);
 
-const WIT: &str = include_str!("../../wit/handler.wit");
+const WIT: &str = include_str!("../../../wit/handler.wit");
 
 /// `wit/http.wit` (the `activity-http` world) and the WASI packages it
 /// refers to, for Python projects: their SDK's `http_request` needs the
 /// `wasi:http` imports that world adds.
 const WIT_HTTP: [(&str, &str); 8] = [
-    ("wit/http.wit", include_str!("../../wit/http.wit")),
+    ("wit/http.wit", include_str!("../../../wit/http.wit")),
     (
         "wit/deps/cli/package.wit",
-        include_str!("../../wit/deps/cli/package.wit"),
+        include_str!("../../../wit/deps/cli/package.wit"),
     ),
     (
         "wit/deps/clocks/package.wit",
-        include_str!("../../wit/deps/clocks/package.wit"),
+        include_str!("../../../wit/deps/clocks/package.wit"),
     ),
     (
         "wit/deps/filesystem/package.wit",
-        include_str!("../../wit/deps/filesystem/package.wit"),
+        include_str!("../../../wit/deps/filesystem/package.wit"),
     ),
     (
         "wit/deps/http/package.wit",
-        include_str!("../../wit/deps/http/package.wit"),
+        include_str!("../../../wit/deps/http/package.wit"),
     ),
     (
         "wit/deps/io/package.wit",
-        include_str!("../../wit/deps/io/package.wit"),
+        include_str!("../../../wit/deps/io/package.wit"),
     ),
     (
         "wit/deps/random/package.wit",
-        include_str!("../../wit/deps/random/package.wit"),
+        include_str!("../../../wit/deps/random/package.wit"),
     ),
     (
         "wit/deps/sockets/package.wit",
-        include_str!("../../wit/deps/sockets/package.wit"),
+        include_str!("../../../wit/deps/sockets/package.wit"),
     ),
 ];
 const INPUT: &str = include_str!("../templates/common/input.json");
@@ -131,7 +131,7 @@ fn files(language: Language) -> Vec<File> {
             ),
             (
                 "wasm-activity-guest/src/lib.rs",
-                Text(include_str!("../../guest-sdk/src/lib.rs")),
+                Text(include_str!("../../../guest-sdk/src/lib.rs")),
                 false,
             ),
             (".gitignore", Text("/target/\n*.wasm\n"), false),
@@ -149,7 +149,7 @@ fn files(language: Language) -> Vec<File> {
             ),
             (
                 "wasm_activity.py",
-                Text(include_str!("../../guest-sdk/python/wasm_activity.py")),
+                Text(include_str!("../../../guest-sdk/python/wasm_activity.py")),
                 false,
             ),
             (".gitignore", Text("*.wasm\n__pycache__/\n"), false),
@@ -175,7 +175,7 @@ fn files(language: Language) -> Vec<File> {
             ),
             (
                 "wasm-activity.js",
-                Text(include_str!("../../guest-sdk/js/wasm-activity.js")),
+                Text(include_str!("../../../guest-sdk/js/wasm-activity.js")),
                 false,
             ),
             (".gitignore", Text("*.wasm\nnode_modules/\n"), false),
@@ -193,44 +193,44 @@ fn files(language: Language) -> Vec<File> {
             ),
             (
                 "sdk/wasm_activity.h",
-                Text(include_str!("../../guest-sdk/c/wasm_activity.h")),
+                Text(include_str!("../../../guest-sdk/c/wasm_activity.h")),
                 false,
             ),
             (
                 "sdk/wasm_activity.c",
-                Text(include_str!("../../guest-sdk/c/wasm_activity.c")),
+                Text(include_str!("../../../guest-sdk/c/wasm_activity.c")),
                 false,
             ),
             (
                 "sdk/bindings/activity.h",
-                Text(include_str!("../../guest-sdk/c/bindings/activity.h")),
+                Text(include_str!("../../../guest-sdk/c/bindings/activity.h")),
                 false,
             ),
             (
                 "sdk/bindings/activity.c",
-                Text(include_str!("../../guest-sdk/c/bindings/activity.c")),
+                Text(include_str!("../../../guest-sdk/c/bindings/activity.c")),
                 false,
             ),
             (
                 "sdk/bindings/activity_component_type.o",
                 Bytes(include_bytes!(
-                    "../../guest-sdk/c/bindings/activity_component_type.o"
+                    "../../../guest-sdk/c/bindings/activity_component_type.o"
                 )),
                 false,
             ),
             (
                 "sdk/vendor/cjson/cJSON.h",
-                Text(include_str!("../../guest-sdk/c/vendor/cjson/cJSON.h")),
+                Text(include_str!("../../../guest-sdk/c/vendor/cjson/cJSON.h")),
                 false,
             ),
             (
                 "sdk/vendor/cjson/cJSON.c",
-                Text(include_str!("../../guest-sdk/c/vendor/cjson/cJSON.c")),
+                Text(include_str!("../../../guest-sdk/c/vendor/cjson/cJSON.c")),
                 false,
             ),
             (
                 "sdk/vendor/cjson/LICENSE",
-                Text(include_str!("../../guest-sdk/c/vendor/cjson/LICENSE")),
+                Text(include_str!("../../../guest-sdk/c/vendor/cjson/LICENSE")),
                 false,
             ),
             (".gitignore", Text("*.wasm\nbuild/\n"), false),

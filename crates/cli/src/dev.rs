@@ -11,11 +11,11 @@
 //! no endpoint, worker or component loading for a command line that cannot
 //! run.
 //!
-//! Results are printed inert (see [`crate::redact`]): the output as
+//! Results are printed inert (see [`wasm_activity_worker::redact`]): the output as
 //! escaped JSON, error and cause escaped, so a handler cannot print lines of
 //! its own into the summary.
 
-use crate::config::{ActivityConfig, Config};
+use wasm_activity_worker::config::{ActivityConfig, Config};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -57,7 +57,7 @@ pub enum DevError {
     #[error(
         "--activity {name:?}: {} has no [{}] table; choose one of: {}{}",
         config.display(),
-        crate::config::ActivityId::StepFunctions { name: name.clone() }.table(),
+        wasm_activity_worker::config::ActivityId::StepFunctions { name: name.clone() }.table(),
         choices.join(", "),
         if *has_swf { " (dev runs Step Functions activities only, not SWF types)" } else { "" }
     )]
@@ -87,7 +87,7 @@ pub enum DevError {
     },
     /// The worker failed.
     #[error(transparent)]
-    Worker(#[from] crate::RunError),
+    Worker(#[from] wasm_activity_worker::RunError),
 }
 
 /// One activity as set up on the local endpoint.
@@ -228,7 +228,7 @@ pub struct DevSession {
     /// The endpoint's region.
     pub region: String,
     stop_worker: CancellationToken,
-    worker: tokio::task::JoinHandle<Result<crate::RunSummary, crate::RunError>>,
+    worker: tokio::task::JoinHandle<Result<wasm_activity_worker::RunSummary, wasm_activity_worker::RunError>>,
 }
 
 fn activity_name(a: &ActivityConfig) -> String {
@@ -310,10 +310,10 @@ impl DevSession {
         let stop_worker = CancellationToken::new();
         let stop = stop_worker.clone();
         let worker = tokio::spawn(async move {
-            crate::serve(
+            wasm_activity_worker::serve(
                 config,
                 &sdk,
-                crate::ServeOptions {
+                wasm_activity_worker::ServeOptions {
                     watch_config: false,
                 },
                 stop.cancelled_owned(),
@@ -369,7 +369,7 @@ impl DevSession {
     }
 
     /// Stops the worker (its polls are released at once) and the endpoint.
-    pub async fn stop(self) -> Result<crate::RunSummary, DevError> {
+    pub async fn stop(self) -> Result<wasm_activity_worker::RunSummary, DevError> {
         self.stop_worker.cancel();
         self.endpoint.release_polls();
         let summary = self.worker.await.expect("worker task panicked")?;
@@ -394,7 +394,7 @@ impl DevSession {
 /// Prints a result the way `dev --input` shows it; what came from the
 /// handler is escaped.
 pub fn format_result(result: &DevResult, root: &Path) -> String {
-    use crate::redact::{Inert, escape_json};
+    use wasm_activity_worker::redact::{Inert, escape_json};
     let name = result
         .input
         .strip_prefix(root)
