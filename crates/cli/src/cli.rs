@@ -8,14 +8,14 @@
 //! [`wasm_activity_worker::redact::escape`], so a handler's output cannot print a line of
 //! its own or drive the terminal.
 
-use wasm_activity_worker::config::{Config, TaskLimits};
-use wasm_activity_worker::local::{LocalError, LocalHandler};
-use wasm_activity_worker::redact::{Inert, escape_json, is_inert};
-use wasm_activity_worker::report::Report;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use wasm_activity_worker::config::{Config, TaskLimits};
+use wasm_activity_worker::local::{LocalError, LocalHandler};
+use wasm_activity_worker::redact::{Inert, escape_json, is_inert};
+use wasm_activity_worker::report::Report;
 
 /// Serve AWS Step Functions activities with sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -170,7 +170,8 @@ pub enum Command {
 
 /// A size argument, in the config's units (see [`wasm_activity_worker::config::parse_size`]).
 fn size_arg(text: &str) -> Result<u64, String> {
-    wasm_activity_worker::config::parse_size(text).map_err(|why| format!("expected a size such as \"64MiB\"{why}"))
+    wasm_activity_worker::config::parse_size(text)
+        .map_err(|why| format!("expected a size such as \"64MiB\"{why}"))
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the default `info`.
@@ -492,7 +493,8 @@ async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Res
     for (path, rec) in &recordings {
         let name = path.file_name().unwrap_or_default().to_string_lossy();
         let report = handler.run(&name, &rec.input.to_string()).await;
-        let mut now = wasm_activity_worker::record::result_of(&report).unwrap_or(serde_json::Value::Null);
+        let mut now =
+            wasm_activity_worker::record::result_of(&report).unwrap_or(serde_json::Value::Null);
         wasm_activity_worker::record::redact(&mut now, &rec.redacted);
         if now == rec.result {
             println!("same    {name}");

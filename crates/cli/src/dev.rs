@@ -15,12 +15,12 @@
 //! escaped JSON, error and cause escaped, so a handler cannot print lines of
 //! its own into the summary.
 
-use wasm_activity_worker::config::{ActivityConfig, Config};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 use wasm_activity_endpoint::{ApiError, EndpointOptions, LocalEndpoint};
+use wasm_activity_worker::config::{ActivityConfig, Config};
 
 /// What `dev` could not do.
 #[derive(Debug, thiserror::Error)]
@@ -228,7 +228,9 @@ pub struct DevSession {
     /// The endpoint's region.
     pub region: String,
     stop_worker: CancellationToken,
-    worker: tokio::task::JoinHandle<Result<wasm_activity_worker::RunSummary, wasm_activity_worker::RunError>>,
+    worker: tokio::task::JoinHandle<
+        Result<wasm_activity_worker::RunSummary, wasm_activity_worker::RunError>,
+    >,
 }
 
 fn activity_name(a: &ActivityConfig) -> String {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Backoff state for one retry loop.
 #[derive(Debug, Clone)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     base: Duration,
     cap: Duration,
     attempt: u32,
@@ -17,7 +17,7 @@ pub struct Backoff {
 
 impl Backoff {
     /// Waits grow from `base` and never exceed `cap`.
-    pub fn new(base: Duration, cap: Duration) -> Self {
+    pub(crate) fn new(base: Duration, cap: Duration) -> Self {
         Backoff {
             base,
             cap,
@@ -26,13 +26,13 @@ impl Backoff {
     }
 
     /// The ceiling of the next wait: `min(cap, base * 2^attempt)`.
-    pub fn ceiling(&self) -> Duration {
+    pub(crate) fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);
         self.base.saturating_mul(factor).min(self.cap)
     }
 
     /// The next wait: uniformly random in `[0, ceiling]`.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(crate) fn next_delay(&mut self) -> Duration {
         let ceiling = self.ceiling();
         self.attempt = self.attempt.saturating_add(1);
         let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
@@ -40,12 +40,12 @@ impl Backoff {
     }
 
     /// Forgets past failures after a success.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.attempt = 0;
     }
 
     /// How many waits have been handed out since the last reset.
-    pub fn attempts(&self) -> u32 {
+    pub(crate) fn attempts(&self) -> u32 {
         self.attempt
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 /// How delivering a report ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Delivery {
+pub(crate) enum Delivery {
     /// The service accepted the report (possibly a fallback failure, if it
     /// refused the output).
     Delivered(Report),
@@ -47,7 +47,11 @@ static CREDENTIALS_FIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 /// settings such as a KMS key) is retried with backoff, however long it
 /// takes: the heartbeat keeps the task open meanwhile, and the service's own
 /// timeout ends it if nothing else does.
-pub async fn deliver(service: &dyn ActivityService, token: &TaskToken, report: Report) -> Delivery {
+pub(crate) async fn deliver(
+    service: &dyn ActivityService,
+    token: &TaskToken,
+    report: Report,
+) -> Delivery {
     let mut report = report;
     let mut backoff = Backoff::new(DELIVERY_BASE, DELIVERY_CAP);
     // The last report an attempt of which may have been applied.

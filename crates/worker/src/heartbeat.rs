@@ -31,19 +31,19 @@ use tokio::time::Instant;
 
 /// Counts for the task's log line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct HeartbeatStats {
+pub(crate) struct HeartbeatStats {
     /// Heartbeats the service accepted.
-    pub sent: u32,
+    pub(crate) sent: u32,
     /// Heartbeats that failed.
-    pub failed: u32,
+    pub(crate) failed: u32,
     /// Longest time between accepted heartbeats (or from the start to the
     /// first), as the service saw them: what `HeartbeatSeconds` must exceed.
-    pub max_gap: Duration,
+    pub(crate) max_gap: Duration,
 }
 
 /// One task's heartbeats: [`Heartbeat::run`] sends them for as long as it is
 /// polled; dropping that future ends them (abandoning one in flight).
-pub struct Heartbeat<'a> {
+pub(crate) struct Heartbeat<'a> {
     service: &'a dyn ActivityService,
     token: &'a TaskToken,
     interval: Duration,
@@ -56,7 +56,7 @@ const RETRY_BASE: Duration = Duration::from_millis(250);
 impl<'a> Heartbeat<'a> {
     /// Heartbeats for `token` every `interval`, the first one `interval`
     /// from now.
-    pub fn new(
+    pub(crate) fn new(
         service: &'a dyn ActivityService,
         token: &'a TaskToken,
         interval: Duration,
@@ -72,14 +72,14 @@ impl<'a> Heartbeat<'a> {
     }
 
     /// What was sent so far.
-    pub fn stats(&self) -> HeartbeatStats {
+    pub(crate) fn stats(&self) -> HeartbeatStats {
         self.stats
     }
 
     /// Heartbeats until the service says the task is over; then it has
     /// stopped the guest and returns. Otherwise it never returns: poll it
     /// beside the task's work and drop it when the result is delivered.
-    pub async fn run(&mut self) {
+    pub(crate) async fn run(&mut self) {
         let (token, control, interval) = (self.token, self.control, self.interval);
         let mut backoff = Backoff::new(RETRY_BASE, interval);
         let mut next = Instant::now() + interval;

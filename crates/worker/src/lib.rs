@@ -23,41 +23,42 @@
 //!
 //! The entry point for embedding is [`run`].
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod check;
 pub mod config;
-pub mod delivery;
+pub(crate) mod delivery;
 mod health;
-pub mod heartbeat;
+pub(crate) mod heartbeat;
 pub mod local;
-pub mod metrics;
-pub mod poller;
+pub(crate) mod metrics;
+pub(crate) mod poller;
 mod probe;
 pub mod record;
 pub mod redact;
-pub mod registry;
-pub mod reload;
+pub(crate) mod registry;
+pub(crate) mod reload;
 pub mod report;
 pub mod runtime;
 pub mod service;
 pub mod shutdown;
 mod sources;
 mod startup;
-pub mod task;
-pub mod tenant;
+pub(crate) mod task;
+pub(crate) mod tenant;
 
 use crate::config::Config;
 use crate::runtime::{Runtime, RuntimeOptions};
 use crate::service::sfn::POLL_READ_TIMEOUT;
 use crate::shutdown::Shutdown;
 use crate::sources::Sources;
-pub use crate::startup::{RunError, aws_sdk_config};
+pub use crate::startup::RunError;
+pub(crate) use crate::startup::aws_sdk_config;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
-pub use runtime::host_memory::MeteredAllocator;
+pub use runtime::MeteredAllocator;
 
 // The unit tests count host memory the way the binary does.
 #[cfg(test)]
@@ -320,7 +321,7 @@ fn task_slots(config: &Config) -> usize {
 /// The engine sizing a config needs: an instance slot per concurrent task
 /// (Step Functions activities and SWF task lists), memory for the largest
 /// limit.
-pub fn runtime_options(config: &Config) -> RuntimeOptions {
+pub(crate) fn runtime_options(config: &Config) -> RuntimeOptions {
     let slots = task_slots(config);
     let memories = config.activities.iter().map(|a| a.limits.memory).chain(
         config

@@ -28,64 +28,64 @@ use std::time::Duration;
 
 /// Labels for per-activity metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ActivityLabels {
+pub(crate) struct ActivityLabels {
     /// Activity name.
-    pub activity: String,
+    pub(crate) activity: String,
     /// Tenant, or `-`.
-    pub tenant: String,
+    pub(crate) tenant: String,
 }
 
 /// Labels for finished tasks.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FinishedLabels {
+pub(crate) struct FinishedLabels {
     /// Activity name.
-    pub activity: String,
+    pub(crate) activity: String,
     /// Tenant, or `-`.
-    pub tenant: String,
+    pub(crate) tenant: String,
     /// `succeeded`, `failed`, `canceled`, `abandoned`, `unconfirmed` (a
     /// closed-task answer after an attempt that may have been applied),
     /// `undelivered`.
-    pub outcome: String,
+    pub(crate) outcome: String,
     /// Error name for failures, else empty.
-    pub error: String,
+    pub(crate) error: String,
 }
 
 /// Labels for per-source metrics.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SourceLabels {
+pub(crate) struct SourceLabels {
     /// Activity or task list name.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// Labels for polls.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PollLabels {
+pub(crate) struct PollLabels {
     /// Activity or task list name.
-    pub source: String,
+    pub(crate) source: String,
     /// `task`, `empty` or `error`.
-    pub result: String,
+    pub(crate) result: String,
 }
 
 /// Labels for results of an operation.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ResultLabels {
+pub(crate) struct ResultLabels {
     /// `ok` or `failed`.
-    pub result: String,
+    pub(crate) result: String,
 }
 
 /// Labels naming the component version an activity runs.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ComponentLabels {
+pub(crate) struct ComponentLabels {
     /// Activity name.
-    pub activity: String,
+    pub(crate) activity: String,
     /// Component version (content hash prefix).
-    pub version: String,
+    pub(crate) version: String,
 }
 
 /// Distinct guest error names kept as label values, per activity.
-pub const MAX_ERROR_LABELS: usize = 20;
+pub(crate) const MAX_ERROR_LABELS: usize = 20;
 /// The error label of every guest error name past [`MAX_ERROR_LABELS`].
-pub const OTHER_ERROR_LABEL: &str = "other";
+pub(crate) const OTHER_ERROR_LABEL: &str = "other";
 
 /// The bounded set of error label values, per activity.
 #[derive(Debug, Default)]
@@ -120,26 +120,26 @@ impl ErrorLabels {
 }
 
 /// Every metric the host exports.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     /// Tasks started.
-    pub tasks_started: Family<ActivityLabels, Counter>,
+    pub(crate) tasks_started: Family<ActivityLabels, Counter>,
     /// Tasks finished, by outcome and error name.
-    pub tasks_finished: Family<FinishedLabels, Counter>,
+    pub(crate) tasks_finished: Family<FinishedLabels, Counter>,
     /// Task duration, poll return to result delivered.
-    pub task_seconds: Family<ActivityLabels, Histogram>,
+    pub(crate) task_seconds: Family<ActivityLabels, Histogram>,
     /// Time to create a task's instance, by activity and component version.
-    pub instantiate_seconds: Family<ComponentLabels, Histogram>,
+    pub(crate) instantiate_seconds: Family<ComponentLabels, Histogram>,
     /// Tasks running now.
-    pub in_flight: Family<ActivityLabels, Gauge>,
+    pub(crate) in_flight: Family<ActivityLabels, Gauge>,
     /// Polls by result.
-    pub polls: Family<PollLabels, Counter>,
+    pub(crate) polls: Family<PollLabels, Counter>,
     /// Heartbeats by result.
-    pub heartbeats: Family<ResultLabels, Counter>,
+    pub(crate) heartbeats: Family<ResultLabels, Counter>,
     /// Component reloads by result.
-    pub reloads: Family<ResultLabels, Counter>,
+    pub(crate) reloads: Family<ResultLabels, Counter>,
     /// 1 for the component version each activity runs now.
-    pub component: Family<ComponentLabels, Gauge>,
+    pub(crate) component: Family<ComponentLabels, Gauge>,
     /// 1 while a source is serving (see [`crate::health`]), else 0.
     source_serving: Family<SourceLabels, Gauge>,
     /// Polls of a source that failed in a row.
@@ -213,7 +213,7 @@ impl Metrics {
     }
 
     /// The registry in Prometheus text format.
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String");
@@ -252,12 +252,12 @@ impl Metrics {
 
     /// The `error` label value for a failed task of `activity` (see
     /// [`ErrorLabels::label`]).
-    pub fn error_label(&self, activity: &str, error: &str) -> String {
+    pub(crate) fn error_label(&self, activity: &str, error: &str) -> String {
         self.error_labels.label(activity, error)
     }
 
     /// Records a heartbeat.
-    pub fn heartbeat(&self, ok: bool) {
+    pub(crate) fn heartbeat(&self, ok: bool) {
         self.heartbeats
             .get_or_create(&ResultLabels {
                 result: if ok { "ok" } else { "failed" }.into(),
@@ -266,7 +266,7 @@ impl Metrics {
     }
 
     /// Records a poll's result.
-    pub fn poll(&self, source: &str, result: &str) {
+    pub(crate) fn poll(&self, source: &str, result: &str) {
         self.polls
             .get_or_create(&PollLabels {
                 source: source.into(),
@@ -276,7 +276,7 @@ impl Metrics {
     }
 
     /// Records which component version an activity now runs.
-    pub fn component_version(&self, activity: &str, old: Option<&str>, new: &str) {
+    pub(crate) fn component_version(&self, activity: &str, old: Option<&str>, new: &str) {
         if let Some(old) = old {
             self.component.remove(&ComponentLabels {
                 activity: activity.into(),
@@ -293,18 +293,18 @@ impl Metrics {
 }
 
 /// The process's metrics.
-pub fn global() -> &'static Metrics {
+pub(crate) fn global() -> &'static Metrics {
     static METRICS: OnceLock<Metrics> = OnceLock::new();
     METRICS.get_or_init(Metrics::new)
 }
 
 /// Seconds as the histograms record them.
-pub fn seconds(d: Duration) -> f64 {
+pub(crate) fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop`.
-pub async fn serve(
+pub(crate) async fn serve(
     addr: SocketAddr,
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<SocketAddr> {

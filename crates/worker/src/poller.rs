@@ -25,30 +25,30 @@ const RETRY_CAP: Duration = Duration::from_secs(60);
 
 /// Everything the pollers of one activity (or SWF task list) share.
 #[derive(Clone)]
-pub struct Poller {
+pub(crate) struct Poller {
     /// Name for logs: the activity or task list key in the config.
-    pub name: String,
+    pub(crate) name: String,
     /// The config key to fix when the service says the source is wrong.
-    pub config_key: String,
+    pub(crate) config_key: String,
     /// Long polls in flight at once.
-    pub pollers: usize,
+    pub(crate) pollers: usize,
     /// Where polled tasks run.
-    pub route: Route,
+    pub(crate) route: Route,
     /// Where its tasks come from.
-    pub service: Arc<dyn ActivityService>,
+    pub(crate) service: Arc<dyn ActivityService>,
     /// Free task slots (`max_concurrent`).
-    pub slots: Arc<Semaphore>,
+    pub(crate) slots: Arc<Semaphore>,
     /// Free instance slots of the engine's pool, shared by every source and
     /// sized at start: a task takes one before its guest starts (heartbeating
     /// while it waits), so a reload that adds concurrency makes tasks wait
     /// instead of failing them. Idle polls hold none.
-    pub pool: Arc<Semaphore>,
+    pub(crate) pool: Arc<Semaphore>,
     /// The tenant's caps, and the memory one task reserves under them.
-    pub tenant: Option<(Arc<TenantGate>, u64)>,
+    pub(crate) tenant: Option<(Arc<TenantGate>, u64)>,
     /// Running tasks, awaited on shutdown.
-    pub tasks: TaskTracker,
+    pub(crate) tasks: TaskTracker,
     /// Shutdown stages.
-    pub shutdown: Shutdown,
+    pub(crate) shutdown: Shutdown,
 }
 
 impl Poller {

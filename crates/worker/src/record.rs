@@ -73,7 +73,7 @@ pub fn redact(value: &mut Value, fields: &[String]) {
 
 /// Replaces secret values inside `value`'s strings and keys, and numbers
 /// that spell one, with [`REDACTED`].
-pub fn redact_secrets(value: &mut Value, redactor: &Redactor) {
+pub(crate) fn redact_secrets(value: &mut Value, redactor: &Redactor) {
     if redactor.is_empty() {
         return;
     }
@@ -119,7 +119,7 @@ fn redact_key(value: &mut Value, key: &str) {
 /// Writes a recording, unless the input is over the size cap, with the
 /// listed fields and every secret value `redactor` knows redacted. Failures
 /// are logged: recording must never fail a task.
-pub async fn write(
+pub(crate) async fn write(
     config: &RecordConfig,
     activity: &str,
     version: &str,

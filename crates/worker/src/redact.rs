@@ -31,13 +31,13 @@ use std::borrow::Cow;
 use std::fmt;
 
 /// Text that replaces a secret value wherever the host would print it.
-pub const REDACTED: &str = "[redacted]";
+pub(crate) const REDACTED: &str = "[redacted]";
 
 /// Replaces the values of secrets, in the forms they are likely to appear in.
 ///
 /// Its `Debug` output shows how many patterns it holds, never the patterns.
 #[derive(Clone, Default)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     /// Byte strings to replace, longest first, no duplicates, none empty.
     patterns: Vec<Box<[u8]>>,
 }
@@ -77,7 +77,7 @@ fn unquote(quoted: String) -> String {
 
 impl Redactor {
     /// A redactor for these secret values; empty values are ignored.
-    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Redactor {
+    pub(crate) fn new<'a>(secrets: impl IntoIterator<Item = &'a str>) -> Redactor {
         let mut patterns: Vec<Box<[u8]>> = Vec::new();
         for secret in secrets {
             if secret.is_empty() {
@@ -105,7 +105,7 @@ impl Redactor {
     }
 
     /// True if there is nothing to redact.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
@@ -116,7 +116,7 @@ impl Redactor {
     }
 
     /// `text` with every secret value replaced by [`REDACTED`].
-    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+    pub(crate) fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
         if self.is_empty() {
             return Cow::Borrowed(text);
         }
@@ -138,7 +138,7 @@ impl Redactor {
     /// Only the head that can survive the cut is redacted, so the work is
     /// bounded by the limit, not by how much text a guest returned (this
     /// runs on the control plane).
-    pub fn redact_truncate(&self, text: &str, max_chars: usize) -> String {
+    pub(crate) fn redact_truncate(&self, text: &str, max_chars: usize) -> String {
         let window = max_chars
             .saturating_mul(4)
             .saturating_add(self.max_len())
@@ -348,7 +348,7 @@ impl fmt::Display for Inert<'_> {
 /// cuts it here, after redaction, so a secret is never half-cut into view.
 /// Cuts `s` to at most `max` characters, ending with a marker that says how
 /// much was cut.
-pub fn truncate_chars(s: &str, max: usize) -> String {
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     truncate_chars_with(s, max, 0)
 }
 

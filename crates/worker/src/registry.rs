@@ -85,28 +85,28 @@ impl std::fmt::Debug for Component {
 
 /// What running one task of an activity needs to know.
 #[derive(Debug, Clone)]
-pub struct ActivitySettings {
+pub(crate) struct ActivitySettings {
     /// Which activity or SWF type it is in the config file.
-    pub id: ActivityId,
+    pub(crate) id: ActivityId,
     /// `id`'s name ([`ActivityId::name`]), for logs and metrics labels.
-    pub name: String,
+    pub(crate) name: String,
     /// Where the component comes from.
-    pub component: PathBuf,
+    pub(crate) component: PathBuf,
     /// Time between heartbeats.
-    pub heartbeat_interval: Duration,
+    pub(crate) heartbeat_interval: Duration,
     /// Per-task limits.
-    pub limits: TaskLimits,
+    pub(crate) limits: TaskLimits,
     /// What its guests may reach, secrets resolved.
-    pub grants: Arc<Grants>,
+    pub(crate) grants: Arc<Grants>,
     /// The tenant it belongs to, if any.
-    pub tenant: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Task recording, if on.
-    pub record: Option<crate::config::RecordConfig>,
+    pub(crate) record: Option<crate::config::RecordConfig>,
 }
 
 impl ActivitySettings {
     /// Settings for a Step Functions activity; reads its secrets.
-    pub fn for_activity(a: &ActivityConfig) -> Result<Self, String> {
+    pub(crate) fn for_activity(a: &ActivityConfig) -> Result<Self, String> {
         let id = a.id();
         Ok(ActivitySettings {
             name: id.name(),
@@ -122,7 +122,10 @@ impl ActivitySettings {
     /// Settings for an SWF activity type; `heartbeat_interval` is the
     /// resolved interval (config, or derived from the registered type).
     /// Reads its secrets.
-    pub fn for_type(t: &ActivityTypeConfig, heartbeat_interval: Duration) -> Result<Self, String> {
+    pub(crate) fn for_type(
+        t: &ActivityTypeConfig,
+        heartbeat_interval: Duration,
+    ) -> Result<Self, String> {
         Ok(ActivitySettings {
             id: t.id.clone(),
             name: t.id.name(),
@@ -137,9 +140,9 @@ impl ActivitySettings {
 }
 /// One served activity (or SWF activity type): its settings and handler.
 #[derive(Debug)]
-pub struct Activity {
+pub(crate) struct Activity {
     /// Settings from the config file.
-    pub settings: ActivitySettings,
+    pub(crate) settings: ActivitySettings,
     handler: ArcSwap<Component>,
 }
 
@@ -164,30 +167,30 @@ impl Activity {
     }
 
     /// The activity's name for logs and metrics labels ([`ActivityId::name`]).
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.settings.name
     }
 
     /// Which activity or SWF type it is in the config file.
-    pub fn id(&self) -> &ActivityId {
+    pub(crate) fn id(&self) -> &ActivityId {
         &self.settings.id
     }
 }
 
 /// An SWF activity type served by a task list's poller.
 #[derive(Debug, Clone)]
-pub struct TypeRoute {
+pub(crate) struct TypeRoute {
     /// Type name.
-    pub name: String,
+    pub(crate) name: String,
     /// Version; `None` matches any.
-    pub version: Option<String>,
+    pub(crate) version: Option<String>,
     /// Where its tasks run.
-    pub activity: Arc<Activity>,
+    pub(crate) activity: Arc<Activity>,
 }
 
 /// How a poller's tasks find their activity.
 #[derive(Debug, Clone)]
-pub enum Route {
+pub(crate) enum Route {
     /// Every task belongs to one activity (a Step Functions ARN).
     One(Arc<Activity>),
     /// Tasks are dispatched by their activity type (an SWF task list).
@@ -196,7 +199,7 @@ pub enum Route {
 
 impl Route {
     /// The activity for `task`, or why there is none.
-    pub fn resolve(&self, task: &Task) -> Result<Arc<Activity>, String> {
+    pub(crate) fn resolve(&self, task: &Task) -> Result<Arc<Activity>, String> {
         match self {
             Route::One(activity) => Ok(activity.clone()),
             Route::ByType(routes) => {

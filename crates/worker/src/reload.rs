@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 
 /// A debounced change.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Change {
+pub(crate) enum Change {
     /// A component file changed.
     Component(PathBuf),
     /// The config file changed.
@@ -32,7 +32,7 @@ pub enum Change {
 type Files = Arc<Mutex<HashMap<PathBuf, Change>>>;
 
 /// Keeps the watch alive; dropping it stops watching.
-pub struct Watcher {
+pub(crate) struct Watcher {
     inner: notify::RecommendedWatcher,
     files: Files,
     dirs: BTreeSet<PathBuf>,
@@ -60,7 +60,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Watches `components` (and `config`, if given); changes arrive on the
 /// returned channel after `debounce` of quiet.
-pub fn watch(
+pub(crate) fn watch(
     config: Option<&Path>,
     components: impl IntoIterator<Item = PathBuf>,
     debounce: Duration,
@@ -140,7 +140,7 @@ impl Watcher {
     /// unwatched, so no change in them is missed; changes already seen stay
     /// queued. Returns the directories that could not be watched (changes
     /// there are not seen).
-    pub fn watch_files(
+    pub(crate) fn watch_files(
         &mut self,
         config: Option<&Path>,
         components: impl IntoIterator<Item = PathBuf>,

@@ -26,39 +26,39 @@ use crate::runtime::{Fault, HostLimit, Outcome, StopReason};
 use crate::service::ReportLimits;
 
 /// Error names the host reports, as state machines match them.
-pub mod names {
+pub(crate) mod names {
     /// The guest trapped: a panic, `unreachable`, stack overflow, an
     /// out-of-bounds access.
-    pub const TRAP: &str = "WasmActivity.Trap";
+    pub(crate) const TRAP: &str = "WasmActivity.Trap";
     /// The guest ran past the activity's `task_timeout`.
-    pub const TIMEOUT: &str = "WasmActivity.Timeout";
+    pub(crate) const TIMEOUT: &str = "WasmActivity.Timeout";
     /// The guest needed more linear memory than `memory_limit`.
-    pub const MEMORY_LIMIT: &str = "WasmActivity.MemoryLimit";
+    pub(crate) const MEMORY_LIMIT: &str = "WasmActivity.MemoryLimit";
     /// The guest's output is not valid JSON, or the service refused it.
-    pub const INVALID_OUTPUT: &str = "WasmActivity.InvalidOutput";
+    pub(crate) const INVALID_OUTPUT: &str = "WasmActivity.InvalidOutput";
     /// The guest's output is larger than the service accepts.
-    pub const OUTPUT_TOO_LARGE: &str = "WasmActivity.OutputTooLarge";
+    pub(crate) const OUTPUT_TOO_LARGE: &str = "WasmActivity.OutputTooLarge";
     /// The guest returned an error name the service does not accept.
-    pub const INVALID_ERROR_NAME: &str = "WasmActivity.InvalidErrorName";
+    pub(crate) const INVALID_ERROR_NAME: &str = "WasmActivity.InvalidErrorName";
     /// The instance could not be created (e.g. out of instance slots).
-    pub const INSTANTIATE: &str = "WasmActivity.InstantiateFailed";
+    pub(crate) const INSTANTIATE: &str = "WasmActivity.InstantiateFailed";
     /// The host shut down before the task finished; retrying it elsewhere is safe.
-    pub const WORKER_SHUTDOWN: &str = "WasmActivity.WorkerShutdown";
+    pub(crate) const WORKER_SHUTDOWN: &str = "WasmActivity.WorkerShutdown";
     /// An SWF task of an activity type this worker has no component for.
-    pub const UNKNOWN_ACTIVITY_TYPE: &str = "WasmActivity.UnknownActivityType";
+    pub(crate) const UNKNOWN_ACTIVITY_TYPE: &str = "WasmActivity.UnknownActivityType";
     /// The guest used up its CPU fuel (`fuel`).
-    pub const FUEL_EXHAUSTED: &str = "WasmActivity.FuelExhausted";
+    pub(crate) const FUEL_EXHAUSTED: &str = "WasmActivity.FuelExhausted";
     /// A table grew past `table_elements`.
-    pub const TABLE_LIMIT: &str = "WasmActivity.TableLimit";
+    pub(crate) const TABLE_LIMIT: &str = "WasmActivity.TableLimit";
     /// The guest created more instances, memories or tables than `max_instances`.
-    pub const INSTANCE_LIMIT: &str = "WasmActivity.InstanceLimit";
+    pub(crate) const INSTANCE_LIMIT: &str = "WasmActivity.InstanceLimit";
     /// The guest made the host hold more for it than allowed: host memory
     /// (`host_memory_limit`), host resource handles or one HTTP fields
     /// resource's size (fixed caps).
-    pub const HOST_RESOURCE_LIMIT: &str = "WasmActivity.HostResourceLimit";
+    pub(crate) const HOST_RESOURCE_LIMIT: &str = "WasmActivity.HostResourceLimit";
 
     /// Every name above: the host's own, a bounded set.
-    pub const ALL: [&str; 13] = [
+    pub(crate) const ALL: [&str; 13] = [
         TRAP,
         TIMEOUT,
         MEMORY_LIMIT,
@@ -105,7 +105,7 @@ pub enum Report {
 
 impl Report {
     /// A short word for the log line.
-    pub fn outcome(&self) -> &str {
+    pub(crate) fn outcome(&self) -> &str {
         match self {
             Report::Success { .. } => "succeeded",
             Report::Failure { .. } => "failed",
@@ -147,19 +147,9 @@ fn finish(draft: Draft, limits: &ReportLimits, redactor: &Redactor) -> Report {
     }
 }
 
-/// A host failure with `cause` redacted and cut to the limit.
-pub fn failure(
-    error: &str,
-    cause: impl Into<String>,
-    limits: &ReportLimits,
-    redactor: &Redactor,
-) -> Report {
-    finish(Draft::failure(error, cause), limits, redactor)
-}
-
 /// What to report for a task the service asked to cancel: whatever the guest
 /// returned becomes the cancellation details (redacted, then cut).
-pub fn canceled(
+pub(crate) fn canceled(
     outcome: Outcome,
     source: LimitSource<'_>,
     limits: &ReportLimits,
@@ -184,7 +174,7 @@ pub fn canceled(
 
 /// Where a run's limits were set, so a cause can say what to change.
 #[derive(Debug, Clone, Copy)]
-pub enum LimitSource<'a> {
+pub(crate) enum LimitSource<'a> {
     /// A Step Functions activity's `[activity.NAME]` table or an SWF type's
     /// `[[swf.LIST.activity]]` entry in the config file.
     Activity(&'a ActivityId),
@@ -212,7 +202,7 @@ impl LimitSource<'_> {
 /// Decides what to report for a run whose limits came from `source`; every
 /// error name and cause is redacted with `redactor` before it is checked or
 /// cut.
-pub fn from_outcome(
+pub(crate) fn from_outcome(
     outcome: Outcome,
     source: LimitSource<'_>,
     limits: &ReportLimits,

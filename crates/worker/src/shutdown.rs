@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 /// The two shutdown stages, shared by pollers and tasks.
 #[derive(Debug, Clone, Default)]
-pub struct Shutdown {
+pub(crate) struct Shutdown {
     initiated: CancellationToken,
     grace_expired: CancellationToken,
     handed_back: Arc<AtomicUsize>,
@@ -23,13 +23,13 @@ pub struct Shutdown {
 
 impl Shutdown {
     /// A shutdown that has not started.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// A shutdown for one source: initiating it stops only that source's
     /// pollers; the worker's own stages still reach it.
-    pub fn child(&self) -> Shutdown {
+    pub(crate) fn child(&self) -> Shutdown {
         Shutdown {
             initiated: self.initiated.child_token(),
             grace_expired: self.grace_expired.clone(),
@@ -38,45 +38,45 @@ impl Shutdown {
     }
 
     /// Stage 1: no new polls.
-    pub fn initiate(&self) {
+    pub(crate) fn initiate(&self) {
         self.initiated.cancel();
     }
 
     /// Stage 2: stop running tasks. Implies stage 1.
-    pub fn expire_grace(&self) {
+    pub(crate) fn expire_grace(&self) {
         self.initiated.cancel();
         self.grace_expired.cancel();
     }
 
     /// True once stage 1 has begun.
-    pub fn is_initiated(&self) -> bool {
+    pub(crate) fn is_initiated(&self) -> bool {
         self.initiated.is_cancelled()
     }
 
     /// True once stage 2 has begun.
-    pub fn is_grace_expired(&self) -> bool {
+    pub(crate) fn is_grace_expired(&self) -> bool {
         self.grace_expired.is_cancelled()
     }
 
     /// Counts a task that was stopped (or never started) because the grace
     /// period ran out.
-    pub fn record_handed_back(&self) {
+    pub(crate) fn record_handed_back(&self) {
         self.handed_back.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Tasks stopped because the grace period ran out; zero means the drain
     /// was clean.
-    pub fn handed_back(&self) -> usize {
+    pub(crate) fn handed_back(&self) -> usize {
         self.handed_back.load(Ordering::SeqCst)
     }
 
     /// Resolves at stage 1.
-    pub async fn initiated(&self) {
+    pub(crate) async fn initiated(&self) {
         self.initiated.cancelled().await
     }
 
     /// Resolves at stage 2.
-    pub async fn grace_expired(&self) {
+    pub(crate) async fn grace_expired(&self) {
         self.grace_expired.cancelled().await
     }
 }

@@ -67,7 +67,7 @@ pub enum RunError {
 /// Loads the AWS SDK configuration: the config's region and endpoint if set,
 /// else the SDK's default chains (`AWS_REGION`, `AWS_ENDPOINT_URL`, profiles,
 /// instance metadata).
-pub async fn aws_sdk_config(config: &Config) -> Result<aws_config::SdkConfig, RunError> {
+pub(crate) async fn aws_sdk_config(config: &Config) -> Result<aws_config::SdkConfig, RunError> {
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &config.region {
         loader = loader.region(aws_config::Region::new(region.clone()));

@@ -21,7 +21,7 @@ use tracing::Instrument;
 /// Runs `task` on `activity`'s current handler and reports the result,
 /// inside a span carrying the activity, tenant, task id and component
 /// version, so every log line of the task (its guest's too) names them.
-pub async fn run(
+pub(crate) async fn run(
     task: Task,
     activity: Arc<Activity>,
     service: Arc<dyn ActivityService>,
@@ -256,7 +256,12 @@ async fn execute(
 
 /// Fails a task no activity of this worker can run (an SWF activity type
 /// with no component), so it does not sit until it times out.
-pub async fn refuse(task: Task, reason: String, service: Arc<dyn ActivityService>, slot: Slot) {
+pub(crate) async fn refuse(
+    task: Task,
+    reason: String,
+    service: Arc<dyn ActivityService>,
+    slot: Slot,
+) {
     let task_id = task.token.short_id();
     tracing::error!(task = %task_id, "refusing task: {}", Inert(&reason));
     let report = Report::Failure {

@@ -138,7 +138,7 @@ impl Tenant {
 /// What one source's pollers take tenant permits from: the tenant, and the
 /// source's keys for the log.
 #[derive(Debug)]
-pub struct TenantGate {
+pub(crate) struct TenantGate {
     tenant: Tenant,
     waiter: String,
     memory_keys: String,
@@ -146,7 +146,7 @@ pub struct TenantGate {
 
 /// Held while a task of the tenant runs (or a poll for one is in flight).
 #[derive(Debug)]
-pub struct TenantPermit {
+pub(crate) struct TenantPermit {
     shared: Arc<Shared>,
     memory: u64,
 }
@@ -181,14 +181,9 @@ impl Drop for Place<'_> {
 }
 
 impl TenantGate {
-    /// The tenant's name.
-    pub fn name(&self) -> &str {
-        &self.tenant.0.name
-    }
-
     /// Waits until one more task with `memory` bytes of limits fits under
     /// the tenant's caps (as they are when it gets its turn).
-    pub async fn acquire(&self, memory: u64) -> TenantPermit {
+    pub(crate) async fn acquire(&self, memory: u64) -> TenantPermit {
         let shared = &*self.tenant.0;
         let need = mib(memory);
         let place = {
@@ -273,14 +268,14 @@ impl TenantGate {
 
 /// Everything a running task holds: its activity slot and tenant permit.
 #[derive(Debug)]
-pub struct Slot {
+pub(crate) struct Slot {
     _activity: OwnedSemaphorePermit,
     _tenant: Option<TenantPermit>,
 }
 
 impl Slot {
     /// Bundles the permits.
-    pub fn new(activity: OwnedSemaphorePermit, tenant: Option<TenantPermit>) -> Slot {
+    pub(crate) fn new(activity: OwnedSemaphorePermit, tenant: Option<TenantPermit>) -> Slot {
         Slot {
             _activity: activity,
             _tenant: tenant,

@@ -99,7 +99,7 @@ impl fmt::Display for ActivityId {
 
 /// `key` as it is written in a dotted TOML key: bare if it can be, else
 /// quoted.
-pub(crate) fn toml_key(key: &str) -> String {
+pub fn toml_key(key: &str) -> String {
     let bare = !key.is_empty()
         && key
             .bytes()

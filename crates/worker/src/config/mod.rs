@@ -26,9 +26,9 @@ mod types;
 mod validate;
 
 pub use activity_id::ActivityId;
-pub(crate) use activity_id::toml_key;
+pub use activity_id::toml_key;
 pub use origin::OriginPattern;
-pub(crate) use origin::default_port;
+pub use origin::default_port;
 pub use types::*;
 
 use raw::RawConfig;
@@ -36,22 +36,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Largest output Step Functions accepts for SendTaskSuccess, in bytes.
-pub const SFN_MAX_PAYLOAD: u64 = 262_144;
+pub(crate) const SFN_MAX_PAYLOAD: u64 = 262_144;
 /// Largest result SWF accepts for RespondActivityTaskCompleted.
-pub const SWF_MAX_RESULT: u64 = 32_768;
+pub(crate) const SWF_MAX_RESULT: u64 = 32_768;
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Table elements per table: interpreters (CPython) need tens of thousands.
 /// Also the most `table_elements` may be set to: the instance pool reserves
 /// tables of this size, so a larger setting could never be honoured.
-pub const MAX_TABLE_ELEMENTS: u32 = 100_000;
+pub(crate) const MAX_TABLE_ELEMENTS: u32 = 100_000;
 /// Core instances one task may create: a Python component has a dozen. Also
 /// the most `max_instances` may be set to, for the same reason as tables:
 /// the pool reserves exactly this many per instance slot, so one tenant's
 /// tasks can never use up what another's need.
-pub const MAX_INSTANCES: u32 = 25;
+pub(crate) const MAX_INSTANCES: u32 = 25;
 /// Host memory held on a guest's behalf (HTTP fields and bodies, streams,
 /// resource handles, text lifted out of its memory), per task.
-pub const DEFAULT_HOST_MEMORY_LIMIT: u64 = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_HOST_MEMORY_LIMIT: u64 = 16 * 1024 * 1024;
 const MIN_HOST_MEMORY_LIMIT: u64 = 1024 * 1024;
 const MAX_HOST_MEMORY_LIMIT: u64 = 1024 * 1024 * 1024;
 
@@ -134,9 +134,9 @@ impl ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Position {
     /// Line, from 1.
-    pub line: usize,
+    pub(crate) line: usize,
     /// Column, in characters, from 1.
-    pub column: usize,
+    pub(crate) column: usize,
 }
 
 impl Position {

@@ -26,13 +26,13 @@ enum HostPattern {
     Ip(IpAddr),
 }
 
-pub(crate) fn default_port(scheme: &str) -> u16 {
+pub fn default_port(scheme: &str) -> u16 {
     if scheme == "https" { 443 } else { 80 }
 }
 
 impl OriginPattern {
     /// Parses `scheme://host[:port]`; `host` may start with `*.`.
-    pub fn parse(text: &str) -> Result<OriginPattern, String> {
+    pub(crate) fn parse(text: &str) -> Result<OriginPattern, String> {
         let bad = || {
             format!(
                 "{text:?} is not an origin like \"https://api.example.com\", \"https://*.example.com\" or \

@@ -227,7 +227,7 @@ impl Default for TaskLimits {
 impl TaskLimits {
     /// What one task may hold in memory, its linear memory and what the host
     /// holds for it: the amount a tenant's `max_memory` reserves per task.
-    pub fn reserved_memory(&self) -> u64 {
+    pub(crate) fn reserved_memory(&self) -> u64 {
         self.memory.saturating_add(self.host_memory)
     }
 }

@@ -608,7 +608,7 @@ fn arn_region_error(path: &Path, a: &ActivityConfig, region: &str, from: &str) -
 impl Config {
     /// Refuses an activity ARN of a region other than `region`, the one the
     /// worker's clients use (from `from`, for the error).
-    pub fn check_arn_regions(&self, region: &str, from: &str) -> Result<(), ConfigError> {
+    pub(crate) fn check_arn_regions(&self, region: &str, from: &str) -> Result<(), ConfigError> {
         match arn_region_mismatch(&self.activities, region) {
             Some(i) => Err(arn_region_error(
                 &self.path,

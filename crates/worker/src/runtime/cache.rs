@@ -21,7 +21,7 @@ use wasmtime::component::Component;
 
 /// The cache directory and the engine's compatibility key.
 #[derive(Debug, Clone)]
-pub struct ArtifactCache {
+pub(crate) struct ArtifactCache {
     dir: Option<PathBuf>,
     engine_key: String,
 }
@@ -40,7 +40,7 @@ impl Hasher for ShaHasher {
 }
 
 /// Hex SHA-256 of some bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
@@ -51,7 +51,7 @@ fn hex(bytes: &[u8]) -> String {
 impl ArtifactCache {
     /// A cache in `dir`, or the user cache directory when `None`. If the
     /// directory cannot be created, caching is off and a warning is logged.
-    pub fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
+    pub(crate) fn new(engine: &Engine, dir: Option<PathBuf>) -> Self {
         let mut hasher = ShaHasher(Sha256::new());
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = hex(&hasher.0.finalize())[..16].to_string();
@@ -70,7 +70,7 @@ impl ArtifactCache {
     }
 
     /// The cache directory, if caching is on.
-    pub fn dir(&self) -> Option<&Path> {
+    pub(crate) fn dir(&self) -> Option<&Path> {
         self.dir.as_deref()
     }
 
@@ -80,7 +80,7 @@ impl ArtifactCache {
     }
 
     /// The cached artifact for a component with this digest, if any.
-    pub fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
+    pub(crate) fn load(&self, engine: &Engine, digest: &str) -> Option<Component> {
         let path = self.artifact_path(digest)?;
         if !path.exists() {
             return None;
@@ -104,7 +104,7 @@ impl ArtifactCache {
 
     /// Stores the compiled form of a component. Failures only cost a
     /// recompile next time, so they are logged, not returned.
-    pub fn store(&self, digest: &str, component: &Component) {
+    pub(crate) fn store(&self, digest: &str, component: &Component) {
         let Some(path) = self.artifact_path(digest) else {
             return;
         };

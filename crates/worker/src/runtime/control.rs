@@ -46,50 +46,50 @@ impl TaskControl {
 
     /// The service asked to cancel the task: the guest's `cancelled()`
     /// returns true from now on, and the task will be reported canceled.
-    pub fn request_cancel(&self) {
+    pub(crate) fn request_cancel(&self) {
         self.cancel_requested.store(true, Ordering::SeqCst);
         self.service_cancel.cancel();
     }
 
     /// True once the service asked to cancel the task.
-    pub fn is_service_cancelled(&self) -> bool {
+    pub(crate) fn is_service_cancelled(&self) -> bool {
         self.service_cancel.is_cancelled()
     }
 
     /// Resolves once the service asks to cancel the task.
-    pub async fn service_cancelled(&self) {
+    pub(crate) async fn service_cancelled(&self) {
         self.service_cancel.cancelled().await
     }
 
     /// Stops the guest. The first reason given wins.
-    pub fn stop(&self, reason: StopReason) {
+    pub(crate) fn stop(&self, reason: StopReason) {
         let _ = self.reason.set(reason);
         self.cancel_requested.store(true, Ordering::SeqCst);
         self.stop.cancel();
     }
 
     /// Why the guest was stopped, if it was.
-    pub fn stop_reason(&self) -> Option<&StopReason> {
+    pub(crate) fn stop_reason(&self) -> Option<&StopReason> {
         self.reason.get()
     }
 
     /// True once the guest should stop, softly or not.
-    pub fn is_cancel_requested(&self) -> bool {
+    pub(crate) fn is_cancel_requested(&self) -> bool {
         self.cancel_requested.load(Ordering::SeqCst)
     }
 
     /// True once the guest must stop now.
-    pub fn is_stopped(&self) -> bool {
+    pub(crate) fn is_stopped(&self) -> bool {
         self.stop.is_cancelled()
     }
 
     /// Resolves once [`TaskControl::stop`] is called.
-    pub async fn stopped(&self) {
+    pub(crate) async fn stopped(&self) {
         self.stop.cancelled().await
     }
 
     /// Records the guest's latest progress report, cut to a bounded size.
-    pub fn set_progress(&self, mut details: String) {
+    pub(crate) fn set_progress(&self, mut details: String) {
         if details.len() > MAX_PROGRESS_BYTES {
             let mut end = MAX_PROGRESS_BYTES;
             while !details.is_char_boundary(end) {
@@ -101,7 +101,7 @@ impl TaskControl {
     }
 
     /// The latest progress report.
-    pub fn progress(&self) -> Option<String> {
+    pub(crate) fn progress(&self) -> Option<String> {
         self.progress
             .lock()
             .unwrap_or_else(|e| e.into_inner())

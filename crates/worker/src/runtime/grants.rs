@@ -4,7 +4,6 @@
 
 use crate::config::{Capabilities, Preopen, SecretSource};
 use crate::redact::Redactor;
-use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,17 +12,17 @@ use std::sync::Arc;
 #[derive(Clone, Default)]
 pub struct Grants {
     /// Environment variables (explicit and passed through).
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// Secret environment variables.
-    pub secrets: Vec<(String, String)>,
+    pub(crate) secrets: Vec<(String, String)>,
     /// Host directories.
-    pub preopens: Vec<Preopen>,
+    pub(crate) preopens: Vec<Preopen>,
     /// Socket addresses the guest may use.
-    pub sockets: Arc<[SocketAddr]>,
+    pub(crate) sockets: Arc<[SocketAddr]>,
     /// Whether name lookup is allowed.
-    pub name_lookup: bool,
+    pub(crate) name_lookup: bool,
     /// Outbound HTTP, if granted.
-    pub http: Option<Arc<super::http::HttpPolicy>>,
+    pub(crate) http: Option<Arc<super::http::HttpPolicy>>,
 }
 
 impl fmt::Debug for Grants {
@@ -41,7 +40,7 @@ impl fmt::Debug for Grants {
 
 impl Grants {
     /// Reads secret values; fails naming the secret and its source.
-    pub fn resolve(c: &Capabilities) -> Result<Grants, String> {
+    pub(crate) fn resolve(c: &Capabilities) -> Result<Grants, String> {
         let mut secrets = Vec::new();
         for s in &c.secrets {
             let value = match &s.source {
@@ -80,15 +79,16 @@ impl Grants {
 
     /// A redactor for the secret values (and their encoded forms). Build it
     /// once per use site: it prepares a pattern per form of each secret.
-    pub fn redactor(&self) -> Redactor {
+    pub(crate) fn redactor(&self) -> Redactor {
         Redactor::new(self.secrets.iter().map(|(_, v)| v.as_str()))
     }
 
     /// `text` with every secret value replaced by [`REDACTED`] (see
     /// [`Redactor::redact`]; callers redacting often keep a [`Grants::redactor`]).
-    pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
+    #[cfg(test)]
+    pub(crate) fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
         if self.secrets.is_empty() {
-            return Cow::Borrowed(text);
+            return std::borrow::Cow::Borrowed(text);
         }
         self.redactor().redact(text)
     }

@@ -49,7 +49,7 @@ const MAX_PROGRESS: usize = 32 * 1024;
 
 /// Severity of a guest log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GuestLevel {
+pub(crate) enum GuestLevel {
     /// `trace`
     Trace,
     /// `debug`
@@ -123,7 +123,7 @@ impl State {
 
 /// One task's log sink.
 #[derive(Debug)]
-pub struct GuestLog {
+pub(crate) struct GuestLog {
     activity: Arc<str>,
     task: Arc<str>,
     redactor: Redactor,
@@ -132,7 +132,7 @@ pub struct GuestLog {
 impl GuestLog {
     /// A sink for one task with a budget of `budget` bytes, redacting the
     /// secret values in `grants`.
-    pub fn new(
+    pub(crate) fn new(
         activity: Arc<str>,
         task: Arc<str>,
         budget: u64,
@@ -155,7 +155,7 @@ impl GuestLog {
 
     /// A `log(level, message)` call from the guest: one event per line (a
     /// trailing newline ends the last line; it does not add an empty one).
-    pub fn log(&self, level: GuestLevel, message: &str) {
+    pub(crate) fn log(&self, level: GuestLevel, message: &str) {
         let mut state = self.lock();
         let bytes = message.as_bytes();
         // No more is looked at than the budget could emit; a secret cut at
@@ -275,7 +275,7 @@ impl GuestLog {
 
     /// Emits whatever the stdout and stderr buffers hold; called when the
     /// task ends.
-    pub fn flush(&self) {
+    pub(crate) fn flush(&self) {
         let mut state = self.lock();
         for source in [Source::Stdout, Source::Stderr] {
             if state.remaining == 0 {
@@ -301,7 +301,7 @@ impl GuestLog {
 
     /// The last bytes the guest wrote to stderr, lossily decoded, secrets
     /// redacted (a secret cut at the start of the kept bytes included).
-    pub fn stderr_tail(&self) -> String {
+    pub(crate) fn stderr_tail(&self) -> String {
         let state = self.lock();
         let (a, b) = state.stderr_tail.as_slices();
         let mut bytes = a.to_vec();
@@ -321,15 +321,10 @@ impl GuestLog {
         String::from_utf8_lossy(&text).trim_end().to_string()
     }
 
-    /// `text` with the task's secret values replaced.
-    pub fn redact<'a>(&self, text: &'a str) -> std::borrow::Cow<'a, str> {
-        self.redactor.redact(text)
-    }
-
     /// A guest's progress report as it may be kept and sent: at most
     /// 32 KiB of it looked at, redacted (a secret cut at that point
     /// dropped).
-    pub fn progress_details(&self, details: &str) -> String {
+    pub(crate) fn progress_details(&self, details: &str) -> String {
         let bytes = details.as_bytes();
         let cap = char_floor(bytes, MAX_PROGRESS);
         let (text, _) = self
@@ -383,7 +378,7 @@ impl GuestLog {
     }
 
     /// The guest's stdout, as a WASI output stream.
-    pub fn stdout(self: &Arc<Self>) -> GuestStream {
+    pub(crate) fn stdout(self: &Arc<Self>) -> GuestStream {
         GuestStream {
             log: self.clone(),
             source: Source::Stdout,
@@ -391,7 +386,7 @@ impl GuestLog {
     }
 
     /// The guest's stderr, as a WASI output stream.
-    pub fn stderr(self: &Arc<Self>) -> GuestStream {
+    pub(crate) fn stderr(self: &Arc<Self>) -> GuestStream {
         GuestStream {
             log: self.clone(),
             source: Source::Stderr,
@@ -414,7 +409,7 @@ fn char_floor(bytes: &[u8], max: usize) -> usize {
 
 /// A guest stdout or stderr stream feeding a [`GuestLog`].
 #[derive(Debug, Clone)]
-pub struct GuestStream {
+pub(crate) struct GuestStream {
     log: Arc<GuestLog>,
     source: Source,
 }

@@ -28,13 +28,13 @@ const SCHEDULER_CHECK_INTERVAL: u32 = 2;
 
 /// The guests' runtime.
 #[derive(Debug)]
-pub struct GuestPool {
+pub(crate) struct GuestPool {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl GuestPool {
     /// A runtime with one worker per core.
-    pub fn new() -> io::Result<Arc<GuestPool>> {
+    pub(crate) fn new() -> io::Result<Arc<GuestPool>> {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(threads)
@@ -58,7 +58,7 @@ impl GuestPool {
 
     /// Runs `future` on a guest thread. Dropping the returned handle aborts
     /// it (at its next await: a guest inside a host call finishes the call).
-    pub fn spawn<F>(&self, future: F) -> AbortOnDrop<F::Output>
+    pub(crate) fn spawn<F>(&self, future: F) -> AbortOnDrop<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -83,7 +83,7 @@ impl Drop for GuestPool {
 
 /// A join handle that aborts its task when dropped.
 #[derive(Debug)]
-pub struct AbortOnDrop<T>(JoinHandle<T>);
+pub(crate) struct AbortOnDrop<T>(JoinHandle<T>);
 
 impl<T> Future for AbortOnDrop<T> {
     type Output = Result<T, tokio::task::JoinError>;

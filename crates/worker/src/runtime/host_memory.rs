@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 
 /// One task's count of host memory held for its guest.
 #[derive(Debug)]
-pub struct HostMeter {
+pub(crate) struct HostMeter {
     live: AtomicIsize,
     peak: AtomicIsize,
     limit: usize,
@@ -44,7 +44,7 @@ pub struct HostMeter {
 
 impl HostMeter {
     /// A meter allowing `limit` bytes.
-    pub fn new(limit: u64) -> Arc<HostMeter> {
+    pub(crate) fn new(limit: u64) -> Arc<HostMeter> {
         Arc::new(HostMeter {
             live: AtomicIsize::new(0),
             peak: AtomicIsize::new(0),
@@ -55,22 +55,22 @@ impl HostMeter {
     }
 
     /// Bytes charged now (allocations minus frees made in metered polls).
-    pub fn live(&self) -> usize {
+    pub(crate) fn live(&self) -> usize {
         self.live.load(Ordering::Relaxed).max(0) as usize
     }
 
     /// The most charged at once.
-    pub fn peak(&self) -> usize {
+    pub(crate) fn peak(&self) -> usize {
         self.peak.load(Ordering::Relaxed).max(0) as usize
     }
 
     /// The budget.
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         self.limit
     }
 
     /// True once the task has held more than its budget (latched).
-    pub fn exceeded(&self) -> bool {
+    pub(crate) fn exceeded(&self) -> bool {
         if self.tripped.load(Ordering::Relaxed) {
             return true;
         }
@@ -84,7 +84,7 @@ impl HostMeter {
     /// Checks the budget from outside the guest's polls, and wakes
     /// [`HostMeter::tripped`] if it is spent. Never call it from the
     /// allocator (waking may allocate).
-    pub fn check(&self) -> bool {
+    pub(crate) fn check(&self) -> bool {
         let over = self.exceeded();
         if over {
             self.notify.notify_waiters();
@@ -93,7 +93,7 @@ impl HostMeter {
     }
 
     /// Completes once [`HostMeter::check`] found the budget spent.
-    pub async fn tripped(&self) {
+    pub(crate) async fn tripped(&self) {
         loop {
             let notified = self.notify.notified();
             if self.tripped.load(Ordering::Relaxed) {
@@ -105,14 +105,14 @@ impl HostMeter {
 
     /// Charges bytes the allocator could not see being allocated for this
     /// task (kept memory grown outside the meter, see [`outside`]).
-    pub fn charge(&self, bytes: usize) {
+    pub(crate) fn charge(&self, bytes: usize) {
         self.add(bytes as isize);
     }
 
     /// Takes bytes off the count that were allocated in a metered poll and
     /// handed to code that frees them outside one (a request body given to
     /// the connection that sends it), so they are not charged forever.
-    pub fn release(&self, bytes: usize) {
+    pub(crate) fn release(&self, bytes: usize) {
         self.add(-(bytes as isize));
     }
 
@@ -124,7 +124,7 @@ impl HostMeter {
     }
 
     /// Runs `f` with allocations charged to this meter.
-    pub fn scope<R>(self: &Arc<Self>, f: impl FnOnce() -> R) -> R {
+    pub(crate) fn scope<R>(self: &Arc<Self>, f: impl FnOnce() -> R) -> R {
         let _guard = Entered::new(self);
         f()
     }
@@ -171,7 +171,7 @@ fn account(delta: isize) {
 
 /// True if the process's global allocator is [`MeteredAllocator`]: without
 /// it nothing is counted and host memory budgets are not enforced.
-pub fn is_metered() -> bool {
+pub(crate) fn is_metered() -> bool {
     let meter = HostMeter::new(u64::MAX);
     let probe = meter.scope(|| std::hint::black_box(vec![0u8; 4096]));
     let seen = meter.peak() >= 4096;
@@ -182,7 +182,7 @@ pub fn is_metered() -> bool {
 /// Runs `f` with no meter charged: for memory another task allocated and
 /// frees (a connection's read buffer), which must be neither charged nor
 /// credited. Charge what the caller keeps explicitly.
-pub fn outside<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn outside<R>(f: impl FnOnce() -> R) -> R {
     let previous = CURRENT.with(|c| c.replace(std::ptr::null()));
     let restore = Restore(previous);
     let out = f();
@@ -199,7 +199,7 @@ impl Drop for Restore {
 }
 
 /// A future whose polls charge no meter (see [`outside`]).
-pub struct Outside<F>(pub Pin<Box<F>>);
+pub(crate) struct Outside<F>(pub Pin<Box<F>>);
 
 impl<F: Future> Future for Outside<F> {
     type Output = F::Output;
@@ -211,14 +211,14 @@ impl<F: Future> Future for Outside<F> {
 }
 
 /// A future whose polls, and whose drop, are charged to a meter.
-pub struct Metered<F> {
+pub(crate) struct Metered<F> {
     meter: Arc<HostMeter>,
     inner: Option<Pin<Box<F>>>,
 }
 
 impl<F> Metered<F> {
     /// Wraps `inner`.
-    pub fn new(meter: Arc<HostMeter>, inner: F) -> Metered<F> {
+    pub(crate) fn new(meter: Arc<HostMeter>, inner: F) -> Metered<F> {
         Metered {
             meter,
             inner: Some(Box::pin(inner)),

@@ -33,7 +33,7 @@ use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpH
 
 /// True for addresses that lead inside a network rather than to the
 /// internet: never reachable through a host name.
-pub fn is_internal(ip: IpAddr) -> bool {
+pub(crate) fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             v4.is_loopback()
@@ -58,17 +58,17 @@ pub fn is_internal(ip: IpAddr) -> bool {
 
 /// An activity's HTTP grant.
 #[derive(Debug, Clone)]
-pub struct HttpPolicy {
+pub(crate) struct HttpPolicy {
     /// Allowed origins.
-    pub allow: Vec<OriginPattern>,
+    pub(crate) allow: Vec<OriginPattern>,
     /// Per-request timeout (connect to end of body).
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Largest response body read, in bytes.
-    pub max_response: u64,
+    pub(crate) max_response: u64,
     /// Largest request body sent, in bytes.
-    pub max_request: u64,
+    pub(crate) max_request: u64,
     /// The activity's secret values, kept out of log lines.
-    pub redactor: Redactor,
+    pub(crate) redactor: Redactor,
 }
 
 /// Longest URL shown in a log line, in characters (after redaction).
@@ -96,7 +96,7 @@ fn loggable(text: &str, redactor: &Redactor) -> String {
 
 impl HttpPolicy {
     /// Why a request to `uri` is not allowed, or `Ok`.
-    pub fn check(&self, uri: &http::Uri) -> Result<(), String> {
+    pub(crate) fn check(&self, uri: &http::Uri) -> Result<(), String> {
         let scheme = uri.scheme_str().unwrap_or("https");
         let host = uri.host().ok_or("the request has no host")?;
         let port = uri.port_u16().unwrap_or_else(|| default_port(scheme));
@@ -132,7 +132,7 @@ impl reqwest::dns::Resolve for OutsideOnlyResolver {
 }
 
 /// The one client all guests' requests share.
-pub fn shared_client() -> reqwest::Client {
+pub(crate) fn shared_client() -> reqwest::Client {
     reqwest::Client::builder()
         .dns_resolver(Arc::new(OutsideOnlyResolver))
         .redirect(reqwest::redirect::Policy::none())
@@ -145,24 +145,24 @@ pub fn shared_client() -> reqwest::Client {
 }
 
 /// The `wasi:http` hooks of one task.
-pub struct HttpGate {
+pub(crate) struct HttpGate {
     /// The activity's grant; `None` denies everything.
-    pub policy: Option<Arc<HttpPolicy>>,
+    pub(crate) policy: Option<Arc<HttpPolicy>>,
     /// The shared client.
-    pub client: reqwest::Client,
+    pub(crate) client: reqwest::Client,
     /// For log lines.
-    pub activity: Arc<str>,
+    pub(crate) activity: Arc<str>,
     /// For log lines.
-    pub task: Arc<str>,
+    pub(crate) task: Arc<str>,
     /// The task's host memory meter. Response chunks are allocated by the
     /// pooled connection's own task, outside any metered poll; they are
     /// charged here so that freeing them is not counted as credit.
-    pub meter: Arc<super::host_memory::HostMeter>,
+    pub(crate) meter: Arc<super::host_memory::HostMeter>,
     /// Requests of this task in flight ([`super::limits::MAX_HTTP_IN_FLIGHT`]).
-    pub in_flight: Arc<tokio::sync::Semaphore>,
+    pub(crate) in_flight: Arc<tokio::sync::Semaphore>,
     /// Warnings logged for this task so far; past [`MAX_WARNINGS`] they are
     /// counted, not logged, so a guest cannot flood the host log with them.
-    pub warnings: Arc<std::sync::atomic::AtomicU32>,
+    pub(crate) warnings: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// HTTP warnings logged per task.

@@ -5,36 +5,35 @@
 //! whose allocator then aborts is reported as `WasmActivity.MemoryLimit`
 //! rather than as an anonymous trap.
 
-use crate::config::{MAX_INSTANCES, MAX_TABLE_ELEMENTS};
 use wasmtime::ResourceLimiter;
 
 /// Tables one component (and so one task) may define: the pool reserves
 /// exactly this many per instance slot, and the limiter allows no more, so
 /// one tenant's tasks cannot use up another's. Python, JavaScript and C
 /// components need at most a few.
-pub const MAX_TABLES: u32 = 8;
+pub(crate) const MAX_TABLES: u32 = 8;
 /// Memories one component (and so one task) may define, likewise (the
 /// Python, JavaScript and C components here define at most two).
-pub const MAX_MEMORIES: u32 = 2;
+pub(crate) const MAX_MEMORIES: u32 = 2;
 /// Host resource handles (WASI and HTTP streams, fields, requests, bodies,
 /// pollables) one task may hold at once; each is host memory, and `poll`
 /// takes a list of them, so the count bounds a call's work too.
-pub const MAX_HOST_RESOURCES: usize = 1_024;
+pub(crate) const MAX_HOST_RESOURCES: usize = 1_024;
 /// Largest `get-random-bytes` / `get-insecure-random-bytes` request: the
 /// call runs on a host thread, so its length bounds how long one call takes.
-pub const MAX_RANDOM_BYTES: u64 = 64 << 10;
+pub(crate) const MAX_RANDOM_BYTES: u64 = 64 << 10;
 /// Largest set of HTTP header fields one `fields` resource may hold, in
 /// wasmtime's in-memory accounting (wire size plus overhead); proxies
 /// commonly refuse more than 8 KiB of headers. With [`MAX_HOST_RESOURCES`]
 /// it bounds what header fields can cost even if the host meter were fooled.
-pub const MAX_HTTP_FIELDS_BYTES: usize = 16 << 10;
+pub(crate) const MAX_HTTP_FIELDS_BYTES: usize = 16 << 10;
 /// Outgoing HTTP requests one task may have in flight at once; each may
 /// buffer `max_request` + `max_response` bytes and holds a connection.
-pub const MAX_HTTP_IN_FLIGHT: usize = 8;
+pub(crate) const MAX_HTTP_IN_FLIGHT: usize = 8;
 
 /// Enforces a task's memory and table budgets and records what it refused.
 #[derive(Debug)]
-pub struct TaskLimiter {
+pub(crate) struct TaskLimiter {
     memory_limit: usize,
     memory_in_use: usize,
     refused: Option<usize>,
@@ -44,12 +43,14 @@ pub struct TaskLimiter {
 }
 impl TaskLimiter {
     /// A limiter allowing `memory_limit` bytes of linear memory in total.
-    pub fn new(memory_limit: u64) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(memory_limit: u64) -> Self {
+        use crate::config::{MAX_INSTANCES, MAX_TABLE_ELEMENTS};
         Self::with_tables(memory_limit, MAX_TABLE_ELEMENTS, MAX_INSTANCES)
     }
 
     /// A limiter with explicit table and instance budgets.
-    pub fn with_tables(memory_limit: u64, table_elements: u32, instances: u32) -> Self {
+    pub(crate) fn with_tables(memory_limit: u64, table_elements: u32, instances: u32) -> Self {
         TaskLimiter {
             memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
             memory_in_use: 0,
@@ -61,16 +62,17 @@ impl TaskLimiter {
     }
 
     /// The size a table asked to grow to when refused, if it was.
-    pub fn table_refused(&self) -> Option<usize> {
+    pub(crate) fn table_refused(&self) -> Option<usize> {
         self.table_refused
     }
     /// The total the guest asked for when growth was refused, if it was.
-    pub fn refused(&self) -> Option<usize> {
+    pub(crate) fn refused(&self) -> Option<usize> {
         self.refused
     }
 
     /// Linear memory in use now, across memories.
-    pub fn memory_in_use(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn memory_in_use(&self) -> usize {
         self.memory_in_use
     }
 }
@@ -118,6 +120,7 @@ impl ResourceLimiter for TaskLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MAX_TABLE_ELEMENTS;
 
     #[test]
     fn growth_within_the_limit_is_allowed_and_counted_across_memories() {

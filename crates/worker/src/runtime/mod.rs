@@ -21,14 +21,15 @@
 //! * What the host holds for a guest outside its linear memory is counted
 //!   ([`host_memory`]) and bounded per task like its linear memory is.
 
-pub mod cache;
-pub mod control;
-pub mod grants;
-pub mod guest_log;
+pub(crate) mod cache;
+pub(crate) mod control;
+pub(crate) mod grants;
+pub(crate) mod guest_log;
 mod guest_pool;
-pub mod host_memory;
-pub mod http;
-pub mod limits;
+mod host_memory;
+pub use host_memory::MeteredAllocator;
+pub(crate) mod http;
+pub(crate) mod limits;
 mod outcome;
 mod task_store;
 
@@ -46,7 +47,7 @@ use wasmtime::{
     Config as EngineConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig,
 };
 
-pub use cache::ArtifactCache;
+pub(crate) use cache::ArtifactCache;
 pub use control::{StopReason, TaskControl};
 pub use grants::Grants;
 pub use outcome::{Fault, HostLimit, Outcome};
@@ -55,7 +56,7 @@ use task_store::TaskState;
 
 /// How often the epoch ticks; a running guest yields (and deadlines are
 /// checked) at this interval.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Wasm stack a guest may use before it traps with a stack overflow.
 const MAX_WASM_STACK: usize = 1024 * 1024;
 /// Native stack for the fiber a guest runs on: the wasm stack plus room for
@@ -259,12 +260,12 @@ impl Runtime {
     }
 
     /// True if instances come from the pooling allocator.
-    pub fn is_pooling(&self) -> bool {
+    pub(crate) fn is_pooling(&self) -> bool {
         self.pooling
     }
 
     /// The precompiled-component cache.
-    pub fn cache(&self) -> &ArtifactCache {
+    pub(crate) fn cache(&self) -> &ArtifactCache {
         &self.cache
     }
 

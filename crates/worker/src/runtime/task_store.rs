@@ -28,7 +28,7 @@ use wasmtime_wasi_http::{
     WasiHttpView,
 };
 /// The data in one task's store.
-pub struct TaskState {
+pub(crate) struct TaskState {
     wasi: WasiCtx,
     http: WasiHttpCtx,
     http_gate: MeteredHooks,
@@ -43,7 +43,7 @@ pub struct TaskState {
 impl TaskState {
     /// The store data for one task: WASI built from the activity's grants
     /// and nothing else. Fails only if a granted directory cannot be opened.
-    pub fn new(
+    pub(crate) fn new(
         ctx: &TaskContext,
         deadline: Instant,
         http_client: &reqwest::Client,
@@ -123,27 +123,27 @@ impl TaskState {
             deadline,
         })
     }
-    pub fn limiter(&self) -> &TaskLimiter {
+    pub(crate) fn limiter(&self) -> &TaskLimiter {
         &self.limiter
     }
 
-    pub fn limiter_mut(&mut self) -> &mut TaskLimiter {
+    pub(crate) fn limiter_mut(&mut self) -> &mut TaskLimiter {
         &mut self.limiter
     }
 
-    pub fn log(&self) -> &Arc<GuestLog> {
+    pub(crate) fn log(&self) -> &Arc<GuestLog> {
         &self.log
     }
 
-    pub fn control(&self) -> &TaskControl {
+    pub(crate) fn control(&self) -> &TaskControl {
         &self.control
     }
 
-    pub fn deadline(&self) -> Instant {
+    pub(crate) fn deadline(&self) -> Instant {
         self.deadline
     }
 
-    pub fn meter(&self) -> &Arc<HostMeter> {
+    pub(crate) fn meter(&self) -> &Arc<HostMeter> {
         &self.meter
     }
 

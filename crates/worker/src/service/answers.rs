@@ -25,7 +25,7 @@
 
 /// The service operations the worker makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     /// GetActivityTask / PollForActivityTask.
     Poll,
     /// SendTaskHeartbeat / RecordActivityTaskHeartbeat.
@@ -42,7 +42,7 @@ pub enum Operation {
 
 /// What an error answer proves (see the module docs for the table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The task is closed on the service side (timed out, stopped, already
     /// reported, or the token is not one of the service's).
     TaskGone,
@@ -70,12 +70,12 @@ pub enum Verdict {
 
 impl Verdict {
     /// The request may have taken effect although no success came back.
-    pub fn may_have_applied(self) -> bool {
+    pub(crate) fn may_have_applied(self) -> bool {
         matches!(self, Verdict::Unavailable | Verdict::NoAnswer)
     }
 
     /// A short phrase for messages.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Verdict::TaskGone => "the task is no longer open",
             Verdict::OutputRefused => "the service refused the output",
@@ -178,7 +178,7 @@ const MISCONFIGURED: &[&str] = &[
 /// Sorts one error answer to `operation`. `code` is the AWS error code
 /// (`None` when the body could not be read as the service's error), `status`
 /// the HTTP status (`None` when no response came back).
-pub fn classify(operation: Operation, code: Option<&str>, status: Option<u16>) -> Verdict {
+pub(crate) fn classify(operation: Operation, code: Option<&str>, status: Option<u16>) -> Verdict {
     let names_task = !matches!(operation, Operation::Poll | Operation::Describe);
     if let Some(code) = code.filter(|c| !c.is_empty()) {
         if TASK_GONE.contains(&code) {

@@ -32,7 +32,7 @@ pub(crate) const FIX: &str = "role credentials (instance, container, web identit
      credentials are good, the role lacks the permission";
 
 /// Refusals closer together than this refresh once.
-pub const MIN_REFRESH: Duration = Duration::from_secs(5);
+pub(crate) const MIN_REFRESH: Duration = Duration::from_secs(5);
 /// Credentials this close to their expiry are fetched again before use.
 const EXPIRY_BUFFER: Duration = Duration::from_secs(60);
 /// Longest a fetch may take: every call waits behind one, so a hung
@@ -71,7 +71,7 @@ static GLOBAL: Generation = Generation {
 
 /// A call was refused for its credentials: the next request fetches them
 /// afresh from the provider chain.
-pub fn refused() {
+pub(crate) fn refused() {
     if GLOBAL.bump(Instant::now()) {
         tracing::warn!(
             "the service refused the worker's credentials; fetching them again (role credentials \
@@ -129,7 +129,7 @@ impl ProvideCredentials for Refreshing {
 
 /// `sdk` with its credentials behind a [`Refreshing`] cache (and the SDK's
 /// own cache off, so a refusal takes effect at the next request).
-pub fn refreshing(sdk: SdkConfig) -> SdkConfig {
+pub(crate) fn refreshing(sdk: SdkConfig) -> SdkConfig {
     let Some(inner) = sdk.credentials_provider() else {
         return sdk;
     };

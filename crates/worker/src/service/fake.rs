@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::time::Instant;
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Call {
+pub(crate) enum Call {
     Heartbeat(String, Option<String>),
     Complete(String, String),
     Fail(String, String, String),
@@ -20,24 +20,24 @@ pub enum Call {
 }
 
 #[derive(Default)]
-pub struct FakeService {
-    pub tasks: Mutex<VecDeque<Task>>,
-    pub calls: Mutex<Vec<(Instant, Call)>>,
-    pub heartbeat_errors: Mutex<VecDeque<ServiceError>>,
-    pub report_errors: Mutex<VecDeque<ServiceError>>,
-    pub cancel_after_heartbeats: Mutex<Option<usize>>,
-    pub limits: Option<ReportLimits>,
+pub(crate) struct FakeService {
+    pub(crate) tasks: Mutex<VecDeque<Task>>,
+    pub(crate) calls: Mutex<Vec<(Instant, Call)>>,
+    pub(crate) heartbeat_errors: Mutex<VecDeque<ServiceError>>,
+    pub(crate) report_errors: Mutex<VecDeque<ServiceError>>,
+    pub(crate) cancel_after_heartbeats: Mutex<Option<usize>>,
+    pub(crate) limits: Option<ReportLimits>,
     /// Polls in flight plus tasks handed out and not yet reported: what
     /// holds a worker slot as the service sees it.
-    pub busy: AtomicUsize,
+    pub(crate) busy: AtomicUsize,
     /// The most `busy` ever was.
-    pub max_busy: AtomicUsize,
+    pub(crate) max_busy: AtomicUsize,
     /// Polls made.
-    pub polls: AtomicUsize,
+    pub(crate) polls: AtomicUsize,
 }
 
 impl FakeService {
-    pub fn calls(&self) -> Vec<Call> {
+    pub(crate) fn calls(&self) -> Vec<Call> {
         self.calls
             .lock()
             .unwrap()
@@ -46,7 +46,7 @@ impl FakeService {
             .collect()
     }
 
-    pub fn call_times(&self) -> Vec<Instant> {
+    pub(crate) fn call_times(&self) -> Vec<Instant> {
         self.calls.lock().unwrap().iter().map(|(t, _)| *t).collect()
     }
 
@@ -64,7 +64,7 @@ impl FakeService {
     }
 
     /// Reports delivered (complete, fail or cancel answered Ok).
-    pub fn reports(&self) -> Vec<Call> {
+    pub(crate) fn reports(&self) -> Vec<Call> {
         self.calls()
             .into_iter()
             .filter(|c| !matches!(c, Call::Heartbeat(..)))
@@ -160,16 +160,16 @@ impl FakeService {
     }
 }
 
-pub fn transient() -> ServiceError {
+pub(crate) fn transient() -> ServiceError {
     ServiceError::new(Verdict::Throttled, "ThrottlingException", "slow down")
 }
 
-pub fn gone() -> ServiceError {
+pub(crate) fn gone() -> ServiceError {
     ServiceError::new(Verdict::TaskGone, "TaskTimedOut", "task timed out")
 }
 
 /// The answer a real service gives to `code` on `operation`.
-pub fn answer(operation: Operation, code: &str) -> ServiceError {
+pub(crate) fn answer(operation: Operation, code: &str) -> ServiceError {
     let verdict = super::answers::classify(operation, Some(code), Some(400));
     ServiceError::new(verdict, code, "scripted")
 }

@@ -7,10 +7,10 @@
 //! give-up decisions are made in one place and can be unit tested with a
 //! fake service.
 
-pub mod answers;
-pub mod credentials;
+pub(crate) mod answers;
+pub(crate) mod credentials;
 pub mod sfn;
-pub mod swf;
+pub(crate) mod swf;
 
 use async_trait::async_trait;
 use aws_credential_types::provider::error::CredentialsError;
@@ -19,9 +19,9 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 use std::fmt;
 
-pub use answers::{Operation, Verdict};
+pub(crate) use answers::{Operation, Verdict};
 pub use sfn::StepFunctions;
-pub use swf::Swf;
+pub(crate) use swf::Swf;
 
 /// The opaque token that identifies one handed-out task to the service.
 ///
@@ -37,13 +37,13 @@ impl TaskToken {
     }
 
     /// The token to send back to the service.
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
     /// A short, stable identifier for logs: the first 12 hex digits of the
     /// token's SHA-256.
-    pub fn short_id(&self) -> String {
+    pub(crate) fn short_id(&self) -> String {
         use sha2::{Digest, Sha256};
         let digest = Sha256::digest(self.0.as_bytes());
         digest[..6].iter().map(|b| format!("{b:02x}")).collect()
@@ -58,11 +58,11 @@ impl fmt::Debug for TaskToken {
 
 /// An SWF activity type.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ActivityType {
+pub(crate) struct ActivityType {
     /// Type name.
-    pub name: String,
+    pub(crate) name: String,
     /// Type version.
-    pub version: String,
+    pub(crate) version: String,
 }
 
 impl fmt::Display for ActivityType {
@@ -75,29 +75,29 @@ impl fmt::Display for ActivityType {
 #[derive(Debug, Clone)]
 pub struct Task {
     /// Identifies the task in every later call.
-    pub token: TaskToken,
+    pub(crate) token: TaskToken,
     /// The task input: a JSON document.
-    pub input: String,
+    pub(crate) input: String,
     /// The activity type, where the service has several per poll (SWF).
-    pub activity_type: Option<ActivityType>,
+    pub(crate) activity_type: Option<ActivityType>,
 }
 
 /// What a heartbeat told us.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct HeartbeatAck {
     /// The service asks the task to stop (SWF's `cancelRequested`).
-    pub cancel_requested: bool,
+    pub(crate) cancel_requested: bool,
 }
 
 /// Size limits the service puts on what a task reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportLimits {
     /// Largest success output, in bytes.
-    pub output_bytes: usize,
+    pub(crate) output_bytes: usize,
     /// Longest error name, in characters.
-    pub error_chars: usize,
+    pub(crate) error_chars: usize,
     /// Longest failure cause, in characters.
-    pub cause_chars: usize,
+    pub(crate) cause_chars: usize,
 }
 
 /// An error answer, sorted by what it proves for the operation that got it
@@ -106,17 +106,21 @@ pub struct ReportLimits {
 #[error("{} ({code}): {message}", verdict.describe())]
 pub struct ServiceError {
     /// What the answer proves.
-    pub verdict: Verdict,
+    pub(crate) verdict: Verdict,
     /// The service's error code, or a description of the failure kind
     /// (`Timeout`, `HTTP 503`).
-    pub code: String,
+    pub(crate) code: String,
     /// The service's message, or details.
-    pub message: String,
+    pub(crate) message: String,
 }
 
 impl ServiceError {
     /// An error with `verdict`.
-    pub fn new(verdict: Verdict, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn new(
+        verdict: Verdict,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         ServiceError {
             verdict,
             code: code.into(),
@@ -125,7 +129,8 @@ impl ServiceError {
     }
 
     /// The service's error code.
-    pub fn code(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> &str {
         &self.code
     }
 }
@@ -173,7 +178,10 @@ pub trait ActivityService: Send + Sync + 'static {
 
 /// Sorts an AWS SDK error (any service) for `operation`; a credential
 /// error also has the credentials fetched afresh for the next request.
-pub fn from_sdk_error<E>(operation: Operation, err: SdkError<E, HttpResponse>) -> ServiceError
+pub(crate) fn from_sdk_error<E>(
+    operation: Operation,
+    err: SdkError<E, HttpResponse>,
+) -> ServiceError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {

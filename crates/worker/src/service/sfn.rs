@@ -19,12 +19,12 @@ use aws_sdk_sfn::Client;
 use std::time::Duration;
 
 /// Client-side read timeout for GetActivityTask: above the 60 s long poll.
-pub const POLL_READ_TIMEOUT: Duration = Duration::from_secs(70);
+pub(crate) const POLL_READ_TIMEOUT: Duration = Duration::from_secs(70);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Step Functions limits for SendTaskSuccess / SendTaskFailure.
-pub const LIMITS: ReportLimits = ReportLimits {
+pub(crate) const LIMITS: ReportLimits = ReportLimits {
     output_bytes: 262_144,
     error_chars: 256,
     cause_chars: 32_768,

@@ -19,14 +19,14 @@ use aws_sdk_swf::Client;
 use std::time::Duration;
 
 /// Client-side read timeout for PollForActivityTask (AWS asks for >= 70 s).
-pub const POLL_READ_TIMEOUT: Duration = Duration::from_secs(75);
+pub(crate) const POLL_READ_TIMEOUT: Duration = Duration::from_secs(75);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest heartbeat `details` SWF accepts.
-pub const MAX_HEARTBEAT_DETAILS: usize = 2_048;
+pub(crate) const MAX_HEARTBEAT_DETAILS: usize = 2_048;
 
 /// SWF limits: result 32,768; reason 256; details 32,768 characters.
-pub const LIMITS: ReportLimits = ReportLimits {
+pub(crate) const LIMITS: ReportLimits = ReportLimits {
     output_bytes: 32_768,
     error_chars: 256,
     cause_chars: 32_768,
@@ -34,14 +34,14 @@ pub const LIMITS: ReportLimits = ReportLimits {
 
 /// The poll and call clients for one region/endpoint.
 #[derive(Clone, Debug)]
-pub struct SwfClients {
+pub(crate) struct SwfClients {
     poll: Client,
     call: Client,
 }
 
 impl SwfClients {
     /// Builds the clients from a loaded SDK config.
-    pub fn new(sdk: &SdkConfig) -> Self {
+    pub(crate) fn new(sdk: &SdkConfig) -> Self {
         let build = |read: Duration| {
             let conf = aws_sdk_swf::config::Builder::from(sdk)
                 .retry_config(RetryConfig::disabled())
@@ -64,7 +64,7 @@ impl SwfClients {
     /// A heartbeat interval for a registered activity type: a third of its
     /// `defaultTaskHeartbeatTimeout`, or `None` if it has none (or cannot be
     /// described).
-    pub async fn default_heartbeat_interval(
+    pub(crate) async fn default_heartbeat_interval(
         &self,
         domain: &str,
         name: &str,
@@ -101,7 +101,7 @@ impl SwfClients {
 
 /// One SWF task list, polled under one identity.
 #[derive(Clone, Debug)]
-pub struct Swf {
+pub(crate) struct Swf {
     clients: SwfClients,
     domain: String,
     task_list: String,
@@ -110,7 +110,7 @@ pub struct Swf {
 
 impl Swf {
     /// A service polling `task_list` in `domain`, identifying as `identity`.
-    pub fn new(clients: SwfClients, domain: &str, task_list: &str, identity: &str) -> Self {
+    pub(crate) fn new(clients: SwfClients, domain: &str, task_list: &str, identity: &str) -> Self {
         Swf {
             clients,
             domain: domain.to_string(),
