@@ -17,6 +17,10 @@
 //! a line per retry for hours.
 
 use crate::metrics;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
+use std::net::SocketAddr;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -209,6 +213,36 @@ impl Health {
 pub(crate) fn global() -> &'static Health {
     static HEALTH: OnceLock<Health> = OnceLock::new();
     HEALTH.get_or_init(Health::default)
+}
+
+/// Serves `/metrics`, `/healthz` (liveness: the process answers) and
+/// `/readyz` (readiness, above) on `addr` until `stop`. Optional
+/// (`metrics_addr`); bind it to 127.0.0.1 or a private interface.
+pub(crate) async fn serve(
+    addr: SocketAddr,
+    stop: tokio_util::sync::CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(|| async { metrics::global().encode() }))
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(|| async {
+                match global().readiness() {
+                    Ok(summary) => (StatusCode::OK, summary),
+                    Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons),
+                }
+            }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    tracing::info!("metrics on http://{bound}/metrics (health: /healthz, readiness: /readyz)");
+    Ok(bound)
 }
 
 #[cfg(test)]

@@ -31,6 +31,7 @@ mod health;
 pub(crate) mod heartbeat;
 pub mod local;
 pub(crate) mod metrics;
+mod names;
 pub(crate) mod poller;
 mod probe;
 pub mod record;
@@ -371,7 +372,7 @@ pub async fn serve(
     let stop_metrics = tokio_util::sync::CancellationToken::new();
     let _stop_metrics = stop_metrics.clone().drop_guard();
     if let Some(addr) = config.metrics_addr {
-        metrics::serve(addr, stop_metrics.clone())
+        health::serve(addr, stop_metrics.clone())
             .await
             .map_err(|source| RunError::Metrics { addr, source })?;
     }

@@ -1,9 +1,9 @@
-//! Prometheus metrics, `/healthz` and `/readyz`.
+//! Prometheus metrics.
 //!
 //! One process-wide registry, so the poller, task, heartbeat and runtime
 //! code record where things happen without threading a handle through every
-//! call. The HTTP endpoint is optional (`metrics_addr` in the config) and
-//! listens where told (bind it to 127.0.0.1 or a private interface).
+//! call. They are served over HTTP with health and readiness by
+//! [`crate::health::serve`].
 //!
 //! Label values must come from bounded sets, or a time series per value
 //! fills the registry and every scraper. The one label a guest chooses, the
@@ -12,9 +12,6 @@
 //! activity, the rest counted as [`OTHER_ERROR_LABEL`]. The text encoder
 //! writes label values as they are, so those names are also escaped there.
 
-use axum::Router;
-use axum::http::StatusCode;
-use axum::routing::get;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -22,7 +19,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -100,7 +96,7 @@ impl ErrorLabels {
     /// it is one of the first [`MAX_ERROR_LABELS`] of this activity, else
     /// [`OTHER_ERROR_LABEL`].
     pub(crate) fn label(&self, activity: &str, error: &str) -> String {
-        if error.is_empty() || crate::report::names::ALL.contains(&error) {
+        if error.is_empty() || crate::names::ALL.contains(&error) {
             return error.to_string();
         }
         let value = crate::redact::escape(error)
@@ -303,34 +299,6 @@ pub(crate) fn seconds(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop`.
-pub(crate) async fn serve(
-    addr: SocketAddr,
-    stop: tokio_util::sync::CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let app = Router::new()
-        .route("/metrics", get(|| async { global().encode() }))
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(|| async {
-                match crate::health::global().readiness() {
-                    Ok(summary) => (StatusCode::OK, summary),
-                    Err(reasons) => (StatusCode::SERVICE_UNAVAILABLE, reasons),
-                }
-            }),
-        );
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-    });
-    tracing::info!("metrics on http://{bound}/metrics (health: /healthz, readiness: /readyz)");
-    Ok(bound)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,7 +342,7 @@ mod tests {
         assert_eq!(l.label("a", "E0"), "E0", "a known name keeps its label");
         assert_eq!(l.label("a", "Fresh"), OTHER_ERROR_LABEL);
         assert_eq!(l.label("a", "WasmActivity.Fake"), OTHER_ERROR_LABEL);
-        for host in crate::report::names::ALL {
+        for host in crate::names::ALL {
             assert_eq!(l.label("a", host), host);
         }
         assert_eq!(l.label("a", ""), "");
