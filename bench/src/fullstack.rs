@@ -3,8 +3,9 @@
 //! by executions of a one-state machine, so every task also costs the
 //! service its execution bookkeeping.
 
+use crate::Bench;
+use crate::sections::HOST_DEFAULT;
 use crate::workers::{self, HostOptions, Kind};
-use crate::{Bench, HOST_DEFAULT};
 use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::ExecutionStatus;
 use std::fmt::Write as _;
