@@ -23,6 +23,7 @@
 //!
 //! The entry point for embedding is [`run`].
 
+mod aws;
 pub(crate) mod backoff;
 pub mod check;
 pub mod config;

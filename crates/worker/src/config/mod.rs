@@ -36,9 +36,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Largest output Step Functions accepts for SendTaskSuccess, in bytes.
-pub(crate) const SFN_MAX_PAYLOAD: u64 = 262_144;
+pub(crate) const SFN_MAX_PAYLOAD: u64 = crate::aws::SFN_MAX_PAYLOAD as u64;
 /// Largest result SWF accepts for RespondActivityTaskCompleted.
-pub(crate) const SWF_MAX_RESULT: u64 = 32_768;
+pub(crate) const SWF_MAX_RESULT: u64 = crate::aws::SWF_MAX_RESULT as u64;
 const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// Table elements per table: interpreters (CPython) need tens of thousands.
 /// Also the most `table_elements` may be set to: the instance pool reserves
@@ -64,7 +64,7 @@ const DEFAULT_MEMORY_LIMIT: u64 = 64 * 1024 * 1024;
 const DEFAULT_LOG_LIMIT: u64 = 1024 * 1024;
 /// Step Functions allows 1,000 pollers per activity ARN; more is an error on
 /// the service side, so refuse it here.
-const MAX_POLLERS: usize = 1_000;
+const MAX_POLLERS: usize = crate::aws::MAX_POLLERS;
 /// A wasm32 guest cannot address more than 4 GiB.
 const MAX_MEMORY_LIMIT: u64 = 4 * 1024 * 1024 * 1024;
 const MIN_MEMORY_LIMIT: u64 = 1024 * 1024;

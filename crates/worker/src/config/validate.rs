@@ -58,12 +58,15 @@ impl Config {
             ));
         }
         let worker_name = match &raw.worker_name {
-            Some(name) if name.get_ref().is_empty() || name.get_ref().len() > 80 => {
+            Some(name)
+                if name.get_ref().is_empty()
+                    || name.get_ref().len() > crate::aws::MAX_WORKER_NAME =>
+            {
                 return Err(v.invalid_at(
                     name,
                     "worker_name",
                     name.get_ref(),
-                    "1 to 80 characters",
+                    &format!("1 to {} characters", crate::aws::MAX_WORKER_NAME),
                 ));
             }
             Some(name) => name.get_ref().clone(),
@@ -133,7 +136,7 @@ fn default_worker_name() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "localhost".to_string());
     let mut name = format!("wasm-activity@{host}");
-    name.truncate(80);
+    name.truncate(crate::aws::MAX_WORKER_NAME);
     name
 }
 
@@ -418,12 +421,13 @@ impl Validator<'_> {
     ) -> Result<TaskListConfig, ConfigError> {
         let key = |k: &str| format!("swf.{}.{k}", toml_key(name));
         for (k, value) in [("domain", &raw.domain), ("task_list", &raw.task_list)] {
-            if value.get_ref().is_empty() || value.get_ref().chars().count() > 256 {
+            if value.get_ref().is_empty() || value.get_ref().chars().count() > crate::aws::MAX_NAME
+            {
                 return Err(self.invalid_at(
                     value,
                     &key(k),
                     value.get_ref(),
-                    "1 to 256 characters",
+                    &format!("1 to {} characters", crate::aws::MAX_NAME),
                 ));
             }
         }
@@ -490,12 +494,15 @@ impl Validator<'_> {
             version: t.version.clone(),
         };
         let key = |k: &str| id.key(k);
-        if type_name.is_empty() || type_name.chars().count() > 256 {
+        if type_name.is_empty() || type_name.chars().count() > crate::aws::MAX_NAME {
             return Err(self.invalid_at(
                 &t.name,
                 &key("type"),
                 &type_name,
-                "an activity type name of 1 to 256 characters",
+                &format!(
+                    "an activity type name of 1 to {} characters",
+                    crate::aws::MAX_NAME
+                ),
             ));
         }
         if before
@@ -624,7 +631,7 @@ impl Config {
 /// `arn:<partition>:states:<region>:<account>:activity:<name>`, 1-256 chars.
 fn is_activity_arn(arn: &str) -> bool {
     let parts: Vec<&str> = arn.split(':').collect();
-    arn.len() <= 256
+    arn.len() <= crate::aws::MAX_NAME
         && parts.len() == 7
         && parts[0] == "arn"
         && parts[1].starts_with("aws")

@@ -25,9 +25,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Step Functions limits for SendTaskSuccess / SendTaskFailure.
 pub(crate) const LIMITS: ReportLimits = ReportLimits {
-    output_bytes: 262_144,
-    error_chars: 256,
-    cause_chars: 32_768,
+    output_bytes: crate::aws::SFN_MAX_PAYLOAD,
+    error_chars: crate::aws::SFN_MAX_ERROR,
+    cause_chars: crate::aws::SFN_MAX_CAUSE,
 };
 
 /// The two SDK clients for one region/endpoint, shared by all activities.

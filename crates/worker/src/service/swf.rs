@@ -23,13 +23,13 @@ pub(crate) const POLL_READ_TIMEOUT: Duration = Duration::from_secs(75);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longest heartbeat `details` SWF accepts.
-pub(crate) const MAX_HEARTBEAT_DETAILS: usize = 2_048;
+pub(crate) const MAX_HEARTBEAT_DETAILS: usize = crate::aws::SWF_MAX_HEARTBEAT_DETAILS;
 
 /// SWF limits: result 32,768; reason 256; details 32,768 characters.
 pub(crate) const LIMITS: ReportLimits = ReportLimits {
-    output_bytes: 32_768,
-    error_chars: 256,
-    cause_chars: 32_768,
+    output_bytes: crate::aws::SWF_MAX_RESULT,
+    error_chars: crate::aws::SWF_MAX_REASON,
+    cause_chars: crate::aws::SWF_MAX_DETAILS,
 };
 
 /// The poll and call clients for one region/endpoint.
