@@ -358,3 +358,67 @@ async fn a_reload_beyond_the_instance_pool_makes_tasks_wait_not_fail() {
     }
     assert_eq!(worker.log_count("InstantiateFailed"), 0, "{}", worker.log());
 }
+
+/// A changed activity is replaced by a new poller while its old tasks run:
+/// those tasks still count against `max_concurrent`, so the new poller does
+/// not take a task until one of them ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_changed_activity_counts_its_running_tasks_against_max_concurrent() {
+    use aws_sdk_sfn::types::HistoryEventType;
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let arn = sfn.create_activity("capped").await;
+    let sm = sfn.create_state_machine(&arn, 120, None).await;
+    let config = |heartbeat: &str| {
+        format!(
+            "reload_debounce = \"50ms\"\n{}",
+            activity_toml(
+                "capped",
+                &arn,
+                &guests().scenario,
+                &format!("max_concurrent = 2\nheartbeat_interval = \"{heartbeat}\"")
+            )
+        )
+    };
+    let mut worker = Worker::start(&config("5s"), &svc);
+    let slow = json!({"action": "sleep", "ms": 6000});
+    let first = sfn.start(&sm, &slow).await;
+    let second = sfn.start(&sm, &slow).await;
+    sfn.wait_activity_started(&first, Duration::from_secs(30))
+        .await;
+    sfn.wait_activity_started(&second, Duration::from_secs(30))
+        .await;
+
+    // The activity changes (same max_concurrent): a new poller replaces the
+    // old one while both tasks still run.
+    worker.rewrite_config(&svc, &config("4s"));
+    worker.wait_for_log("changed in the config", Duration::from_secs(30));
+    let third = sfn.start(&sm, &json!({"action": "echo", "value": 3})).await;
+    for e in [&first, &second, &third] {
+        assert_eq!(sfn.wait(e, DONE).await.status, ExecutionStatus::Succeeded);
+    }
+    let at = |events: &[aws_sdk_sfn::types::HistoryEvent], kind: HistoryEventType| {
+        events
+            .iter()
+            .find(|e| e.r#type() == &kind)
+            .map(|e| *e.timestamp())
+            .unwrap_or_else(|| panic!("no {kind:?} in {events:?}"))
+    };
+    let a = at(
+        &sfn.history(&first).await,
+        HistoryEventType::ActivitySucceeded,
+    );
+    let b = at(
+        &sfn.history(&second).await,
+        HistoryEventType::ActivitySucceeded,
+    );
+    let third_started = at(
+        &sfn.history(&third).await,
+        HistoryEventType::ActivityStarted,
+    );
+    assert!(
+        third_started >= a.min(b),
+        "the third task started at {third_started:?}, before either running task ended \
+         ({a:?}, {b:?}): 3 tasks at once under max_concurrent = 2"
+    );
+}

@@ -43,6 +43,7 @@ pub mod report;
 pub mod runtime;
 pub mod service;
 pub mod shutdown;
+mod slots;
 mod sources;
 mod startup;
 pub(crate) mod task;

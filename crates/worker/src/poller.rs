@@ -13,6 +13,7 @@ use crate::health::{self, Note, SourceHealth};
 use crate::registry::Route;
 use crate::service::{ActivityService, ServiceError, Task, Verdict};
 use crate::shutdown::Shutdown;
+use crate::slots::Slots;
 use crate::task;
 use crate::tenant::{Slot, TenantGate};
 use std::sync::Arc;
@@ -36,8 +37,9 @@ pub(crate) struct Poller {
     pub(crate) route: Route,
     /// Where its tasks come from.
     pub(crate) service: Arc<dyn ActivityService>,
-    /// Free task slots (`max_concurrent`).
-    pub(crate) slots: Arc<Semaphore>,
+    /// Free task slots (`max_concurrent`), kept by the source's key across
+    /// reloads.
+    pub(crate) slots: Arc<Slots>,
     /// Free instance slots of the engine's pool, shared by every source and
     /// sized at start: a task takes one before its guest starts (heartbeating
     /// while it waits), so a reload that adds concurrency makes tasks wait
@@ -116,7 +118,7 @@ impl Poller {
             let slot = tokio::select! {
                 biased;
                 () = self.shutdown.initiated() => break,
-                slot = self.slots.clone().acquire_owned() => slot.expect("the slot semaphore is never closed"),
+                slot = self.slots.acquire() => slot,
             };
             let tenant = match &self.tenant {
                 None => None,
@@ -266,7 +268,7 @@ mod tests {
             pollers,
             route: Route::One(activity),
             service: service.clone(),
-            slots: Arc::new(Semaphore::new(max_concurrent)),
+            slots: Slots::new(max_concurrent),
             pool: Arc::new(Semaphore::new(64)),
             tenant: None,
             tasks: tasks.clone(),

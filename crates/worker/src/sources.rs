@@ -27,6 +27,7 @@ use crate::service::sfn::SfnClients;
 use crate::service::swf::SwfClients;
 use crate::service::{StepFunctions, Swf};
 use crate::shutdown::Shutdown;
+use crate::slots::Slots;
 use crate::startup::RunError;
 use crate::tenant::{Tenant, TenantGate};
 use std::collections::{BTreeMap, HashMap};
@@ -55,6 +56,9 @@ struct Prepared {
     config: Source,
     poller: Poller,
     activities: Vec<Arc<Activity>>,
+    /// Its `max_concurrent`, given to its key's slots once the source it
+    /// replaces has stopped polling.
+    max_concurrent: usize,
 }
 
 /// Everything needed to start sources, and the ones running.
@@ -66,6 +70,9 @@ pub(crate) struct Sources {
     /// The config's tenants, and removed ones whose tasks still run (so a
     /// tenant removed and added back still counts them).
     tenants: HashMap<String, Tenant>,
+    /// Task slots by source key, kept across reloads (see [`crate::slots`]),
+    /// and removed sources' whose tasks still run.
+    slots: HashMap<String, Arc<Slots>>,
     tasks: TaskTracker,
     stages: Shutdown,
     /// Instance slots of the engine's pool (see `Poller::pool`).
@@ -90,6 +97,7 @@ impl Sources {
             swf: SwfClients::new(sdk),
             worker_name: config.worker_name.clone(),
             tenants: HashMap::new(),
+            slots: HashMap::new(),
             tasks,
             stages,
             pollers: JoinSet::new(),
@@ -148,15 +156,25 @@ impl Sources {
             if self.running.get(key).is_some_and(|r| &r.config == source) {
                 continue;
             }
-            let (poller, activities) = match source {
+            let slots = self.slots.get(key).cloned();
+            let (mut poller, activities) = match source {
                 Source::Activity(a) => self.prepare_activity(a, &tenants).await?,
                 Source::TaskList(t) => self.prepare_task_list(t, &tenants).await?,
             };
+            let max_concurrent = match source {
+                Source::Activity(a) => a.max_concurrent,
+                Source::TaskList(t) => t.max_concurrent,
+            };
+            // A replaced source's running tasks keep counting.
+            if let Some(slots) = slots {
+                poller.slots = slots;
+            }
             prepared.push(Prepared {
                 key: key.clone(),
                 config: source.clone(),
                 poller,
                 activities,
+                max_concurrent,
             });
         }
         // Sources that go or change stop polling before the tenant caps
@@ -187,6 +205,18 @@ impl Sources {
                 self.tenants.insert(name, tenant);
             }
         }
+        for p in &prepared {
+            if let Some(old) = p.poller.slots.resize(p.max_concurrent) {
+                tracing::info!(
+                    source = %p.key,
+                    "max_concurrent changed from {old} to {}; tasks already running count",
+                    p.max_concurrent
+                );
+            }
+            self.slots.insert(p.key.clone(), p.poller.slots.clone());
+        }
+        self.slots
+            .retain(|key, slots| keep.contains(&key) || slots.in_use());
         for p in prepared {
             self.launch(p);
         }
@@ -282,7 +312,7 @@ impl Sources {
                 &a.arn,
                 &self.worker_name,
             )),
-            slots: Arc::new(Semaphore::new(a.max_concurrent)),
+            slots: Slots::new(a.max_concurrent),
             pool: self.pool.clone(),
             tenant: Self::gate(
                 tenants,
@@ -352,7 +382,7 @@ impl Sources {
                 &list.task_list,
                 &self.worker_name,
             )),
-            slots: Arc::new(Semaphore::new(list.max_concurrent)),
+            slots: Slots::new(list.max_concurrent),
             pool: self.pool.clone(),
             tenant: Self::gate(
                 tenants,

@@ -306,15 +306,19 @@ mod tests {
         activity: &Arc<Activity>,
         service: &Arc<FakeService>,
     ) -> tokio::task::JoinHandle<()> {
-        let slot = Arc::new(Semaphore::new(1)).try_acquire_owned().unwrap();
-        tokio::spawn(run(
-            task,
-            activity.clone(),
-            service.clone(),
-            Slot::new(slot, None),
-            Arc::new(Semaphore::new(8)),
-            Shutdown::new(),
-        ))
+        let (activity, service) = (activity.clone(), service.clone());
+        tokio::spawn(async move {
+            let slot = crate::slots::Slots::new(1).acquire().await;
+            run(
+                task,
+                activity,
+                service,
+                Slot::new(slot, None),
+                Arc::new(Semaphore::new(8)),
+                Shutdown::new(),
+            )
+            .await
+        })
     }
 
     #[tokio::test(start_paused = true)]

@@ -22,7 +22,7 @@ use crate::config::TenantConfig;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio::sync::Notify;
 
 /// How long a poller waits for room under its tenant before it says so.
 pub(crate) const LONG_WAIT: Duration = Duration::from_secs(30);
@@ -269,13 +269,13 @@ impl TenantGate {
 /// Everything a running task holds: its activity slot and tenant permit.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    _activity: OwnedSemaphorePermit,
+    _activity: crate::slots::SlotPermit,
     _tenant: Option<TenantPermit>,
 }
 
 impl Slot {
     /// Bundles the permits.
-    pub(crate) fn new(activity: OwnedSemaphorePermit, tenant: Option<TenantPermit>) -> Slot {
+    pub(crate) fn new(activity: crate::slots::SlotPermit, tenant: Option<TenantPermit>) -> Slot {
         Slot {
             _activity: activity,
             _tenant: tenant,
