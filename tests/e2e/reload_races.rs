@@ -398,3 +398,26 @@ async fn a_reservation_no_cap_can_satisfy_is_refused_by_check_and_by_reload() {
     assert!(!worker.log().contains("tenant caps changed"));
     assert_eq!(versions(&sfn, &big_sm, 1).await, [1]);
 }
+
+/// A config renamed over by a named pipe blocks its reload's read for good:
+/// the worker still stops on SIGTERM, promptly and cleanly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_reload_stuck_on_a_pipe_does_not_hold_up_shutdown() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let arn = sfn.create_activity("piped").await;
+    let mut worker = Worker::start(
+        &format!(
+            "reload_debounce = \"50ms\"\n{}",
+            activity_toml("piped", &arn, &guests().scenario, "")
+        ),
+        &svc,
+    );
+    let pipes = tempfile::tempdir().unwrap();
+    let pipe = pipes.path().join("worker.toml");
+    mkfifo(&pipe);
+    std::fs::rename(&pipe, worker.dir().join("worker.toml")).unwrap();
+    worker.wait_for_log("reloading config", LOG);
+    let status = worker.terminate(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", worker.log());
+}

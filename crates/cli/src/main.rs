@@ -7,6 +7,7 @@ mod scaffold;
 
 use clap::Parser;
 use std::process::ExitCode;
+use std::time::Duration;
 
 // Every task allocates and frees its inputs, outputs, HTTP buffers and WASI
 // context on whichever runtime thread it lands on; glibc's malloc spends a
@@ -20,9 +21,19 @@ use std::process::ExitCode;
 static ALLOCATOR: wasm_activity_worker::MeteredAllocator<mimalloc::MiMalloc> =
     wasm_activity_worker::MeteredAllocator(mimalloc::MiMalloc);
 
-#[tokio::main]
-async fn main() -> ExitCode {
+/// How long exiting waits for blocking work still running: a read that
+/// never returns (a config file swapped for a named pipe, a hung mount)
+/// must not keep a stopped worker's process alive.
+const EXIT_WAIT: Duration = Duration::from_secs(2);
+
+fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     cli::init_logging(cli.log_format);
-    cli::execute(cli).await
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the tokio runtime");
+    let code = runtime.block_on(cli::execute(cli));
+    runtime.shutdown_timeout(EXIT_WAIT);
+    code
 }

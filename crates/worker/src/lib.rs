@@ -271,7 +271,13 @@ async fn reload_config(
             .inc()
     };
     tracing::info!(config = %current.path.display(), "reloading config");
-    let new = match Config::from_file(&current.path).and_then(|new| {
+    // Read off the control plane: a config renamed over by a named pipe or
+    // left on a hung mount must not stop this loop from seeing a shutdown.
+    let path = current.path.clone();
+    let read = tokio::task::spawn_blocking(move || Config::from_file(&path))
+        .await
+        .expect("reading the config panicked");
+    let new = match read.and_then(|new| {
         engine.admits(&new)?;
         Ok(new)
     }) {
