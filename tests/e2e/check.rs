@@ -268,3 +268,22 @@ async fn check_aws_finds_what_the_service_does_not_have() {
 fn wat_module() -> Vec<u8> {
     b"\0asm\x01\0\0\0".to_vec()
 }
+
+/// `run` refuses to start if it cannot listen on `metrics_addr`: so does
+/// `check`.
+#[test]
+fn a_metrics_address_in_use_fails() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let config = format!(
+        "metrics_addr = \"{addr}\"\n{}",
+        with_component(&guests().example)
+    );
+    let (code, text, _) = check(&config);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains(&format!("metrics_addr {addr}: FAILED"))
+            && text.contains("fix `metrics_addr`"),
+        "{text}"
+    );
+}

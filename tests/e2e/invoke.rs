@@ -289,3 +289,14 @@ fn unreadable_inputs_exit_2_not_1() {
 fn scenario_raw(input: &str, extra: &[&str]) -> (i32, Value, String) {
     invoke(&guests().scenario, input, extra)
 }
+
+/// A file name given without `@` is not sent to the handler as text.
+#[test]
+fn a_file_name_without_at_gets_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("input.json");
+    std::fs::write(&file, r#"{"action": "echo", "value": 1}"#).unwrap();
+    let (code, _, err) = scenario_raw(file.to_str().unwrap(), &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("write --input @"), "{err}");
+}

@@ -434,6 +434,13 @@ fn read_inputs(input: &str) -> anyhow::Result<Vec<(String, String)>> {
                 .into_owned();
             Ok(vec![(name, text)])
         }
+        None if serde_json::from_str::<serde_json::Value>(input).is_err()
+            && Path::new(input).is_file() =>
+        {
+            bail!(
+                "--input {input:?} is not JSON, but names a file: write --input @{input} to read it"
+            )
+        }
         None => Ok(vec![("input".into(), input.to_string())]),
     }
 }

@@ -422,6 +422,11 @@ pub fn format_result(result: &DevResult, root: &Path) -> String {
 }
 
 /// The banner `dev` prints when it keeps running.
+/// `text` as one POSIX shell word, whatever it holds.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
 pub fn banner(
     url: &str,
     region: &str,
@@ -431,12 +436,7 @@ pub fn banner(
     // Each command works as pasted in a shell with no AWS setup: the
     // endpoint takes any credentials, but the CLI wants some, and a region.
     let input = example_input
-        .map(|p| {
-            format!(
-                "'file://{}'",
-                p.display().to_string().replace('\'', "'\\''")
-            )
-        })
+        .map(|p| shell_quote(&format!("file://{}", p.display())))
         .unwrap_or_else(|| "'{}'".into());
     let aws = format!(
         "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws stepfunctions --endpoint-url {url} --region {region}"
@@ -448,7 +448,11 @@ pub fn banner(
     for a in activities {
         text.push_str(&format!(
             "\nactivity {}: {}\n  state machine: {}\n  start one:\n    {aws} \\\n      start-execution --state-machine-arn {} --input {input}\n  see them:\n    {aws} \\\n      list-executions --state-machine-arn {}\n",
-            a.name, a.arn, a.state_machine, a.state_machine, a.state_machine
+            a.name,
+            a.arn,
+            a.state_machine,
+            shell_quote(&a.state_machine),
+            shell_quote(&a.state_machine)
         ));
     }
     text.push_str(
@@ -487,6 +491,27 @@ mod tests {
             std::fs::write(inputs.join(name), text).unwrap();
         }
         (dir, inputs)
+    }
+
+    #[test]
+    fn pasted_commands_quote_what_a_name_may_hold() {
+        assert_eq!(shell_quote("a'b (c)!"), "'a'\\''b (c)!'");
+        let text = banner(
+            "http://127.0.0.1:1",
+            "us-east-1",
+            &[LocalActivity {
+                name: "it's".into(),
+                arn: "arn:aws:states:us-east-1:000000000000:activity:it's".into(),
+                state_machine: "arn:aws:states:us-east-1:000000000000:stateMachine:it's".into(),
+            }],
+            None,
+        );
+        assert!(
+            text.contains(
+                "--state-machine-arn 'arn:aws:states:us-east-1:000000000000:stateMachine:it'\\''s'"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -73,6 +73,19 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
     );
     let mut problems = 0;
     problems += check_region(&config).await;
+    // `run` refuses to start if it cannot listen there.
+    if let Some(addr) = config.metrics_addr {
+        match std::net::TcpListener::bind(addr) {
+            Ok(listener) => drop(listener),
+            Err(e) => {
+                problems += 1;
+                println!(
+                    "metrics_addr {addr}: FAILED\n  cannot listen there: {e} (another process \
+                     uses it, or the address is not this host's); fix `metrics_addr`"
+                );
+            }
+        }
+    }
     for activity in &config.activities {
         let load = {
             let runtime = runtime.clone();
@@ -148,7 +161,7 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
                     }
                     Err(e) => {
                         problems += 1;
-                        println!("  instantiate:  FAILED: {e}");
+                        println!("  instantiate:  FAILED: {}", crate::redact::Inert(&e));
                     }
                 }
                 println!("  limits:       {}", activity.limits);
@@ -226,8 +239,8 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
                 key: t.id.key_hint("component"),
                 cause,
             });
-            match load.and_then(|handler| settings.map(|_| handler)) {
-                Ok(handler) => {
+            match load.and_then(|handler| settings.map(|settings| (handler, settings))) {
+                Ok((handler, settings)) => {
                     println!(
                         "  type {label}: ok, {} (version {}), heartbeat {}, {}",
                         handler.path.display(),
@@ -237,6 +250,19 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
                             .unwrap_or_else(|| "from the registered type".into()),
                         t.limits
                     );
+                    // As for activities: an instance with the type's own
+                    // grants, as every task of it would get.
+                    let ctx = TaskContext {
+                        activity: t.id.name().into(),
+                        task_id: "check".into(),
+                        limits: t.limits,
+                        control: Arc::new(TaskControl::new()),
+                        grants: settings.grants.clone(),
+                    };
+                    if let Err(e) = handler.instantiate_time(&ctx, 1).await {
+                        problems += 1;
+                        println!("    instantiate: FAILED: {}", crate::redact::Inert(&e));
+                    }
                 }
                 Err(e) => {
                     problems += 1;

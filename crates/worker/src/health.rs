@@ -6,10 +6,12 @@
 //! readiness is about the service handing out work, not about the process:
 //! a source is *serving* once the service has accepted one of its polls and
 //! until [`FAILING_AFTER`] polls in a row fail. A long poll that finds no
-//! task is answered only after up to a minute, so a poll the service has
-//! held open for [`ACCEPTED_AFTER`] counts as accepted: both services refuse
-//! a poll they will not serve (unknown activity, bad credentials, a
-//! malformed request, throttling) at once.
+//! task is answered only after up to a minute, so a source's *first* poll
+//! counts as accepted once the service has held it open for
+//! [`ACCEPTED_AFTER`]: both services refuse a poll they will not serve
+//! (unknown activity, bad credentials, a malformed request, throttling) at
+//! once. Only an answer clears failures, though: a peer that holds every
+//! poll open and then times it out is failing, not serving.
 //!
 //! Logs follow the same facts: a source's poll error is logged when it
 //! differs from the last one logged (not every retry), and its recovery
@@ -82,10 +84,19 @@ impl SourceHealth {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The service answered a poll started at `started`, or has held it
-    /// open long enough. A poll that started before the last failure came
-    /// back proves nothing about now (several pollers overlap), so it
-    /// changes nothing.
+    /// The service has held a poll open for [`ACCEPTED_AFTER`]: enough for
+    /// a source's first poll to count as accepted, not to clear failures.
+    pub(crate) fn held_open(&self) {
+        let mut s = self.state();
+        if !s.accepted {
+            s.accepted = true;
+            self.publish(&s);
+        }
+    }
+
+    /// The service answered a poll started at `started`. A poll that
+    /// started before the last failure came back proves nothing about now
+    /// (several pollers overlap), so it changes nothing.
     pub(crate) fn accepted(&self, started: Instant) -> Note {
         let mut s = self.state();
         if s.failed_at.is_some_and(|at| started < at) {
@@ -177,7 +188,12 @@ impl Health {
     /// Forgets `health` (its source is no longer served) unless a newer
     /// source took its key.
     pub(crate) fn deregister(&self, health: &Arc<SourceHealth>) {
-        health.active.store(false, Ordering::SeqCst);
+        // Under the state lock, so no poll of it still returning can
+        // publish after its gauges are forgotten (publish runs under it).
+        {
+            let _state = health.state();
+            health.active.store(false, Ordering::SeqCst);
+        }
         let mut sources = self.sources();
         if sources
             .get(&health.key)

@@ -64,7 +64,7 @@ impl Poller {
         while loops.join_next().await.is_some() {}
     }
 
-    /// One long poll. A poll the service holds open for
+    /// One long poll. A source's first poll that the service holds open for
     /// [`health::ACCEPTED_AFTER`] is accepted before it returns (see
     /// [`crate::health`]).
     async fn poll(&self, health: &SourceHealth) -> Result<Option<Task>, ServiceError> {
@@ -75,7 +75,7 @@ impl Poller {
             result = &mut poll => return self.outcome(health, started, result),
             () = tokio::time::sleep(health::ACCEPTED_AFTER) => {}
         }
-        self.note(health.accepted(started));
+        health.held_open();
         let result = poll.await;
         self.outcome(health, started, result)
     }
@@ -236,6 +236,7 @@ mod tests {
     }
 
     struct Rig {
+        health: Health,
         service: Arc<FakeService>,
         shutdown: Shutdown,
         tasks: TaskTracker,
@@ -248,7 +249,23 @@ mod tests {
     /// A poller of one activity with `queued` tasks waiting, each taking
     /// `work` to run.
     fn start(queued: usize, max_concurrent: usize, pollers: usize, work: Duration) -> Rig {
-        let service = Arc::new(FakeService::default());
+        start_with(
+            FakeService::default(),
+            queued,
+            max_concurrent,
+            pollers,
+            work,
+        )
+    }
+
+    fn start_with(
+        service: FakeService,
+        queued: usize,
+        max_concurrent: usize,
+        pollers: usize,
+        work: Duration,
+    ) -> Rig {
+        let service = Arc::new(service);
         service.tasks.lock().unwrap().extend((0..queued).map(task));
         let scripted = Scripted::new(work, "\"done\"");
         let (running, max_running, runs) = (
@@ -274,15 +291,18 @@ mod tests {
             tasks: tasks.clone(),
             shutdown: shutdown.clone(),
         };
-        let health = Health::default().register("activity.core");
+        let health = Health::default();
+        health.set_started(true);
+        let source = health.register("activity.core");
         Rig {
+            health,
             service,
             shutdown,
             tasks,
             running,
             max_running,
             runs,
-            poller: tokio::spawn(poller.run(health)),
+            poller: tokio::spawn(poller.run(source)),
         }
     }
 
@@ -378,5 +398,36 @@ mod tests {
         );
         assert_eq!(rig.shutdown.handed_back(), 0);
         rig.poller.await.unwrap();
+    }
+
+    /// A peer that holds every poll open, then times it out, is failing: the
+    /// 2 s that make a first poll "accepted" do not clear failures.
+    #[tokio::test(start_paused = true)]
+    async fn polls_held_open_then_failing_make_the_source_not_ready() {
+        let service = FakeService::default();
+        let timeout = || {
+            Err(crate::service::ServiceError::new(
+                Verdict::NoAnswer,
+                "Timeout",
+                "no answer within 70s",
+            ))
+        };
+        service
+            .poll_script
+            .lock()
+            .unwrap()
+            .extend((0..6).map(|_| (Duration::from_secs(70), timeout())));
+        let rig = start_with(service, 0, 2, 1, Duration::from_secs(1));
+        until("ready after the first poll was held open", || {
+            rig.health.readiness().is_ok()
+        })
+        .await;
+        until("not ready after 3 held-then-failed polls", || {
+            rig.health
+                .readiness()
+                .is_err_and(|e| e.contains("3 polls in a row failed"))
+        })
+        .await;
+        rig.shutdown.initiate();
     }
 }

@@ -9,6 +9,7 @@
 //! time out, so those permissions are listed, not tried.
 
 use crate::config::Config;
+use crate::redact::Inert;
 use crate::service::{Operation, ServiceError, Verdict, from_sdk_error};
 use std::collections::BTreeSet;
 
@@ -38,10 +39,20 @@ fn answer(e: &ServiceError, call: &str, missing: impl FnOnce() -> String) -> Ans
             "cannot tell: the credentials may not call {call} ({code})"
         )),
         Verdict::Credentials => Answer::Problem(format!(
-            "the service refused the credentials ({e}); {}",
+            "the service refused the credentials ({}); {}",
+            Inert(&e.to_string()),
             crate::service::credentials::FIX
         )),
-        _ => Answer::Unknown(format!("cannot tell: {call} failed: {e}")),
+        // What `run` would be refused for too: a malformed ARN, a KMS or
+        // deprecation setting.
+        Verdict::Refused | Verdict::Misconfigured => Answer::Problem(format!(
+            "the service refused {call}: {}",
+            Inert(&e.to_string())
+        )),
+        _ => Answer::Unknown(format!(
+            "cannot tell: {call} failed: {}",
+            Inert(&e.to_string())
+        )),
     }
 }
 

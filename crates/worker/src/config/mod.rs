@@ -207,7 +207,7 @@ fn did_you_mean(message: &str) -> Option<String> {
     let (best, distance) = candidates
         .map(|c| (c, strsim::levenshtein(&unknown.to_lowercase(), c)))
         .min_by_key(|(_, d)| *d)?;
-    (distance > 0 && distance <= (unknown.len() / 3).max(2)).then(|| best.to_string())
+    (distance <= (unknown.len() / 3).max(2)).then(|| best.to_string())
 }
 
 /// A size in binary units (`KiB`, `MiB`, `GiB`, `TiB`) or bytes (`B` or no

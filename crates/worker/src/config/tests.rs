@@ -45,6 +45,8 @@ fn sizes_take_binary_units_and_refuse_decimal_ones_with_the_fix() {
 fn a_typo_in_a_key_gets_the_key_it_meant() {
     let e = err(&activity("memry_limit = \"64MiB\""));
     assert!(e.contains("did you mean `memory_limit`?"), "{e}");
+    let e = err(&activity("Memory_limit = \"64MiB\""));
+    assert!(e.contains("did you mean `memory_limit`?"), "{e}");
     let e = err(&format!("worker_nmae = \"w\"\n{}", activity("")));
     assert!(e.contains("did you mean `worker_name`?"), "{e}");
     // Nothing close: no guess.

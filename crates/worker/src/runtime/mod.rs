@@ -661,7 +661,7 @@ pub struct InstantiateTime {
 
 impl Handler {
     /// Creates `samples + 1` instances the way a task does (fresh store,
-    /// the activity's limits, no grants) without calling the handler, and
+    /// with `ctx`'s limits and grants) without calling the handler, and
     /// reports how long that took. `check` prints it: Python and JavaScript
     /// guests cost far more here than Rust or C ones.
     pub async fn instantiate_time(

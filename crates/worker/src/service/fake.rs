@@ -34,7 +34,13 @@ pub(crate) struct FakeService {
     pub(crate) max_busy: AtomicUsize,
     /// Polls made.
     pub(crate) polls: AtomicUsize,
+    /// Scripted polls, in order: how long each is held, then its answer
+    /// (the queue of tasks is used once these run out).
+    pub(crate) poll_script: Mutex<VecDeque<ScriptedPoll>>,
 }
+
+/// How long a scripted poll is held, and its answer.
+pub(crate) type ScriptedPoll = (std::time::Duration, Result<Option<Task>, ServiceError>);
 
 impl FakeService {
     pub(crate) fn calls(&self) -> Vec<Call> {
@@ -96,6 +102,14 @@ impl ActivityService for FakeService {
     async fn poll(&self) -> Result<Option<Task>, ServiceError> {
         self.polls.fetch_add(1, Ordering::SeqCst);
         self.enter();
+        let scripted = self.poll_script.lock().unwrap().pop_front();
+        if let Some((held, answer)) = scripted {
+            tokio::time::sleep(held).await;
+            if !matches!(answer, Ok(Some(_))) {
+                self.leave();
+            }
+            return answer;
+        }
         let task = self.tasks.lock().unwrap().pop_front();
         if task.is_none() {
             // Like a long poll that comes back empty.

@@ -254,7 +254,9 @@ pub(crate) fn error_causes(err: &(dyn std::error::Error + 'static)) -> String {
         }
         next = e.source();
     }
-    crate::redact::truncate_chars(&causes.join(": "), 600)
+    // Text from outside (a proxy's answer, a credential process's stderr):
+    // escaped, as it is printed and logged.
+    crate::redact::truncate_chars(&crate::redact::escape(&causes.join(": ")), 600)
 }
 
 /// True if `err` or any error in its source chain is an `E` for which
