@@ -42,6 +42,9 @@ pub(crate) struct SourceHealth {
     /// False once the source is no longer served: its last polls may still
     /// return, and must not touch a newer source's gauges.
     active: AtomicBool,
+    /// Set once any poll was accepted: after that, polls need no timer to
+    /// be accepted early (read per poll, without the lock).
+    ever_accepted: AtomicBool,
     state: Mutex<State>,
 }
 
@@ -74,6 +77,7 @@ impl SourceHealth {
         let health = SourceHealth {
             key: key.to_string(),
             active: AtomicBool::new(true),
+            ever_accepted: AtomicBool::new(false),
             state: Mutex::default(),
         };
         health.publish(&State::default());
@@ -90,8 +94,14 @@ impl SourceHealth {
         let mut s = self.state();
         if !s.accepted {
             s.accepted = true;
+            self.ever_accepted.store(true, Ordering::Relaxed);
             self.publish(&s);
         }
+    }
+
+    /// Whether any of this source's polls was ever accepted.
+    pub(crate) fn ever_accepted(&self) -> bool {
+        self.ever_accepted.load(Ordering::Relaxed)
     }
 
     /// The service answered a poll started at `started`. A poll that
@@ -104,6 +114,7 @@ impl SourceHealth {
         }
         let failures = std::mem::take(&mut s.failures);
         s.accepted = true;
+        self.ever_accepted.store(true, Ordering::Relaxed);
         s.last_error = None;
         let note = match s.logged.take() {
             Some(_) => Note::Recovered(failures),

@@ -70,6 +70,11 @@ impl Poller {
     async fn poll(&self, health: &SourceHealth) -> Result<Option<Task>, ServiceError> {
         let started = std::time::Instant::now();
         let poll = self.service.poll();
+        if health.ever_accepted() {
+            // Only a first acceptance can come early: no timer per poll.
+            let result = poll.await;
+            return self.outcome(health, started, result);
+        }
         tokio::pin!(poll);
         tokio::select! {
             result = &mut poll => return self.outcome(health, started, result),
