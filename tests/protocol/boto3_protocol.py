@@ -112,8 +112,17 @@ assert types == ["ExecutionStarted", "TaskStateEntered", "ActivityScheduled", "A
                  "ActivitySucceeded", "TaskStateExited", "ExecutionSucceeded"], types
 assert events[3]["activityStartedEventDetails"]["workerName"] == "boto3", events[3]
 
-# FIFO: tasks are handed out in the order they were queued.
-runs = [sfn.start_execution(stateMachineArn=sm, input=json.dumps({"i": i}))["executionArn"] for i in range(3)]
+# FIFO: tasks are handed out in the order they were queued. Each execution's
+# driver queues its task on its own schedule, so wait for each one to be
+# queued before starting the next: the order under test is the queue's.
+def queued():
+    return next(a["queued"] for a in local_state()["activities"] if a["arn"] == arn)
+
+
+runs = []
+for i in range(3):
+    runs.append(sfn.start_execution(stateMachineArn=sm, input=json.dumps({"i": i}))["executionArn"])
+    wait_for(f"task {i} to be queued", lambda: queued() == i + 1)
 order = [json.loads(poller.get_activity_task(activityArn=arn)["input"])["i"] for _ in runs]
 assert order == [0, 1, 2], order
 
