@@ -12,7 +12,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use wasm_activity_worker::config::{Config, TaskLimits};
+use wasm_activity_worker::config::{ComponentRef, Config, Digest, Source, TaskLimits};
 use wasm_activity_worker::local::{LocalError, LocalHandler};
 use wasm_activity_worker::redact::{Inert, escape_json, is_inert};
 use wasm_activity_worker::report::Report;
@@ -97,9 +97,12 @@ pub enum Command {
     Replay {
         /// The directory of recordings.
         dir: PathBuf,
-        /// The component (.wasm) to run them against.
+        /// The component to run them against: a .wasm file, oci://...,
+        /// s3://... or https://... (with --sha256).
         #[arg(long)]
-        component: PathBuf,
+        component: String,
+        #[command(flatten)]
+        fetch: FetchArgs,
         /// Wall-clock limit per task.
         #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
@@ -119,6 +122,23 @@ pub enum Command {
         /// Where to create the project directory.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+    },
+    /// Publish a component the way the worker fetches it: to an OCI
+    /// registry (oci://REGISTRY/REPOSITORY:TAG, the wasm artifact layout) or
+    /// to S3 (s3://BUCKET/KEY). Prints the component's digest (what a
+    /// `sha256 =` pin names) and the registry's or bucket's own version.
+    ///
+    /// Exit status: 0 if published, 1 if the registry or bucket refused it,
+    /// 2 if the file is not a component.
+    Push {
+        /// The component file (.wasm).
+        file: PathBuf,
+        /// Where to publish it: oci://REGISTRY/REPOSITORY:TAG or s3://BUCKET/KEY.
+        target: String,
+        /// A registry reached over plain HTTP (host:port); repeatable. For
+        /// local test registries only.
+        #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+        insecure: Vec<String>,
     },
     /// Validate a config and load every component; print a summary.
     ///
@@ -144,8 +164,11 @@ pub enum Command {
     /// match. An expected `{"error": NAME}` without a cause matches any
     /// failure named NAME.
     Invoke {
-        /// The component (.wasm) to run.
-        component: PathBuf,
+        /// The component to run: a .wasm file, oci://REGISTRY/REPO:TAG,
+        /// s3://BUCKET/KEY or https://... (with --sha256).
+        component: String,
+        #[command(flatten)]
+        fetch: FetchArgs,
         /// The task input: JSON text, @FILE, - (standard input), or a
         /// directory of *.json files.
         #[arg(long, short)]
@@ -166,6 +189,34 @@ pub enum Command {
         #[arg(long)]
         fuel: Option<u64>,
     },
+}
+
+/// How `invoke` and `replay` fetch a component named by reference.
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    /// The SHA-256 the component must have (sha256:HEX); required for
+    /// https:// references. A different component is refused.
+    #[arg(long)]
+    sha256: Option<String>,
+    /// A registry or http:// host reached over plain HTTP (host:port);
+    /// repeatable. For local test servers only.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure: Vec<String>,
+}
+
+impl FetchArgs {
+    /// The reference `text` with these arguments' pin, relative paths from
+    /// the current directory.
+    fn reference(&self, text: &str) -> Result<ComponentRef, String> {
+        let pin = self
+            .sha256
+            .as_deref()
+            .map(|p| Digest::parse(p).map_err(|e| format!("--sha256 {p:?}: expected {e}")))
+            .transpose()?;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        ComponentRef::parse(text, pin, &cwd)
+            .map_err(|e| format!("component {text:?}: expected {e}"))
+    }
 }
 
 /// A size argument, in the config's units (see [`wasm_activity_worker::config::parse_size`]).
@@ -209,9 +260,15 @@ pub async fn execute(cli: Cli) -> ExitCode {
             activity,
             port,
         } => dev(&config, &input, activity.as_deref(), port).await,
+        Command::Push {
+            file,
+            target,
+            insecure,
+        } => push(&file, &target, &insecure).await,
         Command::Replay {
             dir,
             component,
+            fetch,
             timeout,
             memory_limit,
         } => {
@@ -220,7 +277,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
                 memory: memory_limit,
                 ..TaskLimits::default()
             };
-            replay(&dir, &component, limits).await
+            replay(&dir, &component, &fetch, limits).await
         }
         Command::ServeLocal {
             port,
@@ -230,6 +287,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
         } => serve_local(port, region, account, poll_timeout).await,
         Command::Invoke {
             component,
+            fetch,
             input,
             expect,
             timeout,
@@ -244,7 +302,7 @@ pub async fn execute(cli: Cli) -> ExitCode {
                 fuel,
                 ..TaskLimits::default()
             };
-            invoke(&component, &input, expect.as_deref(), limits).await
+            invoke(&component, &fetch, &input, expect.as_deref(), limits).await
         }
     };
     result.unwrap_or_else(|e| {
@@ -473,26 +531,77 @@ fn matches_expected(want: &serde_json::Value, got: &serde_json::Value) -> bool {
 /// Loads a component for local runs; `Err` carries the exit status after
 /// printing why it could not be loaded.
 async fn load_local(
-    component: &Path,
+    component: &str,
+    fetch: &FetchArgs,
     limits: TaskLimits,
 ) -> anyhow::Result<Result<LocalHandler, ExitCode>> {
-    match LocalHandler::load(component, limits).await {
-        Ok(handler) => Ok(Ok(handler)),
-        Err(LocalError::Load(e)) => {
+    let component = match fetch.reference(component) {
+        Ok(c) => c,
+        Err(e) => {
             eprintln!("error: {e}");
+            return Ok(Err(ExitCode::from(2)));
+        }
+    };
+    match LocalHandler::load(&component, limits, &fetch.insecure).await {
+        Ok(handler) => Ok(Ok(handler)),
+        Err(e @ (LocalError::Load(_) | LocalError::Fetch(_))) => {
+            eprintln!("error: {e:#}");
             Ok(Err(ExitCode::from(2)))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Result<ExitCode> {
+/// `push`: publishes a component; see [`Command::Push`].
+async fn push(file: &Path, target: &str, insecure: &[String]) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let target = match Source::parse(target, &cwd) {
+        Ok(t @ (Source::Oci(_) | Source::S3(_))) => t,
+        Ok(_) => {
+            eprintln!(
+                "error: push target {target:?}: expected oci://REGISTRY/REPOSITORY:TAG or s3://BUCKET/KEY"
+            );
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => {
+            eprintln!("error: push target {target:?}: expected {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    // Refuse what the worker would refuse, before publishing it.
+    let limits = TaskLimits::default();
+    if let Err(e) = LocalHandler::load(&ComponentRef::file(file), limits, &[]).await {
+        eprintln!("error: {e:#}; not pushed");
+        return Ok(ExitCode::from(2));
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let fetcher = wasm_activity_worker::local::local_fetcher(&target, insecure).await;
+    match fetcher.push(bytes, &target).await {
+        Ok(pushed) => {
+            println!("pushed {} to {target}", file.display());
+            println!("  digest:   {}", pushed.digest);
+            println!("  revision: {}", pushed.revision);
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+async fn replay(
+    dir: &Path,
+    component: &str,
+    fetch: &FetchArgs,
+    limits: TaskLimits,
+) -> anyhow::Result<ExitCode> {
     let recordings = wasm_activity_worker::record::read_dir(dir)
         .with_context(|| format!("cannot read recordings in {}", dir.display()))?;
     if recordings.is_empty() {
         bail!("{} holds no recordings (*.json)", dir.display());
     }
-    let handler = match load_local(component, limits).await? {
+    let handler = match load_local(component, fetch, limits).await? {
         Ok(handler) => handler,
         Err(code) => return Ok(code),
     };
@@ -525,7 +634,8 @@ async fn replay(dir: &Path, component: &Path, limits: TaskLimits) -> anyhow::Res
 }
 
 async fn invoke(
-    component: &Path,
+    component: &str,
+    fetch: &FetchArgs,
     input: &str,
     expect: Option<&Path>,
     limits: TaskLimits,
@@ -540,7 +650,7 @@ async fn invoke(
         Ok(inputs) => inputs,
         Err(e) => return Ok(could_not_run(e)),
     };
-    let handler = match load_local(component, limits).await? {
+    let handler = match load_local(component, fetch, limits).await? {
         Ok(handler) => handler,
         Err(code) => return Ok(code),
     };

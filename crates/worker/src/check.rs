@@ -71,6 +71,39 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
             .map(|d| d.display().to_string())
             .unwrap_or_else(|| "(off)".into())
     );
+    // S3 references are fetched with the worker's AWS configuration, as
+    // `run` does; without one, they fail with that said.
+    let uses_s3 = config
+        .activities
+        .iter()
+        .map(|a| &a.component)
+        .chain(
+            config
+                .task_lists
+                .iter()
+                .flat_map(|l| l.types.iter().map(|t| &t.component)),
+        )
+        .any(|c| matches!(c.source, wasm_activity_artifacts::Source::S3(_)));
+    let sdk = if uses_s3 {
+        crate::aws_sdk_config(&config).await.ok()
+    } else {
+        None
+    };
+    let fetcher = crate::artifacts::fetcher(&config, &runtime, sdk.as_ref());
+    println!(
+        "  components:   store {}, tags and S3 keys re-resolved every {}",
+        fetcher
+            .store()
+            .map(|s| format!(
+                "{} (up to {})",
+                s.dir().display(),
+                bytesize::ByteSize(config.components.store_max)
+                    .display()
+                    .iec()
+            ))
+            .unwrap_or_else(|| "(off)".into()),
+        humantime::format_duration(config.components.refresh)
+    );
     let mut problems = 0;
     problems += check_region(&config).await;
     // `run` refuses to start if it cannot listen there.
@@ -87,24 +120,23 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
         }
     }
     for activity in &config.activities {
-        let load = {
-            let runtime = runtime.clone();
-            let path = activity.component.clone();
-            tokio::task::spawn_blocking(move || runtime.load(&path)).await?
-        };
+        let load = crate::artifacts::load(
+            &runtime,
+            &fetcher,
+            &activity.name,
+            activity.id().key("component"),
+            &activity.component,
+        )
+        .await;
         let settings =
             ActivitySettings::for_activity(activity).map_err(|message| RunError::Grant {
                 activity: activity.name.clone(),
                 key: activity.id().key("secrets"),
                 message,
             });
-        let load = load.map_err(|cause| RunError::Load {
-            activity: activity.name.clone(),
-            key: activity.id().key("component"),
-            cause,
-        });
-        match load.and_then(|handler| Ok((handler, settings?))) {
-            Ok((handler, settings)) => {
+        match load.and_then(|loaded| Ok((loaded, settings?))) {
+            Ok((loaded, settings)) => {
+                let handler = loaded.handler;
                 println!("activity {}: ok", activity.name);
                 println!("  arn:          {}", activity.arn);
                 println!(
@@ -119,6 +151,7 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
                     },
                     handler.load_time.as_millis()
                 );
+                println!("  digest:       {} ({})", loaded.digest, loaded.origin);
                 println!(
                     "  tasks:        at most {} at once, {} poller(s), heartbeat every {}",
                     activity.max_concurrent,
@@ -221,12 +254,15 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
         );
         for t in &list.types {
             let label = format!("{} ({})", t.id, t.id.table());
-            let load = {
-                let runtime = runtime.clone();
-                let path = t.component.clone();
-                tokio::task::spawn_blocking(move || runtime.load(&path)).await?
-            };
             let name = t.id.name();
+            let load = crate::artifacts::load(
+                &runtime,
+                &fetcher,
+                &name,
+                t.id.key_hint("component"),
+                &t.component,
+            )
+            .await;
             let interval = t.heartbeat_interval.unwrap_or_default();
             let settings =
                 ActivitySettings::for_type(t, interval).map_err(|message| RunError::Grant {
@@ -234,17 +270,15 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
                     key: t.id.key_hint("secrets"),
                     message,
                 });
-            let load = load.map_err(|cause| RunError::Load {
-                activity: name,
-                key: t.id.key_hint("component"),
-                cause,
-            });
-            match load.and_then(|handler| settings.map(|settings| (handler, settings))) {
-                Ok((handler, settings)) => {
+            match load.and_then(|loaded| settings.map(|settings| (loaded, settings))) {
+                Ok((loaded, settings)) => {
+                    let handler = loaded.handler;
                     println!(
-                        "  type {label}: ok, {} (version {}), heartbeat {}, {}",
+                        "  type {label}: ok, {} (version {}, {}, {}), heartbeat {}, {}",
                         handler.path.display(),
                         handler.version,
+                        loaded.digest,
+                        loaded.origin,
                         t.heartbeat_interval
                             .map(|i| format!("every {}", humantime::format_duration(i)))
                             .unwrap_or_else(|| "from the registered type".into()),

@@ -23,6 +23,7 @@
 //!
 //! The entry point for embedding is [`run`].
 
+mod artifacts;
 mod aws;
 pub(crate) mod backoff;
 pub mod check;
@@ -97,7 +98,7 @@ fn start_watch(
     let config_path = watch_config.then_some(config.path.as_path());
     match reload::watch(
         config_path,
-        sources.components().into_keys(),
+        sources.component_files(),
         config.reload_debounce,
     ) {
         Ok(watch) => Some(watch),
@@ -154,7 +155,7 @@ async fn apply_changes(
 ) {
     if !batch.config {
         for path in &batch.components {
-            sources.reload_component(path).await;
+            sources.reload_file(path).await;
         }
         return;
     }
@@ -173,7 +174,7 @@ async fn apply_changes(
         let config_path = watch_config.then_some(config.path.as_path());
         for (dir, e) in watcher.watch_files(
             config_path,
-            sources.components().into_keys(),
+            sources.component_files(),
             config.reload_debounce,
         ) {
             tracing::warn!(
@@ -386,8 +387,10 @@ pub async fn serve(
     }
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
+    let fetcher = Arc::new(artifacts::fetcher(&config, &runtime, Some(sdk)));
     let mut sources = Sources::new(
         runtime.clone(),
+        fetcher,
         sdk,
         &config,
         tasks.clone(),
@@ -407,6 +410,9 @@ pub async fn serve(
     health::global().set_started(true);
     tracing::info!(worker = %config.worker_name, sources = sources.len(), "worker running");
     tokio::pin!(shutdown);
+    // Tags and S3 keys are re-resolved on an interval, jittered so that a
+    // fleet started together does not ask its registry all at once.
+    let mut next_refresh = artifacts::next_refresh(&config);
     loop {
         let next_change = async {
             match &mut watch {
@@ -414,8 +420,23 @@ pub async fn serve(
                 None => std::future::pending().await,
             }
         };
+        let refresh = async {
+            if sources.has_mutable_remote() {
+                tokio::time::sleep_until(next_refresh).await
+            } else {
+                std::future::pending().await
+            }
+        };
         let first = tokio::select! {
             () = &mut shutdown => break,
+            () = refresh => {
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = sources.refresh_remote() => {}
+                }
+                next_refresh = artifacts::next_refresh(&config);
+                continue;
+            }
             change = next_change => change,
         };
         let batch = match (first, &mut watch) {

@@ -91,7 +91,7 @@ pub(crate) struct ActivitySettings {
     /// `id`'s name ([`ActivityId::name`]), for logs and metrics labels.
     pub(crate) name: String,
     /// Where the component comes from.
-    pub(crate) component: PathBuf,
+    pub(crate) component: crate::config::ComponentRef,
     /// Time between heartbeats.
     pub(crate) heartbeat_interval: Duration,
     /// Per-task limits.
@@ -289,7 +289,7 @@ pub(crate) mod testing {
                 name: name.to_string(),
             },
             name: name.to_string(),
-            component: component.path.clone(),
+            component: crate::config::ComponentRef::file(component.path.clone()),
             heartbeat_interval: heartbeat,
             limits: TaskLimits::default(),
             grants: Arc::new(Grants::default()),

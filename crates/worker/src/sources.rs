@@ -17,7 +17,7 @@
 //! watched), so after every config reload each file in use is re-read and
 //! reloaded if what it holds is not what its activities run.
 
-use crate::config::{ActivityConfig, Config, TaskListConfig};
+use crate::config::{ActivityConfig, ComponentRef, Config, TaskListConfig};
 use crate::health::{self, SourceHealth};
 use crate::metrics;
 use crate::poller::Poller;
@@ -31,12 +31,13 @@ use crate::slots::Slots;
 use crate::startup::RunError;
 use crate::tenant::{Tenant, TenantGate};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
+use wasm_activity_artifacts::{Fetcher, Origin};
 
 /// SWF heartbeat interval when neither the config nor the registered type
 /// says.
@@ -64,6 +65,8 @@ struct Prepared {
 /// Everything needed to start sources, and the ones running.
 pub(crate) struct Sources {
     runtime: Arc<Runtime>,
+    /// Resolves component references (files, registries, S3, https).
+    fetcher: Arc<Fetcher>,
     sfn: SfnClients,
     swf: SwfClients,
     worker_name: String,
@@ -79,11 +82,15 @@ pub(crate) struct Sources {
     pool: Arc<Semaphore>,
     pollers: JoinSet<()>,
     running: BTreeMap<String, Running>,
+    /// Mutable references whose last refresh failed, and how (logged when
+    /// it starts, changes and ends).
+    refresh_trouble: BTreeMap<ComponentRef, String>,
 }
 
 impl Sources {
     pub(crate) fn new(
         runtime: Arc<Runtime>,
+        fetcher: Arc<Fetcher>,
         sdk: &aws_config::SdkConfig,
         config: &Config,
         tasks: TaskTracker,
@@ -93,6 +100,7 @@ impl Sources {
         Sources {
             pool: Arc::new(Semaphore::new(pool_slots)),
             runtime,
+            fetcher,
             sfn: SfnClients::new(sdk),
             swf: SwfClients::new(sdk),
             worker_name: config.worker_name.clone(),
@@ -102,6 +110,7 @@ impl Sources {
             stages,
             pollers: JoinSet::new(),
             running: BTreeMap::new(),
+            refresh_trouble: BTreeMap::new(),
         }
     }
 
@@ -115,9 +124,9 @@ impl Sources {
         &mut self.pollers
     }
 
-    /// Every component file in use, with the activities that run it.
-    pub(crate) fn components(&self) -> BTreeMap<PathBuf, Vec<Arc<Activity>>> {
-        let mut map: BTreeMap<PathBuf, Vec<Arc<Activity>>> = BTreeMap::new();
+    /// Every component in use, with the activities that run it.
+    pub(crate) fn components(&self) -> BTreeMap<ComponentRef, Vec<Arc<Activity>>> {
+        let mut map: BTreeMap<ComponentRef, Vec<Arc<Activity>>> = BTreeMap::new();
         for r in self.running.values() {
             for a in &r.activities {
                 map.entry(a.settings.component.clone())
@@ -126,6 +135,14 @@ impl Sources {
             }
         }
         map
+    }
+
+    /// The local component files in use: what the watcher watches.
+    pub(crate) fn component_files(&self) -> Vec<PathBuf> {
+        self.components()
+            .into_keys()
+            .filter_map(|c| c.as_file().map(PathBuf::from))
+            .collect()
     }
 
     /// Makes the running sources match `config`: stops removed ones,
@@ -265,21 +282,31 @@ impl Sources {
         Some((tenant.gate(source, memory_keys), memory))
     }
 
-    async fn load(&self, name: &str, key: String, path: &Path) -> Result<Arc<Component>, RunError> {
-        let runtime = self.runtime.clone();
-        let owned = path.to_path_buf();
-        let handler = tokio::task::spawn_blocking(move || runtime.load(&owned))
-            .await
-            .expect("component loading panicked")
-            .map_err(|cause| RunError::Load {
-                activity: name.to_string(),
-                key,
-                cause,
-            })?;
+    async fn load(
+        &self,
+        name: &str,
+        key: String,
+        component: &ComponentRef,
+    ) -> Result<Arc<Component>, RunError> {
+        let crate::artifacts::Loaded {
+            handler,
+            digest,
+            origin,
+        } = crate::artifacts::load(&self.runtime, &self.fetcher, name, key, component).await?;
+        if let Origin::Stale { .. } = &origin {
+            tracing::warn!(
+                activity = %name,
+                component = %component,
+                %digest,
+                "starting from the component store: {origin}"
+            );
+        }
         tracing::info!(
             activity = %name,
-            component = %handler.path.display(),
+            component = %component,
+            %digest,
             version = %handler.version,
+            origin = %origin,
             cached = handler.from_cache,
             load_ms = handler.load_time.as_millis() as u64,
             "component loaded"
@@ -400,72 +427,94 @@ impl Sources {
         Ok((poller, activities))
     }
 
-    /// Recompiles a changed component file and routes new tasks of every
-    /// activity using it to the new version (activities already running it
-    /// are left alone). A file that does not load is refused: the old
-    /// version keeps serving.
-    pub(crate) async fn reload_component(&self, path: &Path) {
-        let users = self.components().remove(path).unwrap_or_default();
-        let Some(first) = users.first() else { return };
-        let current = first.handler();
-        if let Ok(meta) = std::fs::metadata(path)
-            && !meta.is_file()
-        {
-            // Reading a named pipe again could block this loop for good.
-            tracing::warn!(
-                component = %path.display(),
-                "component file is not a regular file; not reloaded (replace it with a file to reload it)"
+    /// Reloads every component read from `path` (after the watcher saw it
+    /// change).
+    pub(crate) async fn reload_file(&self, path: &std::path::Path) {
+        for component in self.components().into_keys() {
+            if component.as_file() == Some(path) {
+                self.reload_component(&component).await;
+            }
+        }
+    }
+
+    /// Resolves a component again (a changed file) and swaps it in if its
+    /// digest changed (see [`Sources::swap`]); a refusal is logged.
+    pub(crate) async fn reload_component(&self, component: &ComponentRef) {
+        if let Swap::Refused(e) = self.swap(component).await {
+            tracing::error!(
+                component = %component,
+                "component reload refused, the previous version keeps serving: {e}"
             );
-            return;
+        }
+    }
+
+    /// Resolves a component again, and if its digest is not what runs,
+    /// compiles it and routes new tasks of every activity using it to the
+    /// new version (tasks already running finish on theirs). One that does
+    /// not resolve or load is refused: the old version keeps serving.
+    async fn swap(&self, component: &ComponentRef) -> Swap {
+        let users = self.components().remove(component).unwrap_or_default();
+        if users.is_empty() {
+            return Swap::Unchanged;
+        }
+        let started = std::time::Instant::now();
+        let m = metrics::global();
+        let refused = |e: String| {
+            m.reloads
+                .get_or_create(&metrics::ResultLabels {
+                    result: "failed".into(),
+                })
+                .inc();
+            Swap::Refused(e)
+        };
+        let resolved = match self.fetcher.resolve(component).await {
+            Ok(r) => r,
+            Err(e) => return refused(format!("{e:#}")),
+        };
+        let stale = match &resolved.origin {
+            Origin::Stale { because, .. } => Some(because.clone()),
+            _ => None,
+        };
+        if users
+            .iter()
+            .all(|a| a.handler().digest == resolved.digest.hex())
+        {
+            return stale.map_or(Swap::Unchanged, Swap::Stale);
         }
         let runtime = self.runtime.clone();
-        let owned = path.to_path_buf();
-        let started = std::time::Instant::now();
-        let loaded = tokio::task::spawn_blocking(move || runtime.load(&owned))
-            .await
-            .expect("component loading panicked");
-        let m = metrics::global();
-        match loaded {
-            Ok(handler) => {
-                let stale: Vec<_> = users
-                    .iter()
-                    .filter(|a| a.handler().digest != handler.digest)
-                    .collect();
-                if stale.is_empty() {
-                    tracing::debug!(component = %path.display(), "component file touched but unchanged");
-                    return;
-                }
-                let handler = Arc::new(Component::loaded(handler));
-                for a in stale {
-                    let old = a.replace_handler(handler.clone());
-                    m.component_version(a.name(), Some(&old.version), &handler.version);
-                    tracing::info!(
-                        activity = a.name(),
-                        old = %old.version,
-                        new = %handler.version,
-                        took_us = started.elapsed().as_micros() as u64,
-                        "component reloaded; new tasks run the new version"
-                    );
-                }
-                m.reloads
-                    .get_or_create(&metrics::ResultLabels {
-                        result: "ok".into(),
-                    })
-                    .inc();
-            }
-            Err(e) => {
-                m.reloads
-                    .get_or_create(&metrics::ResultLabels {
-                        result: "failed".into(),
-                    })
-                    .inc();
-                tracing::error!(
-                    component = %path.display(),
-                    version = %current.version,
-                    "component reload refused, the previous version keeps serving: {e}"
-                );
-            }
+        let label = PathBuf::from(component.to_string());
+        let digest = resolved.digest;
+        let loaded = tokio::task::spawn_blocking(move || {
+            runtime.load_bytes(&label, resolved.bytes, started)
+        })
+        .await
+        .expect("component loading panicked");
+        let handler = match loaded {
+            Ok(handler) => Arc::new(Component::loaded(handler)),
+            Err(e) => return refused(format!("{e:#}")),
+        };
+        for a in users
+            .iter()
+            .filter(|a| a.handler().digest != handler.digest)
+        {
+            let old = a.replace_handler(handler.clone());
+            m.component_version(a.name(), Some(&old.version), &handler.version);
+            tracing::info!(
+                activity = a.name(),
+                component = %component,
+                old = %old.version,
+                new = %handler.version,
+                digest = %digest,
+                took_us = started.elapsed().as_micros() as u64,
+                "component reloaded; new tasks run the new version"
+            );
         }
+        m.reloads
+            .get_or_create(&metrics::ResultLabels {
+                result: "ok".into(),
+            })
+            .inc();
+        Swap::Swapped
     }
 
     /// Reloads every component file in use whose content is not what its
@@ -473,8 +522,11 @@ impl Sources {
     /// change (see the module docs). Files that cannot be read, or are not
     /// regular files, are left to the watcher.
     pub(crate) async fn reload_changed_components(&self) {
-        for (path, users) in self.components() {
-            let owned = path.clone();
+        for (component, users) in self.components() {
+            let Some(path) = component.as_file() else {
+                continue;
+            };
+            let owned = path.to_path_buf();
             let digest = tokio::task::spawn_blocking(move || {
                 let meta = std::fs::metadata(&owned).ok()?;
                 if !meta.is_file() {
@@ -489,13 +541,69 @@ impl Sources {
             let Some(digest) = digest else { continue };
             if users.iter().any(|a| a.handler().digest != digest) {
                 tracing::info!(
-                    component = %path.display(),
+                    component = %component,
                     "component file changed while the config was reloading; reloading it"
                 );
-                self.reload_component(&path).await;
+                self.reload_component(&component).await;
             }
         }
     }
+
+    /// Re-resolves every tag and S3 key in use, and swaps in what moved.
+    /// A source that cannot be reached, or answers with something that is
+    /// refused, keeps what runs; that is logged when it starts and when it
+    /// ends, not at every check.
+    pub(crate) async fn refresh_remote(&mut self) {
+        let mut trouble = std::mem::take(&mut self.refresh_trouble);
+        for component in self.components().into_keys() {
+            if !component.is_mutable_remote() {
+                continue;
+            }
+            let now = match self.swap(&component).await {
+                Swap::Unchanged | Swap::Swapped => None,
+                Swap::Stale(because) => Some(format!(
+                    "cannot be reached; the version loaded keeps serving: {because}"
+                )),
+                Swap::Refused(e) => Some(format!("refused; the version loaded keeps serving: {e}")),
+            };
+            let before = trouble.remove(&component);
+            match (&before, &now) {
+                (None, Some(now)) => {
+                    tracing::warn!(component = %component, "component refresh: {now}")
+                }
+                (Some(before), Some(now)) if before != now => {
+                    tracing::warn!(component = %component, "component refresh: {now}")
+                }
+                (Some(_), None) => {
+                    tracing::info!(component = %component, "component refresh works again")
+                }
+                _ => tracing::debug!(component = %component, "component refreshed"),
+            }
+            if let Some(now) = now {
+                trouble.insert(component, now);
+            }
+        }
+        self.refresh_trouble = trouble;
+    }
+
+    /// True if any component in use is a tag or S3 key to re-resolve.
+    pub(crate) fn has_mutable_remote(&self) -> bool {
+        self.components()
+            .keys()
+            .any(ComponentRef::is_mutable_remote)
+    }
+}
+
+/// What re-resolving a component did.
+enum Swap {
+    /// Its digest is what runs.
+    Unchanged,
+    /// Its source could not be reached; what runs keeps running.
+    Stale(String),
+    /// A new version runs now.
+    Swapped,
+    /// It could not be resolved or loaded.
+    Refused(String),
 }
 
 /// One source's config. Compared by value on reload: a source restarts

@@ -32,6 +32,17 @@ pub enum RunError {
         /// Why.
         cause: LoadError,
     },
+    /// An activity's component could not be fetched (or its pin does not
+    /// match).
+    #[error("activity {activity}: {cause} (set in {key})")]
+    Fetch {
+        /// The activity's name.
+        activity: String,
+        /// The config key naming the component.
+        key: String,
+        /// Why.
+        cause: Box<wasm_activity_artifacts::FetchError>,
+    },
     /// An activity's capabilities could not be granted (a secret is missing).
     #[error("activity {activity}: {message} (set in {key})")]
     Grant {

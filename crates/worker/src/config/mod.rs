@@ -34,6 +34,13 @@ pub use types::*;
 use raw::RawConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+pub use wasm_activity_artifacts::{ComponentRef, Digest, Source};
+
+/// How often mutable component references are re-resolved by default.
+const DEFAULT_COMPONENT_REFRESH: Duration = Duration::from_secs(30);
+/// The component store's default bound: dozens of Python or JavaScript
+/// versions.
+pub(crate) const DEFAULT_COMPONENT_STORE_MAX: u64 = 2 * 1024 * 1024 * 1024;
 
 /// Largest output Step Functions accepts for SendTaskSuccess, in bytes.
 pub(crate) const SFN_MAX_PAYLOAD: u64 = crate::aws::SFN_MAX_PAYLOAD as u64;

@@ -131,6 +131,10 @@ pub(super) struct RawConfig {
     pub(super) metrics_addr: Option<Text>,
     pub(super) reload: Option<bool>,
     pub(super) reload_debounce: Option<Text>,
+    pub(super) component_refresh: Option<Text>,
+    pub(super) component_store_max: Option<Text>,
+    #[serde(default)]
+    pub(super) insecure_registries: Vec<Text>,
     #[serde(default)]
     pub(super) activity: BTreeMap<String, RawActivity>,
     #[serde(default)]
@@ -158,6 +162,7 @@ with_shared_keys!(table! {
         name: Text,
         version: Option<String>,
         component: Text,
+        sha256: Option<Text>,
         heartbeat_interval: Option<Text>,
         cancel_grace: Option<Text>,
     } + limits + task
@@ -168,6 +173,7 @@ with_shared_keys!(table! {
     RawActivity {
         arn: Text,
         component: Text,
+        sha256: Option<Text>,
         max_concurrent: Option<Int>,
         pollers: Option<Int>,
         heartbeat_interval: Option<Text>,

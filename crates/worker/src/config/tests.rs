@@ -88,7 +88,7 @@ fn minimal_config_gets_defaults() {
     assert!(c.worker_name.starts_with("wasm-activity@"));
     let a = &c.activities[0];
     assert_eq!(a.name, "price");
-    assert_eq!(a.component, Path::new("/etc/wa/price.wasm"));
+    assert_eq!(a.component.as_file(), Some(Path::new("/etc/wa/price.wasm")));
     assert_eq!(
         (a.max_concurrent, a.pollers),
         (DEFAULT_MAX_CONCURRENT, DEFAULT_POLLERS)
@@ -118,7 +118,10 @@ fn human_units_are_parsed() {
 #[test]
 fn absolute_component_path_is_kept() {
     let c = parse(&activity("").replace("price.wasm", "/opt/h.wasm")).unwrap();
-    assert_eq!(c.activities[0].component, Path::new("/opt/h.wasm"));
+    assert_eq!(
+        c.activities[0].component.as_file(),
+        Some(Path::new("/opt/h.wasm"))
+    );
 }
 
 #[test]
@@ -225,7 +228,10 @@ fn swf_task_lists_map_types_to_components() {
     assert_eq!(t.types[0].version.as_deref(), Some("1"));
     assert_eq!(t.types[0].heartbeat_interval, None);
     assert_eq!(t.types[0].limits.output_bytes, SWF_MAX_RESULT);
-    assert_eq!(t.types[1].component, Path::new("/etc/wa/s.wasm"));
+    assert_eq!(
+        t.types[1].component.as_file(),
+        Some(Path::new("/etc/wa/s.wasm"))
+    );
     assert_eq!(t.types[1].heartbeat_interval, Some(Duration::from_secs(2)));
     assert_eq!(t.types[1].limits.cancel_grace, Duration::from_secs(1));
 }
@@ -634,4 +640,52 @@ fn invalid_values_say_where_they_are_written() {
     // A missing value has no position.
     let e = err("[swf.x]\ndomain = \"d\"\ntask_list = \"t\"\n");
     assert!(!e.contains("(line"), "{e}");
+}
+
+fn with_component(component: &str, extra: &str, top: &str) -> String {
+    format!("{top}\n[activity.price]\narn = \"{ARN}\"\ncomponent = \"{component}\"\n{extra}")
+}
+
+#[test]
+fn components_are_files_registries_buckets_or_pinned_urls() {
+    const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let c = parse(&with_component("oci://127.0.0.1:5000/acme/price:1.2", "", "")).unwrap();
+    let a = &c.activities[0];
+    assert!(a.component.is_mutable_remote());
+    assert_eq!(a.component.to_string(), "oci://127.0.0.1:5000/acme/price:1.2");
+    assert_eq!(c.components.refresh, Duration::from_secs(30));
+    assert_eq!(c.components.store_max, 2 << 30);
+
+    let pinned = parse(&with_component(
+        "s3://handlers/price.wasm",
+        &format!("sha256 = \"sha256:{HEX}\""),
+        "component_refresh = \"5s\"\ncomponent_store_max = \"1GiB\"",
+    ))
+    .unwrap();
+    assert_eq!(pinned.activities[0].component.pin.unwrap().hex(), HEX);
+    assert!(!pinned.activities[0].component.is_mutable_remote());
+    assert_eq!(pinned.components.refresh, Duration::from_secs(5));
+
+    // A URL needs a pin; the error names the key to add and where.
+    let e = err(&with_component("https://example.com/price.wasm", "", ""));
+    assert!(
+        e.contains("`activity.price.sha256`") && e.contains("sha256 = ") && e.contains("line 4"),
+        "{e}"
+    );
+    // A bad pin, a bad reference, an unknown scheme.
+    let e = err(&with_component("price.wasm", "sha256 = \"abc\"", ""));
+    assert!(e.contains("`activity.price.sha256` = \"abc\"") && e.contains("64 hex digits"), "{e}");
+    let e = err(&with_component("oci://ghcr.io/acme/price", "", ""));
+    assert!(e.contains("`activity.price.component`") && e.contains("no implicit `latest`"), "{e}");
+    let e = err(&with_component("gs://bucket/price.wasm", "", ""));
+    assert!(e.contains("`gs://` is not a supported scheme"), "{e}");
+
+    // Plain http:// only for hosts listed as insecure.
+    let http = format!("http://127.0.0.1:8080/price.wasm");
+    let pin = format!("sha256 = \"{HEX}\"");
+    let e = err(&with_component(&http, &pin, ""));
+    assert!(e.contains("insecure_registries") && e.contains("\"127.0.0.1:8080\""), "{e}");
+    parse(&with_component(&http, &pin, "insecure_registries = [\"127.0.0.1:8080\"]")).unwrap();
+    let e = err(&with_component("a.wasm", "", "insecure_registries = [\"http://127.0.0.1:5000\"]"));
+    assert!(e.contains("`insecure_registries[0]`") && e.contains("no scheme"), "{e}");
 }

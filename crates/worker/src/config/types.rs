@@ -88,6 +88,19 @@ pub struct TenantConfig {
     pub max_memory: Option<u64>,
 }
 
+/// How components named by `oci://`, `s3://` and `https://` references are
+/// fetched, kept and refreshed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ComponentSettings {
+    /// How often tags and S3 keys are re-resolved (give or take a fifth, so
+    /// a fleet does not ask all at once).
+    pub refresh: Duration,
+    /// The most the content-addressed store keeps on disk, in bytes.
+    pub store_max: u64,
+    /// Registries (`host:port`) and `http://` hosts reached over plain HTTP.
+    pub insecure: Vec<String>,
+}
+
 /// A validated worker configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -110,6 +123,8 @@ pub struct Config {
     pub reload: bool,
     /// How long a changed file must be quiet before it is reloaded.
     pub reload_debounce: Duration,
+    /// Where components come from beyond local files.
+    pub components: ComponentSettings,
     /// The Step Functions activities this worker serves, in key order.
     pub activities: Vec<ActivityConfig>,
     /// The SWF task lists this worker serves, in key order.
@@ -144,8 +159,9 @@ pub struct ActivityTypeConfig {
     pub name: String,
     /// Version; `None` serves every version of the type.
     pub version: Option<String>,
-    /// Component file, absolute.
-    pub component: PathBuf,
+    /// The component: a file (absolute), or a registry, S3 or https
+    /// reference, with an optional pin on its digest.
+    pub component: ComponentRef,
     /// Heartbeat interval; `None` derives it from the type's registered
     /// `defaultTaskHeartbeatTimeout`.
     pub heartbeat_interval: Option<Duration>,
@@ -166,8 +182,9 @@ pub struct ActivityConfig {
     pub name: String,
     /// Activity ARN to poll.
     pub arn: String,
-    /// Component file, absolute.
-    pub component: PathBuf,
+    /// The component: a file (absolute), or a registry, S3 or https
+    /// reference, with an optional pin on its digest.
+    pub component: ComponentRef,
     /// Tasks of this activity running at once, at most.
     pub max_concurrent: usize,
     /// Long polls in flight at once (each holds a concurrency slot).

@@ -16,6 +16,8 @@ pub(super) struct Validator<'a> {
     /// The limits each tenant gives its activities by default.
     pub(super) tenants: &'a BTreeMap<String, RawLimits>,
     pub(super) tenant_caps: &'a [TenantConfig],
+    /// Hosts that may be reached over plain HTTP.
+    pub(super) insecure: &'a [String],
 }
 
 impl Config {
@@ -26,6 +28,7 @@ impl Config {
             text,
             tenants: &no_tenants,
             tenant_caps: &[],
+            insecure: &[],
         };
         let base = path
             .parent()
@@ -103,6 +106,15 @@ impl Config {
             tenant_caps: &tenants,
             ..v
         };
+        let components = v.component_settings(
+            raw.component_refresh.as_ref(),
+            raw.component_store_max.as_ref(),
+            &raw.insecure_registries,
+        )?;
+        let v = Validator {
+            insecure: &components.insecure,
+            ..v
+        };
         let region = raw.region.map(Spanned::into_inner);
         let activities = v.activities(raw.activity, &base, region.as_deref())?;
         let task_lists = v.task_lists(raw.swf, &base)?;
@@ -122,6 +134,7 @@ impl Config {
             metrics_addr,
             reload: raw.reload.unwrap_or(true),
             reload_debounce,
+            components,
             activities,
             task_lists,
             tenants,
@@ -345,7 +358,8 @@ impl Validator<'_> {
                  \"arn:aws:states:us-east-1:123456789012:activity:my-activity\" (at most 256 characters)",
             ));
         }
-        let component = self.component(&key("component"), &raw.component, base)?;
+        let component =
+            self.component(&key("component"), &raw.component, raw.sha256.as_ref(), base)?;
         let (max_concurrent, pollers) = self.concurrency(
             &key,
             raw.max_concurrent.as_ref(),
@@ -373,12 +387,87 @@ impl Validator<'_> {
         })
     }
 
-    /// A component path, relative to the config file's directory.
-    fn component(&self, key: &str, raw: &Text, base: &Path) -> Result<PathBuf, ConfigError> {
-        if raw.get_ref().is_empty() {
-            return Err(self.invalid_at(raw, key, "", "the path of a .wasm component file"));
+    /// A component reference (a path relative to the config file's
+    /// directory, or `oci://`, `s3://`, `https://`) and its `sha256` pin.
+    fn component(
+        &self,
+        key: &str,
+        raw: &Text,
+        sha256: Option<&Text>,
+        base: &Path,
+    ) -> Result<ComponentRef, ConfigError> {
+        let pin_key = key.replace("component", "sha256");
+        let pin = match sha256 {
+            None => None,
+            Some(text) => Some(
+                Digest::parse(text.get_ref())
+                    .map_err(|e| self.invalid_at(text, &pin_key, text.get_ref(), &e))?,
+            ),
+        };
+        let component = ComponentRef::parse(raw.get_ref(), pin, base).map_err(|e| {
+            let key = if e.starts_with("a pin") {
+                &pin_key
+            } else {
+                key
+            };
+            self.invalid_at(raw, key, raw.get_ref(), &e)
+        })?;
+        if let Some(host) = component.source.plain_http_host()
+            && !self.insecure.contains(&host)
+        {
+            return Err(self.invalid_at(
+                raw,
+                key,
+                raw.get_ref(),
+                &format!(
+                    "an https:// URL; plain http:// only for hosts listed in `insecure_registries` \
+                     (add \"{host}\" there for a local test server)"
+                ),
+            ));
         }
-        Ok(base.join(raw.get_ref()))
+        Ok(component)
+    }
+
+    /// The top-level keys for fetched components.
+    fn component_settings(
+        &self,
+        refresh: Option<&Text>,
+        store_max: Option<&Text>,
+        insecure: &[Text],
+    ) -> Result<ComponentSettings, ConfigError> {
+        let refresh = self.duration("component_refresh", refresh, DEFAULT_COMPONENT_REFRESH)?;
+        let store_max = self.bytes(
+            "component_store_max",
+            store_max,
+            DEFAULT_COMPONENT_STORE_MAX,
+            wasm_activity_artifacts::MAX_COMPONENT_BYTES,
+            u64::MAX,
+        )?;
+        let mut hosts = Vec::with_capacity(insecure.len());
+        for (i, host) in insecure.iter().enumerate() {
+            let text = host.get_ref();
+            let ok = !text.is_empty()
+                && !text.contains("://")
+                && !text.contains('/')
+                && text
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+            if !ok {
+                return Err(self.invalid_at(
+                    host,
+                    &format!("insecure_registries[{i}]"),
+                    text,
+                    "a registry host and port as written in references, such as \"127.0.0.1:5000\" \
+                     (no scheme, no path)",
+                ));
+            }
+            hosts.push(text.clone());
+        }
+        Ok(ComponentSettings {
+            refresh,
+            store_max,
+            insecure: hosts,
+        })
     }
 
     /// The `[swf.NAME]` tables, each (domain, task list) served once.
@@ -516,7 +605,7 @@ impl Validator<'_> {
                 "a type (and version) not already mapped in this task list",
             ));
         }
-        let component = self.component(&key("component"), &t.component, base)?;
+        let component = self.component(&key("component"), &t.component, t.sha256.as_ref(), base)?;
         let heartbeat_interval = match t.heartbeat_interval.as_ref() {
             None => None,
             Some(text) => Some(self.duration(

@@ -280,6 +280,18 @@ impl Runtime {
             path: path.to_path_buf(),
             cause,
         })?;
+        self.load_bytes(path, bytes, started)
+    }
+
+    /// [`Runtime::load`] for bytes already read (or fetched): `path` names
+    /// where they came from (a file, or a reference such as `oci://...`) in
+    /// logs and errors. Blocking, like `load`.
+    pub fn load_bytes(
+        &self,
+        path: &Path,
+        bytes: Vec<u8>,
+        started: Instant,
+    ) -> Result<Handler, LoadError> {
         let digest = cache::sha256_hex(&bytes);
         let (component, cached) = match self.cache.load(&self.engine, &digest) {
             Some(component) => (component, true),
