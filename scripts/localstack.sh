@@ -54,7 +54,7 @@ start() {
   install
   if healthy; then echo "LocalStack already running on 127.0.0.1:$PORT" >&2; return; fi
   mkdir -p "$CACHE"
-  GATEWAY_LISTEN="127.0.0.1:$PORT" GATEWAY_SERVER=hypercorn DNS_ADDRESS=0 SERVICES=stepfunctions,swf \
+  GATEWAY_LISTEN="127.0.0.1:$PORT" GATEWAY_SERVER=hypercorn DNS_ADDRESS=0 SERVICES=stepfunctions,swf,s3 \
     EAGER_SERVICE_LOADING=1 LOCALSTACK_TELEMETRY_DISABLED=1 DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
     nohup "$VENV/bin/python" -m localstack.runtime.main >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"

@@ -28,7 +28,11 @@ if ! command -v chromium >/dev/null; then
 fi
 chromium --version
 
-step "LocalStack Step Functions on 127.0.0.1:4566"
+step "component sources: a CNCF distribution registry and oras-py (S3 comes with LocalStack)"
+WASM_ACTIVITY_TEST_ORAS_PYTHON="$(scripts/component-peers.sh install)"
+export WASM_ACTIVITY_TEST_ORAS_PYTHON
+
+step "LocalStack Step Functions, SWF and S3 on 127.0.0.1:4566"
 scripts/localstack.sh start
 trap 'scripts/localstack.sh stop' EXIT
 # The protocol test drives the embedded endpoint with boto3 from this venv.

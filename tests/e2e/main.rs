@@ -4,6 +4,7 @@
 //! Run them with `scripts/test.sh`, which installs and starts what they need.
 
 mod check;
+mod components;
 mod delivery;
 mod dev_args;
 mod fault_proxy;

@@ -362,12 +362,18 @@ pub struct Worker {
 impl Worker {
     /// Writes `config` (TOML; the endpoint is added) and starts the worker.
     pub fn start(config: &str, service: &Service) -> Worker {
+        Worker::start_with_cache(config, service, &cache_dir())
+    }
+
+    /// [`Worker::start`] with its own cache (precompiled components and the
+    /// component store) in `cache`.
+    pub fn start_with_cache(config: &str, service: &Service, cache: &Path) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("worker.toml");
         let config = format!(
             "endpoint = \"{}\"\nregion = \"{REGION}\"\ncache_dir = \"{}\"\n{config}",
             service.url,
-            cache_dir().display()
+            cache.display()
         );
         std::fs::write(&path, config).unwrap();
         let log = dir.path().join("worker.log");

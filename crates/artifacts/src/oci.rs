@@ -13,7 +13,7 @@ use crate::fetch::{FetchError, MAX_COMPONENT_BYTES};
 use crate::reference::{Digest, OciRef};
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::errors::{OciDistributionError, OciErrorCode};
+use oci_client::errors::{DigestError, OciDistributionError, OciErrorCode};
 use oci_client::manifest::{OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -50,7 +50,22 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
             cause: e.to_string(),
             fix: credentials::FIX,
         },
-        OciDistributionError::ImageManifestNotFoundError(_) => FetchError::NotFound {
+        OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
+            FetchError::Mismatch {
+                what,
+                expected: expected.clone(),
+                actual: actual.clone(),
+            }
+        }
+        OciDistributionError::ServerError {
+            code: 401 | 403, ..
+        } => FetchError::Denied {
+            what,
+            cause: e.to_string(),
+            fix: credentials::FIX,
+        },
+        OciDistributionError::ServerError { code: 404, .. }
+        | OciDistributionError::ImageManifestNotFoundError(_) => FetchError::NotFound {
             what,
             cause: e.to_string(),
         },
@@ -82,10 +97,18 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
                 fix: credentials::FIX,
             }
         }
-        _ => FetchError::Unreachable {
-            what,
-            cause: crate::fetch::causes(&e),
-        },
+        _ => {
+            let mut cause = crate::fetch::causes(&e);
+            // TLS spoken to a plain-HTTP registry fails with this.
+            if cause.contains("InvalidContentType") || cause.contains("corrupt message") {
+                cause.push_str(&format!(
+                    " (the registry may speak plain HTTP: list \"{}\" in `insecure_registries`, \
+                     or pass --insecure-registry, if it is a local test registry)",
+                    r.registry
+                ));
+            }
+            FetchError::Unreachable { what, cause }
+        }
     }
 }
 
@@ -205,9 +228,24 @@ impl Oci {
             .map_err(|e| classify(r, e))?;
         let mut bytes = Vec::with_capacity(layer.size as usize);
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| FetchError::Unreachable {
-                what: what.clone(),
-                cause: crate::fetch::causes(&e),
+            let chunk = chunk.map_err(|e| {
+                // The stream checks the bytes against the layer's digest.
+                match e
+                    .get_ref()
+                    .and_then(|inner| inner.downcast_ref::<DigestError>())
+                {
+                    Some(DigestError::VerificationError { expected, actual }) => {
+                        FetchError::Mismatch {
+                            what: format!("{what} (layer)"),
+                            expected: expected.clone(),
+                            actual: actual.clone(),
+                        }
+                    }
+                    _ => FetchError::Unreachable {
+                        what: what.clone(),
+                        cause: crate::fetch::causes(&e),
+                    },
+                }
             })?;
             if (bytes.len() + chunk.len()) as u64 > MAX_COMPONENT_BYTES {
                 return Err(FetchError::TooLarge {

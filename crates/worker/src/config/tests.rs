@@ -649,10 +649,18 @@ fn with_component(component: &str, extra: &str, top: &str) -> String {
 #[test]
 fn components_are_files_registries_buckets_or_pinned_urls() {
     const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
-    let c = parse(&with_component("oci://127.0.0.1:5000/acme/price:1.2", "", "")).unwrap();
+    let c = parse(&with_component(
+        "oci://127.0.0.1:5000/acme/price:1.2",
+        "",
+        "",
+    ))
+    .unwrap();
     let a = &c.activities[0];
     assert!(a.component.is_mutable_remote());
-    assert_eq!(a.component.to_string(), "oci://127.0.0.1:5000/acme/price:1.2");
+    assert_eq!(
+        a.component.to_string(),
+        "oci://127.0.0.1:5000/acme/price:1.2"
+    );
     assert_eq!(c.components.refresh, Duration::from_secs(30));
     assert_eq!(c.components.store_max, 2 << 30);
 
@@ -674,9 +682,15 @@ fn components_are_files_registries_buckets_or_pinned_urls() {
     );
     // A bad pin, a bad reference, an unknown scheme.
     let e = err(&with_component("price.wasm", "sha256 = \"abc\"", ""));
-    assert!(e.contains("`activity.price.sha256` = \"abc\"") && e.contains("64 hex digits"), "{e}");
+    assert!(
+        e.contains("`activity.price.sha256` = \"abc\"") && e.contains("64 hex digits"),
+        "{e}"
+    );
     let e = err(&with_component("oci://ghcr.io/acme/price", "", ""));
-    assert!(e.contains("`activity.price.component`") && e.contains("no implicit `latest`"), "{e}");
+    assert!(
+        e.contains("`activity.price.component`") && e.contains("no implicit `latest`"),
+        "{e}"
+    );
     let e = err(&with_component("gs://bucket/price.wasm", "", ""));
     assert!(e.contains("`gs://` is not a supported scheme"), "{e}");
 
@@ -684,8 +698,23 @@ fn components_are_files_registries_buckets_or_pinned_urls() {
     let http = format!("http://127.0.0.1:8080/price.wasm");
     let pin = format!("sha256 = \"{HEX}\"");
     let e = err(&with_component(&http, &pin, ""));
-    assert!(e.contains("insecure_registries") && e.contains("\"127.0.0.1:8080\""), "{e}");
-    parse(&with_component(&http, &pin, "insecure_registries = [\"127.0.0.1:8080\"]")).unwrap();
-    let e = err(&with_component("a.wasm", "", "insecure_registries = [\"http://127.0.0.1:5000\"]"));
-    assert!(e.contains("`insecure_registries[0]`") && e.contains("no scheme"), "{e}");
+    assert!(
+        e.contains("insecure_registries") && e.contains("\"127.0.0.1:8080\""),
+        "{e}"
+    );
+    parse(&with_component(
+        &http,
+        &pin,
+        "insecure_registries = [\"127.0.0.1:8080\"]",
+    ))
+    .unwrap();
+    let e = err(&with_component(
+        "a.wasm",
+        "",
+        "insecure_registries = [\"http://127.0.0.1:5000\"]",
+    ));
+    assert!(
+        e.contains("`insecure_registries[0]`") && e.contains("no scheme"),
+        "{e}"
+    );
 }
