@@ -84,3 +84,31 @@ pub(crate) async fn load(
         origin,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn refreshes_are_jittered_within_a_fifth_of_the_interval() {
+        let config = Config::from_toml(
+            "component_refresh = \"10s\"\n[activity.a]\narn = \"arn:aws:states:us-east-1:000000000000:activity:a\"\n\
+             component = \"oci://r/a:1\"\n",
+            std::path::Path::new("/etc/wa/worker.toml"),
+        )
+        .unwrap();
+        let now = tokio::time::Instant::now();
+        let waits: Vec<Duration> = (0..200).map(|_| next_refresh(&config) - now).collect();
+        assert!(
+            waits
+                .iter()
+                .all(|w| *w >= Duration::from_secs(8) && *w <= Duration::from_secs(12))
+        );
+        let (min, max) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(
+            *max - *min > Duration::from_secs(2),
+            "spread {min:?}..{max:?}"
+        );
+    }
+}

@@ -695,9 +695,9 @@ fn components_are_files_registries_buckets_or_pinned_urls() {
     assert!(e.contains("`gs://` is not a supported scheme"), "{e}");
 
     // Plain http:// only for hosts listed as insecure.
-    let http = format!("http://127.0.0.1:8080/price.wasm");
+    let http = "http://127.0.0.1:8080/price.wasm";
     let pin = format!("sha256 = \"{HEX}\"");
-    let e = err(&with_component(&http, &pin, ""));
+    let e = err(&with_component(http, &pin, ""));
     assert!(
         e.contains("insecure_registries") && e.contains("\"127.0.0.1:8080\""),
         "{e}"
