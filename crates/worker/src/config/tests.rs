@@ -703,7 +703,7 @@ fn components_are_files_registries_buckets_or_pinned_urls() {
         "{e}"
     );
     parse(&with_component(
-        &http,
+        http,
         &pin,
         "insecure_registries = [\"127.0.0.1:8080\"]",
     ))
