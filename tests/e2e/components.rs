@@ -195,6 +195,12 @@ fn oras_push(file: &Path, target: &str) -> String {
     stdout(&out).trim().to_string()
 }
 
+/// `invoke` refused to run the component (exit 2), saying `says`.
+fn could_not_run(out: &Output, says: &str) {
+    assert_eq!(out.status.code(), Some(2), "{}{}", stdout(out), stderr(out));
+    assert!(stderr(out).contains(says), "{}", stderr(out));
+}
+
 async fn version_of_new_execution(sfn: &Sfn, sm: &str) -> u64 {
     let e = sfn.start(sm, &json!({"action": "version"})).await;
     let done = sfn.wait(&e, DONE).await;
@@ -405,18 +411,7 @@ async fn a_worker_restarts_from_its_store_with_the_registry_down_and_pins_refuse
         ],
         &[("XDG_CACHE_HOME", fresh.path().to_str().unwrap())],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains(&format!("not the pinned {v1}")),
-        "{}",
-        stderr(&out)
-    );
+    could_not_run(&out, &format!("not the pinned {v1}"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -660,18 +655,7 @@ async fn an_https_component_must_match_its_pin() {
     let right = sha256_of(&guests().scenario);
     let wrong = sha256_of(&guests().scenario_v2);
     let out = invoke(Some(&wrong));
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stderr(&out).contains(&format!("holds {right}, not the pinned {wrong}")),
-        "{}",
-        stderr(&out)
-    );
+    could_not_run(&out, &format!("holds {right}, not the pinned {wrong}"));
     let out = invoke(None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("sha256"), "{}", stderr(&out));
