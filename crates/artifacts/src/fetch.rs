@@ -34,7 +34,7 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
 /// Why a reference could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
-    #[error("cannot read {path}: {cause}")]
+    #[error("cannot read component {path}: {cause}")]
     File {
         path: PathBuf,
         cause: std::io::Error,
@@ -215,7 +215,7 @@ impl Fetcher {
         let resolved = match &r.source {
             Source::File(path) => {
                 let owned = path.clone();
-                let bytes = tokio::task::spawn_blocking(move || read_regular_file(&owned))
+                let bytes = tokio::task::spawn_blocking(move || read_component_file(&owned))
                     .await
                     .expect("reading a component panicked")
                     .map_err(|cause| FetchError::File {
@@ -485,20 +485,26 @@ impl Fetcher {
     }
 }
 
-/// Reads a component file; a named pipe or device is refused rather than
-/// read (it could block for good or never end).
-fn read_regular_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+/// Reads a component file, at most [`MAX_COMPONENT_BYTES`] of it. A named
+/// pipe is read like a file (the caller reads off the async threads); the
+/// worker refuses to *re*load one, which could block its reloads for good.
+fn read_component_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let too_large = |len: u64| {
+        std::io::Error::other(format!(
+            "{len} bytes or more, over the {MAX_COMPONENT_BYTES}-byte limit for a component"
+        ))
+    };
     let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
-        return Err(std::io::Error::other(
-            "not a regular file (replace it with the component file)",
-        ));
+    if meta.is_file() && meta.len() > MAX_COMPONENT_BYTES {
+        return Err(too_large(meta.len()));
     }
-    if meta.len() > MAX_COMPONENT_BYTES {
-        return Err(std::io::Error::other(format!(
-            "{} bytes, over the {MAX_COMPONENT_BYTES}-byte limit for a component",
-            meta.len()
-        )));
+    let mut bytes = Vec::with_capacity(meta.len().min(MAX_COMPONENT_BYTES) as usize);
+    std::fs::File::open(path)?
+        .take(MAX_COMPONENT_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_COMPONENT_BYTES {
+        return Err(too_large(bytes.len() as u64));
     }
-    std::fs::read(path)
+    Ok(bytes)
 }

@@ -457,6 +457,16 @@ impl Sources {
         if users.is_empty() {
             return Swap::Unchanged;
         }
+        if let Some(path) = component.as_file()
+            && let Ok(meta) = std::fs::metadata(path)
+            && !meta.is_file()
+        {
+            // Reading a named pipe again could block this loop for good.
+            return Swap::Refused(
+                "the component file is not a regular file; not reloaded (replace it with a file to reload it)"
+                    .into(),
+            );
+        }
         let started = std::time::Instant::now();
         let m = metrics::global();
         let refused = |e: String| {
