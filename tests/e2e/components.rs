@@ -372,7 +372,7 @@ async fn a_worker_restarts_from_its_store_with_the_registry_down_and_pins_refuse
     assert!(!out.status.success());
     let text = stdout(&out) + &stderr(&out);
     assert!(
-        text.contains(&format!("holds {v1}, not the pinned {v2}"))
+        text.contains(&format!("holds {v1}, not {v2} (the `sha256` pin"))
             && text.contains("activity.stored.component"),
         "{text}"
     );
@@ -411,7 +411,10 @@ async fn a_worker_restarts_from_its_store_with_the_registry_down_and_pins_refuse
         ],
         &[("XDG_CACHE_HOME", fresh.path().to_str().unwrap())],
     );
-    could_not_run(&out, &format!("not the pinned {v1}"));
+    could_not_run(
+        &out,
+        &format!("not {v1} (the digest the registry names it by"),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -442,6 +445,31 @@ async fn registry_logins_come_from_the_environment_or_the_docker_config() {
     );
     assert!(stderr(&out).contains("docker login"), "{}", stderr(&out));
 
+    // Credentials from the environment go only to the registry they name.
+    let out = cli(
+        &[
+            "push",
+            guests().scenario.to_str().unwrap(),
+            &target,
+            insecure[0],
+            insecure[1],
+        ],
+        &[
+            no_login[0],
+            ("WASM_ACTIVITY_REGISTRY_HOST", "127.0.0.1:1"),
+            ("WASM_ACTIVITY_REGISTRY_USERNAME", "deployer"),
+            ("WASM_ACTIVITY_REGISTRY_PASSWORD", "s3cret-pw"),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("s3cret-pw"), "{}", stderr(&out));
+
     // From the environment.
     push(
         &guests().scenario,
@@ -449,6 +477,7 @@ async fn registry_logins_come_from_the_environment_or_the_docker_config() {
         &insecure,
         &[
             no_login[0],
+            ("WASM_ACTIVITY_REGISTRY_HOST", &registry.host),
             ("WASM_ACTIVITY_REGISTRY_USERNAME", "deployer"),
             ("WASM_ACTIVITY_REGISTRY_PASSWORD", "s3cret-pw"),
         ],
@@ -655,7 +684,10 @@ async fn an_https_component_must_match_its_pin() {
     let right = sha256_of(&guests().scenario);
     let wrong = sha256_of(&guests().scenario_v2);
     let out = invoke(Some(&wrong));
-    could_not_run(&out, &format!("holds {right}, not the pinned {wrong}"));
+    could_not_run(
+        &out,
+        &format!("holds {right}, not {wrong} (the `sha256` pin"),
+    );
     let out = invoke(None);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("sha256"), "{}", stderr(&out));

@@ -1,7 +1,9 @@
 //! Registry credentials, found where users already keep them.
 //!
 //! In order: `WASM_ACTIVITY_REGISTRY_USERNAME` / `WASM_ACTIVITY_REGISTRY_PASSWORD`
-//! (for every registry: a CI job or a container's injected secret), then the
+//! for the one registry named by `WASM_ACTIVITY_REGISTRY_HOST` (a CI job or a
+//! container's injected secret; never sent to another registry a config
+//! may name), then the
 //! Docker config (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
 //! a credential helper named for the registry in `credHelpers`, a stored
 //! `auths` entry, or the default `credsStore` helper. Nothing found means an
@@ -15,11 +17,13 @@ use std::path::PathBuf;
 
 pub(crate) const USERNAME_ENV: &str = "WASM_ACTIVITY_REGISTRY_USERNAME";
 pub(crate) const PASSWORD_ENV: &str = "WASM_ACTIVITY_REGISTRY_PASSWORD";
+pub(crate) const HOST_ENV: &str = "WASM_ACTIVITY_REGISTRY_HOST";
 
 /// How to fix a refused registry login; said once, wherever it is needed.
 pub(crate) const FIX: &str = "log in with `docker login REGISTRY` (the worker reads the Docker config, \
      $DOCKER_CONFIG/config.json or ~/.docker/config.json, and its credential helpers), or set \
-     WASM_ACTIVITY_REGISTRY_USERNAME and WASM_ACTIVITY_REGISTRY_PASSWORD";
+     WASM_ACTIVITY_REGISTRY_HOST (the registry's host:port), WASM_ACTIVITY_REGISTRY_USERNAME and \
+     WASM_ACTIVITY_REGISTRY_PASSWORD";
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -57,10 +61,21 @@ fn registry_key(text: &str) -> &str {
 /// The credentials for `registry`, and where they came from (for logs).
 pub(crate) async fn for_registry(registry: &str) -> Result<(RegistryAuth, String), String> {
     if let (Ok(user), Ok(password)) = (std::env::var(USERNAME_ENV), std::env::var(PASSWORD_ENV)) {
-        return Ok((
-            RegistryAuth::Basic(user, password),
-            USERNAME_ENV.to_string(),
-        ));
+        match std::env::var(HOST_ENV) {
+            Ok(host) if registry_key(&host) == registry => {
+                return Ok((
+                    RegistryAuth::Basic(user, password),
+                    USERNAME_ENV.to_string(),
+                ));
+            }
+            Ok(_) => {}
+            Err(_) => {
+                return Err(format!(
+                    "{USERNAME_ENV} is set but {HOST_ENV} is not: set it to the registry these \
+                     credentials are for (\"{registry}\"?), so they are never sent to another"
+                ));
+            }
+        }
     }
     let Some(path) = docker_config_path() else {
         return Ok((RegistryAuth::Anonymous, "anonymous".into()));

@@ -27,6 +27,12 @@ use std::time::Duration;
 /// the disk or memory.
 pub const MAX_COMPONENT_BYTES: u64 = 256 << 20;
 
+/// Why a pin mismatch is refused, and the fix.
+const PINNED: &str = "the `sha256` pin; fix the pin or publish the right build";
+/// Why a registry's digest mismatch is refused.
+pub(crate) const TAMPERED: &str =
+    "the digest the registry names it by: the registry's copy is damaged or tampered with";
+
 /// How long one resolution or download may take before it counts as
 /// unreachable.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -49,13 +55,13 @@ pub enum FetchError {
     },
     #[error("{what} does not exist: {cause}")]
     NotFound { what: String, cause: String },
-    #[error(
-        "{what} holds {actual}, not the pinned {expected}: refused (fix the pin or publish the right build)"
-    )]
+    #[error("{what} holds {actual}, not {expected} ({by}): refused")]
     Mismatch {
         what: String,
         expected: String,
         actual: String,
+        /// What named the expected digest, and what to do.
+        by: &'static str,
     },
     #[error("{what} is not a wasm component artifact: {why}")]
     NotAComponent { what: String, why: String },
@@ -163,7 +169,7 @@ pub struct Fetcher {
     https: reqwest::Client,
     /// The digest each reference last resolved to in this process: kept in
     /// the store whatever its bound.
-    current: Mutex<HashMap<String, Digest>>,
+    current: Mutex<HashMap<ComponentRef, Digest>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -238,6 +244,7 @@ impl Fetcher {
                 what: r.to_string(),
                 expected: pin.to_string(),
                 actual: resolved.digest.to_string(),
+                by: PINNED,
             });
         }
         Ok(resolved)
@@ -269,7 +276,7 @@ impl Fetcher {
             if let Some(digest) = known
                 && let Some(bytes) = self.stored(store, digest).await
             {
-                self.note_current(&key, digest);
+                self.note_current(r, digest);
                 return Ok(Resolved {
                     digest,
                     bytes,
@@ -303,7 +310,7 @@ impl Fetcher {
                 };
                 match stale {
                     Some((entry, digest, bytes)) => {
-                        self.note_current(&key, digest);
+                        self.note_current(r, digest);
                         Ok(Resolved {
                             digest,
                             bytes,
@@ -343,7 +350,7 @@ impl Fetcher {
             && entry.revision.as_deref() == Some(revision.as_str())
             && let Some(bytes) = self.stored(store, digest).await
         {
-            self.note_current(key, digest);
+            self.note_current(r, digest);
             return Ok(Resolved {
                 digest,
                 bytes,
@@ -366,6 +373,7 @@ impl Fetcher {
                 what: key.to_string(),
                 expected: pin.to_string(),
                 actual: digest.to_string(),
+                by: PINNED,
             });
         }
         if let Some(store) = &self.store {
@@ -384,7 +392,7 @@ impl Fetcher {
                 ),
             }
         }
-        self.note_current(key, digest);
+        self.note_current(r, digest);
         Ok(Resolved {
             digest,
             bytes,
@@ -393,8 +401,8 @@ impl Fetcher {
         })
     }
 
-    fn note_current(&self, key: &str, digest: Digest) {
-        lock(&self.current).insert(key.to_string(), digest);
+    fn note_current(&self, r: &ComponentRef, digest: Digest) {
+        lock(&self.current).insert(r.clone(), digest);
     }
 
     async fn stored(&self, store: &Arc<Store>, digest: Digest) -> Option<Vec<u8>> {

@@ -47,7 +47,7 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
         OciDistributionError::AuthenticationFailure(_)
         | OciDistributionError::UnauthorizedError { .. } => FetchError::Denied {
             what,
-            cause: e.to_string(),
+            cause: crate::fetch::causes(&e),
             fix: credentials::FIX,
         },
         OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
@@ -55,19 +55,20 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
                 what,
                 expected: expected.clone(),
                 actual: actual.clone(),
+                by: crate::fetch::TAMPERED,
             }
         }
         OciDistributionError::ServerError {
             code: 401 | 403, ..
         } => FetchError::Denied {
             what,
-            cause: e.to_string(),
+            cause: crate::fetch::causes(&e),
             fix: credentials::FIX,
         },
         OciDistributionError::ServerError { code: 404, .. }
         | OciDistributionError::ImageManifestNotFoundError(_) => FetchError::NotFound {
             what,
-            cause: e.to_string(),
+            cause: crate::fetch::causes(&e),
         },
         OciDistributionError::RegistryError { envelope, .. }
             if envelope.errors.iter().any(|x| {
@@ -82,7 +83,7 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
         {
             FetchError::NotFound {
                 what,
-                cause: e.to_string(),
+                cause: crate::fetch::causes(&e),
             }
         }
         OciDistributionError::RegistryError { envelope, .. }
@@ -93,7 +94,7 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
         {
             FetchError::Denied {
                 what,
-                cause: e.to_string(),
+                cause: crate::fetch::causes(&e),
                 fix: credentials::FIX,
             }
         }
@@ -179,6 +180,7 @@ impl Oci {
                 what,
                 expected: manifest_digest.to_string(),
                 actual,
+                by: crate::fetch::TAMPERED,
             });
         }
         let manifest: OciImageManifest = match serde_json::from_slice::<OciManifest>(&raw) {
@@ -239,6 +241,7 @@ impl Oci {
                             what: format!("{what} (layer)"),
                             expected: expected.clone(),
                             actual: actual.clone(),
+                            by: crate::fetch::TAMPERED,
                         }
                     }
                     _ => FetchError::Unreachable {
@@ -261,6 +264,7 @@ impl Oci {
                 what: format!("{what} (layer)"),
                 expected: layer.digest.clone(),
                 actual,
+                by: crate::fetch::TAMPERED,
             });
         }
         Ok(bytes)

@@ -175,7 +175,22 @@ impl fmt::Display for Source {
                 }
                 Ok(())
             }
-            Source::Url(u) => f.write_str(u),
+            // A presigned URL's query and a URL's user info are secrets:
+            // never printed.
+            Source::Url(u) => match reqwest::Url::parse(u) {
+                Ok(mut url) => {
+                    let hidden_query = url.query().is_some();
+                    let _ = url.set_username("");
+                    let _ = url.set_password(None);
+                    url.set_query(None);
+                    write!(
+                        f,
+                        "{url}{}",
+                        if hidden_query { "?(query hidden)" } else { "" }
+                    )
+                }
+                Err(_) => f.write_str("(an unparsable URL)"),
+            },
         }
     }
 }
@@ -414,6 +429,18 @@ mod tests {
             Digest::of(b"").to_string(),
             "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
+    }
+
+    #[test]
+    fn urls_print_without_their_secrets() {
+        let url =
+            parse("https://user:pw@bucket.s3.amazonaws.com/a.wasm?X-Amz-Signature=abc").unwrap();
+        let shown = url.to_string();
+        assert_eq!(
+            shown,
+            "https://bucket.s3.amazonaws.com/a.wasm?(query hidden)"
+        );
+        assert!(matches!(url, Source::Url(u) if u.contains("X-Amz-Signature=abc")));
     }
 
     #[test]

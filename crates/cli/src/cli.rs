@@ -228,7 +228,9 @@ fn size_arg(text: &str) -> Result<u64, String> {
 /// Sets up logging to stderr; `RUST_LOG` overrides the default `info`.
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // oci-client logs registry tokens at debug level: never shown.
+        .add_directive("oci_client=info".parse().expect("a static directive"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -37,7 +37,7 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
-use wasm_activity_artifacts::{Fetcher, Origin};
+use wasm_activity_artifacts::{Digest, Fetcher, Origin};
 
 /// SWF heartbeat interval when neither the config nor the registered type
 /// says.
@@ -85,6 +85,12 @@ pub(crate) struct Sources {
     /// Mutable references whose last refresh failed, and how (logged when
     /// it starts, changes and ends).
     refresh_trouble: BTreeMap<ComponentRef, String>,
+    /// The last digest of each component that failed to load, and why.
+    refused: std::sync::Mutex<HashMap<ComponentRef, (Digest, String)>>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Sources {
@@ -111,6 +117,7 @@ impl Sources {
             pollers: JoinSet::new(),
             running: BTreeMap::new(),
             refresh_trouble: BTreeMap::new(),
+            refused: Default::default(),
         }
     }
 
@@ -481,15 +488,24 @@ impl Sources {
             Ok(r) => r,
             Err(e) => return refused(format!("{e:#}")),
         };
-        let stale = match &resolved.origin {
-            Origin::Stale { because, .. } => Some(because.clone()),
-            _ => None,
-        };
+        // A source that cannot be reached never changes what runs: the
+        // store's copy may be older than what a failed store write left
+        // running.
+        if let Origin::Stale { because, .. } = &resolved.origin {
+            return Swap::Stale(because.clone());
+        }
         if users
             .iter()
             .all(|a| a.handler().digest == resolved.digest.hex())
         {
-            return stale.map_or(Swap::Unchanged, Swap::Stale);
+            return Swap::Unchanged;
+        }
+        // A digest that failed to load fails again: say so without
+        // compiling it at every check.
+        if let Some((digest, why)) = lock(&self.refused).get(component)
+            && *digest == resolved.digest
+        {
+            return Swap::Refused(why.clone());
         }
         let runtime = self.runtime.clone();
         let label = PathBuf::from(component.to_string());
@@ -501,8 +517,13 @@ impl Sources {
         .expect("component loading panicked");
         let handler = match loaded {
             Ok(handler) => Arc::new(Component::loaded(handler)),
-            Err(e) => return refused(format!("{e:#}")),
+            Err(e) => {
+                let why = format!("{e:#}");
+                lock(&self.refused).insert(component.clone(), (digest, why.clone()));
+                return refused(why);
+            }
         };
+        lock(&self.refused).remove(component);
         for a in users
             .iter()
             .filter(|a| a.handler().digest != handler.digest)
