@@ -51,8 +51,9 @@ SDK_PREFIX = {"aws-sdk-sfn": "states", "aws-sdk-swf": "swf", "aws-sdk-s3": "s3"}
 # code calls that is missing here fails the check: add it, with its policy, and to that policy.
 #   * swf:DescribeActivityType: the worker reads a type's default heartbeat timeout at start
 #     (service/swf.rs), and `check --aws` asks whether each versioned type exists (probe.rs).
-#   * S3: HeadObject is authorized by s3:GetObject; a `?versionId=` reference needs
-#     s3:GetObjectVersion for both GetObject and HeadObject.
+#   * S3 (crates/artifacts/src/s3.rs): HeadObject is authorized by s3:GetObject; GetObject and
+#     HeadObject with a version id (a `?versionId=` reference, and any object of a versioned bucket,
+#     which is fetched by the version its HEAD returned) need s3:GetObjectVersion.
 GRANTS = {
     ("states", "GetActivityTask"): [("stepfunctions-worker", "states:GetActivityTask")],
     ("states", "SendTaskSuccess"): [("stepfunctions-worker", "states:SendTaskSuccess")],
@@ -79,16 +80,6 @@ GRANTS = {
         ("s3-components-read", "s3:GetObjectVersion"),
     ],
     ("s3", "PutObject"): [("s3-components-publish", "s3:PutObject")],
-}
-
-# Granted ahead of the code that calls them: the S3 component source and `push s3://` (issue 20)
-# are being written beside this kit. While an action is listed here, a policy may grant it without a
-# call in the code; as soon as the code calls it, this check fails until it is removed from here, so
-# the list cannot outlive the code it waits for.
-PENDING = {
-    ("s3-components-read", "s3:GetObject"),
-    ("s3-components-read", "s3:GetObjectVersion"),
-    ("s3-components-publish", "s3:PutObject"),
 }
 
 # Actions IAM cannot scope to a resource: they name a task by its token, not by an ARN, so their
@@ -295,10 +286,6 @@ def compare(calls, policies):
             continue
         for policy, action in grants:
             expected.setdefault((policy, action), []).append(where)
-    for key in PENDING:
-        if key in expected:
-            problems.append(f"{key[1]} in {key[0]}.json is called now ({', '.join(expected[key])}): "
-                            f"remove it from PENDING (scripts/package-check.py)")
     for (policy, action), wheres in sorted(expected.items()):
         if policy not in policies:
             problems.append(f"{action} (called at {wheres[0]}) belongs in deploy/iam/{policy}.json, "
@@ -310,7 +297,7 @@ def compare(calls, policies):
         if policy not in known:
             problems.append(f"deploy/iam/{policy}.json is no policy of GRANTS: nothing checks it")
         for action, resources in sorted(grants.items()):
-            if (policy, action) not in expected and (policy, action) not in PENDING:
+            if (policy, action) not in expected:
                 problems.append(f"deploy/iam/{policy}.json grants {action}, which no code calls")
             if "*" in resources and action not in UNSCOPED:
                 problems.append(f"deploy/iam/{policy}.json grants {action} on \"*\": name its resources")
@@ -326,8 +313,6 @@ def iam(self_test=False):
     if not self_test:
         for (policy, action), wheres in sorted(expected.items()):
             print(f"  {policy:22} {action:34} {', '.join(wheres)}")
-        for policy, action in sorted(PENDING):
-            print(f"  {policy:22} {action:34} (pending: no code calls it yet)")
         if problems:
             fail("IAM policies do not match the code's AWS calls:\n  " + "\n  ".join(problems))
         print(f"ok: {len(calls)} AWS calls in {len(sources)} source files, "
@@ -339,8 +324,6 @@ def iam(self_test=False):
     cases = []
     for policy, grants in policies.items():
         for action in grants:
-            if (policy, action) in PENDING:
-                continue
             dropped = {p: {a: r for a, r in g.items() if (p, a) != (policy, action)} for p, g in policies.items()}
             cases.append((f"{policy} without {action}", calls, dropped))
     extra = {p: dict(g) for p, g in policies.items()}
@@ -526,6 +509,8 @@ def check_manifests(docs, containerfile, unit):
     if not cfg_mount or volumes[cfg_mount["name"]].get("configMap", {}).get("name") != cm["metadata"]["name"]:
         fail(f"deployment: --config {config_file} is not in the mounted ConfigMap {cm['metadata']['name']}")
     for name, act in config.get("activity", {}).items():
+        if "://" in act["component"]:
+            continue  # oci://, s3://, https://: fetched, kept in cache_dir/components
         comp = Path(act["component"])
         if not any(Path(mp) in comp.parents for mp in mounts):
             fail(f"worker.toml activity.{name}.component {comp} is on no mounted volume")
