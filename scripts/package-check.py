@@ -11,6 +11,7 @@
 Standard library only, except `manifests`, which needs PyYAML.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -640,6 +641,37 @@ class TlsProxy(threading.Thread):
         pipe(tls, back)
 
 
+class TlsFiles(threading.Thread):
+    """HTTPS on 127.0.0.1 with the certificate for NAME, serving one file at /handler.wasm."""
+
+    def __init__(self, cert, key, body):
+        super().__init__(daemon=True)
+        import http.server
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path != "/handler.wasm":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/wasm")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+
+    def run(self):
+        self.server.serve_forever()
+
+
 def sfn(port, op, body):
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}/", data=json.dumps(body).encode(), method="POST",
@@ -706,6 +738,9 @@ def chroot_test(binary, work):
         dns = Dns()
         dns.start()
         sockets += [proxy.listener, dns.sock]
+        files = TlsFiles(cert, key, component.read_bytes())
+        files.start()
+        sockets.append(files.server.socket)
         arn = sfn(local_port, "CreateActivity", {"name": "price-order"})["activityArn"]
         machine = sfn(local_port, "CreateStateMachine", {
             "name": "price", "roleArn": "arn:aws:iam::000000000000:role/package-check",
@@ -729,11 +764,16 @@ def chroot_test(binary, work):
             f'region = "us-east-1"\nendpoint = "https://{NAME}:{proxy.port}"\ncache_dir = "/cache"\n'
             f'metrics_addr = "127.0.0.1:{mport}"\nshutdown_grace = "5s"\n'
             f'[activity.price-order]\narn = "{arn}"\ncomponent = "/handler.wasm"\n')
+        # The same component from an https:// reference (fetched with the other TLS client, reqwest's).
+        digest = hashlib.sha256(component.read_bytes()).hexdigest()
+        (root / "https.toml").write_text(
+            f'region = "us-east-1"\ncache_dir = "/cache"\n[activity.price-order]\narn = "{arn}"\n'
+            f'component = "https://{NAME}:{files.port}/handler.wasm"\nsha256 = "sha256:{digest}"\n')
         bundle = root / "etc/ssl/certs/ca-certificates.crt"
         bundle.write_bytes(system_bundle.read_bytes())
         found = sorted(str(p.relative_to(root)) + ("/" if p.is_dir() else "") for p in root.rglob("*"))
         expected_root = ["cache/", "etc/", "etc/ssl/", "etc/ssl/certs/", "etc/ssl/certs/ca-certificates.crt",
-                         "handler.wasm", "wasm-activity", "worker.toml"]
+                         "handler.wasm", "https.toml", "wasm-activity", "worker.toml"]
         if found != expected_root:
             fail(f"the root holds {found}, expected {expected_root}")
         env = {"AWS_ACCESS_KEY_ID": "package-check", "AWS_SECRET_ACCESS_KEY": "package-check"}
@@ -751,15 +791,24 @@ def chroot_test(binary, work):
         # Without the test CA in the bundle, the endpoint's certificate is refused: the binary reads
         # this file for its trust roots, not some built-in list.
         c = run_in_root("check", "--aws", "--config", "/worker.toml")
-        if "exists" in c.stdout or proxy.handshakes["failed"] == 0 or proxy.handshakes["ok"] != 0:
+        if ("exists" in c.stdout or "certificate" not in c.stdout + c.stderr
+                or proxy.handshakes["failed"] == 0 or proxy.handshakes["ok"] != 0):
             fail(f"check --aws trusted a certificate its CA bundle does not hold (handshakes "
                  f"{proxy.handshakes}):\n{c.stdout}{c.stderr}")
         print(f"  untrusted endpoint refused: {proxy.handshakes['failed']} failed TLS handshakes")
+        c = run_in_root("check", "--config", "/https.toml")
+        if c.returncode == 0 or "certificate" not in c.stdout + c.stderr:
+            fail(f"check fetched an https:// component from a server its CA bundle does not trust:\n{c.stdout}{c.stderr}")
+        print("  untrusted https:// component source refused")
         bundle.write_bytes(system_bundle.read_bytes() + b"\n" + ca.read_bytes())
         c = run_in_root("check", "--aws", "--config", "/worker.toml")
         if c.returncode != 0 or f"ok, {arn} exists" not in c.stdout:
             fail(f"check --aws in the root: exit {c.returncode}\n{c.stdout}{c.stderr}")
         print(f"  check --aws over TLS: {arn} exists")
+        c = run_in_root("check", "--config", "/https.toml")
+        if c.returncode != 0 or f"sha256:{digest} (downloaded)" not in c.stdout:
+            fail(f"check of an https:// component in the root: exit {c.returncode}\n{c.stdout}{c.stderr}")
+        print(f"  https:// component fetched over TLS and verified: sha256 {digest[:12]}...")
         if (NAME, 1) not in dns.asked:
             fail(f"the binary did not ask the DNS responder for {NAME} (asked: {dns.asked})")
         if not list((root / "cache").iterdir()):

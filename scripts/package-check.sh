@@ -3,8 +3,8 @@
 #
 #   1. the static binary, built as deploy/Containerfile builds it, serves Step Functions tasks from a
 #      root directory holding only itself and the CA bundle (plus the test's config, component and
-#      cache directory), as a user with no passwd entry: DNS, TLS with the bundle's roots, the JIT,
-#      the cache, a clean drain on SIGTERM;
+#      cache directory), as a user with no passwd entry: DNS, TLS with the bundle's roots (AWS SDK
+#      and https:// component fetch), the JIT, the cache, a clean drain on SIGTERM;
 #   2. deploy/wasm-activity.service passes `systemd-analyze verify` without a warning;
 #   3. the IAM policies in deploy/iam grant every AWS operation the code calls, and nothing more;
 #   4. the Kubernetes manifests and the unit match the worker: probe paths and port, cache mount,
@@ -59,7 +59,7 @@ fi
 
 say "the static binary in a root holding only itself, the CA bundle, a config and a component"
 rustup target add wasm32-wasip2 >/dev/null 2>&1
-cargo build -q --release --target wasm32-wasip2 --manifest-path examples/rust/Cargo.toml
+cargo build -q --release --target wasm32-wasip2 --manifest-path examples/rust/Cargo.toml --target-dir examples/rust/target
 "$PY" scripts/package-check.py chroot "$WORK/wasm-activity" "$WORK"
 
 say "systemd-analyze verify deploy/wasm-activity.service"
