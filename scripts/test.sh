@@ -7,8 +7,8 @@
 # Needs: rustup (for the wasm32-wasip2 target), node and npm (JavaScript
 # guests), Python 3.13 for LocalStack
 # (pyenv installs it if missing), curl, and apt (for Chromium, which the live
-# page test drives). Caches what it installs under ~/.cache/wasm-activity-dev,
-# outside the clone.
+# page test drives). Runs as root for the packaging checks (chroot). Caches what it
+# installs under ~/.cache/wasm-activity-dev, outside the clone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,5 +58,8 @@ cargo test --manifest-path examples/rust/Cargo.toml
 
 step "benchmark harness smoke run (release builds; every worker's output is checked; last: it stops LocalStack)"
 scripts/bench.sh --quick
+
+step "production kit: the static binary in an empty root, systemd-analyze verify, IAM policies against the code's AWS calls, Kubernetes manifests"
+scripts/package-check.sh
 
 step "all tests passed"
