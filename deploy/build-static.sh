@@ -3,7 +3,7 @@
 # binary that is not static. Used by the Containerfile and by scripts/package-check.sh, so the test
 # runs the binary built exactly as the image's.
 #
-#   deploy/build-static.sh OUT     # writes OUT (honours CARGO_TARGET_DIR)
+#   deploy/build-static.sh OUT [-p PACKAGE...]   # writes OUT (honours CARGO_TARGET_DIR)
 #
 # glibc, linked statically (+crt-static): no musl target or toolchain to install, and glibc's
 # resolver (files and dns, built into libc since 2.34) works without any shared library, so DNS
@@ -16,10 +16,12 @@
 # statically linked wrapper (Linux 3.17+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out="${1:?usage: deploy/build-static.sh OUT}"
+out="${1:?usage: deploy/build-static.sh OUT [-p PACKAGE...]}"
+shift
 triple=x86_64-unknown-linux-gnu
+# Extra packages (scripts/bench.sh adds the benchmark harness) share the one build.
 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static --cfg getrandom_backend=\"linux_getrandom\"" \
-  cargo build --release --locked -p wasm-activity --target "$triple"
+  cargo build --release --locked -p wasm-activity "$@" --target "$triple"
 bin="${CARGO_TARGET_DIR:-target}/$triple/release/wasm-activity"
 # A dynamic executable names a program interpreter (ld-linux) and NEEDED libraries.
 if readelf -lW "$bin" | grep -q 'program interpreter' || readelf -dW "$bin" | grep -q '(NEEDED)'; then

@@ -34,6 +34,11 @@ struct Args {
     /// Repository root.
     #[arg(long, default_value = ".")]
     root: PathBuf,
+    /// Where the release host and native worker binaries are, relative to
+    /// the root (scripts/bench.sh builds them as deploy/build-static.sh
+    /// does, so the benchmarked binary is the one the image ships).
+    #[arg(long, default_value = "target/release")]
+    bin_dir: PathBuf,
     /// Where to write the report: BENCHMARKS.md, or with `--quick`
     /// target/BENCHMARKS-quick.md, so a smoke run never replaces the
     /// published figures.
@@ -256,8 +261,8 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let root = std::fs::canonicalize(&args.root)?;
     let work_dir = tempfile::tempdir()?;
     let paths = Paths {
-        host: root.join("target/release/wasm-activity"),
-        native: root.join("target/release/native-worker"),
+        host: root.join(&args.bin_dir).join("wasm-activity"),
+        native: root.join(&args.bin_dir).join("native-worker"),
         python: args.python.clone(),
         rust_example: root.join("examples/rust/target/wasm32-wasip2/release/order_pricing.wasm"),
         scenario: root.join("target/guests/wasm32-wasip2/release/scenario.wasm"),
