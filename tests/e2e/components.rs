@@ -521,6 +521,49 @@ async fn registry_logins_come_from_the_environment_or_the_docker_config() {
     let out = run(docker.path());
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     assert_eq!(stdout(&out).trim(), "{\"version\":1}");
+
+    // From a credential helper (`credHelpers`, as ECR's is configured): the
+    // Docker helper protocol, the registry on stdin.
+    let helped = tempfile::tempdir().unwrap();
+    let helper = helped.path().join("docker-credential-fake");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || exit 1\n\
+             echo '{{\"ServerURL\":\"'$server'\",\"Username\":\"deployer\",\"Secret\":\"s3cret-pw\"}}'\n",
+            registry.host
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(
+        helped.path().join("config.json"),
+        json!({"credHelpers": {registry.host.clone(): "fake"}}).to_string(),
+    )
+    .unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let path = format!(
+        "{}:{}",
+        helped.path().display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = cli(
+        &[
+            "invoke",
+            &target,
+            insecure[0],
+            insecure[1],
+            "-i",
+            "{\"action\":\"version\"}",
+        ],
+        &[
+            ("DOCKER_CONFIG", helped.path().to_str().unwrap()),
+            ("XDG_CACHE_HOME", cache.path().to_str().unwrap()),
+            ("PATH", &path),
+        ],
+    );
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(stdout(&out).trim(), "{\"version\":1}");
     let out = run(nobody.path());
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
