@@ -425,50 +425,33 @@ async fn registry_logins_come_from_the_environment_or_the_docker_config() {
     let nobody = tempfile::tempdir().unwrap();
     let no_login = [("DOCKER_CONFIG", nobody.path().to_str().unwrap())];
 
-    // Without credentials: refused, with the fix, and nothing secret said.
-    let out = cli(
-        &[
-            "push",
-            guests().scenario.to_str().unwrap(),
-            &target,
-            insecure[0],
-            insecure[1],
-        ],
-        &no_login,
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
+    // A push that the registry refuses (exit 1); its error text.
+    let refused_push = |env: &[(&str, &str)]| {
+        let file = guests().scenario.to_str().unwrap();
+        let out = cli(&["push", file, &target, insecure[0], insecure[1]], env);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
         stderr(&out)
-    );
-    assert!(stderr(&out).contains("docker login"), "{}", stderr(&out));
+    };
 
-    // Credentials from the environment go only to the registry they name.
-    let out = cli(
-        &[
-            "push",
-            guests().scenario.to_str().unwrap(),
-            &target,
-            insecure[0],
-            insecure[1],
-        ],
-        &[
-            no_login[0],
-            ("WASM_ACTIVITY_REGISTRY_HOST", "127.0.0.1:1"),
-            ("WASM_ACTIVITY_REGISTRY_USERNAME", "deployer"),
-            ("WASM_ACTIVITY_REGISTRY_PASSWORD", "s3cret-pw"),
-        ],
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(!stderr(&out).contains("s3cret-pw"), "{}", stderr(&out));
+    // Without credentials: refused, with the fix.
+    let said = refused_push(&no_login);
+    assert!(said.contains("docker login"), "{said}");
+
+    // Credentials from the environment go only to the registry they name,
+    // and are never said.
+    let said = refused_push(&[
+        no_login[0],
+        ("WASM_ACTIVITY_REGISTRY_HOST", "127.0.0.1:1"),
+        ("WASM_ACTIVITY_REGISTRY_USERNAME", "deployer"),
+        ("WASM_ACTIVITY_REGISTRY_PASSWORD", "s3cret-pw"),
+    ]);
+    assert!(!said.contains("s3cret-pw"), "{said}");
 
     // From the environment.
     push(
