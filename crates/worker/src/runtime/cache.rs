@@ -39,9 +39,10 @@ impl Hasher for ShaHasher {
     }
 }
 
-/// Hex SHA-256 of some bytes.
+/// Hex SHA-256 of some bytes: the component digest, as fetched components
+/// are named (one definition, in `wasm_activity_artifacts::Digest`).
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
+    wasm_activity_artifacts::Digest::of(bytes).hex()
 }
 
 fn hex(bytes: &[u8]) -> String {
