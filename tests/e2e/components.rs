@@ -352,11 +352,37 @@ async fn a_worker_restarts_from_its_store_with_the_registry_down_and_pins_refuse
 
     // The registry goes away; a restart serves the stored copy and says so.
     registry.stop();
-    let mut worker = Worker::start_with_cache(&config(&target, ""), &svc, cache.path());
+    let mut worker = Worker::start_with_cache(
+        &format!("component_refresh = \"1s\"\n{}", config(&target, "")),
+        &svc,
+        cache.path(),
+    );
     assert!(
         worker.log().contains("starting from the component store")
             && worker.log().contains(&format!("digest={v1}"))
             && worker.log().contains("cannot be reached"),
+        "{}",
+        worker.log()
+    );
+    assert_eq!(version_of_new_execution(&sfn, &sm).await, 1);
+    // Refreshing against the stopped registry keeps the loaded version,
+    // and says so once, not at every check.
+    worker.wait_for_log(
+        "component refresh: cannot be reached; the version loaded keeps serving",
+        Duration::from_secs(20),
+    );
+    wait_until(Duration::from_secs(20), "two more refreshes", || {
+        (worker.log_count("component refreshed") >= 2).then_some(())
+    });
+    assert_eq!(
+        worker.log_count("component refresh:"),
+        1,
+        "{}",
+        worker.log()
+    );
+    assert_eq!(
+        worker.log_count("component reloaded"),
+        0,
         "{}",
         worker.log()
     );
@@ -415,6 +441,36 @@ async fn a_worker_restarts_from_its_store_with_the_registry_down_and_pins_refuse
         &out,
         &format!("not {v1} (the digest the registry names it by"),
     );
+}
+
+#[test]
+fn push_refuses_what_the_worker_would_not_load_and_targets_it_cannot_fetch_from() {
+    let text = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(text.path(), "not a component").unwrap();
+    let out = cli(
+        &[
+            "push",
+            text.path().to_str().unwrap(),
+            "oci://127.0.0.1:1/acme/x:1",
+        ],
+        &[],
+    );
+    could_not_run(&out, "not pushed");
+    let scenario = guests().scenario.to_str().unwrap();
+    for (target, says) in [
+        (
+            "ftp://host/x.wasm",
+            "expected oci://REGISTRY/REPOSITORY:TAG or s3://BUCKET/KEY",
+        ),
+        ("oci://127.0.0.1:1/acme/x", "no implicit `latest`"),
+        (
+            "/tmp/x.wasm",
+            "expected oci://REGISTRY/REPOSITORY:TAG or s3://BUCKET/KEY",
+        ),
+    ] {
+        let out = cli(&["push", scenario, target], &[]);
+        could_not_run(&out, says);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -554,15 +554,20 @@ async fn load_local(
     }
 }
 
+/// What `push` publishes to.
+const PUSH_TARGETS: &str = "oci://REGISTRY/REPOSITORY:TAG or s3://BUCKET/KEY";
+
 /// `push`: publishes a component; see [`Command::Push`].
 async fn push(file: &Path, target: &str, insecure: &[String]) -> anyhow::Result<ExitCode> {
     let cwd = std::env::current_dir().unwrap_or_default();
     let target = match Source::parse(target, &cwd) {
         Ok(t @ (Source::Oci(_) | Source::S3(_))) => t,
         Ok(_) => {
-            eprintln!(
-                "error: push target {target:?}: expected oci://REGISTRY/REPOSITORY:TAG or s3://BUCKET/KEY"
-            );
+            eprintln!("error: push target {target:?}: expected {PUSH_TARGETS}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) if !target.starts_with("oci://") && !target.starts_with("s3://") => {
+            eprintln!("error: push target {target:?}: expected {PUSH_TARGETS} ({e})");
             return Ok(ExitCode::from(2));
         }
         Err(e) => {
