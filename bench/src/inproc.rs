@@ -277,12 +277,17 @@ pub fn language_components(root: &Path) -> Vec<(&'static str, PathBuf)> {
     ]
 }
 
-/// CPU of one `SendTaskHeartbeat` through the host's own service client (the
-/// SDK with the host's settings: no SDK retries, the host's timeouts) on one
-/// thread, against the fake service on other threads: the floor that every
-/// heartbeat and, twice per task, every poll and report pays, whatever the
-/// worker does around it. Median of `calls` calls on a warm connection, in µs.
-pub fn sdk_call_us(url: &str, calls: usize) -> anyhow::Result<f64> {
+/// CPU of one `SendTaskHeartbeat` through the host's service client (`client`:
+/// the lean one, or the SDK with the host's settings: no SDK retries, the
+/// host's timeouts) on one thread, against the fake service on other threads:
+/// the floor that every heartbeat and, twice per task, every poll and report
+/// pays, whatever the worker does around it. Median of `calls` calls on a
+/// warm connection, in µs.
+pub fn call_us(
+    url: &str,
+    calls: usize,
+    client: wasm_activity_worker::config::AwsClient,
+) -> anyhow::Result<f64> {
     use wasm_activity_worker::service::sfn::SfnClients;
     use wasm_activity_worker::service::{ActivityService, StepFunctions, TaskToken};
     let url = url.to_string();
@@ -297,7 +302,7 @@ pub fn sdk_call_us(url: &str, calls: usize) -> anyhow::Result<f64> {
                 .load()
                 .await;
             let service = StepFunctions::new(
-                SfnClients::new(&sdk),
+                SfnClients::new(&sdk, client),
                 "arn:aws:states:us-east-1:000000000000:activity:sdk-floor",
                 "bench",
             );

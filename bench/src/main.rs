@@ -127,8 +127,10 @@ struct Bench {
     md: String,
     /// Target lines: (target, measured, met).
     targets: Vec<(String, String, bool)>,
-    /// CPU of one bare SDK call on one thread, µs (see `inproc::sdk_call_us`).
+    /// CPU of one bare SDK call on one thread, µs (see `inproc::call_us`).
     sdk_call_us: f64,
+    /// The same through the host's lean client, µs.
+    lean_call_us: f64,
     /// Results that make the figures invalid (wrong outputs, failed or lost
     /// tasks): the report is still written, then the run fails.
     problems: std::sync::Mutex<Vec<String>>,
@@ -290,6 +292,7 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         md: String::new(),
         targets: Vec::new(),
         sdk_call_us: 0.0,
+        lean_call_us: 0.0,
         problems: Default::default(),
     };
     let started = std::time::Instant::now();
@@ -297,8 +300,15 @@ async fn bench(args: Args) -> anyhow::Result<()> {
     let only = b.args.only.clone();
     let wanted = |s: &str| only.is_empty() || only.iter().any(|o| o == s);
     if wanted("transform") || wanted("heartbeats") {
-        eprintln!("== one SDK call");
-        b.sdk_call_us = inproc::sdk_call_us(&b.fake.url, if b.args.quick { 200 } else { 2000 })?;
+        eprintln!("== one service call: the SDK, the lean client");
+        use wasm_activity_worker::config::AwsClient;
+        let calls = if b.args.quick { 200 } else { 2000 };
+        b.sdk_call_us = inproc::call_us(&b.fake.url, calls, AwsClient::Sdk)?;
+        b.lean_call_us = inproc::call_us(&b.fake.url, calls, AwsClient::Lean)?;
+        eprintln!(
+            "   SDK {:.1} µs, lean {:.1} µs",
+            b.sdk_call_us, b.lean_call_us
+        );
     }
     if wanted("transform") {
         eprintln!("== transform: host vs native vs boto3");

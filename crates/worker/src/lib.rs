@@ -299,8 +299,13 @@ async fn reload_config(
             result: "ok".into(),
         })
         .inc();
-    if new.worker_name != current.worker_name || new.metrics_addr != current.metrics_addr {
-        tracing::warn!("worker_name and metrics_addr changes take effect at the next start");
+    if new.worker_name != current.worker_name
+        || new.metrics_addr != current.metrics_addr
+        || new.aws_client != current.aws_client
+    {
+        tracing::warn!(
+            "worker_name, metrics_addr and aws_client changes take effect at the next start"
+        );
     }
     tracing::info!(sources = sources.len(), "config reloaded");
     Some(new)

@@ -133,6 +133,7 @@ pub(super) struct RawConfig {
     pub(super) reload_debounce: Option<Text>,
     pub(super) component_refresh: Option<Text>,
     pub(super) component_store_max: Option<Text>,
+    pub(super) aws_client: Option<Text>,
     #[serde(default)]
     pub(super) insecure_registries: Vec<Text>,
     #[serde(default)]

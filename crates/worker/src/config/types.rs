@@ -125,6 +125,8 @@ pub struct Config {
     pub reload_debounce: Duration,
     /// Where components come from beyond local files.
     pub components: ComponentSettings,
+    /// Which client serves polls, heartbeats and reports.
+    pub aws_client: AwsClient,
     /// The Step Functions activities this worker serves, in key order.
     pub activities: Vec<ActivityConfig>,
     /// The SWF task lists this worker serves, in key order.

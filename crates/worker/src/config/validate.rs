@@ -119,6 +119,21 @@ impl Config {
         let activities = v.activities(raw.activity, &base, region.as_deref())?;
         let task_lists = v.task_lists(raw.swf, &base)?;
         v.unique_names(&activities, &task_lists)?;
+        let aws_client = match &raw.aws_client {
+            None => AwsClient::default(),
+            Some(c) => match c.get_ref().as_str() {
+                "lean" => AwsClient::Lean,
+                "sdk" => AwsClient::Sdk,
+                other => {
+                    return Err(v.invalid_at(
+                        c,
+                        "aws_client",
+                        other,
+                        "\"lean\" (the default) or \"sdk\"",
+                    ));
+                }
+            },
+        };
         let reload_debounce = v.duration(
             "reload_debounce",
             raw.reload_debounce.as_ref(),
@@ -135,6 +150,7 @@ impl Config {
             reload: raw.reload.unwrap_or(true),
             reload_debounce,
             components,
+            aws_client,
             activities,
             task_lists,
             tenants,

@@ -8,6 +8,7 @@
 //! fake service.
 
 pub(crate) mod answers;
+mod awsjson;
 pub(crate) mod credentials;
 pub mod sfn;
 pub(crate) mod swf;
@@ -22,6 +23,18 @@ use std::fmt;
 pub(crate) use answers::{Operation, Verdict};
 pub use sfn::StepFunctions;
 pub(crate) use swf::Swf;
+
+/// Which client serves the hot operations (polls, heartbeats, reports);
+/// everything else is always the SDK's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AwsClient {
+    /// AWS JSON over one pooled HTTP client, signed by the SDK's signer
+    /// ([`awsjson`]).
+    #[default]
+    Lean,
+    /// The AWS SDK's clients.
+    Sdk,
+}
 
 /// The opaque token that identifies one handed-out task to the service.
 ///
@@ -311,7 +324,11 @@ mod tests {
         let fixed = SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
             "k", "s", None, None, "test",
         ));
-        let sfn = StepFunctions::new(sfn::SfnClients::new(&sdk(fixed)), "arn", "w");
+        let sfn = StepFunctions::new(
+            sfn::SfnClients::new(&sdk(fixed), AwsClient::Sdk),
+            "arn",
+            "w",
+        );
         let e = sfn.complete(&token, "{}").await.unwrap_err();
         assert_eq!(e.verdict, Verdict::NotSent, "{e}");
         assert!(!e.verdict.may_have_applied());
@@ -333,9 +350,12 @@ mod tests {
             }
         }
         let none = SharedCredentialsProvider::new(NoCredentials);
-        let sfn = StepFunctions::new(sfn::SfnClients::new(&sdk(none)), "arn", "w");
-        let e = sfn.fail(&token, "E", "c").await.unwrap_err();
-        assert_eq!(e.verdict, Verdict::Credentials, "{e}");
+        for client in [AwsClient::Sdk, AwsClient::Lean] {
+            let sfn =
+                StepFunctions::new(sfn::SfnClients::new(&sdk(none.clone()), client), "arn", "w");
+            let e = sfn.fail(&token, "E", "c").await.unwrap_err();
+            assert_eq!(e.verdict, Verdict::Credentials, "{client:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,21 +1,25 @@
 //! AWS Step Functions activities, through the official AWS SDK.
 //!
-//! Two clients share one SDK config: the poll client has a read timeout above
-//! the service's 60 s long poll (a poll the client gives up on can still be
-//! handed a task, which is then lost until it times out); the call client has
-//! short timeouts so a stuck heartbeat or report is retried quickly. The SDK's
-//! own retries are off: the worker retries with its own backoff and knows
-//! which errors mean the task is gone.
+//! Polls have a read timeout above the service's 60 s long poll (a poll the
+//! client gives up on can still be handed a task, which is then lost until it
+//! times out); heartbeats and reports have short timeouts so a stuck one is
+//! retried quickly. Retries are the worker's own, with its own backoff and
+//! knowledge of which errors mean the task is gone, so the SDK's are off.
+//! The hot operations go through [`super::awsjson`] unless the config asks
+//! for the SDK (`aws_client = "sdk"`).
 
+use super::awsjson::{AwsJson, Protocol};
 use super::{
-    ActivityService, HeartbeatAck, Operation, ReportLimits, ServiceError, Task, TaskToken,
-    from_sdk_error,
+    ActivityService, AwsClient, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
+    TaskToken, from_sdk_error,
 };
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sfn::Client;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Client-side read timeout for GetActivityTask: above the 60 s long poll.
@@ -30,16 +34,18 @@ pub(crate) const LIMITS: ReportLimits = ReportLimits {
     cause_chars: crate::aws::SFN_MAX_CAUSE,
 };
 
-/// The two SDK clients for one region/endpoint, shared by all activities.
+/// The clients for one region/endpoint, shared by all activities: the
+/// lean one for the hot operations, unless the SDK was asked for.
 #[derive(Clone, Debug)]
 pub struct SfnClients {
     poll: Client,
     call: Client,
+    lean: Option<Arc<AwsJson>>,
 }
 
 impl SfnClients {
     /// Builds the clients from a loaded SDK config.
-    pub fn new(sdk: &SdkConfig) -> Self {
+    pub fn new(sdk: &SdkConfig, choice: AwsClient) -> Self {
         let build = |read: Duration, attempt: Duration| {
             let conf = aws_sdk_sfn::config::Builder::from(sdk)
                 .retry_config(RetryConfig::disabled())
@@ -56,6 +62,8 @@ impl SfnClients {
         SfnClients {
             poll: build(POLL_READ_TIMEOUT, POLL_READ_TIMEOUT + CONNECT_TIMEOUT),
             call: build(CALL_TIMEOUT, CALL_TIMEOUT + CONNECT_TIMEOUT),
+            lean: (choice == AwsClient::Lean)
+                .then(|| Arc::new(AwsJson::new(Protocol::StepFunctions, sdk))),
         }
     }
 }
@@ -94,6 +102,24 @@ impl ActivityService for StepFunctions {
     }
 
     async fn poll(&self) -> Result<Option<Task>, ServiceError> {
+        if let Some(lean) = &self.clients.lean {
+            let out: PolledTask = lean
+                .call(
+                    Operation::Poll,
+                    "GetActivityTask",
+                    &GetActivityTask {
+                        activity_arn: &self.arn,
+                        worker_name: &self.worker_name,
+                    },
+                    POLL_READ_TIMEOUT,
+                )
+                .await?;
+            return Ok(out.task_token.filter(|t| !t.is_empty()).map(|token| Task {
+                token: TaskToken::new(token),
+                input: out.input.unwrap_or_else(|| "{}".into()),
+                activity_type: None,
+            }));
+        }
         let out = self
             .clients
             .poll
@@ -120,6 +146,18 @@ impl ActivityService for StepFunctions {
     ) -> Result<HeartbeatAck, ServiceError> {
         // Step Functions heartbeats carry no details and no cancel flag: a
         // stopped execution shows up as TaskTimedOut.
+        if let Some(lean) = &self.clients.lean {
+            lean.send(
+                Operation::Heartbeat,
+                "SendTaskHeartbeat",
+                &TokenOnly {
+                    task_token: token.as_str(),
+                },
+                CALL_TIMEOUT,
+            )
+            .await?;
+            return Ok(HeartbeatAck::default());
+        }
         self.clients
             .call
             .send_task_heartbeat()
@@ -131,6 +169,19 @@ impl ActivityService for StepFunctions {
     }
 
     async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
+        if let Some(lean) = &self.clients.lean {
+            lean.send(
+                Operation::Complete,
+                "SendTaskSuccess",
+                &SendTaskSuccess {
+                    task_token: token.as_str(),
+                    output,
+                },
+                CALL_TIMEOUT,
+            )
+            .await?;
+            return Ok(());
+        }
         self.clients
             .call
             .send_task_success()
@@ -143,6 +194,20 @@ impl ActivityService for StepFunctions {
     }
 
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError> {
+        if let Some(lean) = &self.clients.lean {
+            lean.send(
+                Operation::Fail,
+                "SendTaskFailure",
+                &SendTaskFailure {
+                    task_token: token.as_str(),
+                    error,
+                    cause,
+                },
+                CALL_TIMEOUT,
+            )
+            .await?;
+            return Ok(());
+        }
         self.clients
             .call
             .send_task_failure()
@@ -154,4 +219,41 @@ impl ActivityService for StepFunctions {
             .map_err(|e| from_sdk_error(Operation::Fail, e))?;
         Ok(())
     }
+}
+
+// The AWS JSON shapes of the hot operations (Step Functions API reference).
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GetActivityTask<'a> {
+    activity_arn: &'a str,
+    worker_name: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PolledTask {
+    task_token: Option<String>,
+    input: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenOnly<'a> {
+    task_token: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SendTaskSuccess<'a> {
+    task_token: &'a str,
+    output: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SendTaskFailure<'a> {
+    task_token: &'a str,
+    error: &'a str,
+    cause: &'a str,
 }

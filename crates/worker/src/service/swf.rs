@@ -3,12 +3,15 @@
 //! One service per task list: a poll can return any activity type registered
 //! on it, so the worker routes each task by its type. Heartbeats carry the
 //! guest's latest progress as `details` and bring back `cancelRequested`,
-//! SWF's cancellation signal. As for Step Functions, SDK retries are off and
-//! the poll client's read timeout is above the service's 60 s long poll.
+//! SWF's cancellation signal. As for Step Functions, SDK retries are off,
+//! the poll's read timeout is above the service's 60 s long poll, and the hot
+//! operations go through [`super::awsjson`] unless the config asks for the
+//! SDK.
 
+use super::awsjson::{AwsJson, Protocol};
 use super::{
-    ActivityService, ActivityType, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
-    TaskToken, Verdict, from_sdk_error,
+    ActivityService, ActivityType, AwsClient, HeartbeatAck, Operation, ReportLimits, ServiceError,
+    Task, TaskToken, Verdict, from_sdk_error,
 };
 use crate::redact::truncate_chars;
 use async_trait::async_trait;
@@ -16,6 +19,8 @@ use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_sdk_swf::Client;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Client-side read timeout for PollForActivityTask (AWS asks for >= 70 s).
@@ -32,16 +37,18 @@ pub(crate) const LIMITS: ReportLimits = ReportLimits {
     cause_chars: crate::aws::SWF_MAX_DETAILS,
 };
 
-/// The poll and call clients for one region/endpoint.
+/// The clients for one region/endpoint: the SDK's for everything, and the
+/// lean one for the hot operations unless the SDK was asked for.
 #[derive(Clone, Debug)]
 pub(crate) struct SwfClients {
     poll: Client,
     call: Client,
+    lean: Option<Arc<AwsJson>>,
 }
 
 impl SwfClients {
     /// Builds the clients from a loaded SDK config.
-    pub(crate) fn new(sdk: &SdkConfig) -> Self {
+    pub(crate) fn new(sdk: &SdkConfig, choice: AwsClient) -> Self {
         let build = |read: Duration| {
             let conf = aws_sdk_swf::config::Builder::from(sdk)
                 .retry_config(RetryConfig::disabled())
@@ -58,6 +65,7 @@ impl SwfClients {
         SwfClients {
             poll: build(POLL_READ_TIMEOUT),
             call: build(CALL_TIMEOUT),
+            lean: (choice == AwsClient::Lean).then(|| Arc::new(AwsJson::new(Protocol::Swf, sdk))),
         }
     }
 
@@ -131,6 +139,30 @@ impl ActivityService for Swf {
     }
 
     async fn poll(&self) -> Result<Option<Task>, ServiceError> {
+        if let Some(lean) = &self.clients.lean {
+            let out: PolledTask = lean
+                .call(
+                    Operation::Poll,
+                    "PollForActivityTask",
+                    &PollForActivityTask {
+                        domain: &self.domain,
+                        task_list: TaskList {
+                            name: &self.task_list,
+                        },
+                        identity: &self.identity,
+                    },
+                    POLL_READ_TIMEOUT,
+                )
+                .await?;
+            return Ok(out.task_token.filter(|t| !t.is_empty()).map(|token| Task {
+                token: TaskToken::new(token),
+                input: out.input.unwrap_or_default(),
+                activity_type: out.activity_type.map(|t| ActivityType {
+                    name: t.name,
+                    version: t.version,
+                }),
+            }));
+        }
         let task_list = aws_sdk_swf::types::TaskList::builder()
             .name(&self.task_list)
             .build()
@@ -163,13 +195,30 @@ impl ActivityService for Swf {
         token: &TaskToken,
         details: Option<&str>,
     ) -> Result<HeartbeatAck, ServiceError> {
+        let details = details.map(|d| truncate_chars(d, MAX_HEARTBEAT_DETAILS));
+        if let Some(lean) = &self.clients.lean {
+            let out: HeartbeatAnswer = lean
+                .call(
+                    Operation::Heartbeat,
+                    "RecordActivityTaskHeartbeat",
+                    &WithDetails {
+                        task_token: token.as_str(),
+                        details: details.as_deref(),
+                    },
+                    CALL_TIMEOUT,
+                )
+                .await?;
+            return Ok(HeartbeatAck {
+                cancel_requested: out.cancel_requested,
+            });
+        }
         let mut call = self
             .clients
             .call
             .record_activity_task_heartbeat()
             .task_token(token.as_str());
         if let Some(details) = details {
-            call = call.details(truncate_chars(details, MAX_HEARTBEAT_DETAILS));
+            call = call.details(details);
         }
         let out = call
             .send()
@@ -181,6 +230,19 @@ impl ActivityService for Swf {
     }
 
     async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
+        if let Some(lean) = &self.clients.lean {
+            lean.send(
+                Operation::Complete,
+                "RespondActivityTaskCompleted",
+                &Completed {
+                    task_token: token.as_str(),
+                    result: output,
+                },
+                CALL_TIMEOUT,
+            )
+            .await?;
+            return Ok(());
+        }
         self.clients
             .call
             .respond_activity_task_completed()
@@ -193,6 +255,20 @@ impl ActivityService for Swf {
     }
 
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError> {
+        if let Some(lean) = &self.clients.lean {
+            lean.send(
+                Operation::Fail,
+                "RespondActivityTaskFailed",
+                &Failed {
+                    task_token: token.as_str(),
+                    reason: error,
+                    details: cause,
+                },
+                CALL_TIMEOUT,
+            )
+            .await?;
+            return Ok(());
+        }
         self.clients
             .call
             .respond_activity_task_failed()
@@ -206,14 +282,87 @@ impl ActivityService for Swf {
     }
 
     async fn cancel(&self, token: &TaskToken, details: &str) -> Result<(), ServiceError> {
+        let details = truncate_chars(details, LIMITS.cause_chars);
+        if let Some(lean) = &self.clients.lean {
+            lean.send(
+                Operation::Cancel,
+                "RespondActivityTaskCanceled",
+                &WithDetails {
+                    task_token: token.as_str(),
+                    details: Some(&details),
+                },
+                CALL_TIMEOUT,
+            )
+            .await?;
+            return Ok(());
+        }
         self.clients
             .call
             .respond_activity_task_canceled()
             .task_token(token.as_str())
-            .details(truncate_chars(details, LIMITS.cause_chars))
+            .details(details)
             .send()
             .await
             .map_err(|e| from_sdk_error(Operation::Cancel, e))?;
         Ok(())
     }
+}
+
+// The AWS JSON shapes of the hot operations (SWF API reference).
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PollForActivityTask<'a> {
+    domain: &'a str,
+    task_list: TaskList<'a>,
+    identity: &'a str,
+}
+
+#[derive(Serialize)]
+struct TaskList<'a> {
+    name: &'a str,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PolledTask {
+    task_token: Option<String>,
+    input: Option<String>,
+    activity_type: Option<PolledType>,
+}
+
+#[derive(Deserialize)]
+struct PolledType {
+    name: String,
+    version: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WithDetails<'a> {
+    task_token: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HeartbeatAnswer {
+    #[serde(default)]
+    cancel_requested: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Completed<'a> {
+    task_token: &'a str,
+    result: &'a str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Failed<'a> {
+    task_token: &'a str,
+    reason: &'a str,
+    details: &'a str,
 }
