@@ -842,10 +842,7 @@ mod tests {
                 lower.contains("content-type: application/x-amz-json-1.0"),
                 "{request}"
             );
-            assert!(
-                lower.contains(&format!("credential=akidtest/")),
-                "{request}"
-            );
+            assert!(lower.contains("credential=akidtest/"), "{request}");
             assert!(lower.contains(&scope.to_ascii_lowercase()), "{request}");
             assert!(
                 lower.contains(
