@@ -110,6 +110,53 @@ pub async fn first_task_child(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The first argument that makes this binary loop over one guest's tasks
+/// (see [`profile_guest`]), for `perf record`.
+pub const PROFILE_GUEST: &str = "--profile-guest";
+
+/// `COMPONENT INPUT N instantiate|task`: N bare instantiations or whole
+/// tasks of a warm component, on one thread; prints µs of CPU per each.
+pub async fn profile_guest(args: &[String]) -> anyhow::Result<()> {
+    let [component, input, n, what] = args else {
+        anyhow::bail!("usage: {PROFILE_GUEST} COMPONENT INPUT N instantiate|task");
+    };
+    let n: usize = n.parse()?;
+    let cache = tempfile::tempdir()?;
+    let runtime = Runtime::new(options(cache.path(), true))?;
+    let handler = runtime.load(Path::new(component))?;
+    let ctx = context();
+    // Tasks run on the guest threads: count the whole process.
+    let process_ns = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which `ts` is.
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    };
+    let before = process_ns();
+    match what.as_str() {
+        "instantiate" => {
+            handler
+                .instantiate_time(&ctx, n)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        "task" => {
+            for _ in 0..n {
+                expect_output(handler.run(input, &ctx).await, component)?;
+            }
+        }
+        other => anyhow::bail!("{other}: instantiate or task"),
+    }
+    println!(
+        "{:.1} µs",
+        (process_ns() - before) as f64 / n as f64 / 1000.0
+    );
+    Ok(())
+}
+
 pub async fn instantiation(
     language: &'static str,
     component: &Path,

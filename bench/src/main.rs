@@ -247,6 +247,8 @@ async fn main() -> std::process::ExitCode {
     let argv: Vec<String> = std::env::args().collect();
     let run = if argv.get(1).map(String::as_str) == Some(inproc::FIRST_TASK_CHILD) {
         inproc::first_task_child(&argv[2..]).await
+    } else if argv.get(1).map(String::as_str) == Some(inproc::PROFILE_GUEST) {
+        inproc::profile_guest(&argv[2..]).await
     } else {
         bench(Args::parse()).await
     };

@@ -53,6 +53,8 @@ pub struct HostOptions<'a> {
     pub log: &'a str,
     /// Long polls at once; None: one per task slot.
     pub pollers: Option<usize>,
+    /// The host's client for polls, heartbeats and reports: `lean` or `sdk`.
+    pub aws_client: &'a str,
 }
 
 pub fn arn(name: &str) -> String {
@@ -81,10 +83,12 @@ pub fn start(
                 format!(
                     "endpoint = \"{endpoint}\"\nregion = \"us-east-1\"\nworker_name = \"bench-host\"\n\
                      cache_dir = \"{}\"\nreload = {}\nreload_debounce = \"10ms\"\nshutdown_grace = \"1s\"\n\
+                     aws_client = \"{}\"\n\
                      [activity.bench]\narn = \"{arn}\"\ncomponent = \"{}\"\nmax_concurrent = {concurrency}\n\
                      pollers = {}\nheartbeat_interval = \"{}\"\ntask_timeout = \"60s\"\nmemory_limit = \"16MiB\"\n",
                     paths.cache_dir.display(),
                     host.reload,
+                    host.aws_client,
                     host.component.display(),
                     host.pollers.unwrap_or(concurrency).min(1000),
                     host.heartbeat,

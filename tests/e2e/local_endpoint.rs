@@ -249,28 +249,6 @@ async fn dev_runs_the_example_inputs_with_nothing_else_running() {
     );
 }
 
-/// The Python with boto3 that scripts/test.sh installs (LocalStack's venv).
-fn python_with_boto3() -> std::path::PathBuf {
-    let python = std::env::var("WASM_ACTIVITY_TEST_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| {
-            let cache = std::env::var("WASM_ACTIVITY_CACHE")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|_| dirs_home().join(".cache/wasm-activity-dev"));
-            cache.join("localstack-venv/bin/python")
-        });
-    assert!(
-        python.exists(),
-        "{} not found: run the tests with scripts/test.sh, which installs boto3 (or set WASM_ACTIVITY_TEST_PYTHON)",
-        python.display()
-    );
-    python
-}
-
-fn dirs_home() -> std::path::PathBuf {
-    std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
-}
-
 #[test]
 fn boto3_drives_the_endpoint_through_the_real_protocol() {
     let svc = Service::start(Backend::Embedded);
@@ -303,7 +281,7 @@ fn protocol_script(script: &str, args: &[&str], ok: &str) {
     let path = crate::support::repo_root()
         .join("tests/protocol")
         .join(script);
-    let out = std::process::Command::new(python_with_boto3())
+    let out = std::process::Command::new(crate::support::python_with_boto3())
         .arg(&path)
         .args(args)
         .env_remove("AWS_ENDPOINT_URL")
@@ -488,7 +466,10 @@ fn dev_prints_commands_that_work_as_pasted() {
             .unwrap_or_else(|| panic!("no {after:?} in:\n{banner}"));
         format!("{}\n{}", lines[at + 1], lines[at + 2])
     };
-    let aws_dir = python_with_boto3().parent().unwrap().to_path_buf();
+    let aws_dir = crate::support::python_with_boto3()
+        .parent()
+        .unwrap()
+        .to_path_buf();
     let home = tempfile::tempdir().unwrap();
     let paste = |command: &str| {
         let out = std::process::Command::new("bash")

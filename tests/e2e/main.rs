@@ -17,6 +17,7 @@ mod quickstart;
 mod reload;
 mod reload_races;
 mod sandbox;
+mod signing;
 mod startup;
 mod step_functions;
 mod support;

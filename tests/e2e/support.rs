@@ -233,6 +233,28 @@ pub fn localstack_url() -> String {
         .unwrap_or_else(|_| "http://127.0.0.1:4566".into())
 }
 
+/// The Python with boto3 that scripts/test.sh installs (LocalStack's venv).
+pub fn python_with_boto3() -> std::path::PathBuf {
+    let python = std::env::var("WASM_ACTIVITY_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| {
+            let cache = std::env::var("WASM_ACTIVITY_CACHE")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|_| dirs_home().join(".cache/wasm-activity-dev"));
+            cache.join("localstack-venv/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "{} not found: run the tests with scripts/test.sh, which installs boto3 (or set WASM_ACTIVITY_TEST_PYTHON)",
+        python.display()
+    );
+    python
+}
+
+fn dirs_home() -> std::path::PathBuf {
+    std::path::PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+}
+
 /// Which Step Functions implementation a test runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -145,8 +145,14 @@ fn endpoint_url(service_id: &str, sdk: &SdkConfig) -> Option<String> {
 
 type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 
-/// A pooled HTTP/1.1 client over plain TCP or TLS, as the endpoint asks.
+/// The process's pooled HTTP/1.1 client, over plain TCP or TLS as the
+/// endpoint asks: one pool, and the system's certificates read once.
 fn http_client() -> HttpClient {
+    static CLIENT: std::sync::OnceLock<HttpClient> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(new_http_client).clone()
+}
+
+fn new_http_client() -> HttpClient {
     let mut tcp = HttpConnector::new();
     tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
     tcp.set_nodelay(true);
