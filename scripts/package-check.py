@@ -249,6 +249,18 @@ def called_operations(ops, sources):
             prefix, op, _ = cands[0]
             line = code.count("\n", 0, m.start()) + 1
             calls.append((prefix, op, f"{f.relative_to(ROOT)}:{line}"))
+        # The lean client's calls name the operation as the protocol does:
+        # `lean.call(Operation::Poll, "GetActivityTask", ...)`; the SDK crate
+        # the file imports says which service.
+        for m in re.finditer(r"lean\s*\.\s*(?:call|send)\(\s*Operation::\w+,\s*\"([A-Za-z]+)\"", code):
+            snake = re.sub(r"(?<!^)(?=[A-Z])", "_", m.group(1)).lower()
+            used = [c for c in ops.get(snake, []) if c[2].replace("-", "_") in code]
+            if len(used) != 1:
+                fail(f"{f.relative_to(ROOT)}: lean call {m.group(1)} is no operation of the one SDK "
+                     f"this file imports")
+            prefix, op, _ = used[0]
+            line = code.count("\n", 0, m.start()) + 1
+            calls.append((prefix, op, f"{f.relative_to(ROOT)}:{line}"))
     return calls
 
 

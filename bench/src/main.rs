@@ -421,10 +421,19 @@ const NOTES: &str = "
 ## What the figures mean, and what was done about them
 
 * **CPU per task** decides cost at scale: the service caps an account at a few hundred tasks per second per
-  region, so a worker's job is to spend little CPU and memory per task, not to reach a high rate. Most of
-  every worker's CPU here is the AWS SDK (request building, SigV4 signing, HTTP, two calls per task; see *The SDK call floor*); the host and the native worker use the same client, so the difference between them is the
-  sandbox: a fresh instance per task, the input copied in and the output out, the output checked to be JSON,
-  and the guest's code running as WebAssembly.
+  region, so a worker's job is to spend little CPU and memory per task, not to reach a high rate. Through
+  the AWS SDK most of a worker's CPU is the SDK (two calls per task; see *The service call floor*):
+  profiled, the orchestrator assembles its runtime components, interceptors and config layers on every
+  request (smithy-lang/smithy-rs#4127 puts that near 50 µs per request over hyper alone), and endpoint
+  resolution, identity and signing follow per call; no SDK setting removes it (retries, stalled-stream
+  protection and the identity cache were already off or bypassed). So the host sends its hot calls (polls,
+  heartbeats, reports) through its own lean AWS JSON client (`service/awsjson.rs`): the same SigV4 signer
+  (`aws-sigv4`), credentials provider, endpoint resolver and clock-skew rule as the SDK, one pooled hyper
+  client, the body serialized once. A call costs about a quarter of the SDK's, which is where the host now
+  spends less than the native SDK worker, sandbox included. What remains per task: the sandbox (a fresh
+  instance, the input copied in and the output out, the output checked to be JSON), the guest's code as
+  WebAssembly, and at 100 KiB the JSON of the envelope itself (unescaping the input out of the poll's
+  answer, escaping the output into the report, hashing the body for the signature).
 * **Fixed in the host after profiling** (`perf` on the host under this harness): glibc malloc, with
   `malloc_consolidate`, took close to half of the host's CPU per task; mimalloc as the global allocator
   halved the host's CPU per task (about 450 -> 250 µs at 1 KiB in the same harness). Resetting pool slots with `madvise` cost
@@ -443,17 +452,12 @@ const NOTES: &str = "
   (`compiler_inlining`) would save another 5% but triples compile time (Rust 116 -> 375 ms, JavaScript and
   Python 7 -> 17-20 s), paid at every deploy and cold start; not enabled. Keeping instances warm between
   tasks would cut the rest but would break the per-task isolation the host promises; a faster guest
-  (opt-level 3, SIMD, less JSON) is the user's lever. The boto3 comparison is bounded by the SDK: no
-  worker using it spends less than its two calls per task (see *The SDK call floor*; more in a busy
-  process than on an idle thread), so the ratio \"the SDK's two calls alone\" in the targets is the best
-  any such worker could reach here: about 20x at 1 KiB (18-26x across runs), with nothing left for the
-  poll loop, the hand-off, the transform or a sandbox. The native worker, with no sandbox at all, lands
-  where the host does (its ratio is beside the host's in the targets). The SDK's per-request cost is known
-  upstream: smithy-lang/smithy-rs#4127 (open) puts it at about 50 µs per request over hyper alone,
-  from assembling the orchestrator's runtime components on every call.
-* **Heartbeats** cost one SDK call each (the floor, plus a busy process's wake-ups), in the host as in the
-  native worker (see *Heartbeats at 1,000 in flight*: the host's cost per heartbeat is the native worker's
-  or below); the timers of tasks with no heartbeat due are free. Spreading the first heartbeat of tasks
+  (opt-level 3, SIMD, less JSON) is the user's lever. At 100 KiB the boto3 ratio is bounded by the
+  guest: the WebAssembly transform of a 100 KiB order and the JSON around it are most of the host's CPU,
+  and CPython's `json` module is C, so boto3's per-task cost grows less than the host's with size.
+* **Heartbeats** cost one service call each (the floor, plus a busy process's wake-ups): through the lean
+  client about half or less of what the same host spends on the SDK's client in the same run (see
+  *Heartbeats at 1,000 in flight*); the timers of tasks with no heartbeat due are free. Spreading the first heartbeat of tasks
   started together over half an interval was tried and changed nothing measurable. Their share of a task's
   CPU is the interval's choice: at the default 10 s interval a task spends under 1% on heartbeats once it
   does more than about 10-20 ms of CPU per 10 s of run time. A task that only waits has almost no CPU of its
@@ -485,10 +489,23 @@ const NOTES: &str = "
   (a channel block, read and write buffers) and does not let the caller size them; a worker holds one per
   long poll in flight and, for a while, one per report of a burst (~400 when 1,000 tasks finish at once).
   With one long poll per slot that is about 30-35 MiB at 1,000 in flight, for any worker using the SDK.
-* **Python and JavaScript guests** pay for their interpreters: a JavaScript instance is cheap to create
-  (snapshotted) but its first call per instance runs the engine's lazy setup (~1.2 ms per task); a Python
-  instance costs ~0.7 ms to create and ~12 MiB of linear memory. Compile once and keep the precompile
-  cache warm (the host does this by content hash; `wasm-activity check` prints the instantiate times).
+* **Python and JavaScript guests** pay for their interpreters, and their targets are not met; the phase
+  that bounds each is in the targets. Profiled (`wasm-activity-bench --profile-guest COMPONENT INPUT N
+  instantiate|task` under `perf record --call-graph dwarf`): a **Python** instance's creation is bounded
+  by the component's own start code, not by memory. componentize-py links libpython and its runtime as
+  shared-everything modules whose start functions fill the shared function table with one `ref.func`
+  per exported function at every instantiation; in wasmtime 48 each `ref.func` is a libcall that looks
+  the function up (`CompiledFunctionsTable::func_loc`, a binary search per call), and that lookup alone
+  is 52-58% of a Python instantiation's CPU, the funcref and registry work around it another 15-20%.
+  The memory image is already copy-on-write (the pool maps it; pages the task never touches are never
+  faulted), so pool settings do not move this. Cutting it needs the table filled at build time (the
+  snapshot componentize-py takes covers memory and globals, not tables) or a cheaper `ref.func` in
+  wasmtime; neither is in this release. A **JavaScript** instance is cheap to create (35 µs,
+  snapshotted), and its task is bounded by the call: SpiderMonkey's first call per instance runs its
+  lazy setup (about 1.1 ms per task), which a fresh instance per task pays every time. Compile once and
+  keep the precompile cache warm (the host does this by content hash; `wasm-activity check` prints the
+  instantiate times). Resident memory per in-flight Python task was not measured at 1,000 in flight in
+  this release.
 * **LocalStack** rates are bounded by LocalStack itself (it checks for new activity tasks about once a
   second); its CPU column includes long-poll handling that the fake service answers at once.
 ";
