@@ -249,6 +249,26 @@ async fn main() -> std::process::ExitCode {
         inproc::first_task_child(&argv[2..]).await
     } else if argv.get(1).map(String::as_str) == Some(inproc::PROFILE_GUEST) {
         inproc::profile_guest(&argv[2..]).await
+    } else if argv.get(1).map(String::as_str) == Some("--profile-call") {
+        // `--profile-call lean|sdk N`: N heartbeats through one client
+        // against the fake service, for `perf record`; prints µs per call.
+        async {
+            use wasm_activity_worker::config::AwsClient;
+            let client = match argv.get(2).map(String::as_str) {
+                Some("sdk") => AwsClient::Sdk,
+                Some("lean") => AwsClient::Lean,
+                _ => anyhow::bail!("usage: --profile-call lean|sdk N"),
+            };
+            let n = argv
+                .get(3)
+                .map(|n| n.parse())
+                .transpose()?
+                .unwrap_or(20_000);
+            let fake = fake::FakeSfn::start().await?;
+            println!("{:.1} µs", inproc::call_us(&fake.url, n, client)?);
+            Ok(())
+        }
+        .await
     } else {
         bench(Args::parse()).await
     };

@@ -570,7 +570,11 @@ pub(crate) async fn in_process(b: &mut Bench) -> anyhow::Result<()> {
         let call = task - instantiate;
         let phases = format!(
             "instantiate {instantiate:.0} µs + call {call:.0} µs; bounded by {}",
-            if instantiate >= call { "instantiation" } else { "the call" }
+            if instantiate >= call {
+                "instantiation"
+            } else {
+                "the call"
+            }
         );
         match language {
             "Python" => {

@@ -52,6 +52,11 @@ impl SwfClients {
         let build = |read: Duration| {
             let conf = aws_sdk_swf::config::Builder::from(sdk)
                 .retry_config(RetryConfig::disabled())
+                // The attempt timeout below bounds a stalled exchange; the
+                // throughput watch on every body cost ~4% of a call.
+                .stalled_stream_protection(
+                    aws_sdk_swf::config::StalledStreamProtectionConfig::disabled(),
+                )
                 .timeout_config(
                     TimeoutConfig::builder()
                         .connect_timeout(CONNECT_TIMEOUT)
