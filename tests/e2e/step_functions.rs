@@ -23,6 +23,7 @@ crate::per_backend!(
         sigterm_lets_running_tasks_finish_within_the_grace_period,
         tasks_still_running_after_the_grace_period_fail_with_worker_shutdown,
         missing_activity_is_a_clear_error_and_the_worker_keeps_trying,
+        the_sdk_client_polls_heartbeats_and_reports_as_the_lean_one_does,
     ]
 );
 
@@ -343,4 +344,39 @@ async fn missing_activity_is_a_clear_error_and_the_worker_keeps_trying(backend: 
         "the worker must keep running:\n{}",
         worker.log()
     );
+}
+
+/// Every other scenario runs on the default (lean) client; this one runs the
+/// hot operations on the SDK's (`aws_client = "sdk"`): a task kept alive
+/// only by heartbeats succeeds, and a handled failure arrives with its name.
+async fn the_sdk_client_polls_heartbeats_and_reports_as_the_lean_one_does(backend: Backend) {
+    let svc = Service::start(backend);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("sdk-client").await;
+    let sm = sfn.create_state_machine(&activity, 60, Some(2)).await;
+    let config = format!(
+        "aws_client = \"sdk\"\n{}",
+        activity_toml(
+            "sdk",
+            &activity,
+            &guests().scenario,
+            "heartbeat_interval = \"500ms\""
+        )
+    );
+    let _worker = Worker::start(&config, &svc);
+    let slept = sfn
+        .start(&sm, &json!({"action": "sleep", "ms": 4000}))
+        .await;
+    let failed = sfn
+        .start(
+            &sm,
+            &json!({"action": "fail", "error": "Nope", "cause": "asked to"}),
+        )
+        .await;
+    let slept = sfn.wait(&slept, DONE).await;
+    assert_eq!(slept.status, ExecutionStatus::Succeeded, "{slept:?}");
+    assert_eq!(slept.output_json()["slept_ms"], 4000);
+    let failed = sfn.wait(&failed, DONE).await;
+    assert_eq!(failed.status, ExecutionStatus::Failed, "{failed:?}");
+    assert_eq!(failed.error.as_deref(), Some("Nope"), "{failed:?}");
 }
