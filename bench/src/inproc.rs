@@ -21,6 +21,17 @@ pub struct Instantiation {
     pub warm_p50: Duration,
     pub warm_p99: Duration,
     pub task_p50: Duration,
+    /// Page faults per warm task (the whole process's minor and major).
+    pub task_faults: f64,
+}
+
+/// Page faults of this process so far.
+pub fn page_faults() -> u64 {
+    // SAFETY: getrusage fills one rusage, which the zeroed value is.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF is always valid.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    (usage.ru_minflt + usage.ru_majflt) as u64
 }
 
 pub fn options(cache: &Path, epoch: bool) -> RuntimeOptions {
@@ -135,6 +146,8 @@ pub async fn profile_guest(args: &[String]) -> anyhow::Result<()> {
         unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
         ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
     };
+    let faults = page_faults;
+    let faults_before = faults();
     let before = process_ns();
     match what.as_str() {
         "instantiate" => {
@@ -151,8 +164,9 @@ pub async fn profile_guest(args: &[String]) -> anyhow::Result<()> {
         other => anyhow::bail!("{other}: instantiate or task"),
     }
     println!(
-        "{:.1} µs",
-        (process_ns() - before) as f64 / n as f64 / 1000.0
+        "{:.1} µs, {:.1} page faults",
+        (process_ns() - before) as f64 / n as f64 / 1000.0,
+        (faults() - faults_before) as f64 / n as f64
     );
     Ok(())
 }
@@ -215,11 +229,13 @@ pub async fn instantiation(
         .await
         .map_err(|e| anyhow::anyhow!("{language}: {e}"))?;
     let mut tasks = Vec::new();
+    let faults_before = page_faults();
     for _ in 0..(samples / 10).max(20) {
         let t = Instant::now();
         expect_output(handler.run(input, &ctx).await, language)?;
         tasks.push(t.elapsed());
     }
+    let task_faults = (page_faults() - faults_before) as f64 / tasks.len() as f64;
     tasks.sort();
     Ok(Instantiation {
         language,
@@ -232,6 +248,7 @@ pub async fn instantiation(
         warm_p50: times.warm_p50,
         warm_p99: times.warm_p99,
         task_p50: tasks[tasks.len() / 2],
+        task_faults,
     })
 }
 

@@ -518,7 +518,8 @@ pub(crate) async fn in_process(b: &mut Bench) -> anyhow::Result<()> {
          the component from the precompile cache and run the first task (1 KiB order), medians of 7 such \
          starts, each in a fresh process; then 2,000 bare instantiations, and the whole task (instantiate, transform, drop) when warm.\n\n| guest | \
          component | compile | runtime | load from cache | first task after start (load + run) | first \
-         instantiate | warm instantiate p50 | p99 | warm task p50 |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         instantiate | warm instantiate p50 | p99 | warm task p50 | page faults per warm task |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let samples = if b.args.quick { 200 } else { 2000 };
     for (language, path) in inproc::language_components(&b.paths.root) {
@@ -528,7 +529,7 @@ pub(crate) async fn in_process(b: &mut Bench) -> anyhow::Result<()> {
         let i = inproc::instantiation(language, &path, &input, samples).await?;
         let _ = writeln!(
             b.md,
-            "| {} | {:.0} KiB | {:.0} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} µs | {:.1} µs | {:.1} µs | {:.0} µs |",
+            "| {} | {:.0} KiB | {:.0} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.0} µs | {:.1} µs | {:.1} µs | {:.0} µs | {:.0} |",
             i.language,
             i.size as f64 / 1024.0,
             i.compile.as_secs_f64() * 1e3,
@@ -539,6 +540,7 @@ pub(crate) async fn in_process(b: &mut Bench) -> anyhow::Result<()> {
             i.warm_p50.as_secs_f64() * 1e6,
             i.warm_p99.as_secs_f64() * 1e6,
             i.task_p50.as_secs_f64() * 1e6,
+            i.task_faults,
         );
         if language == "Rust" {
             let p50 = i.warm_p50.as_secs_f64() * 1e6;
@@ -569,7 +571,8 @@ pub(crate) async fn in_process(b: &mut Bench) -> anyhow::Result<()> {
         let task = i.task_p50.as_secs_f64() * 1e6;
         let call = task - instantiate;
         let phases = format!(
-            "instantiate {instantiate:.0} µs + call {call:.0} µs; bounded by {}",
+            "instantiate {instantiate:.0} µs + call {call:.0} µs, {:.0} page faults; bounded by {}",
+            i.task_faults,
             if instantiate >= call {
                 "instantiation"
             } else {
