@@ -886,6 +886,70 @@ mod tests {
         assert!(client.signing_time() < SystemTime::now() - Duration::from_secs(580));
     }
 
+    /// The endpoint is the one the SDK's own resolver gives: partitions,
+    /// FIPS, dual-stack, and a per-service `AWS_ENDPOINT_URL_<ID>` over the
+    /// general one unless the endpoint was set in code.
+    #[test]
+    fn endpoints_are_resolved_as_the_sdk_resolves_them() {
+        #[derive(Debug)]
+        struct PerService;
+        impl aws_types::service_config::LoadServiceConfig for PerService {
+            fn load_config(
+                &self,
+                key: aws_types::service_config::ServiceConfigKey<'_>,
+            ) -> Option<String> {
+                (key.env() == "AWS_ENDPOINT_URL" && key.service_id() == "SWF")
+                    .then(|| "http://127.0.0.1:9999".to_string())
+            }
+        }
+        let resolve = |protocol: Protocol,
+                       build: &dyn Fn(
+            aws_types::sdk_config::Builder,
+        ) -> aws_types::sdk_config::Builder| {
+            let sdk = build(
+                SdkConfig::builder()
+                    .behavior_version(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new("us-east-1")),
+            )
+            .build();
+            protocol.resolve(&sdk)
+        };
+        let plain = |b| b;
+        assert_eq!(
+            resolve(Protocol::StepFunctions, &plain).unwrap(),
+            "https://states.us-east-1.amazonaws.com"
+        );
+        assert_eq!(
+            resolve(Protocol::Swf, &plain).unwrap(),
+            "https://swf.us-east-1.amazonaws.com"
+        );
+        let fips = |b: aws_types::sdk_config::Builder| b.use_fips(true);
+        assert_eq!(
+            resolve(Protocol::StepFunctions, &fips).unwrap(),
+            "https://states-fips.us-east-1.amazonaws.com"
+        );
+        let china =
+            |b: aws_types::sdk_config::Builder| b.region(aws_config::Region::new("cn-north-1"));
+        assert_eq!(
+            resolve(Protocol::StepFunctions, &china).unwrap(),
+            "https://states.cn-north-1.amazonaws.com.cn"
+        );
+        // From the environment: the per-service variable wins for its
+        // service only.
+        let env = |b: aws_types::sdk_config::Builder| {
+            b.service_config(PerService)
+                .endpoint_url("http://127.0.0.1:8888")
+        };
+        let swf = resolve(Protocol::Swf, &env).unwrap();
+        let sfn = resolve(Protocol::StepFunctions, &env).unwrap();
+        assert_eq!(sfn, "http://127.0.0.1:8888");
+        assert_eq!(swf, "http://127.0.0.1:9999");
+        let no_region = SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build();
+        assert!(Protocol::StepFunctions.resolve(&no_region).is_err());
+    }
+
     #[test]
     fn error_codes_are_reduced_to_their_name() {
         assert_eq!(sanitize_error_code("TaskTimedOut"), "TaskTimedOut");
