@@ -536,8 +536,8 @@ const NOTES: &str = "
   snapshotted), and its task is bounded by the call: SpiderMonkey's first call per instance runs its
   lazy setup (about 1.1 ms per task), which a fresh instance per task pays every time. Compile once and
   keep the precompile cache warm (the host does this by content hash; `wasm-activity check` prints the
-  instantiate times). Resident memory per in-flight Python task was not measured at 1,000 in flight in
-  this release.
+  instantiate times). Memory is not the problem: a Python task in flight costs about 1 MiB of PSS (see
+  *Memory at 1,000 in flight*); its RSS, about 6 MiB, counts the shared memory image once per instance.
 * **LocalStack** rates are bounded by LocalStack itself (it checks for new activity tasks about once a
   second); its CPU column includes long-poll handling that the fake service answers at once.
 ";

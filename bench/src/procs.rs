@@ -67,6 +67,20 @@ impl Worker {
         (field("VmRSS:"), field("VmHWM:"))
     }
 
+    /// Proportional resident memory, KiB (`Pss` of `smaps_rollup`): each
+    /// page divided by how often it is mapped, so a component's
+    /// copy-on-write memory image, mapped once per instance and counted by
+    /// `VmRSS` once per mapping, counts once in all.
+    pub fn pss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("Pss:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Open sockets (TCP connections and listeners).
     pub fn sockets(&self) -> usize {
         std::fs::read_dir(format!("/proc/{}/fd", self.pid()))

@@ -18,6 +18,7 @@ pub(crate) const HOST_DEFAULT: fn(&Paths) -> HostOptions<'_> = |p| HostOptions {
     log: HOST_LOG,
     pollers: None,
     aws_client: "lean",
+    memory_limit: "16MiB",
 };
 
 const HOST_LOG: &str =
@@ -212,34 +213,56 @@ fn precompile(b: &Bench, components: &[PathBuf]) -> anyhow::Result<()> {
 /// and then 1,000 sleeping Rust guests in flight.
 struct MemoryRun {
     pollers: usize,
+    /// Tasks in flight at each of the two peaks.
+    in_flight: [u64; 2],
     idle_kib: u64,
     peak_kib: [u64; 2],
+    /// Proportional resident memory (PSS) at each peak.
+    pss_kib: [u64; 2],
     /// Sockets the host held at its peak (its HTTP connections).
     sockets: usize,
 }
 
 impl MemoryRun {
-    /// The marginal cost of one in-flight task: the difference over 500.
+    /// The marginal cost of one in-flight task: the difference between the
+    /// two peaks over the tasks added.
     fn per_task_kib(&self) -> f64 {
-        self.peak_kib[1].saturating_sub(self.peak_kib[0]) as f64 / 500.0
+        self.peak_kib[1].saturating_sub(self.peak_kib[0]) as f64
+            / (self.in_flight[1] - self.in_flight[0]) as f64
+    }
+
+    /// The same for proportional memory (PSS).
+    fn pss_per_task_kib(&self) -> f64 {
+        self.pss_kib[1].saturating_sub(self.pss_kib[0]) as f64
+            / (self.in_flight[1] - self.in_flight[0]) as f64
     }
 }
 
-async fn memory_run(b: &Bench, pollers: usize) -> anyhow::Result<MemoryRun> {
+/// Peak RSS of a fresh host running `component`'s `sleep` action with
+/// `in_flight[0]` and then `in_flight[1]` tasks at once.
+async fn memory_run(
+    b: &Bench,
+    pollers: usize,
+    host: HostOptions<'_>,
+    in_flight: [u64; 2],
+    tag: &str,
+    measure_pss: bool,
+) -> anyhow::Result<MemoryRun> {
     let host = HostOptions {
-        component: &b.paths.scenario,
         pollers: Some(pollers),
-        ..HOST_DEFAULT(&b.paths)
+        ..host
     };
-    let running = b.start_all(&[Kind::Host], 1000, "", &host, &format!("memory-{pollers}"))?;
+    let slots = in_flight[1] as usize;
+    let running = b.start_all(&[Kind::Host], slots, "", &host, &format!("{tag}-{pollers}"))?;
     let (_, arn, worker) = &running[0];
     let idle_kib = worker.rss_kib().0;
     // A 1 KiB input, as in the target; the guest ignores the padding.
     let input = serde_json::json!({"action": "sleep", "ms": 1500, "pad": "x".repeat(980)});
     let work = workload::action(input);
     let mut peak_kib = [0; 2];
+    let mut pss_kib = [0; 2];
     let mut sockets = 0;
-    for (i, in_flight) in [500u64, 1000].into_iter().enumerate() {
+    for (i, in_flight) in in_flight.into_iter().enumerate() {
         let fake = b.fake.clone();
         let (arn, work) = (arn.clone(), work.clone());
         let total = in_flight * 2;
@@ -253,6 +276,9 @@ async fn memory_run(b: &Bench, pollers: usize) -> anyhow::Result<MemoryRun> {
                 peak_kib[i] = rss;
                 sockets = worker.sockets();
             }
+            if measure_pss {
+                pss_kib[i] = pss_kib[i].max(worker.pss_kib());
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let result = round.await??;
@@ -265,8 +291,10 @@ async fn memory_run(b: &Bench, pollers: usize) -> anyhow::Result<MemoryRun> {
     }
     Ok(MemoryRun {
         pollers,
+        in_flight,
         idle_kib,
         peak_kib,
+        pss_kib,
         sockets,
     })
 }
@@ -274,8 +302,16 @@ async fn memory_run(b: &Bench, pollers: usize) -> anyhow::Result<MemoryRun> {
 /// Resident memory per in-flight task, with a poller count that keeps 1,000
 /// slots busy here (16) and with one long poll per slot (1,000).
 pub(crate) async fn memory_per_task(b: &mut Bench) -> anyhow::Result<()> {
-    precompile(b, std::slice::from_ref(&b.paths.scenario))?;
-    let runs = [memory_run(b, 16).await?, memory_run(b, 1000).await?];
+    let python = b.paths.root.join("tests/guests/python/scenario.wasm");
+    precompile(b, &[b.paths.scenario.clone(), python.clone()])?;
+    let rust = HostOptions {
+        component: &b.paths.scenario,
+        ..HOST_DEFAULT(&b.paths)
+    };
+    let runs = [
+        memory_run(b, 16, rust, [500, 1000], "memory", false).await?,
+        memory_run(b, 1000, rust, [500, 1000], "memory", false).await?,
+    ];
     let mib = |kib: u64| kib as f64 / 1024.0;
     let _ = writeln!(
         b.md,
@@ -302,9 +338,9 @@ pub(crate) async fn memory_per_task(b: &mut Bench) -> anyhow::Result<()> {
     let _ = writeln!(
         b.md,
         "\n16 pollers keep 1,000 slots busy against this service. With one long poll per slot (pollers = 1,000) \
-         every poll holds an HTTP/1.1 connection of its own in the SDK's connection pool, about 30 KiB of hyper \
-         buffers each, which adds {:.1} MiB at 1,000 in flight; a native worker with 1,000 polls pays the same. \
-         The targets are read from the 16-poller host.\n",
+         every poll holds an HTTP/1.1 connection of its own in the client's connection pool, about 30 KiB of \
+         hyper buffers each, which adds {:.1} MiB at 1,000 in flight; a native worker with 1,000 polls pays the \
+         same. The targets are read from the 16-poller host.\n",
         mib(many.peak_kib[1]) - mib(few.peak_kib[1])
     );
     b.target(
@@ -320,6 +356,51 @@ pub(crate) async fn memory_per_task(b: &mut Bench) -> anyhow::Result<()> {
             mib(many.peak_kib[1])
         ),
         mib(few.peak_kib[1]) < 150.0,
+    );
+
+    // Python: the scenario guest sleeping in `time.sleep`, 16 pollers. The
+    // quick run stops at 200 in flight (each Python instance's pages).
+    let steps = if b.args.quick {
+        [100, 200]
+    } else {
+        [500, 1000]
+    };
+    let py = memory_run(
+        b,
+        16,
+        HostOptions {
+            component: &python,
+            memory_limit: "64MiB",
+            ..HOST_DEFAULT(&b.paths)
+        },
+        steps,
+        "memory-python",
+        true,
+    )
+    .await?;
+    let per_task_mib = py.per_task_kib() / 1024.0;
+    let pss_mib = py.pss_per_task_kib() / 1024.0;
+    let _ = writeln!(
+        b.md,
+        "Python guests (the Python scenario guest sleeping 1.5 s in `time.sleep`, 16 pollers): {:.1} MiB at \
+         start, {:.1} MiB with {} in flight, {:.1} MiB with {}: {per_task_mib:.2} MiB of RSS per extra task \
+         but {pss_mib:.2} MiB of PSS. RSS counts the component's copy-on-write memory image once per instance \
+         that read it, though every instance maps the same pages; PSS counts each page once, divided among \
+         its mappings, so it is what one more task costs the machine: what the interpreter's start and the \
+         task wrote of its linear memory, its store and its stack.\n",
+        mib(py.idle_kib),
+        mib(py.peak_kib[0]),
+        steps[0],
+        mib(py.peak_kib[1]),
+        steps[1],
+    );
+    b.target(
+        &format!(
+            "<= 4 MiB resident per in-flight Python task ({} in flight)",
+            steps[1]
+        ),
+        format!("{pss_mib:.2} MiB PSS ({per_task_mib:.2} MiB RSS)"),
+        pss_mib <= 4.0,
     );
     Ok(())
 }
@@ -440,6 +521,7 @@ pub(crate) async fn hot_swap(b: &mut Bench) -> anyhow::Result<()> {
         log: HOST_LOG,
         pollers: None,
         aws_client: "lean",
+        memory_limit: "16MiB",
     };
     let running = b.start_all(&[Kind::Host], 64, "", &host, "swap")?;
     let arn = running[0].1.clone();

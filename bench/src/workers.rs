@@ -46,6 +46,7 @@ impl Kind {
 }
 
 /// Host settings beyond the defaults.
+#[derive(Clone, Copy)]
 pub struct HostOptions<'a> {
     pub component: &'a Path,
     pub heartbeat: &'a str,
@@ -55,6 +56,8 @@ pub struct HostOptions<'a> {
     pub pollers: Option<usize>,
     /// The host's client for polls, heartbeats and reports: `lean` or `sdk`.
     pub aws_client: &'a str,
+    /// The activity's `memory_limit`.
+    pub memory_limit: &'a str,
 }
 
 pub fn arn(name: &str) -> String {
@@ -85,13 +88,14 @@ pub fn start(
                      cache_dir = \"{}\"\nreload = {}\nreload_debounce = \"10ms\"\nshutdown_grace = \"1s\"\n\
                      aws_client = \"{}\"\n\
                      [activity.bench]\narn = \"{arn}\"\ncomponent = \"{}\"\nmax_concurrent = {concurrency}\n\
-                     pollers = {}\nheartbeat_interval = \"{}\"\ntask_timeout = \"60s\"\nmemory_limit = \"16MiB\"\n",
+                     pollers = {}\nheartbeat_interval = \"{}\"\ntask_timeout = \"60s\"\nmemory_limit = \"{}\"\n",
                     paths.cache_dir.display(),
                     host.reload,
                     host.aws_client,
                     host.component.display(),
                     host.pollers.unwrap_or(concurrency).min(1000),
                     host.heartbeat,
+                    host.memory_limit,
                 ),
             )?;
             let mut c = Command::new(&paths.host);

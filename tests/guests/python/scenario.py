@@ -16,6 +16,10 @@ def run(task):
     if action == "echo":
         log(Level.INFO, "python scenario echo")
         return {"echo": task.get("value"), "language": "python"}
+    if action == "sleep":
+        # Holds a live instance for `ms` (the benchmarks' in-flight memory).
+        time.sleep(task.get("ms", 0) / 1000)
+        return {"slept_ms": task.get("ms", 0), "language": "python"}
     if action == "fail":
         raise Failure(task.get("error", "Planned"), task.get("cause", "failed on purpose"))
     if action == "spin":
