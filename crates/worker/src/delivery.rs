@@ -3,11 +3,16 @@
 //!
 //! A finished result is never given up on while the task may still be open:
 //! what each error answer proves is decided by the answer table
-//! ([`crate::service::answers`]), and only a closed task ends a delivery.
+//! ([`crate::service::answers`]), and only a closed task ends a delivery:
+//! the report operation's own answer says so, or the heartbeat, which runs
+//! beside the delivery, learns it (an answer that keeps failing for a reason
+//! that does not heal, such as a KMS key policy, would otherwise be retried
+//! for as long as the worker runs).
 
 use crate::backoff::Backoff;
 use crate::redact::{Inert, truncate_chars};
 use crate::report::{Report, names};
+use crate::runtime::{StopReason, TaskControl};
 use crate::service::{ActivityService, TaskToken, Verdict};
 use std::time::Duration;
 
@@ -45,12 +50,14 @@ static CREDENTIALS_FIX: std::sync::LazyLock<String> = std::sync::LazyLock::new(|
 /// output (to a success only) is replaced by a failure saying so, and every
 /// other answer (throttling, credentials, 5xx, timeouts, unreadable bodies,
 /// settings such as a KMS key) is retried with backoff, however long it
-/// takes: the heartbeat keeps the task open meanwhile, and the service's own
-/// timeout ends it if nothing else does.
+/// takes: the heartbeat keeps the task open meanwhile, and once the service
+/// tells the heartbeat the task is closed (`control` stopped with
+/// [`StopReason::TaskGone`]), the delivery ends at its next wait.
 pub(crate) async fn deliver(
     service: &dyn ActivityService,
     token: &TaskToken,
     report: Report,
+    control: &TaskControl,
 ) -> Delivery {
     let mut report = report;
     let mut backoff = Backoff::new(DELIVERY_BASE, DELIVERY_CAP);
@@ -70,12 +77,7 @@ pub(crate) async fn deliver(
             Err(e) => e,
         };
         match e.verdict {
-            Verdict::TaskGone => {
-                return match maybe_applied {
-                    Some(sent) => Delivery::Unconfirmed(sent, e.code),
-                    None => Delivery::TaskGone(e.code),
-                };
-            }
+            Verdict::TaskGone => return closed(maybe_applied, e.code),
             Verdict::OutputRefused if matches!(report, Report::Success { .. }) => {
                 tracing::warn!(
                     task = %token.short_id(),
@@ -126,9 +128,37 @@ pub(crate) async fn deliver(
                         "reporting the result failed ({e}); retrying in {delay:?}"
                     ),
                 }
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    code = closed_for_the_heartbeat(control) => {
+                        tracing::info!(
+                            task = %token.short_id(),
+                            "the heartbeat was told the task is closed ({code}); no more attempts"
+                        );
+                        return closed(maybe_applied, code);
+                    }
+                }
             }
         }
+    }
+}
+
+/// How a delivery ends when the task is closed: if an attempt may have
+/// been applied, that attempt most likely closed it.
+fn closed(maybe_applied: Option<Report>, code: String) -> Delivery {
+    match maybe_applied {
+        Some(sent) => Delivery::Unconfirmed(sent, code),
+        None => Delivery::TaskGone(code),
+    }
+}
+
+/// Resolves with the service's code once the heartbeat learns the task is
+/// closed; never for other stops (a shutdown still delivers).
+async fn closed_for_the_heartbeat(control: &TaskControl) -> String {
+    control.stopped().await;
+    match control.stop_reason() {
+        Some(StopReason::TaskGone { code }) => code.clone(),
+        _ => std::future::pending().await,
     }
 }
 
@@ -147,7 +177,13 @@ mod tests {
             fake::transient(),
         ]);
         let token = TaskToken::new("t");
-        let d = deliver(&svc, &token, Report::Success { output: "1".into() }).await;
+        let d = deliver(
+            &svc,
+            &token,
+            Report::Success { output: "1".into() },
+            &TaskControl::new(),
+        )
+        .await;
         assert_eq!(
             d,
             Delivery::Delivered(Report::Success { output: "1".into() })
@@ -171,6 +207,7 @@ mod tests {
             &svc,
             &TaskToken::new("t"),
             Report::Success { output: "1".into() },
+            &TaskControl::new(),
         )
         .await;
         assert_eq!(d, Delivery::TaskGone("TaskTimedOut".into()));
@@ -188,6 +225,7 @@ mod tests {
             &svc,
             &TaskToken::new("t"),
             Report::Success { output: "1".into() },
+            &TaskControl::new(),
         )
         .await;
         let Delivery::Delivered(Report::Failure { error, cause }) = d else {
@@ -239,7 +277,13 @@ mod tests {
                 answer.clone(),
             ]);
             let success = Report::Success { output: "1".into() };
-            let d = deliver(&svc, &TaskToken::new("t"), success.clone()).await;
+            let d = deliver(
+                &svc,
+                &TaskToken::new("t"),
+                success.clone(),
+                &TaskControl::new(),
+            )
+            .await;
             assert_eq!(d, Delivery::Delivered(success), "{answer:?}");
             assert!(
                 svc.calls().iter().all(|c| matches!(c, Call::Complete(..))),
@@ -266,7 +310,13 @@ mod tests {
                 error: "E".into(),
                 cause: "c".into(),
             };
-            let d = deliver(&svc, &TaskToken::new("t"), failure.clone()).await;
+            let d = deliver(
+                &svc,
+                &TaskToken::new("t"),
+                failure.clone(),
+                &TaskControl::new(),
+            )
+            .await;
             assert_eq!(d, Delivery::Delivered(failure), "{code}");
         }
     }
@@ -280,7 +330,13 @@ mod tests {
             .unwrap()
             .extend([lost, fake::transient(), fake::gone()]);
         let success = Report::Success { output: "1".into() };
-        let d = deliver(&svc, &TaskToken::new("t"), success.clone()).await;
+        let d = deliver(
+            &svc,
+            &TaskToken::new("t"),
+            success.clone(),
+            &TaskControl::new(),
+        )
+        .await;
         assert_eq!(d, Delivery::Unconfirmed(success, "TaskTimedOut".into()));
 
         // Throttling proves the request was not applied: a closed task
@@ -294,6 +350,7 @@ mod tests {
             &svc,
             &TaskToken::new("t"),
             Report::Success { output: "1".into() },
+            &TaskControl::new(),
         )
         .await;
         assert_eq!(d, Delivery::TaskGone("TaskTimedOut".into()));
@@ -308,7 +365,13 @@ mod tests {
             error: "E".into(),
             cause: "c".into(),
         };
-        let d = deliver(&svc, &TaskToken::new("t"), failure.clone()).await;
+        let d = deliver(
+            &svc,
+            &TaskToken::new("t"),
+            failure.clone(),
+            &TaskControl::new(),
+        )
+        .await;
         assert_eq!(
             d,
             Delivery::Unconfirmed(failure, "UnknownResourceFault".into())
@@ -328,6 +391,7 @@ mod tests {
             &svc,
             &TaskToken::new("t"),
             Report::Success { output: "1".into() },
+            &TaskControl::new(),
         )
         .await;
         assert!(matches!(d, Delivery::Delivered(Report::Success { .. })));
@@ -343,6 +407,65 @@ mod tests {
         );
     }
 
+    /// A refusal that never heals (a KMS key policy) after the task closed
+    /// would be retried forever: the heartbeat's word that the task is
+    /// closed ends the delivery, as unconfirmed if an attempt may have been
+    /// applied, and a shutdown does not.
+    #[tokio::test(start_paused = true)]
+    async fn the_heartbeat_learning_the_task_is_closed_ends_a_delivery() {
+        let refused = || fake::answer(Operation::Complete, "KmsAccessDeniedException");
+        let lost = || ServiceError::new(Verdict::NoAnswer, "Timeout", "read timed out");
+        for (first, expected_unconfirmed) in [(refused(), false), (lost(), true)] {
+            let svc = FakeService::default();
+            svc.report_errors
+                .lock()
+                .unwrap()
+                .extend(std::iter::once(first).chain(std::iter::repeat_n(refused(), 1000)));
+            let control = std::sync::Arc::new(TaskControl::new());
+            let stopper = control.clone();
+            let stop = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(90)).await;
+                stopper.stop(StopReason::TaskGone {
+                    code: "TaskTimedOut".into(),
+                });
+            });
+            let success = Report::Success { output: "1".into() };
+            let started = tokio::time::Instant::now();
+            let d = deliver(&svc, &TaskToken::new("t"), success.clone(), &control).await;
+            stop.await.unwrap();
+            let expected = if expected_unconfirmed {
+                Delivery::Unconfirmed(success, "TaskTimedOut".into())
+            } else {
+                Delivery::TaskGone("TaskTimedOut".into())
+            };
+            assert_eq!(d, expected);
+            // It ended at the first wait after the heartbeat's answer.
+            assert!(started.elapsed() <= Duration::from_secs(90) + DELIVERY_CAP);
+            assert!(svc.calls().len() < 20, "{}", svc.calls().len());
+        }
+
+        // A shutdown stop keeps delivering until the service has it.
+        let svc = FakeService::default();
+        svc.report_errors
+            .lock()
+            .unwrap()
+            .extend(std::iter::repeat_n(refused(), 5));
+        let control = TaskControl::new();
+        control.stop(StopReason::Shutdown);
+        let d = deliver(
+            &svc,
+            &TaskToken::new("t"),
+            Report::Success { output: "1".into() },
+            &control,
+        )
+        .await;
+        assert!(
+            matches!(d, Delivery::Delivered(Report::Success { .. })),
+            "{d:?}"
+        );
+        assert_eq!(svc.calls().len(), 6);
+    }
+
     #[tokio::test]
     async fn cancel_is_delivered_with_its_details() {
         let svc = FakeService::default();
@@ -352,6 +475,7 @@ mod tests {
             Report::Canceled {
                 details: "why".into(),
             },
+            &TaskControl::new(),
         )
         .await;
         assert_eq!(
@@ -372,6 +496,7 @@ mod tests {
             Report::Nothing {
                 reason: "gone".into(),
             },
+            &TaskControl::new(),
         )
         .await;
         assert_eq!(d, Delivery::NotSent);

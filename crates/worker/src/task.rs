@@ -250,7 +250,7 @@ async fn execute(
         )
         .await;
     }
-    let delivery = delivery::deliver(service, &task.token, report).await;
+    let delivery = delivery::deliver(service, &task.token, report, control).await;
     (delivery, ran_for)
 }
 
@@ -268,7 +268,9 @@ pub(crate) async fn refuse(
         error: report::names::UNKNOWN_ACTIVITY_TYPE.into(),
         cause: crate::redact::truncate_chars(&reason, service.limits().cause_chars),
     };
-    let delivery = delivery::deliver(service.as_ref(), &task.token, report).await;
+    // No heartbeat runs for a refused task: only the answers end it.
+    let delivery =
+        delivery::deliver(service.as_ref(), &task.token, report, &TaskControl::new()).await;
     drop(slot);
     tracing::info!(task = %task_id, "refused task reported: {delivery:?}");
 }
@@ -367,6 +369,49 @@ mod tests {
         assert!(
             beats.iter().all(|t| *t <= delivered),
             "no heartbeat after the result is delivered"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_refused_until_the_heartbeat_learns_the_task_closed_ends_there() {
+        let service = Arc::new(FakeService::default());
+        // The report is refused for a reason that does not heal; the first
+        // heartbeat, after the handler returned, is told the task is closed.
+        service
+            .report_errors
+            .lock()
+            .unwrap()
+            .extend((0..1000).map(|_| {
+                fake::answer(
+                    crate::service::Operation::Complete,
+                    "KmsInvalidStateException",
+                )
+            }));
+        service
+            .heartbeat_errors
+            .lock()
+            .unwrap()
+            .push_back(fake::gone());
+        let a = activity(
+            "kms",
+            Component::new("v1", Scripted::new(Duration::from_millis(500), "1")),
+            Duration::from_secs(1),
+        );
+        let start = tokio::time::Instant::now();
+        spawn(task("t"), &a, &service).await.unwrap();
+        let reports = service
+            .reports()
+            .into_iter()
+            .filter(|c| matches!(c, Call::Complete(..)))
+            .count();
+        assert!(
+            (1..10).contains(&reports),
+            "attempts until the heartbeat's answer, then none: {reports}"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{:?}",
+            start.elapsed()
         );
     }
 
