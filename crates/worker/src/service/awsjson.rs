@@ -517,7 +517,8 @@ mod tests {
     use super::*;
     use crate::service::sfn::{SfnClients, StepFunctions};
     use crate::service::swf::{Swf, SwfClients};
-    use crate::service::{ActivityService, AwsClient, TaskToken};
+    use crate::config::AwsClient;
+    use crate::service::{ActivityService, TaskToken};
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

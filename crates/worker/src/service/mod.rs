@@ -24,18 +24,6 @@ pub(crate) use answers::{Operation, Verdict};
 pub use sfn::StepFunctions;
 pub(crate) use swf::Swf;
 
-/// Which client serves the hot operations (polls, heartbeats, reports);
-/// everything else is always the SDK's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AwsClient {
-    /// AWS JSON over one pooled HTTP client, signed by the SDK's signer
-    /// ([`awsjson`]).
-    #[default]
-    Lean,
-    /// The AWS SDK's clients.
-    Sdk,
-}
-
 /// The opaque token that identifies one handed-out task to the service.
 ///
 /// Its `Debug` form shows only a short digest: tokens are credentials for
@@ -294,6 +282,7 @@ pub(crate) mod fake;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AwsClient;
 
     #[test]
     fn errors_show_what_they_prove_and_the_code() {

@@ -10,9 +10,10 @@
 
 use super::awsjson::{AwsJson, Protocol};
 use super::{
-    ActivityService, AwsClient, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
+    ActivityService, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
     TaskToken, from_sdk_error,
 };
+use crate::config::AwsClient;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;

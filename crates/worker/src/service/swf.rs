@@ -10,9 +10,10 @@
 
 use super::awsjson::{AwsJson, Protocol};
 use super::{
-    ActivityService, ActivityType, AwsClient, HeartbeatAck, Operation, ReportLimits, ServiceError,
+    ActivityService, ActivityType, HeartbeatAck, Operation, ReportLimits, ServiceError,
     Task, TaskToken, Verdict, from_sdk_error,
 };
+use crate::config::AwsClient;
 use crate::redact::truncate_chars;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
