@@ -90,7 +90,8 @@ pub struct HeartbeatAck {
     pub(crate) cancel_requested: bool,
 }
 
-/// Size limits the service puts on what a task reports.
+/// Size limits the service puts on what a task reports, in reports and
+/// heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportLimits {
     /// Largest success output, in bytes.
@@ -99,6 +100,9 @@ pub struct ReportLimits {
     pub(crate) error_chars: usize,
     /// Longest failure cause, in characters.
     pub(crate) cause_chars: usize,
+    /// Longest heartbeat details, in characters; `None` if the service's
+    /// heartbeats carry none.
+    pub(crate) heartbeat_details_chars: Option<usize>,
 }
 
 /// An error answer, sorted by what it proves for the operation that got it

@@ -28,11 +28,13 @@ pub(crate) const POLL_READ_TIMEOUT: Duration = Duration::from_secs(70);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Step Functions limits for SendTaskSuccess / SendTaskFailure.
+/// Step Functions limits for SendTaskSuccess / SendTaskFailure;
+/// SendTaskHeartbeat takes no details.
 pub(crate) const LIMITS: ReportLimits = ReportLimits {
     output_bytes: crate::aws::SFN_MAX_PAYLOAD,
     error_chars: crate::aws::SFN_MAX_ERROR,
     cause_chars: crate::aws::SFN_MAX_CAUSE,
+    heartbeat_details_chars: None,
 };
 
 /// The clients for one region/endpoint, shared by all activities: the

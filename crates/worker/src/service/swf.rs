@@ -28,14 +28,13 @@ use std::time::Duration;
 pub(crate) const POLL_READ_TIMEOUT: Duration = Duration::from_secs(75);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest heartbeat `details` SWF accepts.
-pub(crate) const MAX_HEARTBEAT_DETAILS: usize = crate::aws::SWF_MAX_HEARTBEAT_DETAILS;
-
-/// SWF limits: result 32,768; reason 256; details 32,768 characters.
+/// SWF limits: result 32,768; reason 256; details 32,768; heartbeat
+/// details 2,048 characters.
 pub(crate) const LIMITS: ReportLimits = ReportLimits {
     output_bytes: crate::aws::SWF_MAX_RESULT,
     error_chars: crate::aws::SWF_MAX_REASON,
     cause_chars: crate::aws::SWF_MAX_DETAILS,
+    heartbeat_details_chars: Some(crate::aws::SWF_MAX_HEARTBEAT_DETAILS),
 };
 
 /// The clients for one region/endpoint: the SDK's for everything, and the
@@ -201,7 +200,7 @@ impl ActivityService for Swf {
         token: &TaskToken,
         details: Option<&str>,
     ) -> Result<HeartbeatAck, ServiceError> {
-        let details = details.map(|d| truncate_chars(d, MAX_HEARTBEAT_DETAILS));
+        let details = details.map(|d| truncate_chars(d, crate::aws::SWF_MAX_HEARTBEAT_DETAILS));
         if let Some(lean) = &self.clients.lean {
             let out: HeartbeatAnswer = lean
                 .call(
