@@ -88,8 +88,8 @@ impl<'a> Heartbeat<'a> {
         let details_limit = self.service.limits().heartbeat_details_chars;
         loop {
             tokio::time::sleep_until(next).await;
-            let progress = details_limit
-                .and_then(|max| Some(truncate_chars(&control.progress()?, max)));
+            let progress =
+                details_limit.and_then(|max| Some(truncate_chars(&control.progress()?, max)));
             match self.service.heartbeat(token, progress.as_deref()).await {
                 Ok(ack) => {
                     self.stats.sent += 1;

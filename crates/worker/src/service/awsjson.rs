@@ -90,33 +90,25 @@ impl Protocol {
         let region = sdk.region().map(|r| r.to_string());
         let endpoint_url = endpoint_url(self.service_id(), sdk);
         let (fips, dual_stack) = (sdk.use_fips(), sdk.use_dual_stack());
+        // The two SDKs' resolvers are distinct types with the same shape.
+        macro_rules! resolve_with {
+            ($sdk:ident) => {{
+                use $sdk::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
+                let params = Params::builder()
+                    .set_region(region)
+                    .set_use_fips(fips)
+                    .set_use_dual_stack(dual_stack)
+                    .set_endpoint(endpoint_url)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                DefaultResolver::new()
+                    .resolve_endpoint(&params)
+                    .now_or_never()
+            }};
+        }
         let resolved = match self {
-            Protocol::StepFunctions => {
-                use aws_sdk_sfn::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
-                let params = Params::builder()
-                    .set_region(region)
-                    .set_use_fips(fips)
-                    .set_use_dual_stack(dual_stack)
-                    .set_endpoint(endpoint_url)
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                DefaultResolver::new()
-                    .resolve_endpoint(&params)
-                    .now_or_never()
-            }
-            Protocol::Swf => {
-                use aws_sdk_swf::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
-                let params = Params::builder()
-                    .set_region(region)
-                    .set_use_fips(fips)
-                    .set_use_dual_stack(dual_stack)
-                    .set_endpoint(endpoint_url)
-                    .build()
-                    .map_err(|e| e.to_string())?;
-                DefaultResolver::new()
-                    .resolve_endpoint(&params)
-                    .now_or_never()
-            }
+            Protocol::StepFunctions => resolve_with!(aws_sdk_sfn),
+            Protocol::Swf => resolve_with!(aws_sdk_swf),
         };
         match resolved {
             Some(Ok(endpoint)) => Ok(endpoint.url().to_string()),
@@ -515,9 +507,9 @@ fn sanitize_error_code(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AwsClient;
     use crate::service::sfn::{SfnClients, StepFunctions};
     use crate::service::swf::{Swf, SwfClients};
-    use crate::config::AwsClient;
     use crate::service::{ActivityService, TaskToken};
     use std::sync::Mutex;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

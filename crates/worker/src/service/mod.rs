@@ -183,6 +183,32 @@ pub trait ActivityService: Send + Sync + 'static {
 
 /// Sorts an AWS SDK error (any service) for `operation`; a credential
 /// error also has the credentials fetched afresh for the next request.
+/// A call whose answer is not read (reports, Step Functions heartbeats):
+/// through the lean client when there is one, else through the SDK (`sdk`
+/// builds and sends the request only then, so the lean path copies nothing).
+pub(crate) async fn lean_or_sdk<I, F, Fut, O, E>(
+    lean: Option<&awsjson::AwsJson>,
+    operation: Operation,
+    action: &str,
+    input: &I,
+    read_timeout: std::time::Duration,
+    sdk: F,
+) -> Result<(), ServiceError>
+where
+    I: serde::Serialize + Sync,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<O, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match lean {
+        Some(lean) => lean.send(operation, action, input, read_timeout).await,
+        None => match sdk().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(from_sdk_error(operation, e)),
+        },
+    }
+}
+
 pub(crate) fn from_sdk_error<E>(
     operation: Operation,
     err: SdkError<E, HttpResponse>,

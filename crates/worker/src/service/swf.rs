@@ -10,8 +10,8 @@
 
 use super::awsjson::{AwsJson, Protocol};
 use super::{
-    ActivityService, ActivityType, HeartbeatAck, Operation, ReportLimits, ServiceError,
-    Task, TaskToken, Verdict, from_sdk_error,
+    ActivityService, ActivityType, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
+    TaskToken, Verdict, from_sdk_error, lean_or_sdk,
 };
 use crate::config::AwsClient;
 use crate::redact::truncate_chars;
@@ -235,81 +235,72 @@ impl ActivityService for Swf {
     }
 
     async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Complete,
-                "RespondActivityTaskCompleted",
-                &Completed {
-                    task_token: token.as_str(),
-                    result: output,
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(());
-        }
-        self.clients
-            .call
-            .respond_activity_task_completed()
-            .task_token(token.as_str())
-            .result(output)
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Complete, e))?;
-        Ok(())
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Complete,
+            "RespondActivityTaskCompleted",
+            &Completed {
+                task_token: token.as_str(),
+                result: output,
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .respond_activity_task_completed()
+                    .task_token(token.as_str())
+                    .result(output)
+                    .send()
+            },
+        )
+        .await
     }
 
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError> {
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Fail,
-                "RespondActivityTaskFailed",
-                &Failed {
-                    task_token: token.as_str(),
-                    reason: error,
-                    details: cause,
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(());
-        }
-        self.clients
-            .call
-            .respond_activity_task_failed()
-            .task_token(token.as_str())
-            .reason(error)
-            .details(cause)
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Fail, e))?;
-        Ok(())
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Fail,
+            "RespondActivityTaskFailed",
+            &Failed {
+                task_token: token.as_str(),
+                reason: error,
+                details: cause,
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .respond_activity_task_failed()
+                    .task_token(token.as_str())
+                    .reason(error)
+                    .details(cause)
+                    .send()
+            },
+        )
+        .await
     }
 
     async fn cancel(&self, token: &TaskToken, details: &str) -> Result<(), ServiceError> {
         let details = truncate_chars(details, LIMITS.cause_chars);
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Cancel,
-                "RespondActivityTaskCanceled",
-                &WithDetails {
-                    task_token: token.as_str(),
-                    details: Some(&details),
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(());
-        }
-        self.clients
-            .call
-            .respond_activity_task_canceled()
-            .task_token(token.as_str())
-            .details(details)
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Cancel, e))?;
-        Ok(())
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Cancel,
+            "RespondActivityTaskCanceled",
+            &WithDetails {
+                task_token: token.as_str(),
+                details: Some(&details),
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .respond_activity_task_canceled()
+                    .task_token(token.as_str())
+                    .details(&details)
+                    .send()
+            },
+        )
+        .await
     }
 }
 
