@@ -1,23 +1,74 @@
 #!/usr/bin/env python3
 """Prints a crate's module dependency graph (from `crate::` paths, outside
-comments and test modules) and fails if modules import each other in a loop.
+comments and test modules) and fails if modules import each other in a loop
+or, for a crate with a declared layer order (LAYERS), if a module imports
+one from a higher layer or a module has no layer.
 
     scripts/module-graph.py crates/worker/src [crates/endpoint/src ...]
 
-Data flows one way (poll -> run -> report); a loop means a layer reaches
-back up, so scripts/test.sh runs this over every crate.
+Data flows one way (poll -> run -> report); a loop or an upward import means
+a layer reaches back up, so scripts/test.sh runs this over every crate.
 """
 import collections
 import os
 import re
 import sys
 
+# Bottom to top: a module may import from its own layer (no loops) and the
+# layers below it, never from one above. A new module must be placed here.
+LAYERS = {
+    "worker": [
+        # facts and tools that know nothing of the worker
+        ["names", "aws", "redact", "backoff", "shutdown", "slots"],
+        ["metrics"],
+        # the validated config (AwsClient included), read by everything above
+        ["config"],
+        ["tenant"],
+        # wasmtime, then the services: neither knows the other
+        ["runtime"],
+        ["service"],
+        ["health", "registry", "startup", "artifacts", "probe"],
+        # one task's outcome -> report -> delivery; its heartbeat
+        ["report"],
+        ["record", "delivery", "heartbeat", "local"],
+        ["task"],
+        ["poller"],
+        # what is served, and the commands around it (lib.rs is the top)
+        ["sources", "reload", "check"],
+    ],
+    "artifacts": [
+        ["reference", "credentials", "error", "store"],
+        ["oci", "s3"],
+        ["fetch"],
+    ],
+}
+
+
+def crate_name(root):
+    parts = os.path.normpath(root).split(os.sep)
+    return parts[-2] if parts[-1] == "src" and len(parts) > 1 else parts[-1]
+
+
+def upward(graph, modules, layers):
+    """Edges to a higher layer, and modules in no layer."""
+    rank = {m: i for i, layer in enumerate(layers) for m in layer}
+    bad = [f"NO LAYER: {m} (add it to LAYERS in {sys.argv[0]})" for m in sorted(modules - set(rank))]
+    for a in sorted(graph):
+        for b in sorted(graph[a]):
+            if a in rank and b in rank and rank[b] > rank[a]:
+                bad.append(f"UPWARD: {a} (layer {rank[a]}) -> {b} (layer {rank[b]})")
+    return bad
+
+
+def modules_of(root):
+    return {f[:-3] for f in os.listdir(root) if f.endswith(".rs")} | {
+        d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))
+    }
+
 
 def graph_of(root):
     graph = collections.defaultdict(set)
-    tops = {f[:-3] for f in os.listdir(root) if f.endswith(".rs")} | {
-        d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d))
-    }
+    tops = modules_of(root)
     for dirpath, _, files in os.walk(root):
         for name in files:
             if not name.endswith(".rs"):
@@ -26,7 +77,9 @@ def graph_of(root):
             parts = os.path.relpath(path, root)[:-3].split(os.sep)
             me = parts[0]
             text = open(path, encoding="utf-8").read()
-            cut = re.search(r"#\[cfg\(test\)\]\s*(pub(\(crate\))? )?mod tests", text)
+            # Only an inline test module (`mod tests {`) ends the code; a
+            # `mod tests;` declaration points at another file, skipped below.
+            cut = re.search(r"#\[cfg\(test\)\]\s*(pub(\(crate\))? )?mod tests\s*\{", text)
             if cut:
                 text = text[: cut.start()]
             if me in ("tests", "fake") or parts[-1] in ("tests", "fake"):
@@ -81,4 +134,10 @@ for root in sys.argv[1:]:
     for comp in loops(graph):
         failed = True
         print(f"  LOOP: {' <-> '.join(comp)}")
+    layers = LAYERS.get(crate_name(root))
+    if layers:
+        modules = modules_of(root) - {"lib", "main", "tests", "fake"}
+        for line in upward(graph, modules, layers):
+            failed = True
+            print(f"  {line}")
 sys.exit(1 if failed else 0)

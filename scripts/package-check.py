@@ -9,6 +9,13 @@
                                        the CA bundle, a config and a component
 
 Standard library only, except `manifests`, which needs PyYAML.
+
+Why one file of about 900 lines, over the project's ~800: it is one
+command with three subcommands that package-check.sh runs as a plain
+script (no package, no imports of its own to install or find), the checks
+share its helpers (CheckFailed/fail, and the Rust-source reading `iam`
+builds on), and each subcommand is one section read top to bottom: iam,
+then manifests, then chroot. Split it by subcommand if a section grows.
 """
 
 import hashlib

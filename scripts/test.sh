@@ -41,7 +41,7 @@ export WASM_ACTIVITY_TEST_PYTHON="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activ
 step "format and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-scripts/module-graph.py crates/worker/src crates/endpoint/src crates/cli/src >/dev/null
+scripts/module-graph.py crates/worker/src crates/artifacts/src crates/endpoint/src crates/cli/src >/dev/null
 
 step "unit tests: host (worker core on a paused clock), guest SDK, bench harness (plain cargo test: needs only Rust)"
 cargo test

@@ -8,12 +8,14 @@
 //! fetched.
 
 mod credentials;
+mod error;
 mod fetch;
 mod oci;
 mod reference;
 mod s3;
 mod store;
 
-pub use fetch::{FetchError, Fetcher, MAX_COMPONENT_BYTES, Origin, Pushed, Resolved, Settings};
+pub use error::{FetchError, MAX_COMPONENT_BYTES};
+pub use fetch::{Fetcher, Origin, Pushed, Resolved, Settings};
 pub use reference::{ComponentRef, Digest, OciRef, S3Ref, Source};
 pub use store::Store;

@@ -9,7 +9,7 @@
 //! byte is checked against the digest it was asked by.
 
 use crate::credentials;
-use crate::fetch::{FetchError, MAX_COMPONENT_BYTES};
+use crate::error::{FetchError, MAX_COMPONENT_BYTES};
 use crate::reference::{Digest, OciRef};
 use futures_util::StreamExt;
 use oci_client::client::{ClientConfig, ClientProtocol};
@@ -47,7 +47,7 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
         OciDistributionError::AuthenticationFailure(_)
         | OciDistributionError::UnauthorizedError { .. } => FetchError::Denied {
             what,
-            cause: crate::fetch::causes(&e),
+            cause: crate::error::causes(&e),
             fix: credentials::FIX,
         },
         OciDistributionError::DigestError(DigestError::VerificationError { expected, actual }) => {
@@ -55,20 +55,20 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
                 what,
                 expected: expected.clone(),
                 actual: actual.clone(),
-                by: crate::fetch::TAMPERED,
+                by: crate::error::TAMPERED,
             }
         }
         OciDistributionError::ServerError {
             code: 401 | 403, ..
         } => FetchError::Denied {
             what,
-            cause: crate::fetch::causes(&e),
+            cause: crate::error::causes(&e),
             fix: credentials::FIX,
         },
         OciDistributionError::ServerError { code: 404, .. }
         | OciDistributionError::ImageManifestNotFoundError(_) => FetchError::NotFound {
             what,
-            cause: crate::fetch::causes(&e),
+            cause: crate::error::causes(&e),
         },
         OciDistributionError::RegistryError { envelope, .. }
             if envelope.errors.iter().any(|x| {
@@ -83,7 +83,7 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
         {
             FetchError::NotFound {
                 what,
-                cause: crate::fetch::causes(&e),
+                cause: crate::error::causes(&e),
             }
         }
         OciDistributionError::RegistryError { envelope, .. }
@@ -94,12 +94,12 @@ fn classify(r: &OciRef, e: OciDistributionError) -> FetchError {
         {
             FetchError::Denied {
                 what,
-                cause: crate::fetch::causes(&e),
+                cause: crate::error::causes(&e),
                 fix: credentials::FIX,
             }
         }
         _ => {
-            let mut cause = crate::fetch::causes(&e);
+            let mut cause = crate::error::causes(&e);
             // TLS spoken to a plain-HTTP registry fails with this.
             if cause.contains("InvalidContentType") || cause.contains("corrupt message") {
                 cause.push_str(&format!(
@@ -180,7 +180,7 @@ impl Oci {
                 what,
                 expected: manifest_digest.to_string(),
                 actual,
-                by: crate::fetch::TAMPERED,
+                by: crate::error::TAMPERED,
             });
         }
         let manifest: OciImageManifest = match serde_json::from_slice::<OciManifest>(&raw) {
@@ -241,12 +241,12 @@ impl Oci {
                             what: format!("{what} (layer)"),
                             expected: expected.clone(),
                             actual: actual.clone(),
-                            by: crate::fetch::TAMPERED,
+                            by: crate::error::TAMPERED,
                         }
                     }
                     _ => FetchError::Unreachable {
                         what: what.clone(),
-                        cause: crate::fetch::causes(&e),
+                        cause: crate::error::causes(&e),
                     },
                 }
             })?;
@@ -264,7 +264,7 @@ impl Oci {
                 what: format!("{what} (layer)"),
                 expected: layer.digest.clone(),
                 actual,
-                by: crate::fetch::TAMPERED,
+                by: crate::error::TAMPERED,
             });
         }
         Ok(bytes)

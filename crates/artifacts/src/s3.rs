@@ -6,7 +6,7 @@
 //! its ETag still matches), so an upload between the two requests is seen
 //! at the next check rather than mixed into this one.
 
-use crate::fetch::{FetchError, MAX_COMPONENT_BYTES};
+use crate::error::{FetchError, MAX_COMPONENT_BYTES};
 use crate::reference::S3Ref;
 use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -36,7 +36,7 @@ where
 {
     let status = e.raw_response().map(|r| r.status().as_u16());
     let code = e.code().map(str::to_string);
-    let cause = crate::fetch::causes(&e);
+    let cause = crate::error::causes(&e);
     match (status, code.as_deref()) {
         (Some(404), _) | (_, Some("NoSuchKey" | "NoSuchBucket" | "NoSuchVersion" | "NotFound")) => {
             FetchError::NotFound {
@@ -103,7 +103,7 @@ impl S3 {
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| FetchError::Unreachable {
                 what: what(r),
-                cause: crate::fetch::causes(&e),
+                cause: crate::error::causes(&e),
             })?;
             if (bytes.len() + chunk.len()) as u64 > MAX_COMPONENT_BYTES {
                 return Err(FetchError::TooLarge {

@@ -19,12 +19,13 @@
 //! The details sent are the guest's latest progress report. It was redacted
 //! when the guest made it (the host interface, through the task's
 //! `GuestLog`), before anything cut it; here it is cut to what the service
-//! accepts, so a cut can only shorten redacted text.
+//! accepts (its [`ReportLimits`](crate::service::ReportLimits); none for
+//! Step Functions, whose heartbeats carry no details), so a cut can only
+//! shorten redacted text.
 
 use crate::backoff::Backoff;
 use crate::redact::truncate_chars;
 use crate::runtime::{StopReason, TaskControl};
-use crate::service::swf::MAX_HEARTBEAT_DETAILS;
 use crate::service::{ActivityService, TaskToken, Verdict};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -84,11 +85,11 @@ impl<'a> Heartbeat<'a> {
         let mut backoff = Backoff::new(RETRY_BASE, interval);
         let mut next = Instant::now() + interval;
         let mut last = Instant::now();
+        let details_limit = self.service.limits().heartbeat_details_chars;
         loop {
             tokio::time::sleep_until(next).await;
-            let progress = control
-                .progress()
-                .map(|p| truncate_chars(&p, MAX_HEARTBEAT_DETAILS));
+            let progress =
+                details_limit.and_then(|max| Some(truncate_chars(&control.progress()?, max)));
             match self.service.heartbeat(token, progress.as_deref()).await {
                 Ok(ack) => {
                     self.stats.sent += 1;
@@ -141,6 +142,7 @@ impl<'a> Heartbeat<'a> {
 mod tests {
     use super::*;
     use crate::service::fake::{self, Call, FakeService};
+    use crate::service::{ReportLimits, sfn, swf};
     use std::sync::Arc;
     use tokio::task::JoinHandle;
     use tokio_util::sync::CancellationToken;
@@ -210,7 +212,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn sends_latest_progress_as_details() {
-        let svc = Arc::new(FakeService::default());
+        let svc = Arc::new(FakeService {
+            limits: Some(swf::LIMITS),
+            ..FakeService::default()
+        });
         let control = Arc::new(TaskControl::new());
         let hb = start(&svc, &control);
         control.set_progress("1 of 3".into());
@@ -226,19 +231,43 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn progress_details_are_cut_to_the_service_limit() {
-        let svc = Arc::new(FakeService::default());
+        // Each service's own limit: SWF's, and one no service has.
+        for max in [crate::aws::SWF_MAX_HEARTBEAT_DETAILS, 100] {
+            let svc = Arc::new(FakeService {
+                limits: Some(ReportLimits {
+                    heartbeat_details_chars: Some(max),
+                    ..swf::LIMITS
+                }),
+                ..FakeService::default()
+            });
+            let control = Arc::new(TaskControl::new());
+            let hb = start(&svc, &control);
+            control.set_progress("p".repeat(max * 4));
+            tokio::time::sleep(Duration::from_secs(11)).await;
+            settle().await;
+            hb.stop().await;
+            let calls = svc.calls();
+            let [Call::Heartbeat(_, Some(details))] = calls.as_slice() else {
+                panic!("{calls:?}")
+            };
+            assert_eq!(details.chars().count(), max);
+            assert!(details.ends_with("characters cut]"));
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_whose_heartbeats_carry_no_details_gets_none() {
+        let svc = Arc::new(FakeService {
+            limits: Some(sfn::LIMITS),
+            ..FakeService::default()
+        });
         let control = Arc::new(TaskControl::new());
         let hb = start(&svc, &control);
-        control.set_progress("p".repeat(MAX_HEARTBEAT_DETAILS * 4));
+        control.set_progress("1 of 3".into());
         tokio::time::sleep(Duration::from_secs(11)).await;
         settle().await;
         hb.stop().await;
-        let calls = svc.calls();
-        let [Call::Heartbeat(_, Some(details))] = calls.as_slice() else {
-            panic!("{calls:?}")
-        };
-        assert_eq!(details.chars().count(), MAX_HEARTBEAT_DETAILS);
-        assert!(details.ends_with("characters cut]"));
+        assert_eq!(svc.calls(), vec![Call::Heartbeat("tok".into(), None)]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -3,23 +3,28 @@
 //!
 //! # Layout
 //!
+//! Bottom to top (`scripts/module-graph.py` holds the order and fails an
+//! import that reaches up):
+//!
+//! * [`redact`], `names`, `aws` (what the services accept), `backoff`,
+//!   [`shutdown`] (staged shutdown), `slots`; `metrics`.
 //! * [`config`]: the TOML file, raw and validated.
-//! * [`service`]: the services that hand out tasks, behind one trait
-//!   ([`service::ActivityService`]); Step Functions in [`service::sfn`].
+//! * `tenant`: caps across a tenant's activities, taken before polling.
 //! * [`runtime`]: the wasmtime engine, component loading and caching, the
 //!   per-task sandbox and its limits.
-//! * [`registry`]: the served activities and their swappable handlers.
-//! * [`poller`]: long-polls with a concurrency slot taken first.
-//! * [`tenant`]: caps across a tenant's activities, taken before polling.
+//! * [`service`]: the services that hand out tasks, behind one trait
+//!   ([`service::ActivityService`]); Step Functions in [`service::sfn`].
+//! * `registry`: the served activities and their swappable handlers.
+//! * [`report`]: what the service is told, validated; `delivery`: retried
+//!   until delivered; `heartbeat`: heartbeats on the guest's behalf.
+//! * `task`: one task from poll to delivered result.
+//! * `poller`: long-polls with a concurrency slot taken first.
 //! * `sources`: the activities and task lists being served, and what a
-//!   config reload changes in them; [`reload`]: watching the files.
-//! * [`task`]: one task from poll to delivered result.
-//! * [`heartbeat`]: heartbeats on the guest's behalf.
-//! * [`report`]: what the service is told, validated and retried.
-//! * [`shutdown`]: staged shutdown.
-//! * [`wasm_activity_endpoint`] (its own crate): the embedded local Step Functions endpoint.
-//! * [`dev`]: `wasm-activity dev`, the worker against the embedded endpoint.
-//! * [`cli`]: the `wasm-activity` command line.
+//!   config reload changes in them; `reload`: watching the files.
+//!
+//! The command line (`wasm-activity`, with `dev` and `serve-local`) lives in
+//! crates/cli, and the embedded local endpoint in crates/endpoint; neither
+//! is a dependency of this crate.
 //!
 //! The entry point for embedding is [`run`].
 

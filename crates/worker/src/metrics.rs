@@ -166,45 +166,27 @@ impl Metrics {
             error_labels: ErrorLabels::default(),
             registry: Registry::default(),
         };
-        registry.register("tasks_started", "Tasks started", m.tasks_started.clone());
-        registry.register(
-            "tasks_finished",
-            "Tasks finished, by outcome and error name",
-            m.tasks_finished.clone(),
-        );
-        registry.register(
-            "task_seconds",
-            "Task duration from poll to delivered result",
-            m.task_seconds.clone(),
-        );
-        registry.register(
-            "instantiate_seconds",
-            "Time to create a task's instance",
-            m.instantiate_seconds.clone(),
-        );
-        registry.register("tasks_in_flight", "Tasks running now", m.in_flight.clone());
-        registry.register("polls", "Long polls, by result", m.polls.clone());
-        registry.register(
-            "heartbeats",
-            "Heartbeats sent, by result",
-            m.heartbeats.clone(),
-        );
-        registry.register("reloads", "Component reloads, by result", m.reloads.clone());
-        registry.register(
-            "component",
-            "The component version each activity runs (1)",
-            m.component.clone(),
-        );
-        registry.register(
+        // Name, help text, field: one row a metric.
+        macro_rules! register {
+            ($($name:literal, $help:literal, $field:ident;)*) => {
+                $(registry.register($name, $help, m.$field.clone());)*
+            };
+        }
+        register! {
+            "tasks_started", "Tasks started", tasks_started;
+            "tasks_finished", "Tasks finished, by outcome and error name", tasks_finished;
+            "task_seconds", "Task duration from poll to delivered result", task_seconds;
+            "instantiate_seconds", "Time to create a task's instance", instantiate_seconds;
+            "tasks_in_flight", "Tasks running now", in_flight;
+            "polls", "Long polls, by result", polls;
+            "heartbeats", "Heartbeats sent, by result", heartbeats;
+            "reloads", "Component reloads, by result", reloads;
+            "component", "The component version each activity runs (1)", component;
             "source_serving",
-            "1 while the service accepts a source's polls (see /readyz), else 0",
-            m.source_serving.clone(),
-        );
-        registry.register(
-            "source_poll_failures",
-            "Polls of a source that failed in a row",
-            m.source_poll_failures.clone(),
-        );
+                "1 while the service accepts a source's polls (see /readyz), else 0",
+                source_serving;
+            "source_poll_failures", "Polls of a source that failed in a row", source_poll_failures;
+        }
         Metrics { registry, ..m }
     }
 

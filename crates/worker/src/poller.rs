@@ -405,6 +405,34 @@ mod tests {
         rig.poller.await.unwrap();
     }
 
+    /// Shutdown does not abandon a poll in flight: the task it brings back
+    /// runs and is reported as its own, and no poll follows it.
+    #[tokio::test(start_paused = true)]
+    async fn a_poll_in_flight_at_shutdown_brings_a_task_that_runs_and_is_reported() {
+        let service = FakeService::default();
+        service
+            .poll_script
+            .lock()
+            .unwrap()
+            .push_back((Duration::from_secs(30), Ok(Some(task(7)))));
+        let rig = start_with(service, 0, 2, 1, Duration::from_secs(5));
+        until("the poll in flight", || {
+            rig.service.polls.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        rig.shutdown.initiate();
+        rig.poller.await.unwrap();
+        rig.tasks.close();
+        rig.tasks.wait().await;
+        assert_eq!(rig.runs.load(Ordering::SeqCst), 1, "the polled task ran");
+        assert_eq!(
+            rig.service.reports(),
+            vec![Call::Complete("token-7".into(), "\"done\"".into())]
+        );
+        assert_eq!(rig.service.polls.load(Ordering::SeqCst), 1, "no poll after");
+        assert_eq!(rig.shutdown.handed_back(), 0);
+    }
+
     /// A peer that holds every poll open, then times it out, is failing: the
     /// 2 s that make a first poll "accepted" do not clear failures.
     #[tokio::test(start_paused = true)]

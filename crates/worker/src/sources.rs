@@ -524,11 +524,7 @@ impl Sources {
             }
         };
         lock(&self.refused).remove(component);
-        for a in users
-            .iter()
-            .filter(|a| a.handler().digest != handler.digest)
-        {
-            let old = a.replace_handler(handler.clone());
+        for (a, old) in route_new_tasks(&users, &handler) {
             m.component_version(a.name(), Some(&old.version), &handler.version);
             tracing::info!(
                 activity = a.name(),
@@ -625,6 +621,21 @@ impl Sources {
     }
 }
 
+/// Routes the new tasks of every activity in `users` not running `handler`
+/// yet to it; returns those activities with the handler each had. Tasks
+/// already running finish on the handler they started with (`crate::task`
+/// pins it when the task starts).
+fn route_new_tasks(
+    users: &[Arc<Activity>],
+    handler: &Arc<Component>,
+) -> Vec<(Arc<Activity>, Arc<Component>)> {
+    users
+        .iter()
+        .filter(|a| a.handler().digest != handler.digest)
+        .map(|a| (a.clone(), a.replace_handler(handler.clone())))
+        .collect()
+}
+
 /// What re-resolving a component did.
 enum Swap {
     /// Its digest is what runs.
@@ -644,3 +655,6 @@ enum Source {
     Activity(Box<ActivityConfig>),
     TaskList(TaskListConfig),
 }
+
+#[cfg(test)]
+mod tests;

@@ -31,7 +31,6 @@ pub use origin::OriginPattern;
 pub use origin::default_port;
 pub use types::*;
 
-pub use crate::service::AwsClient;
 use raw::RawConfig;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

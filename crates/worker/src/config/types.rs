@@ -3,6 +3,18 @@
 use super::*;
 use std::fmt;
 
+/// Which client serves the hot operations (polls, heartbeats, reports);
+/// everything else is always the SDK's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AwsClient {
+    /// AWS JSON over one pooled HTTP client, signed by the SDK's signer
+    /// (`service::awsjson`).
+    #[default]
+    Lean,
+    /// The AWS SDK's clients.
+    Sdk,
+}
+
 /// What a guest may reach beyond its own memory. Everything is denied
 /// unless granted here.
 #[derive(Debug, Clone, Default, PartialEq)]

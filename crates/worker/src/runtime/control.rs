@@ -6,12 +6,14 @@
 //! turns the guest's `cancelled()` true; a hard stop also interrupts the guest
 //! at its next epoch check or wakes the host from an await it is blocked in.
 
+use super::guest_log::char_floor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use tokio_util::sync::CancellationToken;
 
-/// Longest progress report kept, in bytes; longer reports are cut.
-const MAX_PROGRESS_BYTES: usize = 32 * 1024;
+/// Longest progress report kept, in bytes (the service takes less); longer
+/// reports are cut, by the guest's log before redaction and here after it.
+pub(super) const MAX_PROGRESS_BYTES: usize = 32 * 1024;
 
 /// Why a guest was stopped before it returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,13 +92,7 @@ impl TaskControl {
 
     /// Records the guest's latest progress report, cut to a bounded size.
     pub(crate) fn set_progress(&self, mut details: String) {
-        if details.len() > MAX_PROGRESS_BYTES {
-            let mut end = MAX_PROGRESS_BYTES;
-            while !details.is_char_boundary(end) {
-                end -= 1;
-            }
-            details.truncate(end);
-        }
+        details.truncate(char_floor(details.as_bytes(), MAX_PROGRESS_BYTES));
         *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(details);
     }
 

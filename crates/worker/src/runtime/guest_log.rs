@@ -24,6 +24,7 @@
 //! the guest printed before it died (a Rust panic message, a Python
 //! traceback); they too are redacted, including a secret cut at their start.
 
+use super::control::MAX_PROGRESS_BYTES;
 use crate::redact::{Redactor, escape};
 use bytes::Bytes;
 use std::collections::VecDeque;
@@ -44,8 +45,6 @@ pub(crate) const MIN_LINE_COST: u64 = 128;
 const STDERR_TAIL: usize = 4 * 1024;
 /// How much a guest may write in one go (WASI `check-write`).
 const WRITE_PERMIT: usize = 64 * 1024;
-/// The most of a progress report that is kept (the service takes less).
-const MAX_PROGRESS: usize = 32 * 1024;
 
 /// Severity of a guest log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -322,11 +321,11 @@ impl GuestLog {
     }
 
     /// A guest's progress report as it may be kept and sent: at most
-    /// 32 KiB of it looked at, redacted (a secret cut at that point
-    /// dropped).
+    /// [`MAX_PROGRESS_BYTES`] of it looked at, redacted (a secret cut at
+    /// that point dropped).
     pub(crate) fn progress_details(&self, details: &str) -> String {
         let bytes = details.as_bytes();
-        let cap = char_floor(bytes, MAX_PROGRESS);
+        let cap = char_floor(bytes, MAX_PROGRESS_BYTES);
         let (text, _) = self
             .redactor
             .redact_window(&bytes[..cap], 0, cap < bytes.len());
@@ -396,8 +395,9 @@ impl GuestLog {
 
 /// The largest length up to `max` at which `bytes` can be cut without
 /// splitting a UTF-8 character (`max` itself for bytes that are not UTF-8
-/// there, and at least 1 byte of a non-empty input).
-fn char_floor(bytes: &[u8], max: usize) -> usize {
+/// there, and at least 1 byte of a non-empty input). Every byte cut in the
+/// runtime (log lines, progress reports) is made here.
+pub(super) fn char_floor(bytes: &[u8], max: usize) -> usize {
     if bytes.len() <= max {
         return bytes.len();
     }
@@ -714,9 +714,9 @@ mod tests {
     fn progress_is_redacted_before_it_is_cut() {
         let secret = "SECRET-abcdefghij";
         let (log, _dir) = secret_sink(u64::MAX, secret);
-        let details = format!("{}{secret}", "p".repeat(MAX_PROGRESS - 4));
+        let details = format!("{}{secret}", "p".repeat(MAX_PROGRESS_BYTES - 4));
         let kept = log.progress_details(&details);
-        assert!(kept.len() <= MAX_PROGRESS);
+        assert!(kept.len() <= MAX_PROGRESS_BYTES);
         assert!(!kept.contains("SECR"), "{}", &kept[kept.len() - 20..]);
         assert_eq!(log.progress_details("a SECRET-abcdefghij"), "a [redacted]");
     }

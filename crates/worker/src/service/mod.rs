@@ -24,18 +24,6 @@ pub(crate) use answers::{Operation, Verdict};
 pub use sfn::StepFunctions;
 pub(crate) use swf::Swf;
 
-/// Which client serves the hot operations (polls, heartbeats, reports);
-/// everything else is always the SDK's.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AwsClient {
-    /// AWS JSON over one pooled HTTP client, signed by the SDK's signer
-    /// ([`awsjson`]).
-    #[default]
-    Lean,
-    /// The AWS SDK's clients.
-    Sdk,
-}
-
 /// The opaque token that identifies one handed-out task to the service.
 ///
 /// Its `Debug` form shows only a short digest: tokens are credentials for
@@ -102,7 +90,8 @@ pub struct HeartbeatAck {
     pub(crate) cancel_requested: bool,
 }
 
-/// Size limits the service puts on what a task reports.
+/// Size limits the service puts on what a task reports, in reports and
+/// heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReportLimits {
     /// Largest success output, in bytes.
@@ -111,6 +100,9 @@ pub struct ReportLimits {
     pub(crate) error_chars: usize,
     /// Longest failure cause, in characters.
     pub(crate) cause_chars: usize,
+    /// Longest heartbeat details, in characters; `None` if the service's
+    /// heartbeats carry none.
+    pub(crate) heartbeat_details_chars: Option<usize>,
 }
 
 /// An error answer, sorted by what it proves for the operation that got it
@@ -191,6 +183,32 @@ pub trait ActivityService: Send + Sync + 'static {
 
 /// Sorts an AWS SDK error (any service) for `operation`; a credential
 /// error also has the credentials fetched afresh for the next request.
+/// A call whose answer is not read (reports, Step Functions heartbeats):
+/// through the lean client when there is one, else through the SDK (`sdk`
+/// builds and sends the request only then, so the lean path copies nothing).
+pub(crate) async fn lean_or_sdk<I, F, Fut, O, E>(
+    lean: Option<&awsjson::AwsJson>,
+    operation: Operation,
+    action: &str,
+    input: &I,
+    read_timeout: std::time::Duration,
+    sdk: F,
+) -> Result<(), ServiceError>
+where
+    I: serde::Serialize + Sync,
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<O, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match lean {
+        Some(lean) => lean.send(operation, action, input, read_timeout).await,
+        None => match sdk().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(from_sdk_error(operation, e)),
+        },
+    }
+}
+
 pub(crate) fn from_sdk_error<E>(
     operation: Operation,
     err: SdkError<E, HttpResponse>,
@@ -294,6 +312,7 @@ pub(crate) mod fake;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::AwsClient;
 
     #[test]
     fn errors_show_what_they_prove_and_the_code() {

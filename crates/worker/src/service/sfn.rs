@@ -10,9 +10,10 @@
 
 use super::awsjson::{AwsJson, Protocol};
 use super::{
-    ActivityService, AwsClient, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
-    TaskToken, from_sdk_error,
+    ActivityService, HeartbeatAck, Operation, ReportLimits, ServiceError, Task, TaskToken,
+    from_sdk_error, lean_or_sdk,
 };
+use crate::config::AwsClient;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
@@ -27,11 +28,13 @@ pub(crate) const POLL_READ_TIMEOUT: Duration = Duration::from_secs(70);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Step Functions limits for SendTaskSuccess / SendTaskFailure.
+/// Step Functions limits for SendTaskSuccess / SendTaskFailure;
+/// SendTaskHeartbeat takes no details.
 pub(crate) const LIMITS: ReportLimits = ReportLimits {
     output_bytes: crate::aws::SFN_MAX_PAYLOAD,
     error_chars: crate::aws::SFN_MAX_ERROR,
     cause_chars: crate::aws::SFN_MAX_CAUSE,
+    heartbeat_details_chars: None,
 };
 
 /// The clients for one region/endpoint, shared by all activities: the
@@ -151,78 +154,70 @@ impl ActivityService for StepFunctions {
     ) -> Result<HeartbeatAck, ServiceError> {
         // Step Functions heartbeats carry no details and no cancel flag: a
         // stopped execution shows up as TaskTimedOut.
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Heartbeat,
-                "SendTaskHeartbeat",
-                &TokenOnly {
-                    task_token: token.as_str(),
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(HeartbeatAck::default());
-        }
-        self.clients
-            .call
-            .send_task_heartbeat()
-            .task_token(token.as_str())
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Heartbeat, e))?;
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Heartbeat,
+            "SendTaskHeartbeat",
+            &TokenOnly {
+                task_token: token.as_str(),
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .send_task_heartbeat()
+                    .task_token(token.as_str())
+                    .send()
+            },
+        )
+        .await?;
         Ok(HeartbeatAck::default())
     }
 
     async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Complete,
-                "SendTaskSuccess",
-                &SendTaskSuccess {
-                    task_token: token.as_str(),
-                    output,
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(());
-        }
-        self.clients
-            .call
-            .send_task_success()
-            .task_token(token.as_str())
-            .output(output)
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Complete, e))?;
-        Ok(())
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Complete,
+            "SendTaskSuccess",
+            &SendTaskSuccess {
+                task_token: token.as_str(),
+                output,
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .send_task_success()
+                    .task_token(token.as_str())
+                    .output(output)
+                    .send()
+            },
+        )
+        .await
     }
 
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError> {
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Fail,
-                "SendTaskFailure",
-                &SendTaskFailure {
-                    task_token: token.as_str(),
-                    error,
-                    cause,
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(());
-        }
-        self.clients
-            .call
-            .send_task_failure()
-            .task_token(token.as_str())
-            .error(error)
-            .cause(cause)
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Fail, e))?;
-        Ok(())
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Fail,
+            "SendTaskFailure",
+            &SendTaskFailure {
+                task_token: token.as_str(),
+                error,
+                cause,
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .send_task_failure()
+                    .task_token(token.as_str())
+                    .error(error)
+                    .cause(cause)
+                    .send()
+            },
+        )
+        .await
     }
 }
 

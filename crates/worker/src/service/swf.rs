@@ -10,9 +10,10 @@
 
 use super::awsjson::{AwsJson, Protocol};
 use super::{
-    ActivityService, ActivityType, AwsClient, HeartbeatAck, Operation, ReportLimits, ServiceError,
-    Task, TaskToken, Verdict, from_sdk_error,
+    ActivityService, ActivityType, HeartbeatAck, Operation, ReportLimits, ServiceError, Task,
+    TaskToken, Verdict, from_sdk_error, lean_or_sdk,
 };
+use crate::config::AwsClient;
 use crate::redact::truncate_chars;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
@@ -27,14 +28,13 @@ use std::time::Duration;
 pub(crate) const POLL_READ_TIMEOUT: Duration = Duration::from_secs(75);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Longest heartbeat `details` SWF accepts.
-pub(crate) const MAX_HEARTBEAT_DETAILS: usize = crate::aws::SWF_MAX_HEARTBEAT_DETAILS;
-
-/// SWF limits: result 32,768; reason 256; details 32,768 characters.
+/// SWF limits: result 32,768; reason 256; details 32,768; heartbeat
+/// details 2,048 characters.
 pub(crate) const LIMITS: ReportLimits = ReportLimits {
     output_bytes: crate::aws::SWF_MAX_RESULT,
     error_chars: crate::aws::SWF_MAX_REASON,
     cause_chars: crate::aws::SWF_MAX_DETAILS,
+    heartbeat_details_chars: Some(crate::aws::SWF_MAX_HEARTBEAT_DETAILS),
 };
 
 /// The clients for one region/endpoint: the SDK's for everything, and the
@@ -200,7 +200,7 @@ impl ActivityService for Swf {
         token: &TaskToken,
         details: Option<&str>,
     ) -> Result<HeartbeatAck, ServiceError> {
-        let details = details.map(|d| truncate_chars(d, MAX_HEARTBEAT_DETAILS));
+        let details = details.map(|d| truncate_chars(d, crate::aws::SWF_MAX_HEARTBEAT_DETAILS));
         if let Some(lean) = &self.clients.lean {
             let out: HeartbeatAnswer = lean
                 .call(
@@ -235,81 +235,72 @@ impl ActivityService for Swf {
     }
 
     async fn complete(&self, token: &TaskToken, output: &str) -> Result<(), ServiceError> {
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Complete,
-                "RespondActivityTaskCompleted",
-                &Completed {
-                    task_token: token.as_str(),
-                    result: output,
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(());
-        }
-        self.clients
-            .call
-            .respond_activity_task_completed()
-            .task_token(token.as_str())
-            .result(output)
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Complete, e))?;
-        Ok(())
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Complete,
+            "RespondActivityTaskCompleted",
+            &Completed {
+                task_token: token.as_str(),
+                result: output,
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .respond_activity_task_completed()
+                    .task_token(token.as_str())
+                    .result(output)
+                    .send()
+            },
+        )
+        .await
     }
 
     async fn fail(&self, token: &TaskToken, error: &str, cause: &str) -> Result<(), ServiceError> {
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Fail,
-                "RespondActivityTaskFailed",
-                &Failed {
-                    task_token: token.as_str(),
-                    reason: error,
-                    details: cause,
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(());
-        }
-        self.clients
-            .call
-            .respond_activity_task_failed()
-            .task_token(token.as_str())
-            .reason(error)
-            .details(cause)
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Fail, e))?;
-        Ok(())
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Fail,
+            "RespondActivityTaskFailed",
+            &Failed {
+                task_token: token.as_str(),
+                reason: error,
+                details: cause,
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .respond_activity_task_failed()
+                    .task_token(token.as_str())
+                    .reason(error)
+                    .details(cause)
+                    .send()
+            },
+        )
+        .await
     }
 
     async fn cancel(&self, token: &TaskToken, details: &str) -> Result<(), ServiceError> {
         let details = truncate_chars(details, LIMITS.cause_chars);
-        if let Some(lean) = &self.clients.lean {
-            lean.send(
-                Operation::Cancel,
-                "RespondActivityTaskCanceled",
-                &WithDetails {
-                    task_token: token.as_str(),
-                    details: Some(&details),
-                },
-                CALL_TIMEOUT,
-            )
-            .await?;
-            return Ok(());
-        }
-        self.clients
-            .call
-            .respond_activity_task_canceled()
-            .task_token(token.as_str())
-            .details(details)
-            .send()
-            .await
-            .map_err(|e| from_sdk_error(Operation::Cancel, e))?;
-        Ok(())
+        lean_or_sdk(
+            self.clients.lean.as_deref(),
+            Operation::Cancel,
+            "RespondActivityTaskCanceled",
+            &WithDetails {
+                task_token: token.as_str(),
+                details: Some(&details),
+            },
+            CALL_TIMEOUT,
+            || {
+                self.clients
+                    .call
+                    .respond_activity_task_canceled()
+                    .task_token(token.as_str())
+                    .details(&details)
+                    .send()
+            },
+        )
+        .await
     }
 }
 
