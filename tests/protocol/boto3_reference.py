@@ -76,6 +76,8 @@ LOCALSTACK_DIFFERENCES = {
     'cli get-activity-task worker name 81': ('OK', 'LocalStack does not check member lengths'),
     'cli send-task-failure error 257': ('InvalidToken', 'LocalStack looks the token up before checking lengths'),
     'cli poll-for-activity-task task list a|b': ('OK', 'moto does not validate task list names'),
+    'RegisterActivityType in a deprecated domain': ('OK', 'moto registers types in a deprecated domain'),
+    'StartWorkflowExecution in a deprecated domain': ('OK', 'moto starts executions in a deprecated domain'),
     'scheduleToStartTimeout': (None, 'moto does not enforce scheduleToStartTimeout'),
     'cancel unknown id': (None, 'moto does not implement the RequestCancelActivityTask decision'),
 }
