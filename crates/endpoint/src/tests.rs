@@ -983,3 +983,44 @@ async fn shutdown_ends_execution_drivers_and_swf_timers() {
         .expect("shutdown returns while drivers and timers wait");
     assert_eq!((shared.running_tasks(), swf_half.running_tasks()), (0, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn open_executions_beyond_the_quota_are_refused_until_one_closes() {
+    let state = swf::SwfState::with_max_open(2);
+    let call = |op: &'static str, req: Value| {
+        let state = state.clone();
+        async move { state.dispatch(op, &req).await }
+    };
+    call(
+        "RegisterDomain",
+        json!({"name": "d", "workflowExecutionRetentionPeriodInDays": "1"}),
+    )
+    .await
+    .unwrap();
+    call(
+        "RegisterWorkflowType",
+        json!({"domain": "d", "name": "w", "version": "1", "defaultTaskList": {"name": "decisions"},
+               "defaultExecutionStartToCloseTimeout": "60", "defaultTaskStartToCloseTimeout": "NONE"}),
+    )
+    .await
+    .unwrap();
+    let start = |id: &str| {
+        call(
+            "StartWorkflowExecution",
+            json!({"domain": "d", "workflowId": id, "workflowType": {"name": "w", "version": "1"}}),
+        )
+    };
+    start("a").await.unwrap();
+    start("b").await.unwrap();
+    let e = start("c").await.unwrap_err();
+    assert_eq!(e.code, "LimitExceededFault");
+    assert!(
+        e.message.contains("domain d") && e.message.contains('2'),
+        "{}",
+        e.message
+    );
+    // "a" and "b" time out after 60 s: their slots are free again.
+    tokio::time::sleep(Duration::from_secs(61)).await;
+    start("c").await.unwrap();
+    assert_eq!(state.page_state()["openExecutions"], 1);
+}

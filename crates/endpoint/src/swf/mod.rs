@@ -211,6 +211,8 @@ impl Model {
 pub(crate) struct SwfState {
     model: Mutex<Model>,
     poll_timeout: Duration,
+    /// [`MAX_OPEN_EXECUTIONS`], lower in tests.
+    max_open_executions: usize,
     stopping: CancellationToken,
     /// The task timers: they end when the endpoint goes away.
     tasks: Background,
@@ -245,6 +247,7 @@ impl SwfState {
         Arc::new(SwfState {
             model: Mutex::new(Model::default()),
             poll_timeout,
+            max_open_executions: MAX_OPEN_EXECUTIONS,
             stopping,
             tasks: Background::new(halt),
         })
@@ -253,6 +256,20 @@ impl SwfState {
     /// Waits for every timer this half started (they end at `halt`).
     pub(crate) async fn stopped(&self) {
         self.tasks.stopped().await;
+    }
+
+    /// A state whose domains hold at most `max_open` open executions.
+    #[cfg(test)]
+    pub(crate) fn with_max_open(max_open: usize) -> Arc<SwfState> {
+        let mut state = SwfState::new(
+            Duration::from_secs(60),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        Arc::get_mut(&mut state)
+            .expect("not shared yet")
+            .max_open_executions = max_open;
+        state
     }
 
     /// Timers still running.

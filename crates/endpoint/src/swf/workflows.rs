@@ -5,8 +5,7 @@
 
 use super::requests::{self, Decided};
 use super::{
-    ActivityTask, Domain, Execution, MAX_OPEN_EXECUTIONS, SwfState, TOKEN_PREFIX, TaskState, queue,
-    timeout, unknown,
+    ActivityTask, Domain, Execution, SwfState, TOKEN_PREFIX, TaskState, queue, timeout, unknown,
 };
 use crate::error::ApiError;
 use crate::requests::parse;
@@ -56,13 +55,13 @@ impl SwfState {
             .task_start_to_close_timeout
             .or(defaults.default_task_start_to_close)
             .ok_or_else(|| undefined("taskStartToCloseTimeout"))?;
-        if d.open_executions >= MAX_OPEN_EXECUTIONS {
+        if d.open_executions >= self.max_open_executions {
             return Err(ApiError::bad_request(
                 "LimitExceededFault",
                 format!(
-                    "domain {} already has {MAX_OPEN_EXECUTIONS} open workflow executions; close \
-                     some before starting more",
-                    r.domain
+                    "domain {} already has {} open workflow executions; close some before \
+                     starting more",
+                    r.domain, self.max_open_executions
                 ),
             ));
         }
