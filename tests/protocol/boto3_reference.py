@@ -178,12 +178,19 @@ if started and "workerName" in started[0].get("activityStartedEventDetails", {})
 
 # ---- SWF -----------------------------------------------------------------------
 domain = "ref-" + uuid.uuid4().hex[:8]
-swf.register_domain(name=domain, workflowExecutionRetentionPeriodInDays="1")
-swf.register_activity_type(domain=domain, name="t", version="1", defaultTaskStartToCloseTimeout="60",
-                           defaultTaskHeartbeatTimeout="NONE", defaultTaskScheduleToStartTimeout="NONE",
-                           defaultTaskScheduleToCloseTimeout="NONE")
-swf.register_workflow_type(domain=domain, name="w", version="1", defaultTaskStartToCloseTimeout="60",
-                           defaultExecutionStartToCloseTimeout="600", defaultChildPolicy="TERMINATE")
+
+
+def register_domain(name):
+    """A domain with activity type t and workflow type w, version 1."""
+    swf.register_domain(name=name, workflowExecutionRetentionPeriodInDays="1")
+    swf.register_activity_type(domain=name, name="t", version="1", defaultTaskStartToCloseTimeout="60",
+                               defaultTaskHeartbeatTimeout="NONE", defaultTaskScheduleToStartTimeout="NONE",
+                               defaultTaskScheduleToCloseTimeout="NONE")
+    swf.register_workflow_type(domain=name, name="w", version="1", defaultTaskStartToCloseTimeout="60",
+                               defaultExecutionStartToCloseTimeout="600", defaultChildPolicy="TERMINATE")
+
+
+register_domain(domain)
 case("RegisterDomain name with ':'", "ValidationException", swf.register_domain, name="a:" + uuid.uuid4().hex[:8],
      workflowExecutionRetentionPeriodInDays="1")
 case("StartWorkflowExecution 6 tags", "ValidationException", swf.start_workflow_execution, domain=domain,
@@ -409,12 +416,7 @@ if BACKEND == "embedded":
 
     # SWF, in a domain of its own (the table's is deprecated by now).
     dd = "disc-" + uuid.uuid4().hex[:8]
-    swf.register_domain(name=dd, workflowExecutionRetentionPeriodInDays="1")
-    swf.register_activity_type(domain=dd, name="t", version="1", defaultTaskStartToCloseTimeout="60",
-                               defaultTaskHeartbeatTimeout="NONE", defaultTaskScheduleToStartTimeout="NONE",
-                               defaultTaskScheduleToCloseTimeout="NONE")
-    swf.register_workflow_type(domain=dd, name="w", version="1", defaultTaskStartToCloseTimeout="60",
-                               defaultExecutionStartToCloseTimeout="600", defaultChildPolicy="TERMINATE")
+    register_domain(dd)
 
     def swf_waiting(kind, list_name):
         return next((l["pollers"] for l in local_state()["swf"]["taskLists"]

@@ -293,6 +293,35 @@ async fn history(ep: &LocalEndpoint) -> Vec<String> {
         .collect()
 }
 
+/// Completes decision task `token` with `decisions`, which must be accepted.
+async fn decide(ep: &LocalEndpoint, token: &str, decisions: Value) {
+    swf(
+        ep,
+        "RespondDecisionTaskCompleted",
+        json!({"taskToken": token, "decisions": decisions}),
+    )
+    .await
+    .unwrap();
+}
+
+/// A poll on the activity task list `acts`.
+async fn poll_acts(ep: &LocalEndpoint) -> Value {
+    swf(
+        ep,
+        "PollForActivityTask",
+        json!({"domain": "d", "taskList": {"name": "acts"}}),
+    )
+    .await
+    .unwrap()
+}
+
+/// [`swf_workflow`] with activity `a` scheduled and started: the task.
+async fn swf_running_task(ep: &LocalEndpoint) -> Value {
+    let token = swf_workflow(ep).await;
+    decide(ep, &token, json!([schedule("a", json!({}))])).await;
+    poll_acts(ep).await
+}
+
 fn schedule(id: &str, extra: Value) -> Value {
     let mut attrs = json!({"activityType": {"name": "t", "version": "1"}, "activityId": id,
                            "taskList": {"name": "acts"}});
@@ -321,25 +350,13 @@ async fn a_refused_decision_request_changes_nothing_and_can_be_sent_again() {
         "a refused request left events behind"
     );
     // The same token still works.
-    swf(
-        &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": [schedule("a1", json!({}))]}),
-    )
-    .await
-    .unwrap();
+    decide(&ep, &token, json!([schedule("a1", json!({}))])).await;
     let h = history(&ep).await;
     assert_eq!(
         &h[h.len() - 2..],
         ["DecisionTaskCompleted", "ActivityTaskScheduled"]
     );
-    let task = swf(
-        &ep,
-        "PollForActivityTask",
-        json!({"domain": "d", "taskList": {"name": "acts"}}),
-    )
-    .await
-    .unwrap();
+    let task = poll_acts(&ep).await;
     assert_eq!(task["activityId"], "a1");
 }
 
@@ -347,15 +364,12 @@ async fn a_refused_decision_request_changes_nothing_and_can_be_sent_again() {
 async fn schedule_to_start_times_out_a_task_nobody_takes() {
     let ep = endpoint().await;
     let token = swf_workflow(&ep).await;
-    swf(
+    decide(
         &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": [
-            schedule("late", json!({"scheduleToStartTimeout": "2"}))
-        ]}),
+        &token,
+        json!([schedule("late", json!({"scheduleToStartTimeout": "2"}))]),
     )
-    .await
-    .unwrap();
+    .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let h = swf(
         &ep,
@@ -439,13 +453,7 @@ async fn deprecation_is_answered_as_documented() {
     );
     let described = swf(&ep, "DescribeActivityType", t).await.unwrap();
     assert_eq!(described["typeInfo"]["status"], "DEPRECATED");
-    swf(
-        &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": [schedule("a", json!({}))]}),
-    )
-    .await
-    .unwrap();
+    decide(&ep, &token, json!([schedule("a", json!({}))])).await;
     assert!(
         history(&ep)
             .await
@@ -535,34 +543,14 @@ async fn a_cancel_may_name_a_task_scheduled_by_the_same_request() {
             .await
             .contains(&"ActivityTaskCanceled".to_string())
     );
-    let none = swf(
-        &ep,
-        "PollForActivityTask",
-        json!({"domain": "d", "taskList": {"name": "acts"}}),
-    )
-    .await
-    .unwrap();
+    let none = poll_acts(&ep).await;
     assert_eq!(none["taskToken"], "");
 }
 
 #[tokio::test(start_paused = true)]
 async fn closing_a_workflow_closes_its_activity_tasks() {
     let ep = endpoint().await;
-    let token = swf_workflow(&ep).await;
-    swf(
-        &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": [schedule("a", json!({}))]}),
-    )
-    .await
-    .unwrap();
-    let task = swf(
-        &ep,
-        "PollForActivityTask",
-        json!({"domain": "d", "taskList": {"name": "acts"}}),
-    )
-    .await
-    .unwrap();
+    let task = swf_running_task(&ep).await;
     swf(
         &ep,
         "SignalWorkflowExecution",
@@ -571,16 +559,15 @@ async fn closing_a_workflow_closes_its_activity_tasks() {
     .await
     .unwrap();
     let token = decision_token(&ep).await;
-    swf(
+    decide(
         &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": [
+        &token,
+        json!([
             {"decisionType": "CompleteWorkflowExecution"},
             schedule("after-close", json!({}))
-        ]}),
+        ]),
     )
-    .await
-    .unwrap();
+    .await;
     let e = swf(
         &ep,
         "RespondActivityTaskCompleted",
@@ -590,13 +577,7 @@ async fn closing_a_workflow_closes_its_activity_tasks() {
     .unwrap_err();
     assert_eq!(e.code, "UnknownResourceFault");
     // Nothing after the closing decision was scheduled.
-    let none = swf(
-        &ep,
-        "PollForActivityTask",
-        json!({"domain": "d", "taskList": {"name": "acts"}}),
-    )
-    .await
-    .unwrap();
+    let none = poll_acts(&ep).await;
     assert_eq!(none["taskToken"], "");
 }
 
@@ -717,23 +698,17 @@ async fn timed_out_type(ep: &LocalEndpoint, workflow_id: &str) -> Option<Value> 
 async fn schedule_to_close_times_out_a_running_task() {
     let ep = endpoint().await;
     let token = swf_workflow(&ep).await;
-    swf(
+    decide(
         &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": [
-            schedule("slow", json!({"scheduleToCloseTimeout": "5", "startToCloseTimeout": "100"}))
-        ]}),
+        &token,
+        json!([schedule(
+            "slow",
+            json!({"scheduleToCloseTimeout": "5", "startToCloseTimeout": "100"})
+        )]),
     )
-    .await
-    .unwrap();
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let task = swf(
-        &ep,
-        "PollForActivityTask",
-        json!({"domain": "d", "taskList": {"name": "acts"}}),
-    )
-    .await
-    .unwrap();
+    let task = poll_acts(&ep).await;
     assert_eq!(task["activityId"], "slow");
     // Started 2 s in: still running at 4 s, timed out at 5 s overall.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -756,21 +731,7 @@ async fn schedule_to_close_times_out_a_running_task() {
 #[tokio::test(start_paused = true)]
 async fn an_execution_times_out_and_its_tasks_and_tokens_go_with_it() {
     let ep = endpoint().await;
-    let token = swf_workflow(&ep).await;
-    swf(
-        &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": [schedule("a", json!({}))]}),
-    )
-    .await
-    .unwrap();
-    let task = swf(
-        &ep,
-        "PollForActivityTask",
-        json!({"domain": "d", "taskList": {"name": "acts"}}),
-    )
-    .await
-    .unwrap();
+    let task = swf_running_task(&ep).await;
     let short = swf(
         &ep,
         "StartWorkflowExecution",
@@ -912,13 +873,7 @@ async fn finished_executions_beyond_the_bound_are_forgotten_on_both_halves() {
 
     let token = swf_workflow(&ep).await;
     let complete = json!([{"decisionType": "CompleteWorkflowExecution"}]);
-    swf(
-        &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": complete}),
-    )
-    .await
-    .unwrap();
+    decide(&ep, &token, json!(complete)).await;
     // With "wf", one more than the bound closed.
     let mut runs = Vec::new();
     for i in 0..=swf::MAX_CLOSED_EXECUTIONS {
@@ -967,13 +922,12 @@ async fn shutdown_ends_execution_drivers_and_swf_timers() {
     let (_arn, sm) = setup(&ep, json!({"TimeoutSeconds": 3600})).await;
     start(&ep, &sm, json!({})).await;
     let token = swf_workflow(&ep).await;
-    swf(
+    decide(
         &ep,
-        "RespondDecisionTaskCompleted",
-        json!({"taskToken": token, "decisions": [schedule("a", json!({"scheduleToCloseTimeout": "3600"}))]}),
+        &token,
+        json!([schedule("a", json!({"scheduleToCloseTimeout": "3600"}))]),
     )
-    .await
-    .unwrap();
+    .await;
     let (shared, swf_half) = (ep.shared.clone(), ep.swf.clone());
     // A driver waiting on its task; the execution's and the task's timers.
     assert_eq!(shared.running_tasks(), 1);
