@@ -322,6 +322,23 @@ async fn swf_running_task(ep: &LocalEndpoint) -> Value {
     poll_acts(ep).await
 }
 
+/// The first event of type `kind` in the open execution `workflow_id`.
+async fn event(ep: &LocalEndpoint, workflow_id: &str, kind: &str) -> Option<Value> {
+    let h = swf(
+        ep,
+        "GetWorkflowExecutionHistory",
+        json!({"domain": "d", "execution": {"workflowId": workflow_id}}),
+    )
+    .await
+    .unwrap();
+    h["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["eventType"] == kind)
+        .cloned()
+}
+
 fn schedule(id: &str, extra: Value) -> Value {
     let mut attrs = json!({"activityType": {"name": "t", "version": "1"}, "activityId": id,
                            "taskList": {"name": "acts"}});
@@ -371,19 +388,9 @@ async fn schedule_to_start_times_out_a_task_nobody_takes() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let h = swf(
-        &ep,
-        "GetWorkflowExecutionHistory",
-        json!({"domain": "d", "execution": {"workflowId": "wf"}}),
-    )
-    .await
-    .unwrap();
-    let timed_out = h["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["eventType"] == "ActivityTaskTimedOut")
-        .unwrap_or_else(|| panic!("{h}"));
+    let timed_out = event(&ep, "wf", "ActivityTaskTimedOut")
+        .await
+        .unwrap_or_else(|| panic!("no ActivityTaskTimedOut"));
     assert_eq!(
         timed_out["activityTaskTimedOutEventAttributes"]["timeoutType"],
         "SCHEDULE_TO_START"
@@ -412,19 +419,9 @@ async fn cancelling_an_unknown_activity_id_fails_as_documented() {
     ]}))
     .await
     .unwrap();
-    let h = swf(
-        &ep,
-        "GetWorkflowExecutionHistory",
-        json!({"domain": "d", "execution": {"workflowId": "wf"}}),
-    )
-    .await
-    .unwrap();
-    let failed = h["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["eventType"] == "RequestCancelActivityTaskFailed")
-        .unwrap_or_else(|| panic!("{h}"));
+    let failed = event(&ep, "wf", "RequestCancelActivityTaskFailed")
+        .await
+        .unwrap_or_else(|| panic!("no RequestCancelActivityTaskFailed"));
     assert_eq!(
         failed["requestCancelActivityTaskFailedEventAttributes"]["cause"],
         "ACTIVITY_ID_UNKNOWN"
@@ -679,18 +676,8 @@ async fn swf_waiting_polls_show_in_the_state_and_empty_lists_are_forgotten() {
 }
 
 async fn timed_out_type(ep: &LocalEndpoint, workflow_id: &str) -> Option<Value> {
-    let h = swf(
-        ep,
-        "GetWorkflowExecutionHistory",
-        json!({"domain": "d", "execution": {"workflowId": workflow_id}}),
-    )
-    .await
-    .unwrap();
-    h["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["eventType"] == "ActivityTaskTimedOut")
+    event(ep, workflow_id, "ActivityTaskTimedOut")
+        .await
         .map(|e| e["activityTaskTimedOutEventAttributes"]["timeoutType"].clone())
 }
 

@@ -17,6 +17,16 @@ fn unknown_activity_type(key: &(String, String)) -> ApiError {
     ))
 }
 
+fn type_exists(kind: &str, key: &(String, String)) -> ApiError {
+    ApiError::bad_request(
+        "TypeAlreadyExistsFault",
+        format!(
+            "{kind}=[name={}, version={}] is already registered",
+            key.0, key.1
+        ),
+    )
+}
+
 impl SwfState {
     pub(super) fn register_domain(&self, r: &Value) -> Result<Value, ApiError> {
         let r: requests::RegisterDomain = parse(r)?;
@@ -59,10 +69,7 @@ impl SwfState {
         let d = Self::domain(&mut m, &r.domain)?;
         Self::not_deprecated(d, &r.domain)?;
         if d.activity_types.contains_key(&key) {
-            return Err(ApiError::bad_request(
-                "TypeAlreadyExistsFault",
-                format!("ActivityType=[name={}, version={}]", key.0, key.1),
-            ));
+            return Err(type_exists("ActivityType", &key));
         }
         let mut config = json!({});
         for (field, value) in [
@@ -178,10 +185,7 @@ impl SwfState {
         let d = Self::domain(&mut m, &r.domain)?;
         Self::not_deprecated(d, &r.domain)?;
         if d.workflow_types.contains_key(&key) {
-            return Err(ApiError::bad_request(
-                "TypeAlreadyExistsFault",
-                format!("WorkflowType=[name={}, version={}]", key.0, key.1),
-            ));
+            return Err(type_exists("WorkflowType", &key));
         }
         d.workflow_types.insert(
             key,
