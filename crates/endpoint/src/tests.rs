@@ -804,8 +804,13 @@ async fn an_unanswered_decision_task_times_out_and_is_scheduled_again() {
     .await
     .unwrap_err();
     assert_eq!(e.code, "UnknownResourceFault");
-    // The new decision task is handed out.
-    assert!(!decision_token(&ep).await.is_empty());
+    // The new decision task is handed out; once answered, its timer ends.
+    let timers = ep.swf.running_tasks();
+    let token = decision_token(&ep).await;
+    assert_eq!(ep.swf.running_tasks(), timers + 1);
+    decide(&ep, &token, json!([])).await;
+    tokio::task::yield_now().await;
+    assert_eq!(ep.swf.running_tasks(), timers);
 }
 
 #[tokio::test(start_paused = true)]

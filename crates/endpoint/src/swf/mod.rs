@@ -150,8 +150,9 @@ struct Domain {
 struct Model {
     domains: HashMap<String, Domain>,
     tasks: HashMap<String, ActivityTask>,
-    /// Decision token -> (domain, workflowId, runId, started event id).
-    decisions: HashMap<String, (String, String, String, i64)>,
+    /// Decision token -> (domain, workflowId, runId, started event id, and
+    /// what ends its timer once the token is answered or dropped).
+    decisions: HashMap<String, (String, String, String, i64, CancellationToken)>,
     /// Closed executions, oldest first, for forgetting.
     closed: VecDeque<(String, (String, String))>,
 }
@@ -186,8 +187,13 @@ impl Model {
         for token in tasks {
             SwfState::drop_task_locked(self, &token);
         }
-        self.decisions
-            .retain(|_, (dn, w, run, _)| !(dn == domain && *w == key.0 && *run == key.1));
+        self.decisions.retain(|_, (dn, w, run, _, done)| {
+            let keep = !(dn == domain && *w == key.0 && *run == key.1);
+            if !keep {
+                done.cancel();
+            }
+            keep
+        });
         self.closed_execution(domain, key);
     }
 

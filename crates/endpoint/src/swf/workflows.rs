@@ -139,7 +139,7 @@ impl SwfState {
     /// scheduled, as on AWS.
     fn decision_timed_out(&self, token: &str) {
         let mut m = self.lock();
-        let Some((domain, w, run, started)) = m.decisions.remove(token) else {
+        let Some((domain, w, run, started, _)) = m.decisions.remove(token) else {
             return;
         };
         let key = (w, run);
@@ -256,6 +256,7 @@ impl SwfState {
                     );
                     let token = format!("{TOKEN_PREFIX}d-{}", uuid::Uuid::new_v4());
                     let limit = e.decision_timeout;
+                    let done = CancellationToken::new();
                     let mut events = e.events.clone();
                     if reverse {
                         events.reverse();
@@ -265,13 +266,15 @@ impl SwfState {
                         "workflowExecution": { "workflowId": key.0, "runId": key.1 },
                         "workflowType": e.workflow_type, "events": events,
                     });
-                    m.decisions
-                        .insert(token.clone(), (domain.clone(), key.0, key.1, started));
-                    Some((out, token, limit))
+                    m.decisions.insert(
+                        token.clone(),
+                        (domain.clone(), key.0, key.1, started, done.clone()),
+                    );
+                    Some((out, token, limit, done))
                 },
             )
             .await?;
-        let Some((out, token, limit)) = found else {
+        let Some((out, token, limit, done)) = found else {
             return Ok(json!({ "taskToken": "", "startedEventId": 0, "events": [] }));
         };
         // Started here, with no await since the token was issued: a
@@ -279,8 +282,10 @@ impl SwfState {
         if let Some(limit) = limit {
             let state = self.clone();
             self.tasks.spawn(async move {
-                tokio::time::sleep(limit).await;
-                state.decision_timed_out(&token);
+                tokio::select! {
+                    () = done.cancelled() => {}
+                    () = tokio::time::sleep(limit) => state.decision_timed_out(&token),
+                }
             });
         }
         Ok(out)
@@ -296,7 +301,7 @@ impl SwfState {
     ) -> Result<Value, ApiError> {
         let r: requests::RespondDecisionTaskCompleted = parse(r)?;
         let mut m = self.lock();
-        let (domain, w, run, started) = m
+        let (domain, w, run, started, done) = m
             .decisions
             .get(&r.task_token)
             .cloned()
@@ -310,6 +315,7 @@ impl SwfState {
         }
         // From here on nothing fails: the request is applied whole.
         m.decisions.remove(&r.task_token);
+        done.cancel();
         let mut scheduled_tasks = Vec::new();
         let mut cancels = Vec::new();
         let mut closed = false;
