@@ -6,8 +6,11 @@
 //! `cancelRequested: true`). Deciders drive workflows with
 //! `ScheduleActivityTask`, `RequestCancelActivityTask` and
 //! `CompleteWorkflowExecution`; `SignalWorkflowExecution` wakes a decider.
-//! Activity tasks enforce heartbeat and start-to-close timeouts. Calls on a
-//! closed or unknown task get `UnknownResourceFault`, as on AWS.
+//! Activity tasks enforce their four timeouts, executions their
+//! start-to-close timeout and decision tasks theirs, so that nothing open
+//! lives forever: with the cap on open executions and forgetting of old
+//! closed ones, the state stays bounded. Calls on a closed or unknown task
+//! get `UnknownResourceFault`, as on AWS.
 //!
 //! Like the Step Functions half, all state is in memory behind one mutex
 //! held for short synchronous sections; long polls wait on `Notify`s.
