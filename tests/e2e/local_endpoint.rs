@@ -256,9 +256,11 @@ fn boto3_drives_the_endpoint_through_the_real_protocol() {
 }
 
 /// Each documented error and limit of the worker operations, on both halves,
-/// through boto3 with its own validation off, plus polls abandoned by closed
-/// sockets, killed clients and client timeouts (the endpoint holds polls the
-/// AWS 60 s here, so only the disconnect can end them in time).
+/// through boto3 with its own validation off, plus, for GetActivityTask,
+/// PollForActivityTask and PollForDecisionTask, polls abandoned by closed
+/// sockets, killed clients and client timeouts, the 1,001st waiting poll
+/// refused, and a working poll after 1,000 abandoned ones (the endpoint holds
+/// polls the AWS 60 s here, so only the disconnect can end them in time).
 #[test]
 fn boto3_reference_table_and_abandoned_polls() {
     let svc = Service::embedded("60s");

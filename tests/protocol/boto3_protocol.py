@@ -111,6 +111,18 @@ types = [e["type"] for e in events]
 assert types == ["ExecutionStarted", "TaskStateEntered", "ActivityScheduled", "ActivityStarted",
                  "ActivitySucceeded", "TaskStateExited", "ExecutionSucceeded"], types
 assert events[3]["activityStartedEventDetails"]["workerName"] == "boto3", events[3]
+# Every input or output an event carries comes with its *Details member, as
+# GetExecutionHistory documents them (nothing here is ever truncated).
+for event in events:
+    for key, details in event.items():
+        if not key.endswith("EventDetails"):
+            continue
+        for field in ("input", "output"):
+            if field in details:
+                assert details.get(field + "Details") == {"truncated": False}, (field, event)
+entered = next(e for e in events if e["type"] == "TaskStateEntered")["stateEnteredEventDetails"]
+exited = next(e for e in events if e["type"] == "TaskStateExited")["stateExitedEventDetails"]
+assert entered["inputDetails"] == {"truncated": False} and exited["outputDetails"] == {"truncated": False}, events
 
 # FIFO: tasks are handed out in the order they were queued. Each execution's
 # driver queues its task on its own schedule, so wait for each one to be

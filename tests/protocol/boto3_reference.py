@@ -5,9 +5,13 @@ and, for a few commands, the AWS CLI, on both halves of an endpoint. Run by test
     python boto3_reference.py URL embedded     # the project's endpoint: every case must hold
     python boto3_reference.py URL localstack   # LocalStack/moto: the same table, known differences listed
 
-Then, against the embedded endpoint only, the disconnect cases: a poll whose
+Then, against the embedded endpoint only, the disconnect cases, for
+GetActivityTask, PollForActivityTask and PollForDecisionTask: a poll whose
 socket closes, whose client process is killed, or whose client times out
-first stops counting at once; after 1,000 abandoned polls a poll still works.
+first stops counting at once; with 1,000 polls waiting the next is refused
+(ActivityWorkerLimitExceeded, LimitExceededFault); after 1,000 abandoned polls
+a poll still gets its task. They need the endpoint's /_local/state, which
+LocalStack does not have, to see the waiting count.
 """
 import json
 import socket
@@ -72,6 +76,8 @@ LOCALSTACK_DIFFERENCES = {
     'cli get-activity-task worker name 81': ('OK', 'LocalStack does not check member lengths'),
     'cli send-task-failure error 257': ('InvalidToken', 'LocalStack looks the token up before checking lengths'),
     'cli poll-for-activity-task task list a|b': ('OK', 'moto does not validate task list names'),
+    'RegisterActivityType in a deprecated domain': ('OK', 'moto registers types in a deprecated domain'),
+    'StartWorkflowExecution in a deprecated domain': ('OK', 'moto starts executions in a deprecated domain'),
     'scheduleToStartTimeout': (None, 'moto does not enforce scheduleToStartTimeout'),
     'cancel unknown id': (None, 'moto does not implement the RequestCancelActivityTask decision'),
 }
@@ -172,12 +178,19 @@ if started and "workerName" in started[0].get("activityStartedEventDetails", {})
 
 # ---- SWF -----------------------------------------------------------------------
 domain = "ref-" + uuid.uuid4().hex[:8]
-swf.register_domain(name=domain, workflowExecutionRetentionPeriodInDays="1")
-swf.register_activity_type(domain=domain, name="t", version="1", defaultTaskStartToCloseTimeout="60",
-                           defaultTaskHeartbeatTimeout="NONE", defaultTaskScheduleToStartTimeout="NONE",
-                           defaultTaskScheduleToCloseTimeout="NONE")
-swf.register_workflow_type(domain=domain, name="w", version="1", defaultTaskStartToCloseTimeout="60",
-                           defaultExecutionStartToCloseTimeout="600", defaultChildPolicy="TERMINATE")
+
+
+def register_domain(name):
+    """A domain with activity type t and workflow type w, version 1."""
+    swf.register_domain(name=name, workflowExecutionRetentionPeriodInDays="1")
+    swf.register_activity_type(domain=name, name="t", version="1", defaultTaskStartToCloseTimeout="60",
+                               defaultTaskHeartbeatTimeout="NONE", defaultTaskScheduleToStartTimeout="NONE",
+                               defaultTaskScheduleToCloseTimeout="NONE")
+    swf.register_workflow_type(domain=name, name="w", version="1", defaultTaskStartToCloseTimeout="60",
+                               defaultExecutionStartToCloseTimeout="600", defaultChildPolicy="TERMINATE")
+
+
+register_domain(domain)
 case("RegisterDomain name with ':'", "ValidationException", swf.register_domain, name="a:" + uuid.uuid4().hex[:8],
      workflowExecutionRetentionPeriodInDays="1")
 case("StartWorkflowExecution 6 tags", "ValidationException", swf.start_workflow_execution, domain=domain,
@@ -282,6 +295,11 @@ case("DeprecateActivityType unknown", "UnknownResourceFault", swf.deprecate_acti
      activityType={"name": "nope", "version": "1"})
 case("DeprecateDomain", "OK", swf.deprecate_domain, name=domain)
 case("DeprecateDomain again", "DomainDeprecatedFault", swf.deprecate_domain, name=domain)
+case("RegisterActivityType in a deprecated domain", "OperationNotPermittedFault", swf.register_activity_type,
+     domain=domain, name="t2", version="1")
+case("StartWorkflowExecution in a deprecated domain", "OperationNotPermittedFault", swf.start_workflow_execution,
+     domain=domain, workflowId="after-deprecation", workflowType={"name": "w", "version": "1"},
+     taskList={"name": "l"})
 
 # ---- the AWS CLI, for a few commands -------------------------------------------
 import os
@@ -321,53 +339,125 @@ cli("cli poll-for-activity-task task list a|b", "ValidationException", "swf", "p
 if BACKEND == "embedded":
     import urllib.request
 
-    def waiting():
-        with urllib.request.urlopen(URL + "/_local/state") as r:
-            return next(a["pollers"] for a in json.load(r)["activities"] if a["arn"] == arn)
-
     host, port = URL.split("//")[1].split(":")
-    body = json.dumps({"activityArn": arn}).encode()
-    request = (f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.0\r\n"
-               f"X-Amz-Target: AWSStepFunctions.GetActivityTask\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
-    def open_poll():
-        s = socket.create_connection((host, int(port)))
-        s.sendall(request)
-        return s
+    def local_state():
+        with urllib.request.urlopen(URL + "/_local/state") as r:
+            return json.load(r)
 
-    # A closed socket.
-    s = open_poll()
-    wait_for("the raw poll to wait", lambda: waiting() == 1)
-    s.close()
-    wait_for("the closed poll to stop counting", lambda: waiting() == 0, timeout=5)
-    # A killed client process.
-    child = subprocess.Popen([sys.executable, "-c", (
-        "import boto3, botocore.config, sys\n"
-        "c = boto3.session.Session(aws_access_key_id='a', aws_secret_access_key='a', region_name='us-east-1')"
-        f".client('stepfunctions', endpoint_url='{URL}', config=botocore.config.Config(read_timeout=70))\n"
-        f"c.get_activity_task(activityArn='{arn}')\n")])
-    wait_for("the child's poll to wait", lambda: waiting() == 1, timeout=30)
-    child.kill()
-    child.wait()
-    wait_for("the killed client's poll to stop counting", lambda: waiting() == 0, timeout=5)
-    # A client read timeout shorter than the hold.
-    impatient = session.client("stepfunctions", endpoint_url=URL, config=botocore.config.Config(
-        read_timeout=1, retries={"max_attempts": 1}))
-    try:
-        impatient.get_activity_task(activityArn=arn)
-    except botocore.exceptions.ReadTimeoutError:
-        pass
-    wait_for("the timed-out poll to stop counting", lambda: waiting() == 0, timeout=5)
-    # 1,000 abandoned polls, then a poll that works.
-    sockets = [open_poll() for _ in range(1000)]
-    wait_for("1,000 waiting polls", lambda: waiting() == 1000, timeout=30)
-    for s in sockets:
+    def disconnects(label, target, body, waiting, child_call, impatient_call, limit, working):
+        """The disconnect cases for one kind of poll. `waiting()` reads the
+        waiting count; `child_call` is the call (Python source) a killed
+        client process makes; `impatient_call(client)` makes it with a 1 s
+        read timeout; `limit` is (error code, call) for the 1,001st poll;
+        `working()` queues a task, polls it and says what went wrong, if anything."""
+        body = json.dumps(body).encode()
+        request = (f"POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-amz-json-1.0\r\n"
+                   f"X-Amz-Target: {target}\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+
+        def open_poll():
+            s = socket.create_connection((host, int(port)))
+            s.sendall(request)
+            return s
+
+        # A closed socket.
+        s = open_poll()
+        wait_for(f"{label}: the raw poll to wait", lambda: waiting() == 1)
         s.close()
-    wait_for("the abandoned polls to stop counting", lambda: waiting() == 0, timeout=15)
-    execution = sfn.start_execution(stateMachineArn=sm, input=json.dumps({"after": "abandoned"}))["executionArn"]
-    task = sfn.get_activity_task(activityArn=arn, workerName="after")
-    if json.loads(task.get("input", "{}")) != {"after": "abandoned"}:
-        failures.append(f"no task after 1,000 abandoned polls: {task}")
+        wait_for(f"{label}: the closed poll to stop counting", lambda: waiting() == 0, timeout=5)
+        # A killed client process.
+        service = target.split(".")[0]
+        child = subprocess.Popen([sys.executable, "-c", (
+            "import boto3, botocore.config, sys\n"
+            "c = boto3.session.Session(aws_access_key_id='a', aws_secret_access_key='a', region_name='us-east-1')"
+            f".client({'stepfunctions' if service == 'AWSStepFunctions' else 'swf'!r}, endpoint_url='{URL}', "
+            "config=botocore.config.Config(read_timeout=70))\n"
+            f"c.{child_call}\n")])
+        wait_for(f"{label}: the child's poll to wait", lambda: waiting() == 1, timeout=30)
+        child.kill()
+        child.wait()
+        wait_for(f"{label}: the killed client's poll to stop counting", lambda: waiting() == 0, timeout=5)
+        # A client read timeout shorter than the hold.
+        impatient = botocore.config.Config(read_timeout=1, retries={"max_attempts": 1})
+        try:
+            impatient_call(impatient)
+        except botocore.exceptions.ReadTimeoutError:
+            pass
+        wait_for(f"{label}: the timed-out poll to stop counting", lambda: waiting() == 0, timeout=5)
+        # 1,000 waiting polls: the next is refused; once they are abandoned,
+        # a poll works.
+        sockets = [open_poll() for _ in range(1000)]
+        wait_for(f"{label}: 1,000 waiting polls", lambda: waiting() == 1000, timeout=30)
+        code, call = limit
+        case(f"{label} 1,001st poll", code, call)
+        for s in sockets:
+            s.close()
+        wait_for(f"{label}: the abandoned polls to stop counting", lambda: waiting() == 0, timeout=15)
+        problem = working()
+        if problem:
+            failures.append(f"{label}: after 1,000 abandoned polls: {problem}")
+        if waiting() != 0:
+            failures.append(f"{label}: the working poll still counts")
+
+    def sfn_waiting():
+        return next(a["pollers"] for a in local_state()["activities"] if a["arn"] == arn)
+
+    def sfn_working():
+        sfn.start_execution(stateMachineArn=sm, input=json.dumps({"after": "abandoned"}))
+        task = sfn.get_activity_task(activityArn=arn, workerName="after")
+        if json.loads(task.get("input", "{}")) != {"after": "abandoned"}:
+            return f"no task: {task}"
+
+    disconnects("GetActivityTask", "AWSStepFunctions.GetActivityTask", {"activityArn": arn}, sfn_waiting,
+                f"get_activity_task(activityArn='{arn}')",
+                lambda config: session.client("stepfunctions", endpoint_url=URL, config=config)
+                .get_activity_task(activityArn=arn),
+                ("ActivityWorkerLimitExceeded", lambda: sfn.get_activity_task(activityArn=arn)), sfn_working)
+
+    # SWF, in a domain of its own (the table's is deprecated by now).
+    dd = "disc-" + uuid.uuid4().hex[:8]
+    register_domain(dd)
+
+    def swf_waiting(kind, list_name):
+        return next((l["pollers"] for l in local_state()["swf"]["taskLists"]
+                     if l["domain"] == dd and l["kind"] == kind and l["taskList"] == list_name), 0)
+
+    def swf_start(decisions):
+        wid = "disc-" + uuid.uuid4().hex[:8]
+        run = swf.start_workflow_execution(domain=dd, workflowId=wid, workflowType={"name": "w", "version": "1"},
+                                           taskList={"name": decisions}, input="after abandoned")["runId"]
+        return wid, run
+
+    def swf_activity_working():
+        wid, _ = swf_start("disc-deciders")
+        token = swf_poll.poll_for_decision_task(domain=dd, taskList={"name": "disc-deciders"})["taskToken"]
+        swf.respond_decision_task_completed(taskToken=token, decisions=[{
+            "decisionType": "ScheduleActivityTask", "scheduleActivityTaskDecisionAttributes": {
+                "activityType": {"name": "t", "version": "1"}, "activityId": "after",
+                "taskList": {"name": "disc-acts"}, "input": "after abandoned"}}])
+        task = swf_poll.poll_for_activity_task(domain=dd, taskList={"name": "disc-acts"})
+        if task.get("activityId") != "after" or task.get("input") != "after abandoned":
+            return f"no activity task: {task}"
+
+    def swf_decision_working():
+        wid, run = swf_start("disc-decisions")
+        task = swf_poll.poll_for_decision_task(domain=dd, taskList={"name": "disc-decisions"})
+        if task.get("workflowExecution") != {"workflowId": wid, "runId": run}:
+            return f"no decision task: {task}"
+
+    for op, list_name, kind, working in [
+        ("PollForActivityTask", "disc-acts", "activity", swf_activity_working),
+        ("PollForDecisionTask", "disc-decisions", "decision", swf_decision_working),
+    ]:
+        method = "poll_for_activity_task" if kind == "activity" else "poll_for_decision_task"
+        request = {"domain": dd, "taskList": {"name": list_name}}
+        disconnects(op, f"SimpleWorkflowService.{op}", request,
+                    lambda kind=kind, list_name=list_name: swf_waiting(kind, list_name),
+                    f"{method}(domain='{dd}', taskList={{'name': '{list_name}'}})",
+                    lambda config, method=method, request=request: getattr(
+                        session.client("swf", endpoint_url=URL, config=config), method)(**request),
+                    ("LimitExceededFault", lambda method=method, request=request: getattr(swf, method)(**request)),
+                    working)
 
 unseen = set(LOCALSTACK_DIFFERENCES) - seen_differences if BACKEND == "localstack" else set()
 for name in sorted(unseen):

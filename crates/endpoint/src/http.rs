@@ -57,6 +57,13 @@ impl FromRef<AppState> for Arc<Shared> {
     }
 }
 
+/// The live page reads the SWF state too.
+impl FromRef<AppState> for Arc<SwfState> {
+    fn from_ref(app: &AppState) -> Self {
+        app.swf.clone()
+    }
+}
+
 /// The fault routes see only the rules.
 impl FromRef<AppState> for Arc<Faults> {
     fn from_ref(app: &AppState) -> Self {

@@ -50,6 +50,12 @@ impl Background {
         });
     }
 
+    /// Tasks started and not yet ended.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
     /// Halts every task and waits for them to end.
     pub(crate) async fn stopped(&self) {
         self.halt.cancel();

@@ -115,7 +115,7 @@ async fn run_states<H: Host>(
             "TaskStateEntered",
             Some((
                 "stateEnteredEventDetails",
-                json!({ "name": name, "input": input }),
+                json!({ "name": name, "input": input, "inputDetails": { "truncated": false } }),
             )),
         );
         let mut attempts = vec![0u32; state.retry.len()];
@@ -143,7 +143,7 @@ async fn run_states<H: Host>(
             "TaskStateExited",
             Some((
                 "stateExitedEventDetails",
-                json!({ "name": name, "output": output }),
+                json!({ "name": name, "output": output, "outputDetails": { "truncated": false } }),
             )),
         );
         match &state.next {

@@ -35,7 +35,10 @@ use tokio_util::sync::CancellationToken;
 
 /// Largest input or output, in bytes (AWS: 256 KiB).
 pub(crate) const MAX_PAYLOAD: usize = 262_144;
-const MAX_EXECUTIONS: usize = 10_000;
+/// Executions remembered; finished ones beyond this are forgotten oldest first.
+pub(crate) const MAX_EXECUTIONS: usize = 10_000;
+/// Waiting pollers per activity beyond which AWS says ActivityWorkerLimitExceeded.
+pub(crate) const MAX_POLLERS: usize = 1_000;
 const MAX_FINISHED_TOKENS: usize = 10_000;
 const MAX_RECENT_TASKS: usize = 200;
 const MAX_EVENTS: usize = 25_000;
@@ -299,6 +302,12 @@ impl Shared {
     /// Ends every execution driver and waits for them.
     pub(crate) async fn stopped(&self) {
         self.drivers.stopped().await;
+    }
+
+    /// Execution drivers still running.
+    #[cfg(test)]
+    pub(crate) fn running_tasks(&self) -> usize {
+        self.drivers.len()
     }
 
     fn lock(&self) -> MutexGuard<'_, Model> {

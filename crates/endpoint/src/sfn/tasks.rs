@@ -5,7 +5,9 @@
 //! never issued), remembered per token after the task is gone.
 
 use super::driver::TaskResult;
-use super::{Ended, Model, Shared, TaskStatus, activity_missing, is_json, now, truncate};
+use super::{
+    Ended, MAX_POLLERS, Model, Shared, TaskStatus, activity_missing, is_json, now, truncate,
+};
 use crate::error::ApiError;
 use crate::requests::parse;
 use crate::sfn::requests;
@@ -13,9 +15,6 @@ use crate::support::OnDrop;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
-
-/// Waiting pollers per activity beyond which AWS says ActivityWorkerLimitExceeded.
-const MAX_POLLERS: usize = 1_000;
 
 impl Shared {
     pub(crate) async fn get_activity_task(&self, req: &Value) -> Result<Value, ApiError> {

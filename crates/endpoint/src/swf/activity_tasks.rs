@@ -4,7 +4,7 @@
 //! heartbeat or result that races the timer wins, as it does on AWS.
 
 use super::requests::{self, Close};
-use super::{Model, SwfState, TOKEN_PREFIX, TaskState, unknown};
+use super::{Model, SwfState, TOKEN_PREFIX, TaskState, prune, unknown};
 use crate::error::ApiError;
 use crate::requests::parse;
 use serde_json::{Value, json};
@@ -186,6 +186,7 @@ impl SwfState {
         if let Some(q) = d.activity_queues.get_mut(&task.task_list) {
             q.items.retain(|t| t != token);
         }
+        prune(&mut d.activity_queues, &task.task_list);
         if let Some(e) = d.executions.get_mut(&task.execution) {
             e.activities.remove(&task.activity_id);
             e.push(kind, attrs_key, attrs);
@@ -231,12 +232,11 @@ impl SwfState {
             return;
         };
         task.closed.cancel();
-        if let Some(q) = m
-            .domains
-            .get_mut(&task.domain)
-            .and_then(|d| d.activity_queues.get_mut(&task.task_list))
-        {
-            q.items.retain(|t| t != token);
+        if let Some(d) = m.domains.get_mut(&task.domain) {
+            if let Some(q) = d.activity_queues.get_mut(&task.task_list) {
+                q.items.retain(|t| t != token);
+            }
+            prune(&mut d.activity_queues, &task.task_list);
         }
     }
 

@@ -6,8 +6,11 @@
 //! `cancelRequested: true`). Deciders drive workflows with
 //! `ScheduleActivityTask`, `RequestCancelActivityTask` and
 //! `CompleteWorkflowExecution`; `SignalWorkflowExecution` wakes a decider.
-//! Activity tasks enforce heartbeat and start-to-close timeouts. Calls on a
-//! closed or unknown task get `UnknownResourceFault`, as on AWS.
+//! Activity tasks enforce their four timeouts, executions their
+//! start-to-close timeout and decision tasks theirs, so that nothing open
+//! lives forever: with the cap on open executions and forgetting of old
+//! closed ones, the state stays bounded. Calls on a closed or unknown task
+//! get `UnknownResourceFault`, as on AWS.
 //!
 //! Like the Step Functions half, all state is in memory behind one mutex
 //! held for short synchronous sections; long polls wait on `Notify`s.
@@ -33,7 +36,11 @@ const TOKEN_PREFIX: &str = "swf1-";
 const MAX_POLLERS: usize = 1_000;
 /// Closed executions remembered (their histories stay readable); older
 /// ones are forgotten, as the Step Functions half forgets executions.
-const MAX_CLOSED_EXECUTIONS: usize = 10_000;
+pub(crate) const MAX_CLOSED_EXECUTIONS: usize = 10_000;
+/// Open executions per domain beyond which StartWorkflowExecution answers
+/// LimitExceededFault (the AWS quota). With executionStartToCloseTimeout
+/// enforced, this bounds the open half of the state.
+pub(crate) const MAX_OPEN_EXECUTIONS: usize = 100_000;
 
 fn unknown(what: impl Into<String>) -> ApiError {
     ApiError::bad_request("UnknownResourceFault", what)
@@ -61,12 +68,24 @@ struct ActivityTypeRec {
     deprecated: Option<f64>,
 }
 
+/// A registered workflow type's defaults.
+#[derive(Debug, Clone, Default)]
+struct WorkflowTypeRec {
+    default_task_list: Option<String>,
+    default_execution_start_to_close: Option<String>,
+    default_task_start_to_close: Option<String>,
+}
+
 #[derive(Debug)]
 struct Execution {
     workflow_type: Value,
     task_list: String,
     events: Vec<Value>,
     open: bool,
+    /// Fires when the execution closes: ends its start-to-close timer.
+    closing: CancellationToken,
+    /// How long a started decision task may stay unanswered.
+    decision_timeout: Option<Duration>,
     /// A decision task is scheduled or started.
     decision_pending: bool,
     /// Events arrived while a decision task was started: decide again.
@@ -122,9 +141,10 @@ struct Domain {
     description: Option<String>,
     retention_days: String,
     activity_types: HashMap<(String, String), ActivityTypeRec>,
-    /// Workflow types and their default task lists.
-    workflow_types: HashMap<(String, String), Option<String>>,
+    workflow_types: HashMap<(String, String), WorkflowTypeRec>,
     executions: HashMap<(String, String), Execution>,
+    /// How many of `executions` are open.
+    open_executions: usize,
     decision_queues: HashMap<String, Queue>,
     activity_queues: HashMap<String, Queue>,
 }
@@ -133,13 +153,53 @@ struct Domain {
 struct Model {
     domains: HashMap<String, Domain>,
     tasks: HashMap<String, ActivityTask>,
-    /// Decision token -> (domain, workflowId, runId, started event id).
-    decisions: HashMap<String, (String, String, String, i64)>,
+    /// Decision token -> (domain, workflowId, runId, started event id, and
+    /// what ends its timer once the token is answered or dropped).
+    decisions: HashMap<String, (String, String, String, i64, CancellationToken)>,
     /// Closed executions, oldest first, for forgetting.
     closed: VecDeque<(String, (String, String))>,
 }
 
 impl Model {
+    /// Closes an open execution (its last event already recorded): its
+    /// timer stops, its activity tasks and any decision task are dropped
+    /// (their workers' next calls get UnknownResourceFault), and it joins
+    /// the closed executions that are forgotten oldest first.
+    fn close_execution(&mut self, domain: &str, key: (String, String)) {
+        let Some(d) = self.domains.get_mut(domain) else {
+            return;
+        };
+        let Some(e) = d.executions.get_mut(&key) else {
+            return;
+        };
+        if !e.open {
+            return;
+        }
+        e.open = false;
+        e.decision_pending = false;
+        e.needs_decision = false;
+        e.closing.cancel();
+        let tasks: Vec<String> = e.activities.drain().map(|(_, t)| t).collect();
+        let list = e.task_list.clone();
+        d.open_executions = d.open_executions.saturating_sub(1);
+        let item = decision_item(&key);
+        if let Some(q) = d.decision_queues.get_mut(&list) {
+            q.items.retain(|i| *i != item);
+        }
+        prune(&mut d.decision_queues, &list);
+        for token in tasks {
+            SwfState::drop_task_locked(self, &token);
+        }
+        self.decisions.retain(|_, (dn, w, run, _, done)| {
+            let keep = !(dn == domain && *w == key.0 && *run == key.1);
+            if !keep {
+                done.cancel();
+            }
+            keep
+        });
+        self.closed_execution(domain, key);
+    }
+
     /// Remembers that an execution closed and forgets the oldest closed
     /// ones beyond [`MAX_CLOSED_EXECUTIONS`].
     fn closed_execution(&mut self, domain: &str, key: (String, String)) {
@@ -160,6 +220,8 @@ impl Model {
 pub(crate) struct SwfState {
     model: Mutex<Model>,
     poll_timeout: Duration,
+    /// [`MAX_OPEN_EXECUTIONS`], lower in tests.
+    max_open_executions: usize,
     stopping: CancellationToken,
     /// The task timers: they end when the endpoint goes away.
     tasks: Background,
@@ -167,6 +229,22 @@ pub(crate) struct SwfState {
 
 fn queue<'a>(queues: &'a mut HashMap<String, Queue>, list: &str) -> &'a mut Queue {
     queues.entry(list.to_string()).or_default()
+}
+
+/// Forgets a task list's queue once nothing waits on it and nothing is
+/// queued, so that polls on ever new names leave nothing behind.
+fn prune(queues: &mut HashMap<String, Queue>, list: &str) {
+    if queues
+        .get(list)
+        .is_some_and(|q| q.waiting == 0 && q.items.is_empty())
+    {
+        queues.remove(list);
+    }
+}
+
+/// A decision queue's item for an execution.
+fn decision_item(key: &(String, String)) -> String {
+    format!("{}\u{0}{}", key.0, key.1)
 }
 
 impl SwfState {
@@ -178,6 +256,7 @@ impl SwfState {
         Arc::new(SwfState {
             model: Mutex::new(Model::default()),
             poll_timeout,
+            max_open_executions: MAX_OPEN_EXECUTIONS,
             stopping,
             tasks: Background::new(halt),
         })
@@ -188,8 +267,49 @@ impl SwfState {
         self.tasks.stopped().await;
     }
 
+    /// A state whose domains hold at most `max_open` open executions.
+    #[cfg(test)]
+    pub(crate) fn with_max_open(max_open: usize) -> Arc<SwfState> {
+        let mut state = SwfState::new(
+            Duration::from_secs(60),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        );
+        Arc::get_mut(&mut state)
+            .expect("not shared yet")
+            .max_open_executions = max_open;
+        state
+    }
+
+    /// Timers still running.
+    #[cfg(test)]
+    pub(crate) fn running_tasks(&self) -> usize {
+        self.tasks.len()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Model> {
         lock(&self.model)
+    }
+
+    /// The SWF half of `/_local/state`: per domain and task list, the polls
+    /// waiting and the tasks queued, for activity and decision tasks.
+    pub(crate) fn page_state(&self) -> Value {
+        let m = self.lock();
+        let mut lists = Vec::new();
+        for (name, d) in &m.domains {
+            for (kind, queues) in [
+                ("activity", &d.activity_queues),
+                ("decision", &d.decision_queues),
+            ] {
+                for (list, q) in queues {
+                    lists.push(json!({ "domain": name, "taskList": list, "kind": kind,
+                                       "pollers": q.waiting, "queued": q.items.len() }));
+                }
+            }
+        }
+        let open: usize = m.domains.values().map(|d| d.open_executions).sum();
+        json!({ "taskLists": lists, "openExecutions": open, "activityTasks": m.tasks.len(),
+                "decisionTasks": m.decisions.len() })
     }
 
     pub(crate) async fn dispatch(self: &Arc<Self>, op: &str, r: &Value) -> Result<Value, ApiError> {
@@ -246,7 +366,7 @@ impl SwfState {
             json!({ "taskList": { "name": list } }),
         );
         let q = queue(&mut d.decision_queues, &list);
-        q.items.push_back(format!("{}\u{0}{}", key.0, key.1));
+        q.items.push_back(decision_item(key));
         q.notify.notify_waiters();
     }
 
@@ -279,6 +399,9 @@ impl SwfState {
                 .and_then(|d| queues(d).get_mut(list))
             {
                 q.waiting = q.waiting.saturating_sub(1);
+            }
+            if let Some(d) = m.domains.get_mut(domain) {
+                prune(queues(d), list);
             }
         });
         loop {

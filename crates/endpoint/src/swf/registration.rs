@@ -3,7 +3,7 @@
 //! (ScheduleActivityTaskFailed with ACTIVITY_TYPE_DEPRECATED), not for its
 //! own sake.
 
-use super::{ActivityTypeRec, Domain, SwfState, unknown};
+use super::{ActivityTypeRec, Domain, SwfState, WorkflowTypeRec, unknown};
 use crate::error::ApiError;
 use crate::requests::parse;
 use crate::support::now;
@@ -15,6 +15,16 @@ fn unknown_activity_type(key: &(String, String)) -> ApiError {
         "Unknown type: ActivityType=[name={}, version={}]",
         key.0, key.1
     ))
+}
+
+fn type_exists(kind: &str, key: &(String, String)) -> ApiError {
+    ApiError::bad_request(
+        "TypeAlreadyExistsFault",
+        format!(
+            "{kind}=[name={}, version={}] is already registered",
+            key.0, key.1
+        ),
+    )
 }
 
 impl SwfState {
@@ -34,7 +44,7 @@ impl SwfState {
     }
 
     pub(super) fn describe_domain(&self, r: &Value) -> Result<Value, ApiError> {
-        let r: requests::DescribeDomain = parse(r)?;
+        let r: requests::DomainName = parse(r)?;
         let mut m = self.lock();
         let d = Self::domain(&mut m, &r.name)?;
         let status = if d.deprecated {
@@ -59,10 +69,7 @@ impl SwfState {
         let d = Self::domain(&mut m, &r.domain)?;
         Self::not_deprecated(d, &r.domain)?;
         if d.activity_types.contains_key(&key) {
-            return Err(ApiError::bad_request(
-                "TypeAlreadyExistsFault",
-                format!("ActivityType=[name={}, version={}]", key.0, key.1),
-            ));
+            return Err(type_exists("ActivityType", &key));
         }
         let mut config = json!({});
         for (field, value) in [
@@ -104,21 +111,33 @@ impl SwfState {
         Ok(json!({}))
     }
 
-    pub(super) fn describe_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
-        let r: requests::DescribeActivityType = parse(r)?;
+    /// Runs `f` on the activity type a DescribeActivityType or
+    /// DeprecateActivityType request names.
+    fn with_activity_type(
+        &self,
+        r: &Value,
+        f: impl FnOnce((String, String), &mut ActivityTypeRec) -> Result<Value, ApiError>,
+    ) -> Result<Value, ApiError> {
+        let r: requests::ActivityTypeRef = parse(r)?;
         let key = r.activity_type.key();
         let mut m = self.lock();
         let d = Self::domain(&mut m, &r.domain)?;
         let t = d
             .activity_types
-            .get(&key)
+            .get_mut(&key)
             .ok_or_else(|| unknown_activity_type(&key))?;
+        f(key, t)
+    }
+
+    pub(super) fn describe_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
+        self.with_activity_type(r, |key, t| {
         let mut info = json!({ "activityType": { "name": key.0, "version": key.1 }, "status": "REGISTERED", "creationDate": t.created });
         if let Some(at) = t.deprecated {
             info["status"] = json!("DEPRECATED");
             info["deprecationDate"] = json!(at);
         }
         Ok(json!({ "typeInfo": info, "configuration": t.config }))
+        })
     }
 
     /// New executions and types cannot be created in a deprecated domain.
@@ -133,7 +152,7 @@ impl SwfState {
     }
 
     pub(super) fn deprecate_domain(&self, r: &Value) -> Result<Value, ApiError> {
-        let r: requests::DeprecateDomain = parse(r)?;
+        let r: requests::DomainName = parse(r)?;
         let mut m = self.lock();
         let d = Self::domain(&mut m, &r.name)?;
         if d.deprecated {
@@ -147,22 +166,16 @@ impl SwfState {
     }
 
     pub(super) fn deprecate_activity_type(&self, r: &Value) -> Result<Value, ApiError> {
-        let r: requests::DeprecateActivityType = parse(r)?;
-        let key = r.activity_type.key();
-        let mut m = self.lock();
-        let d = Self::domain(&mut m, &r.domain)?;
-        let t = d
-            .activity_types
-            .get_mut(&key)
-            .ok_or_else(|| unknown_activity_type(&key))?;
-        if t.deprecated.is_some() {
-            return Err(ApiError::bad_request(
-                "TypeDeprecatedFault",
-                format!("ActivityType=[name={}, version={}]", key.0, key.1),
-            ));
-        }
-        t.deprecated = Some(now());
-        Ok(json!({}))
+        self.with_activity_type(r, |key, t| {
+            if t.deprecated.is_some() {
+                return Err(ApiError::bad_request(
+                    "TypeDeprecatedFault",
+                    format!("ActivityType=[name={}, version={}]", key.0, key.1),
+                ));
+            }
+            t.deprecated = Some(now());
+            Ok(json!({}))
+        })
     }
 
     pub(super) fn register_workflow_type(&self, r: &Value) -> Result<Value, ApiError> {
@@ -172,13 +185,16 @@ impl SwfState {
         let d = Self::domain(&mut m, &r.domain)?;
         Self::not_deprecated(d, &r.domain)?;
         if d.workflow_types.contains_key(&key) {
-            return Err(ApiError::bad_request(
-                "TypeAlreadyExistsFault",
-                format!("WorkflowType=[name={}, version={}]", key.0, key.1),
-            ));
+            return Err(type_exists("WorkflowType", &key));
         }
-        let default_list = r.default_task_list.map(|l| l.name);
-        d.workflow_types.insert(key, default_list);
+        d.workflow_types.insert(
+            key,
+            WorkflowTypeRec {
+                default_task_list: r.default_task_list.map(|l| l.name),
+                default_execution_start_to_close: r.default_execution_start_to_close_timeout,
+                default_task_start_to_close: r.default_task_start_to_close_timeout,
+            },
+        );
         Ok(json!({}))
     }
 }

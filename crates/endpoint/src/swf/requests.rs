@@ -6,6 +6,14 @@ use crate::requests::{Validate, length, one_of, optional};
 use serde::Deserialize;
 use serde_json::Value;
 
+/// Longest name, id, identity or reason (`String256` in the reference).
+pub(crate) const MAX_NAME: usize = 256;
+/// Longest input, result, details, control or execution context
+/// (`Data` in the reference).
+pub(crate) const MAX_DATA: usize = 32_768;
+/// Most events a page may ask for.
+const MAX_PAGE_SIZE: u32 = 1000;
+
 /// The SWF rule for names of domains' task lists, types and ids: no `:`,
 /// `/`, `|`, control characters, surrounding whitespace or the literal
 /// `arn`.
@@ -43,7 +51,7 @@ pub(crate) struct TypeRef {
 
 impl TypeRef {
     fn validate(&self, field: &str) -> Result<(), ApiError> {
-        swf_name(&format!("{field}.name"), &self.name, 256)?;
+        swf_name(&format!("{field}.name"), &self.name, MAX_NAME)?;
         swf_name(&format!("{field}.version"), &self.version, 64)
     }
 
@@ -52,8 +60,19 @@ impl TypeRef {
     }
 }
 
+/// `maximumPageSize`, at most [`MAX_PAGE_SIZE`].
+fn page_size(n: Option<u32>) -> Result<(), ApiError> {
+    if n.is_some_and(|n| n > MAX_PAGE_SIZE) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value at 'maximumPageSize' failed to satisfy constraint: \
+             Member must have value less than or equal to {MAX_PAGE_SIZE}"
+        )));
+    }
+    Ok(())
+}
+
 fn domain(value: &str) -> Result<(), ApiError> {
-    length("domain", value, 1, 256)
+    length("domain", value, 1, MAX_NAME)
 }
 
 fn swf_token(token: &str) -> Result<(), ApiError> {
@@ -85,8 +104,8 @@ pub(crate) struct PollForActivityTask {
 impl Validate for PollForActivityTask {
     fn validate(&self) -> Result<(), ApiError> {
         domain(&self.domain)?;
-        swf_name("taskList.name", &self.task_list.name, 256)?;
-        optional("identity", &self.identity, 0, 256)
+        swf_name("taskList.name", &self.task_list.name, MAX_NAME)?;
+        optional("identity", &self.identity, 0, MAX_NAME)
     }
 }
 
@@ -100,19 +119,20 @@ pub(crate) struct CountPendingActivityTasks {
 impl Validate for CountPendingActivityTasks {
     fn validate(&self) -> Result<(), ApiError> {
         domain(&self.domain)?;
-        swf_name("taskList.name", &self.task_list.name, 256)
+        swf_name("taskList.name", &self.task_list.name, MAX_NAME)
     }
 }
 
+/// DescribeDomain, DeprecateDomain.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct DescribeDomain {
+pub(crate) struct DomainName {
     pub name: String,
 }
 
-impl Validate for DescribeDomain {
+impl Validate for DomainName {
     fn validate(&self) -> Result<(), ApiError> {
-        length("name", &self.name, 1, 256)
+        length("name", &self.name, 1, MAX_NAME)
     }
 }
 
@@ -131,8 +151,8 @@ pub(crate) struct PollForDecisionTask {
 impl Validate for PollForDecisionTask {
     fn validate(&self) -> Result<(), ApiError> {
         domain(&self.domain)?;
-        swf_name("taskList.name", &self.task_list.name, 256)?;
-        optional("identity", &self.identity, 0, 256)?;
+        swf_name("taskList.name", &self.task_list.name, MAX_NAME)?;
+        optional("identity", &self.identity, 0, MAX_NAME)?;
         optional("nextPageToken", &self.next_page_token, 0, 2048)?;
         if self.start_at_previous_started_event == Some(true) {
             return Err(ApiError::validation(
@@ -140,13 +160,7 @@ impl Validate for PollForDecisionTask {
                  returns the whole history",
             ));
         }
-        if self.maximum_page_size.is_some_and(|n| n > 1000) {
-            return Err(ApiError::validation(
-                "1 validation error detected: Value at 'maximumPageSize' failed to satisfy constraint: \
-                 Member must have value less than or equal to 1000",
-            ));
-        }
-        Ok(())
+        page_size(self.maximum_page_size)
     }
 }
 
@@ -204,9 +218,9 @@ impl RespondActivityTask {
             parsed.details.is_some(),
             close != Close::Completed,
         )?;
-        optional("result", &parsed.result, 0, 32_768)?;
-        optional("reason", &parsed.reason, 0, 256)?;
-        optional("details", &parsed.details, 0, 32_768)?;
+        optional("result", &parsed.result, 0, MAX_DATA)?;
+        optional("reason", &parsed.reason, 0, MAX_NAME)?;
+        optional("details", &parsed.details, 0, MAX_DATA)?;
         Ok(parsed)
     }
 }
@@ -225,9 +239,9 @@ pub(crate) struct RespondDecisionTaskCompleted {
 impl Validate for RespondDecisionTaskCompleted {
     fn validate(&self) -> Result<(), ApiError> {
         swf_token(&self.task_token)?;
-        optional("executionContext", &self.execution_context, 0, 32_768)?;
+        optional("executionContext", &self.execution_context, 0, MAX_DATA)?;
         if let Some(list) = &self.task_list {
-            swf_name("taskList.name", &list.name, 256)?;
+            swf_name("taskList.name", &list.name, MAX_NAME)?;
         }
         if self.task_list_schedule_to_start_timeout.is_some() {
             return Err(ApiError::validation(
@@ -282,14 +296,14 @@ impl Decision {
                     .request_cancel_activity_task_decision_attributes
                     .as_ref()
                     .ok_or_else(|| missing("requestCancelActivityTaskDecisionAttributes"))?;
-                length("activityId", &a.activity_id, 1, 256)
+                length("activityId", &a.activity_id, 1, MAX_NAME)
             }
             "CompleteWorkflowExecution" => {
                 let result = self
                     .complete_workflow_execution_decision_attributes
                     .as_ref()
                     .and_then(|a| a.result.clone());
-                optional("result", &result, 0, 32_768)
+                optional("result", &result, 0, MAX_DATA)
             }
             other => Err(ApiError::validation(format!(
                 "decision {n} has type {other:?}, which this local endpoint does not implement \
@@ -345,11 +359,11 @@ pub(crate) struct ScheduleActivityTask {
 impl ScheduleActivityTask {
     fn validate(&self) -> Result<(), ApiError> {
         self.activity_type.validate("activityType")?;
-        swf_name("activityId", &self.activity_id, 256)?;
-        optional("control", &self.control, 0, 32_768)?;
-        optional("input", &self.input, 0, 32_768)?;
+        swf_name("activityId", &self.activity_id, MAX_NAME)?;
+        optional("control", &self.control, 0, MAX_DATA)?;
+        optional("input", &self.input, 0, MAX_DATA)?;
         if let Some(list) = &self.task_list {
-            swf_name("taskList.name", &list.name, 256)?;
+            swf_name("taskList.name", &list.name, MAX_NAME)?;
         }
         optional("taskPriority", &self.task_priority, 0, 11)?;
         swf_timeout("scheduleToCloseTimeout", &self.schedule_to_close_timeout)?;
@@ -369,32 +383,6 @@ pub(crate) struct RequestCancelActivityTask {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct CompleteWorkflowExecution {
     pub result: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct DeprecateDomain {
-    pub name: String,
-}
-
-impl Validate for DeprecateDomain {
-    fn validate(&self) -> Result<(), ApiError> {
-        length("name", &self.name, 1, 256)
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct DeprecateActivityType {
-    pub domain: String,
-    pub activity_type: TypeRef,
-}
-
-impl Validate for DeprecateActivityType {
-    fn validate(&self) -> Result<(), ApiError> {
-        domain(&self.domain)?;
-        self.activity_type.validate("activityType")
-    }
 }
 
 // SWF control plane.
@@ -424,11 +412,11 @@ macro_rules! type_registration {
         impl $name {
             fn validate_shared(&self) -> Result<(), ApiError> {
                 domain(&self.domain)?;
-                swf_name("name", &self.name, 256)?;
+                swf_name("name", &self.name, MAX_NAME)?;
                 swf_name("version", &self.version, 64)?;
                 description(&self.description)?;
                 if let Some(list) = &self.default_task_list {
-                    swf_name("defaultTaskList.name", &list.name, 256)?;
+                    swf_name("defaultTaskList.name", &list.name, MAX_NAME)?;
                 }
                 optional("defaultTaskPriority", &self.default_task_priority, 0, 11)?;
                 swf_timeout(
@@ -454,7 +442,7 @@ pub(crate) struct RegisterDomain {
 
 impl Validate for RegisterDomain {
     fn validate(&self) -> Result<(), ApiError> {
-        swf_name("name", &self.name, 256)?;
+        swf_name("name", &self.name, MAX_NAME)?;
         description(&self.description)?;
         length(
             "workflowExecutionRetentionPeriodInDays",
@@ -489,14 +477,15 @@ impl Validate for RegisterActivityType {
     }
 }
 
+/// DescribeActivityType, DeprecateActivityType.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub(crate) struct DescribeActivityType {
+pub(crate) struct ActivityTypeRef {
     pub domain: String,
     pub activity_type: TypeRef,
 }
 
-impl Validate for DescribeActivityType {
+impl Validate for ActivityTypeRef {
     fn validate(&self) -> Result<(), ApiError> {
         domain(&self.domain)?;
         self.activity_type.validate("activityType")
@@ -544,13 +533,13 @@ pub(crate) struct StartWorkflowExecution {
 impl Validate for StartWorkflowExecution {
     fn validate(&self) -> Result<(), ApiError> {
         domain(&self.domain)?;
-        swf_name("workflowId", &self.workflow_id, 256)?;
+        swf_name("workflowId", &self.workflow_id, MAX_NAME)?;
         self.workflow_type.validate("workflowType")?;
         if let Some(list) = &self.task_list {
-            swf_name("taskList.name", &list.name, 256)?;
+            swf_name("taskList.name", &list.name, MAX_NAME)?;
         }
         optional("taskPriority", &self.task_priority, 0, 11)?;
-        optional("input", &self.input, 0, 32_768)?;
+        optional("input", &self.input, 0, MAX_DATA)?;
         swf_timeout(
             "executionStartToCloseTimeout",
             &self.execution_start_to_close_timeout,
@@ -564,7 +553,7 @@ impl Validate for StartWorkflowExecution {
             ));
         }
         for tag in tag_list {
-            length("tagList.member", tag, 0, 256)?;
+            length("tagList.member", tag, 0, MAX_NAME)?;
         }
         one_of("childPolicy", &self.child_policy, CHILD_POLICIES)?;
         optional("lambdaRole", &self.lambda_role, 1, 1224)
@@ -584,10 +573,10 @@ pub(crate) struct SignalWorkflowExecution {
 impl Validate for SignalWorkflowExecution {
     fn validate(&self) -> Result<(), ApiError> {
         domain(&self.domain)?;
-        length("workflowId", &self.workflow_id, 1, 256)?;
+        length("workflowId", &self.workflow_id, 1, MAX_NAME)?;
         optional("runId", &self.run_id, 0, 64)?;
-        length("signalName", &self.signal_name, 1, 256)?;
-        optional("input", &self.input, 0, 32_768)
+        length("signalName", &self.signal_name, 1, MAX_NAME)?;
+        optional("input", &self.input, 0, MAX_DATA)
     }
 }
 
@@ -611,16 +600,15 @@ pub(crate) struct GetWorkflowExecutionHistory {
 impl Validate for GetWorkflowExecutionHistory {
     fn validate(&self) -> Result<(), ApiError> {
         domain(&self.domain)?;
-        length("execution.workflowId", &self.execution.workflow_id, 1, 256)?;
+        length(
+            "execution.workflowId",
+            &self.execution.workflow_id,
+            1,
+            MAX_NAME,
+        )?;
         optional("execution.runId", &self.execution.run_id, 0, 64)?;
         optional("nextPageToken", &self.next_page_token, 0, 2048)?;
-        if self.maximum_page_size.is_some_and(|n| n > 1000) {
-            return Err(ApiError::validation(
-                "1 validation error detected: Value at 'maximumPageSize' failed to satisfy constraint: \
-                 Member must have value less than or equal to 1000",
-            ));
-        }
-        Ok(())
+        page_size(self.maximum_page_size)
     }
 }
 

@@ -17,29 +17,54 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 impl SwfState {
-    pub(super) fn start_workflow_execution(&self, r: &Value) -> Result<Value, ApiError> {
+    pub(super) fn start_workflow_execution(self: &Arc<Self>, r: &Value) -> Result<Value, ApiError> {
         let r: requests::StartWorkflowExecution = parse(r)?;
         let workflow_id = r.workflow_id;
         let wtype = r.workflow_type.key();
         let mut m = self.lock();
         let d = Self::domain(&mut m, &r.domain)?;
         Self::not_deprecated(d, &r.domain)?;
-        let default_list = d.workflow_types.get(&wtype).ok_or_else(|| {
+        let defaults = d.workflow_types.get(&wtype).cloned().ok_or_else(|| {
             unknown(format!(
                 "Unknown type: WorkflowType=[name={}, version={}]",
                 wtype.0, wtype.1
             ))
         })?;
+        let undefined = |what: &str| {
+            ApiError::bad_request(
+                "DefaultUndefinedFault",
+                format!(
+                    "no {what} for workflow {}: pass it to StartWorkflowExecution or register \
+                     WorkflowType=[name={}, version={}] with a default",
+                    workflow_id, wtype.0, wtype.1
+                ),
+            )
+        };
         let task_list = r
             .task_list
             .map(|l| l.name)
-            .or_else(|| default_list.clone())
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "DefaultUndefinedFault",
-                    "no task list for the workflow's decisions",
-                )
-            })?;
+            .or(defaults.default_task_list)
+            .ok_or_else(|| undefined("taskList"))?;
+        // AWS takes no NONE here: every execution ends within its timeout.
+        let execution_timeout = r
+            .execution_start_to_close_timeout
+            .or(defaults.default_execution_start_to_close)
+            .filter(|t| t != "NONE")
+            .ok_or_else(|| undefined("executionStartToCloseTimeout"))?;
+        let task_timeout = r
+            .task_start_to_close_timeout
+            .or(defaults.default_task_start_to_close)
+            .ok_or_else(|| undefined("taskStartToCloseTimeout"))?;
+        if d.open_executions >= self.max_open_executions {
+            return Err(ApiError::bad_request(
+                "LimitExceededFault",
+                format!(
+                    "domain {} already has {} open workflow executions; close some before \
+                     starting more",
+                    r.domain, self.max_open_executions
+                ),
+            ));
+        }
         if d.executions
             .iter()
             .any(|((w, _), e)| *w == workflow_id && e.open)
@@ -50,16 +75,20 @@ impl SwfState {
             ));
         }
         let run_id = uuid::Uuid::new_v4().simple().to_string();
+        let closing = CancellationToken::new();
         let mut e = Execution {
             workflow_type: json!({ "name": wtype.0, "version": wtype.1 }),
             task_list: task_list.clone(),
             events: Vec::new(),
             open: true,
+            closing: closing.clone(),
+            decision_timeout: timeout(Some(task_timeout.as_str())),
             decision_pending: false,
             needs_decision: false,
             activities: HashMap::new(),
         };
-        let mut attrs = json!({ "taskList": { "name": task_list }, "workflowType": e.workflow_type, "childPolicy": "TERMINATE" });
+        let mut attrs = json!({ "taskList": { "name": task_list }, "workflowType": e.workflow_type, "childPolicy": "TERMINATE",
+                                "executionStartToCloseTimeout": execution_timeout, "taskStartToCloseTimeout": task_timeout });
         if let Some(input) = &r.input {
             attrs["input"] = json!(input);
         }
@@ -70,8 +99,78 @@ impl SwfState {
         );
         let key = (workflow_id, run_id.clone());
         d.executions.insert(key.clone(), e);
+        d.open_executions += 1;
         Self::need_decision(d, &key);
+        drop(m);
+        if let Some(limit) = timeout(Some(execution_timeout.as_str())) {
+            let (state, domain) = (self.clone(), r.domain);
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    () = closing.cancelled() => {}
+                    () = tokio::time::sleep(limit) => state.execution_timed_out(&domain, key),
+                }
+            });
+        }
         Ok(json!({ "runId": run_id }))
+    }
+
+    /// The execution's start-to-close timeout ran out: AWS closes it with
+    /// WorkflowExecutionTimedOut.
+    fn execution_timed_out(&self, domain: &str, key: (String, String)) {
+        let mut m = self.lock();
+        let Some(e) = m
+            .domains
+            .get_mut(domain)
+            .and_then(|d| d.executions.get_mut(&key))
+            .filter(|e| e.open)
+        else {
+            return;
+        };
+        e.push(
+            "WorkflowExecutionTimedOut",
+            "workflowExecutionTimedOutEventAttributes",
+            json!({ "timeoutType": "START_TO_CLOSE", "childPolicy": "TERMINATE" }),
+        );
+        m.close_execution(domain, key);
+    }
+
+    /// A started decision task was not answered within its start-to-close
+    /// timeout: its token stops working and a new decision task is
+    /// scheduled, as on AWS.
+    fn decision_timed_out(&self, token: &str) {
+        let mut m = self.lock();
+        let Some((domain, w, run, started, _)) = m.decisions.remove(token) else {
+            return;
+        };
+        let key = (w, run);
+        let Some(d) = m.domains.get_mut(&domain) else {
+            return;
+        };
+        let Some(e) = d.executions.get_mut(&key).filter(|e| e.open) else {
+            return;
+        };
+        let scheduled = Self::scheduled_of(e, started);
+        e.push(
+            "DecisionTaskTimedOut",
+            "decisionTaskTimedOutEventAttributes",
+            json!({ "timeoutType": "START_TO_CLOSE", "scheduledEventId": scheduled, "startedEventId": started }),
+        );
+        e.decision_pending = false;
+        e.needs_decision = false;
+        Self::need_decision(d, &key);
+    }
+
+    /// The DecisionTaskScheduled event id of the decision task started at
+    /// event `started`.
+    fn scheduled_of(e: &Execution, started: i64) -> Value {
+        e.events
+            .iter()
+            .find(|ev| ev["eventId"] == started)
+            .and_then(|ev| {
+                ev.pointer("/decisionTaskStartedEventAttributes/scheduledEventId")
+                    .cloned()
+            })
+            .unwrap_or(json!(0))
     }
 
     pub(super) fn find_execution(
@@ -123,7 +222,10 @@ impl SwfState {
         Ok(json!({ "events": events }))
     }
 
-    pub(super) async fn poll_for_decision_task(&self, r: &Value) -> Result<Value, ApiError> {
+    pub(super) async fn poll_for_decision_task(
+        self: &Arc<Self>,
+        r: &Value,
+    ) -> Result<Value, ApiError> {
         let r: requests::PollForDecisionTask = parse(r)?;
         let (domain, list) = (r.domain, r.task_list.name);
         let identity = r.identity.unwrap_or_default();
@@ -153,6 +255,8 @@ impl SwfState {
                         json!({ "identity": identity, "scheduledEventId": scheduled }),
                     );
                     let token = format!("{TOKEN_PREFIX}d-{}", uuid::Uuid::new_v4());
+                    let limit = e.decision_timeout;
+                    let done = CancellationToken::new();
                     let mut events = e.events.clone();
                     if reverse {
                         events.reverse();
@@ -162,13 +266,29 @@ impl SwfState {
                         "workflowExecution": { "workflowId": key.0, "runId": key.1 },
                         "workflowType": e.workflow_type, "events": events,
                     });
-                    m.decisions
-                        .insert(token, (domain.clone(), key.0, key.1, started));
-                    Some(out)
+                    m.decisions.insert(
+                        token.clone(),
+                        (domain.clone(), key.0, key.1, started, done.clone()),
+                    );
+                    Some((out, token, limit, done))
                 },
             )
             .await?;
-        Ok(found.unwrap_or_else(|| json!({ "taskToken": "", "startedEventId": 0, "events": [] })))
+        let Some((out, token, limit, done)) = found else {
+            return Ok(json!({ "taskToken": "", "startedEventId": 0, "events": [] }));
+        };
+        // Started here, with no await since the token was issued: a
+        // dropped connection cannot leave a token without its clock.
+        if let Some(limit) = limit {
+            let state = self.clone();
+            self.tasks.spawn(async move {
+                tokio::select! {
+                    () = done.cancelled() => {}
+                    () = tokio::time::sleep(limit) => state.decision_timed_out(&token),
+                }
+            });
+        }
+        Ok(out)
     }
 
     /// Applies a decider's decisions, all or nothing: the request is decoded
@@ -181,7 +301,7 @@ impl SwfState {
     ) -> Result<Value, ApiError> {
         let r: requests::RespondDecisionTaskCompleted = parse(r)?;
         let mut m = self.lock();
-        let (domain, w, run, started) = m
+        let (domain, w, run, started, done) = m
             .decisions
             .get(&r.task_token)
             .cloned()
@@ -195,6 +315,7 @@ impl SwfState {
         }
         // From here on nothing fails: the request is applied whole.
         m.decisions.remove(&r.task_token);
+        done.cancel();
         let mut scheduled_tasks = Vec::new();
         let mut cancels = Vec::new();
         let mut closed = false;
@@ -202,15 +323,7 @@ impl SwfState {
             let d = Self::domain(&mut m, &domain)?;
             let types = d.activity_types.clone();
             let e = d.executions.get_mut(&key).expect("checked above");
-            let scheduled = e
-                .events
-                .iter()
-                .find(|ev| ev["eventId"] == started)
-                .and_then(|ev| {
-                    ev.pointer("/decisionTaskStartedEventAttributes/scheduledEventId")
-                        .cloned()
-                })
-                .unwrap_or(json!(0));
+            let scheduled = Self::scheduled_of(e, started);
             let mut attrs = json!({ "scheduledEventId": scheduled, "startedEventId": started });
             if let Some(context) = &r.execution_context {
                 attrs["executionContext"] = json!(context);
@@ -226,7 +339,7 @@ impl SwfState {
                 e.task_list = list.name.clone();
             }
             for decision in &r.decisions {
-                if !e.open {
+                if closed {
                     // Nothing follows the decision that closed the workflow.
                     break;
                 }
@@ -361,19 +474,19 @@ impl SwfState {
                             "workflowExecutionCompletedEventAttributes",
                             attrs,
                         );
-                        e.open = false;
+                        // Closed below, with its tasks.
                         closed = true;
                     }
                 }
             }
-            if std::mem::take(&mut e.needs_decision) {
+            if std::mem::take(&mut e.needs_decision) && !closed {
                 Self::need_decision(d, &key);
             }
         }
         // Tasks scheduled by this request exist before its cancels apply:
         // a cancel may name one of them.
         for (token, task) in scheduled_tasks {
-            let (list, wake, closed) = (
+            let (list, wake, task_closed) = (
                 task.task_list.clone(),
                 task.wake.clone(),
                 task.closed.clone(),
@@ -383,7 +496,7 @@ impl SwfState {
             let q = queue(&mut d.activity_queues, &list);
             q.items.push_back(token.clone());
             q.notify.notify_waiters();
-            self.watch(token, wake, closed);
+            self.watch(token, wake, task_closed);
         }
         for token in cancels {
             self.cancel_requested_locked(&mut m, &token);
@@ -391,15 +504,7 @@ impl SwfState {
         if closed {
             // A closed execution's activity tasks are closed with it: their
             // workers' next calls get UnknownResourceFault.
-            let open: Vec<String> = Self::domain(&mut m, &domain)?
-                .executions
-                .get_mut(&key)
-                .map(|e| e.activities.drain().map(|(_, t)| t).collect())
-                .unwrap_or_default();
-            for token in open {
-                Self::drop_task_locked(&mut m, &token);
-            }
-            m.closed_execution(&domain, key);
+            m.close_execution(&domain, key);
         }
         Ok(json!({}))
     }
