@@ -18,6 +18,14 @@ pub enum Fault {
     Body { status: u16, body: &'static str },
     /// Forward, then drop the connection instead of answering.
     DropResponse,
+    /// Forward a report, then answer `status` with `body` instead of the
+    /// service's answer: a gateway that gave up waiting after the service
+    /// applied the request. Unlike a dropped connection, the client cannot
+    /// read this as a success. Later reports for the same task are answered
+    /// `TaskTimedOut`, as AWS answers a repeated report: LocalStack does so
+    /// for SendTaskSuccess (`InvalidToken`) but accepts a repeated
+    /// SendTaskFailure.
+    Applied { status: u16, body: &'static str },
 }
 
 #[derive(Debug)]
@@ -33,6 +41,8 @@ struct Proxy {
     upstream: String,
     client: reqwest::Client,
     rules: Arc<Mutex<Vec<Rule>>>,
+    /// Task tokens of reports an `Applied` fault let through.
+    closed: Arc<Mutex<std::collections::HashSet<String>>>,
 }
 
 /// A running proxy; stops when dropped.
@@ -56,6 +66,7 @@ impl FaultProxy {
             upstream: upstream.trim_end_matches('/').to_string(),
             client: reqwest::Client::new(),
             rules: rules.clone(),
+            closed: Arc::default(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -80,22 +91,28 @@ impl FaultProxy {
 
     /// Rules that have not fired as often as asked, for the assertion.
     pub fn unfired(&self) -> Vec<String> {
+        self.unfired_for("")
+    }
+
+    /// [`FaultProxy::unfired`] for the rules of `op` (all if empty).
+    pub fn unfired_for(&self, op: &str) -> Vec<String> {
         self.rules
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| r.left > 0)
+            .filter(|r| r.left > 0 && (op.is_empty() || r.op == op))
             .map(|r| format!("{} {:?} fired {}", r.op, r.fault, r.fired))
             .collect()
     }
 
-    /// How often `DropResponse` rules fired.
+    /// How often rules that forward and then lose the answer
+    /// (`DropResponse`, `Applied`) fired.
     pub fn dropped(&self) -> u32 {
         self.rules
             .lock()
             .unwrap()
             .iter()
-            .filter(|r| matches!(r.fault, Fault::DropResponse))
+            .filter(|r| matches!(r.fault, Fault::DropResponse | Fault::Applied { .. }))
             .map(|r| r.fired)
             .sum()
     }
@@ -118,6 +135,21 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         .and_then(|t| t.rsplit('.').next())
         .unwrap_or("")
         .to_string();
+    let body = axum::body::to_bytes(body, 16 << 20).await.unwrap();
+    let token = matches!(op.as_str(), "SendTaskSuccess" | "SendTaskFailure")
+        .then(|| serde_json::from_slice::<serde_json::Value>(&body).ok())
+        .flatten()
+        .and_then(|r| r["taskToken"].as_str().map(str::to_string));
+    if token
+        .as_ref()
+        .is_some_and(|t| proxy.closed.lock().unwrap().contains(t))
+    {
+        let body = serde_json::json!({
+            "__type": "TaskTimedOut",
+            "message": "Task Timed Out (proxy: the task's report was applied before)"
+        });
+        return answer(400, "application/x-amz-json-1.0", body.to_string());
+    }
     let fault = pick(&proxy.rules, &op);
     match &fault {
         Some(Fault::Error { code, status }) => {
@@ -127,9 +159,8 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
         Some(Fault::Body { status, body }) => {
             return answer(*status, "text/html", body.to_string());
         }
-        Some(Fault::DropResponse) | None => {}
+        Some(Fault::DropResponse | Fault::Applied { .. }) | None => {}
     }
-    let body = axum::body::to_bytes(body, 16 << 20).await.unwrap();
     let mut upstream = proxy.client.request(
         parts.method.clone(),
         format!("{}{}", proxy.upstream, parts.uri),
@@ -146,6 +177,18 @@ async fn forward(State(proxy): State<Proxy>, request: Request) -> Response {
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.bytes().await.unwrap_or_default();
+    if let Some(Fault::Applied {
+        status: answer_status,
+        body: page,
+    }) = &fault
+    {
+        if status.is_success()
+            && let Some(token) = token
+        {
+            proxy.closed.lock().unwrap().insert(token);
+        }
+        return answer(*answer_status, "text/html", page.to_string());
+    }
     if matches!(fault, Some(Fault::DropResponse)) {
         // Applied upstream; the client sees the connection drop mid-answer.
         let stream = futures_util::stream::once(async {

@@ -421,3 +421,130 @@ async fn a_config_reload_stuck_on_a_pipe_does_not_hold_up_shutdown() {
     let status = worker.terminate(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "{}", worker.log());
 }
+
+/// `[tenant.a]` (four tasks at a time, no defaults) and `[tenant.b]` (one task at a
+/// time, outputs of at most 1 KiB by default) with `hold` in b (one task at
+/// a time, so its poller waits on its own slot, not in b's queue) and
+/// `moved` in `moved_to`.
+fn two_tenants(moved_to: &str, hold_arn: &str, moved_arn: &str) -> String {
+    format!(
+        "metrics_addr = \"127.0.0.1:0\"\nreload_debounce = \"50ms\"\n\
+         [tenant.a]\nmax_concurrent = 4\n\n[tenant.b]\nmax_concurrent = 1\noutput_limit = \"1KiB\"\n\n{}{}",
+        activity_toml(
+            "hold",
+            hold_arn,
+            &guests().scenario,
+            "tenant = \"b\"\nmax_concurrent = 1\nheartbeat_interval = \"1s\"",
+        ),
+        activity_toml(
+            "moved",
+            moved_arn,
+            &guests().scenario,
+            &format!("tenant = \"{moved_to}\""),
+        ),
+    )
+}
+
+/// The sum of the samples of `metric` for activity `moved` under `tenant`
+/// (and `rest` of the labels, e.g. `outcome="failed"`).
+fn moved_samples(metrics: &str, metric: &str, tenant: &str, rest: &str) -> u64 {
+    let prefix = format!("wasm_activity_{metric}{{activity=\"moved\",tenant=\"{tenant}\"{rest}");
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// An activity moved to another tenant by a reload takes that tenant's caps
+/// and defaults at once, in the same process: it waits behind the new
+/// tenant's one task, its output is held to the new tenant's default
+/// output_limit, and its metrics carry the new tenant.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activity_moved_to_another_tenant_takes_its_caps_and_defaults_on_reload() {
+    // Short long polls: a poll in flight when the reload stops its poller
+    // returns soon.
+    let svc = Service::embedded("1s");
+    let sfn = Sfn::connect(&svc).await;
+    let (hold, moved) = (
+        sfn.create_activity("hold").await,
+        sfn.create_activity("moved").await,
+    );
+    let (hold_sm, moved_sm) = (
+        sfn.create_state_machine(&hold, 600, None).await,
+        sfn.create_state_machine(&moved, 60, None).await,
+    );
+    let mut worker = Worker::start(&two_tenants("a", &hold, &moved), &svc);
+    let pid = worker.pid();
+    let holding = sfn
+        .start(&hold_sm, &json!({"action": "sleep", "ms": 600_000}))
+        .await;
+    sfn.wait_activity_started(&holding, DONE).await;
+    // Under tenant a, beside b's task, with a 2 KiB output.
+    let big = json!({"action": "echo", "value": "x".repeat(2048)});
+    let before = sfn.start(&moved_sm, &big).await;
+    let done = sfn.wait(&before, DONE).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    let metrics = crate::support::scrape_until(&worker.metrics_url(), "moved under a", |m| {
+        moved_samples(m, "tasks_finished_total", "a", ",outcome=\"succeeded\"") == 1
+    })
+    .await;
+    assert_eq!(
+        moved_samples(&metrics, "tasks_started_total", "b", ""),
+        0,
+        "{metrics}"
+    );
+
+    let reload = worker.log().len();
+    worker.rewrite_config(&svc, &two_tenants("b", &hold, &moved));
+    wait_logged_after(&worker, reload, &["config reloaded"]);
+    // The new poller waits for room under b, behind hold's task...
+    wait_logged_after(
+        &worker,
+        reload,
+        &["waiting for room under tenant b", "activity.moved"],
+    );
+    // ...and the old one's poll in flight (admitted under a) has returned.
+    wait_logged_after(&worker, reload, &["poller stopped", "moved"]);
+    let after = sfn.start(&moved_sm, &big).await;
+    sfn.client
+        .stop_execution()
+        .execution_arn(&holding)
+        .send()
+        .await
+        .unwrap();
+    let done = sfn.wait(&after, DONE).await;
+    assert_eq!(done.status, ExecutionStatus::Failed, "{done:?}");
+    assert_eq!(
+        done.error.as_deref(),
+        Some("WasmActivity.OutputTooLarge"),
+        "tenant b's default output_limit did not apply: {done:?}"
+    );
+    let stopped = event_time(&sfn, &holding, HistoryEventType::ExecutionAborted).await;
+    let started = event_time(&sfn, &after, HistoryEventType::ActivityStarted).await;
+    assert!(
+        started.as_nanos() >= stopped.as_nanos(),
+        "moved started ({started}) before hold's task ended ({stopped}) although tenant b allows one task"
+    );
+    let metrics = crate::support::scrape_until(&worker.metrics_url(), "moved under b", |m| {
+        moved_samples(
+            m,
+            "tasks_finished_total",
+            "b",
+            ",outcome=\"failed\",error=\"WasmActivity.OutputTooLarge\"",
+        ) == 1
+    })
+    .await;
+    assert_eq!(
+        moved_samples(&metrics, "tasks_started_total", "a", ""),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(
+        moved_samples(&metrics, "tasks_started_total", "b", ""),
+        1,
+        "{metrics}"
+    );
+    assert_eq!(worker.pid(), pid);
+    assert!(worker.try_wait().is_none(), "the worker restarted");
+}
