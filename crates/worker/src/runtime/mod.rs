@@ -308,7 +308,7 @@ impl Runtime {
                     "compiling {} ({size}) for this machine{cache}",
                     path.display()
                 );
-                let component = self.compile(path, &bytes)?;
+                let component = with_progress(path, || self.compile(path, &bytes))?;
                 self.cache.store(&digest, &component);
                 tracing::info!("compiled {} in {:.1?}", path.display(), started.elapsed());
                 (component, false)
@@ -741,6 +741,34 @@ impl EpochTicker {
             .expect("spawning the epoch ticker thread");
         EpochTicker
     }
+}
+
+/// How often a compile still running says so.
+const COMPILE_PROGRESS: Duration = Duration::from_secs(5);
+
+/// Runs `compile` (blocking, on the caller's thread: never the async loop),
+/// saying "still compiling" every [`COMPILE_PROGRESS`] from a thread of
+/// its own until it is done: a first compile of a large component takes
+/// tens of seconds, and silence looks like a hang.
+fn with_progress<T>(path: &Path, compile: impl FnOnce() -> T) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let name = path.display().to_string();
+    let started = Instant::now();
+    let progress = std::thread::Builder::new()
+        .name("compile-progress".into())
+        .spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                wait.recv_timeout(COMPILE_PROGRESS)
+            {
+                tracing::info!("still compiling {name} ({} s)", started.elapsed().as_secs());
+            }
+        });
+    let result = compile();
+    drop(done);
+    if let Ok(progress) = progress {
+        let _ = progress.join();
+    }
+    result
 }
 
 #[cfg(test)]
