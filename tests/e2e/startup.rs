@@ -195,7 +195,9 @@ fn start_up_line(env: &[(&str, &str)], profile: Option<&str>) -> String {
 #[test]
 fn start_up_names_the_endpoint_and_region_source_in_use() {
     let closed = "http://127.0.0.1:1";
-    let cases: [(&[(&str, &str)], Option<&str>, &[&str]); 4] = [
+    // (environment, AWS config file, what the line says)
+    type Case<'a> = (&'a [(&'a str, &'a str)], Option<&'a str>, &'a [&'a str]);
+    let cases: [Case; 4] = [
         (
             &[("AWS_REGION", "eu-west-2"), ("AWS_ENDPOINT_URL", closed)],
             None,

@@ -745,7 +745,7 @@ fn shown_output(output: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{matches_expected, shown_output};
+    use super::{Report, invoke_outcome, matches_expected, shown_output};
     use serde_json::json;
 
     #[test]
