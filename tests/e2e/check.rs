@@ -362,6 +362,10 @@ async fn check_aws_looks_up_versioned_types_and_cannot_tell_when_denied() {
     // The missing type is the one problem; the denied call is not one.
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("1 problem(s) found"), "{text}");
+    assert!(
+        text.contains(&format!("endpoint {} (config file)", svc.url)),
+        "{text}"
+    );
     // The service's answers, after the config's summary.
     let line = |start: &str| {
         text.lines()

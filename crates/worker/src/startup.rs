@@ -207,7 +207,7 @@ pub(crate) async fn local_region(config: &Config) -> Option<(String, RegionFrom)
 /// `endpoint`, else `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_ENDPOINT_URL` or the
 /// profile's setting), `AWS` when none is set. One value when all services
 /// agree, else one per service.
-fn endpoints_in_use(config: &Config, sdk: &aws_config::SdkConfig) -> (String, String) {
+pub(crate) fn endpoints_in_use(config: &Config, sdk: &aws_config::SdkConfig) -> (String, String) {
     let mut services = Vec::new();
     if !config.activities.is_empty() || config.task_lists.is_empty() {
         services.push("SFN");
