@@ -18,8 +18,8 @@ GUEST_TOOLS_CACHE="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity-dev}/guest-
 GUEST_TOOLS_PY_PIN="componentize-py==0.25.1"
 GUEST_TOOLS_NPM_PINS=("@bytecodealliance/componentize-js@0.23.0")
 # jco has a directory of its own, laid out as the C projects `new` creates
-# expect it (and componentize-py's venv as the Python ones do), so those
-# projects find these installs when WASM_ACTIVITY_CACHE points here.
+# expect it (and componentize-py's venv as the Python ones do), so the
+# projects made by `wasm-activity new` find them: they use this root by default.
 GUEST_TOOLS_JCO_PIN="1.35.0"
 
 guest_tools_python() {

@@ -139,6 +139,60 @@ fn missing_component_fails() {
     assert_eq!(text.matches("No such file").count(), 1, "{text}");
 }
 
+/// A relative component path is taken from the config file's directory,
+/// and the error names the path it resolved to and the key.
+#[test]
+fn a_relative_component_path_is_resolved_against_the_configs_directory() {
+    let (code, text, config) = check(&with_component(Path::new("handlers/missing.wasm")));
+    assert_eq!(code, 1, "{text}");
+    let resolved = Path::new(&config)
+        .parent()
+        .unwrap()
+        .join("handlers/missing.wasm");
+    assert!(
+        text.contains(&format!("cannot read component {}", resolved.display()))
+            && text.contains("(set in activity.price.component)"),
+        "{text}"
+    );
+}
+
+/// A first load of a component not in the cache says it is compiling
+/// (a large one takes seconds, and says so every few seconds).
+#[test]
+fn a_first_check_of_an_uncached_component_says_compiling() {
+    let cache = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "region = \"us-east-1\"\ncache_dir = \"{}\"\n{}",
+            cache.path().display(),
+            activity_toml("price", ARN, &guests().example, "")
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let log = crate::support::stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{log}{}", stdout(&out));
+    assert!(
+        log.contains(&format!("compiling {}", guests().example.display())),
+        "{log}"
+    );
+    // Compiled once: the next check loads it from the cache, silently.
+    let out = std::process::Command::new(crate::support::binary())
+        .args(["check", "--config", path.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let log = crate::support::stderr(&out);
+    assert!(!log.contains("compiling"), "{log}");
+}
+
 /// What `run` refuses when it prepares an activity, `check` refuses too:
 /// secrets it cannot read.
 #[test]
@@ -196,13 +250,18 @@ fn an_arn_of_another_region_fails() {
 
 #[test]
 fn decimal_sizes_and_typos_fail_with_the_fix() {
-    let config = with_component(&guests().example).replace(
-        "max_concurrent = 3",
-        "max_concurrent = 3\nmemory_limit = \"64MB\"",
-    );
-    let (code, text, _) = check(&config);
-    assert_eq!(code, 1, "{text}");
-    assert!(text.contains("write \"64MiB\""), "{text}");
+    for decimal in ["64MB", "64M"] {
+        let config = with_component(&guests().example).replace(
+            "max_concurrent = 3",
+            &format!("max_concurrent = 3\nmemory_limit = \"{decimal}\""),
+        );
+        let (code, text, _) = check(&config);
+        assert_eq!(code, 1, "{decimal}: {text}");
+        assert!(
+            text.contains("memory_limit") && text.contains("write \"64MiB\""),
+            "{decimal}: {text}"
+        );
+    }
     let config = with_component(&guests().example).replace("task_timeout", "task_timout");
     let (code, text, _) = check(&config);
     assert_eq!(code, 1, "{text}");
@@ -260,6 +319,75 @@ async fn check_aws_finds_what_the_service_does_not_have() {
     );
     assert!(
         text.contains("not tried (a poll could take a task)"),
+        "{text}"
+    );
+}
+
+/// `check --aws` looks up each versioned SWF type (registered, and
+/// missing with the fix), and an AccessDenied answer is "cannot tell", not
+/// a problem: the worker does not need that call to serve.
+#[tokio::test(flavor = "multi_thread")]
+async fn check_aws_looks_up_versioned_types_and_cannot_tell_when_denied() {
+    let svc = crate::support::Service::start(crate::support::Backend::Embedded);
+    let sfn = crate::support::Sfn::connect(&svc).await;
+    let swf = crate::swf_support::Swf::connect(&svc).await;
+    swf.register_activity("ship", "1", 30).await;
+    let denied = sfn.create_activity("denied").await;
+    svc.add_fault(
+        serde_json::json!({"op": "DescribeActivity", "fault": "error",
+        "code": "AccessDeniedException", "status": 400}),
+    )
+    .await;
+    let example = guests().example.display().to_string();
+    let config = format!(
+        "endpoint = \"{}\"\n{}\n[swf.orders]\ndomain = \"{}\"\ntask_list = \"l\"\n\
+         [[swf.orders.activity]]\ntype = \"ship\"\nversion = \"1\"\ncomponent = \"{example}\"\n\
+         [[swf.orders.activity]]\ntype = \"pack\"\nversion = \"2\"\ncomponent = \"{example}\"\n",
+        svc.url,
+        with_component(&guests().example).replace(ARN, &denied),
+        swf.domain,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = crate::support::run_cli_env(
+        &["check", "--aws", "--config", path.to_str().unwrap()],
+        &[
+            ("AWS_ACCESS_KEY_ID", "test"),
+            ("AWS_SECRET_ACCESS_KEY", "test"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ],
+    );
+    let text = format!("{}{}", stdout(&out), crate::support::stderr(&out));
+    // The missing type is the one problem; the denied call is not one.
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("1 problem(s) found"), "{text}");
+    assert!(
+        text.contains(&format!("endpoint {} (config file)", svc.url)),
+        "{text}"
+    );
+    // The service's answers, after the config's summary.
+    let line = |start: &str| {
+        text.lines()
+            .find(|l| l.starts_with(start))
+            .unwrap_or_else(|| panic!("no line starting {start}:\n{text}"))
+            .to_string()
+    };
+    assert!(
+        line("  activity price:").contains(
+            "cannot tell: the credentials may not call states:DescribeActivity \
+             (AccessDeniedException)"
+        ),
+        "{text}"
+    );
+    assert!(
+        line("  type orders/ship@1:").contains("ok, registered"),
+        "{text}"
+    );
+    let pack = line("  type orders/pack@2:");
+    assert!(
+        pack.contains("FAILED: type pack 2 is not registered in")
+            && pack.contains("register-activity-type"),
         "{text}"
     );
 }

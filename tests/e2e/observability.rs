@@ -137,12 +137,14 @@ async fn readiness_follows_the_services_answers_to_polls() {
         json!({"op": "GetActivityTask", "fault": "error", "code": "AccessDeniedException"}),
     )
     .await;
+    // Through a proxy the test can take down: the service unreachable.
+    let mut proxy = Switch::start(&svc.url).await;
     let worker = Worker::start(
         &format!(
             "metrics_addr = \"127.0.0.1:0\"\n{}",
             activity_toml("ready", &activity, &guests().scenario, "pollers = 2")
         ),
-        &svc,
+        &svc.through(&proxy.url()),
     );
     let base = worker
         .metrics_url()
@@ -199,8 +201,85 @@ async fn readiness_follows_the_services_answers_to_polls() {
             .filter(|l| !l.contains("DEBUG") && l.contains(needle))
             .count()
     };
-    let (refused, failed) = (said("AccessDeniedException"), said("InternalFailure"));
+    let polling = |needle: &str| {
+        log.lines()
+            .filter(|l| !l.contains("DEBUG") && l.contains("poller") && l.contains(needle))
+            .count()
+    };
+    let (refused, failed) = (polling("AccessDeniedException"), said("InternalFailure"));
     assert_eq!(refused, 1, "the refusal is logged once:\n{log}");
     assert_eq!(failed, 1, "the 5xx is logged once:\n{log}");
     assert!(log.contains("works again (after"), "{log}");
+
+    // The service cannot be reached at all: not ready, and why; then
+    // ready again once it can.
+    proxy.down().await;
+    let body = wait_ready(503, "polls in a row failed");
+    assert!(body.contains("ConnectError"), "{body}");
+    assert_eq!(get("/healthz").0, 200, "liveness is not readiness");
+    proxy.up().await;
+    wait_ready(200, "ready: 1 sources serving");
+}
+
+/// A TCP proxy to one upstream that the test turns off (its port closed,
+/// its connections cut: nothing answers) and on again (the same port).
+struct Switch {
+    addr: std::net::SocketAddr,
+    upstream: String,
+    serving: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Switch {
+    async fn start(upstream_url: &str) -> Switch {
+        let upstream = upstream_url
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut switch = Switch {
+            addr,
+            upstream,
+            serving: None,
+        };
+        switch.serve(listener);
+        switch
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let upstream = self.upstream.clone();
+        self.serving = Some(tokio::spawn(async move {
+            // Dropped with this task: every connection is cut with it.
+            let mut connections = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                let upstream = upstream.clone();
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Closes the port and cuts every connection.
+    async fn down(&mut self) {
+        if let Some(task) = self.serving.take() {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// Listens on the same port again.
+    async fn up(&mut self) {
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        self.serve(listener);
+    }
 }

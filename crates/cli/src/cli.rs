@@ -664,22 +664,9 @@ async fn invoke(
     let single = inputs.len() == 1 && expect.is_none();
     let mut all_ok = true;
     for (name, text) in &inputs {
-        let (ok, result, shown) = match handler.run(name, text).await {
-            Report::Success { output } => {
-                let value = serde_json::from_str(&output).unwrap_or(serde_json::Value::Null);
-                (true, value, shown_output(output))
-            }
-            Report::Failure { error, cause } => {
-                if single {
-                    eprintln!("task failed: {}: {}", Inert(&error), Inert(&cause));
-                }
-                let value = serde_json::json!({ "error": error, "cause": cause });
-                let shown = escape_json(&value.to_string()).into_owned();
-                (false, value, shown)
-            }
-            Report::Canceled { details } | Report::Nothing { reason: details } => {
-                bail!("the task was stopped: {}", Inert(&details))
-            }
+        let (ok, result, shown) = match invoke_outcome(handler.run(name, text).await, single) {
+            Ok(shown) => shown,
+            Err(e) => return Ok(could_not_run(e)),
         };
         match expect {
             Some(expect) => {
@@ -715,6 +702,33 @@ async fn invoke(
     })
 }
 
+/// What `invoke` shows for one task: whether it succeeded, its result as
+/// JSON, and the line to print. A task stopped without a result (canceled,
+/// or ended elsewhere) has none: it could not be run, exit 2 in the
+/// exit-code table, not a failed task (1).
+fn invoke_outcome(
+    report: Report,
+    single: bool,
+) -> anyhow::Result<(bool, serde_json::Value, String)> {
+    match report {
+        Report::Success { output } => {
+            let value = serde_json::from_str(&output).unwrap_or(serde_json::Value::Null);
+            Ok((true, value, shown_output(output)))
+        }
+        Report::Failure { error, cause } => {
+            if single {
+                eprintln!("task failed: {}: {}", Inert(&error), Inert(&cause));
+            }
+            let value = serde_json::json!({ "error": error, "cause": cause });
+            let shown = escape_json(&value.to_string()).into_owned();
+            Ok((false, value, shown))
+        }
+        Report::Canceled { details } | Report::Nothing { reason: details } => {
+            bail!("the task was stopped without a result: {}", Inert(&details))
+        }
+    }
+}
+
 /// A handler's (valid JSON) output as `invoke` prints it: as it is, unless
 /// it holds a line break or control character (JSON allows some between
 /// tokens, and DEL, C1 and U+2028 inside strings), then re-written
@@ -731,7 +745,7 @@ fn shown_output(output: String) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{matches_expected, shown_output};
+    use super::{Report, invoke_outcome, matches_expected, shown_output};
     use serde_json::json;
 
     #[test]
@@ -746,6 +760,26 @@ mod tests {
             back,
             serde_json::from_str::<serde_json::Value>(evil).unwrap()
         );
+    }
+
+    #[test]
+    fn a_stopped_task_could_not_be_run_and_a_failed_one_failed() {
+        for stopped in [
+            Report::Canceled {
+                details: "asked".into(),
+            },
+            Report::Nothing {
+                reason: "gone".into(),
+            },
+        ] {
+            let e = invoke_outcome(stopped, true).unwrap_err();
+            assert!(e.to_string().contains("stopped without a result"), "{e}");
+        }
+        let failed = Report::Failure {
+            error: "E".into(),
+            cause: "c".into(),
+        };
+        assert!(!invoke_outcome(failed, false).unwrap().0);
     }
 
     #[test]

@@ -262,9 +262,9 @@ fn fill(template: &str, name: &str, language: Language) -> String {
         Language::Python => (
             "Python",
             "Needs python3 with venv: `build.sh` installs componentize-py 0.25.1 on first use (into \
-             ~/.cache/wasm-activity/guest-tools). The handler is `app.py`; the SDK is \
-             `wasm_activity.py`. The component is ~18 MiB and needs ~12 MiB of linear memory per \
-             instance, hence `memory_limit` in worker.toml.",
+             ~/.cache/wasm-activity-dev/guest-tools, shared with the examples). The handler is \
+             `app.py`; the SDK is `wasm_activity.py`. The component is ~18 MiB and needs ~12 MiB \
+             of linear memory per instance, hence `memory_limit` in worker.toml.",
             "64MiB",
         ),
         Language::Js => (
@@ -278,7 +278,7 @@ fn fill(template: &str, name: &str, language: Language) -> String {
             "C",
             "Needs clang, lld and wasi-libc (Debian's, which `build.sh` installs with apt-get if \
              missing) and jco 1.35.0 (installed on first use into \
-             ~/.cache/wasm-activity/guest-tools). The handler is \
+             ~/.cache/wasm-activity-dev/guest-tools, shared with the examples). The handler is \
              `handler.c`; the SDK is `sdk/` (with cJSON for JSON).",
             "16MiB",
         ),
@@ -370,6 +370,21 @@ mod tests {
             );
             let err = create(language, &name, tmp.path()).unwrap_err();
             assert!(err.to_string().contains("already exists"), "{err}");
+        }
+    }
+
+    /// A project's build script and the examples' share one toolchain root,
+    /// so a newcomer who built an example does not download them again.
+    #[test]
+    fn projects_and_examples_share_the_toolchain_root() {
+        let root = "${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity-dev}/guest-tools";
+        assert!(include_str!("../../../scripts/guest-tools.sh").contains(root));
+        for script in [
+            include_str!("../templates/python/build.sh"),
+            include_str!("../templates/c/build.sh"),
+        ] {
+            assert!(script.contains(root), "{script}");
+            assert!(!script.contains(".cache/wasm-activity}"), "{script}");
         }
     }
 }

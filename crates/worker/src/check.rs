@@ -319,30 +319,14 @@ pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
 /// instance metadata (`check` must not wait on a network), and the ARNs
 /// checked against it. Returns the problems found.
 async fn check_region(config: &Config) -> usize {
-    use aws_config::meta::region::ProvideRegion;
-    let env = ["AWS_REGION", "AWS_DEFAULT_REGION"].iter().find_map(|v| {
-        std::env::var(v)
-            .ok()
-            .filter(|r| !r.is_empty())
-            .map(|r| (r, *v))
-    });
-    let profile = aws_config::profile::ProfileFileRegionProvider::new()
-        .region()
-        .await
-        .map(|r| r.to_string());
-    let (region, from) = match (&config.region, env, profile) {
-        (Some(r), _, _) => (r.clone(), "the config's `region`"),
-        (None, Some((r, var)), _) => (r, var),
-        (None, None, Some(r)) => (r, "the AWS profile"),
-        (None, None, None) => {
-            println!(
-                "region: none in the config or AWS_REGION; `run` takes one from the profile or \
-                 instance metadata, and refuses to start without one"
-            );
-            return 0;
-        }
+    let Some((region, from)) = crate::startup::local_region(config).await else {
+        println!(
+            "region: none in the config, AWS_REGION, AWS_DEFAULT_REGION or the profile; `run` \
+             takes one from instance metadata, and refuses to start without one"
+        );
+        return 0;
     };
-    match config.check_arn_regions(&region, from) {
+    match config.check_arn_regions(&region, &from.phrase()) {
         Ok(()) => 0,
         Err(e) => {
             println!("region {region}: FAILED\n  {e}");

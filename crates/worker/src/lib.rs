@@ -467,7 +467,7 @@ pub async fn serve(
     stages.initiate();
     tracing::info!(
         running = tasks.len(),
-        grace = %humantime::format_duration(config.shutdown_grace),
+        grace_s = config.shutdown_grace.as_secs_f64(),
         "shutting down: no new polls; waiting for running tasks and for polls in flight (up to 60 s, \
          so no task handed out meanwhile is lost); a second signal exits at once"
     );

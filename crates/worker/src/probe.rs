@@ -78,10 +78,10 @@ fn print(label: &str, answer: Answer) -> usize {
 /// region or no usable credentials.
 pub(crate) async fn probe(config: &Config) -> anyhow::Result<usize> {
     let sdk = crate::aws_sdk_config(config).await?;
+    let (endpoint, endpoint_from) = crate::startup::endpoints_in_use(config, &sdk);
     println!(
-        "service: region {}, endpoint {}",
+        "service: region {}, endpoint {endpoint} ({endpoint_from})",
         sdk.region().map(|r| r.to_string()).unwrap_or_default(),
-        config.endpoint.as_deref().unwrap_or("AWS")
     );
     let mut problems = 0;
     if !config.activities.is_empty() {

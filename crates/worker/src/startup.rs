@@ -102,14 +102,15 @@ pub(crate) async fn aws_sdk_config(config: &Config) -> Result<aws_config::SdkCon
             profile,
         ));
     };
+    // Where the region came from, as the SDK's chain looks, for the
+    // start-up line and for the error below.
+    let region_from = match local_region(config).await {
+        Some((local, from)) if local == region => from,
+        _ => RegionFrom::Other,
+    };
     // The service refuses an ARN of another region: say so now, naming
     // the key, instead of logging refused polls.
-    let region_from = if config.region.is_some() {
-        "the config's `region`"
-    } else {
-        "AWS_REGION or the profile"
-    };
-    config.check_arn_regions(&region, region_from)?;
+    config.check_arn_regions(&region, &region_from.phrase())?;
     // Resolved once now: without credentials every poll would fail, and the
     // worker would look alive while doing nothing.
     let source = match sdk.credentials_provider() {
@@ -130,15 +131,144 @@ pub(crate) async fn aws_sdk_config(config: &Config) -> Result<aws_config::SdkCon
             }
         }
     };
+    let (endpoint, endpoint_from) = endpoints_in_use(config, &sdk);
     tracing::info!(
         region = %region,
-        region_from = if config.region.is_some() { "config file" } else { "environment or profile" },
-        endpoint = config.endpoint.as_deref().unwrap_or("AWS"),
+        region_from = %region_from.label(),
+        endpoint = %endpoint,
+        endpoint_from = %endpoint_from,
         credentials = %source,
         worker = %config.worker_name,
         "AWS configuration"
     );
     Ok(sdk)
+}
+
+/// Where a region came from, in the order the SDK's default chain looks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RegionFrom {
+    /// The config's `region`.
+    Config,
+    /// `AWS_REGION` or `AWS_DEFAULT_REGION`.
+    Env(&'static str),
+    /// The named profile (`AWS_PROFILE`, else `default`).
+    Profile(String),
+    /// Instance metadata or another provider of the chain.
+    Other,
+}
+
+impl RegionFrom {
+    /// For the start-up line: `config file`, `AWS_REGION`, `profile NAME`.
+    pub(crate) fn label(&self) -> String {
+        match self {
+            RegionFrom::Config => "config file".into(),
+            RegionFrom::Env(var) => (*var).into(),
+            RegionFrom::Profile(name) => format!("profile {name}"),
+            RegionFrom::Other => "instance metadata or another provider".into(),
+        }
+    }
+
+    /// For an error about the region: where to change it.
+    pub(crate) fn phrase(&self) -> String {
+        match self {
+            RegionFrom::Config => "the config's `region`".into(),
+            RegionFrom::Env(var) => (*var).into(),
+            RegionFrom::Profile(name) => format!("the AWS profile {name}"),
+            RegionFrom::Other => "instance metadata or another provider".into(),
+        }
+    }
+}
+
+/// The region `run` would use and where it came from, found as the SDK
+/// finds it but without asking instance metadata (`check` must not wait on
+/// a network): the config, `AWS_REGION`, `AWS_DEFAULT_REGION`, the profile.
+pub(crate) async fn local_region(config: &Config) -> Option<(String, RegionFrom)> {
+    use aws_config::meta::region::ProvideRegion;
+    if let Some(region) = &config.region {
+        return Some((region.clone(), RegionFrom::Config));
+    }
+    for var in ["AWS_REGION", "AWS_DEFAULT_REGION"] {
+        if let Some(region) = std::env::var(var).ok().filter(|r| !r.is_empty()) {
+            return Some((region, RegionFrom::Env(var)));
+        }
+    }
+    let profile = std::env::var("AWS_PROFILE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "default".into());
+    aws_config::profile::ProfileFileRegionProvider::new()
+        .region()
+        .await
+        .map(|r| (r.to_string(), RegionFrom::Profile(profile)))
+}
+
+/// The endpoint each service in use is called at, and where that was set,
+/// for the start-up line: as the clients resolve it (the config's
+/// `endpoint`, else `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_ENDPOINT_URL` or the
+/// profile's setting), `AWS` when none is set. One value when all services
+/// agree, else one per service.
+pub(crate) fn endpoints_in_use(config: &Config, sdk: &aws_config::SdkConfig) -> (String, String) {
+    let mut services = Vec::new();
+    if !config.activities.is_empty() || config.task_lists.is_empty() {
+        services.push("SFN");
+    }
+    if !config.task_lists.is_empty() {
+        services.push("SWF");
+    }
+    let found: Vec<(&str, String, String)> = services
+        .iter()
+        .map(|id| {
+            let (url, from) = endpoint_of(id, config, sdk);
+            (*id, url, from)
+        })
+        .collect();
+    if found
+        .windows(2)
+        .all(|w| (&w[0].1, &w[0].2) == (&w[1].1, &w[1].2))
+    {
+        let (_, url, from) = found.into_iter().next().expect("one service at least");
+        return (url, from);
+    }
+    let join = |pick: &dyn Fn(&(&str, String, String)) -> String| {
+        found.iter().map(pick).collect::<Vec<_>>().join(", ")
+    };
+    (
+        join(&|(id, url, _)| format!("{id} {url}")),
+        join(&|(id, _, from)| format!("{id} {from}")),
+    )
+}
+
+/// One service's endpoint and its source (see [`endpoints_in_use`]).
+fn endpoint_of(service_id: &str, config: &Config, sdk: &aws_config::SdkConfig) -> (String, String) {
+    if let Some(endpoint) = &config.endpoint {
+        return (endpoint.clone(), "config file".into());
+    }
+    // As the clients find it (awsjson's resolution, and the SDK's).
+    let url = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()
+        .and_then(|key| sdk.service_config().and_then(|conf| conf.load_config(key)))
+        .or_else(|| sdk.endpoint_url().map(str::to_string));
+    let Some(url) = url else {
+        return ("AWS".into(), "none set".into());
+    };
+    let env = |var: &str| std::env::var(var).ok().filter(|v| *v == url).is_some();
+    let per_service = format!("AWS_ENDPOINT_URL_{service_id}");
+    let from = if env(&per_service) {
+        per_service
+    } else if env("AWS_ENDPOINT_URL") {
+        "AWS_ENDPOINT_URL".into()
+    } else {
+        let profile = std::env::var("AWS_PROFILE")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| "default".into());
+        format!("profile {profile}")
+    };
+    (url, from)
 }
 
 /// Where the default chain found credentials, in its order, for the

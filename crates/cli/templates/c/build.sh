@@ -2,11 +2,11 @@
 # Builds {{name}}.wasm with clang + wasi-libc, then wraps the core module
 # into a component with jco 1.35.0. What is missing is installed first:
 # clang, lld and wasi-libc from Debian (apt-get, as root or with sudo), jco
-# from npm into ${WASM_ACTIVITY_CACHE:-~/.cache/wasm-activity}/guest-tools.
+# from npm into ${WASM_ACTIVITY_CACHE:-~/.cache/wasm-activity-dev}/guest-tools.
 # Set CLANG or JCO to use your own instead.
 set -euo pipefail
 cd "$(dirname "$0")"
-tools="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity}/guest-tools"
+tools="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity-dev}/guest-tools"
 sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
 if [ -z "${CLANG:-}" ]; then
   CLANG=clang

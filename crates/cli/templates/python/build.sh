@@ -4,13 +4,13 @@
 # (`activity-http` is the handler contract plus wasi:http, which the SDK's
 # http_request uses; with `-w activity` the component makes no HTTP requests.)
 # componentize-py is installed on first use into a virtualenv under
-# ${WASM_ACTIVITY_CACHE:-~/.cache/wasm-activity}/guest-tools (needs python3
+# ${WASM_ACTIVITY_CACHE:-~/.cache/wasm-activity-dev}/guest-tools (needs python3
 # with venv); set COMPONENTIZE_PY to use your own instead.
 set -euo pipefail
 cd "$(dirname "$0")"
 PIN="componentize-py==0.25.1"
 if [ -z "${COMPONENTIZE_PY:-}" ]; then
-  venv="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity}/guest-tools/python"
+  venv="${WASM_ACTIVITY_CACHE:-$HOME/.cache/wasm-activity-dev}/guest-tools/python"
   if [ ! -f "$venv/.installed-$PIN" ]; then
     python3 -c 'import venv, ensurepip' 2>/dev/null || {
       echo "error: building needs python3 with venv (apt-get install python3-venv)" >&2

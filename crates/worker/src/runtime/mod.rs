@@ -308,7 +308,8 @@ impl Runtime {
                     "compiling {} ({size}) for this machine{cache}",
                     path.display()
                 );
-                let component = self.compile(path, &bytes)?;
+                let component =
+                    with_progress(path, COMPILE_PROGRESS, || self.compile(path, &bytes))?;
                 self.cache.store(&digest, &component);
                 tracing::info!("compiled {} in {:.1?}", path.display(), started.elapsed());
                 (component, false)
@@ -743,6 +744,36 @@ impl EpochTicker {
     }
 }
 
+/// How often a compile still running says so.
+const COMPILE_PROGRESS: Duration = Duration::from_secs(5);
+
+/// Runs `compile` (blocking, on the caller's thread: never the async loop),
+/// saying "still compiling" every `every` from a thread of its own (with the
+/// caller's log subscriber) until it is done: a first compile of a large
+/// component takes tens of seconds, and silence looks like a hang.
+fn with_progress<T>(path: &Path, every: Duration, compile: impl FnOnce() -> T) -> T {
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let name = path.display().to_string();
+    let started = Instant::now();
+    let dispatch = tracing::dispatcher::get_default(|d| d.clone());
+    let progress = std::thread::Builder::new()
+        .name("compile-progress".into())
+        .spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(every)
+                {
+                    tracing::info!("still compiling {name} ({} s)", started.elapsed().as_secs());
+                }
+            })
+        });
+    let result = compile();
+    drop(done);
+    if let Ok(progress) = progress {
+        let _ = progress.join();
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::not_wasm;
@@ -758,5 +789,42 @@ mod tests {
             e.contains("magic bytes") && e.contains("wasm32-wasip2"),
             "{e}"
         );
+    }
+
+    /// A compile that takes longer than the period says so while it runs,
+    /// with the caller's log subscriber.
+    #[test]
+    fn a_long_compile_says_it_is_still_compiling() {
+        use std::time::{Duration, Instant};
+        #[derive(Clone, Default)]
+        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(buf);
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _log = tracing::subscriber::set_default(subscriber);
+        let text = || String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let path = std::path::Path::new("/big.wasm");
+        // The "compile": busy until the progress thread has spoken twice.
+        let said = super::with_progress(path, Duration::from_millis(10), || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while text().matches("still compiling /big.wasm (0 s)").count() < 2 {
+                assert!(Instant::now() < deadline, "no progress: {}", text());
+                std::thread::yield_now();
+            }
+            text().matches("still compiling").count()
+        });
+        assert!(said >= 2);
     }
 }

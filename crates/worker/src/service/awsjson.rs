@@ -262,6 +262,7 @@ impl AwsJson {
         })?;
         let request = self.signed(action, body).await?;
         let sent = SystemTime::now();
+        let sent_at = std::time::Instant::now();
         let limit = read_timeout + CONNECT_TIMEOUT;
         let answer = tokio::time::timeout(limit, self.exchange(operation, request))
             .await
@@ -276,6 +277,7 @@ impl AwsJson {
         if !answer.status.is_success() {
             return Err(self.refusal(operation, &answer));
         }
+        credentials::accepted(operation, sent_at);
         Ok(answer.body)
     }
 
@@ -475,7 +477,7 @@ impl AwsJson {
         let status = answer.status.as_u16();
         let verdict = super::answers::classify(operation, code.as_deref(), Some(status));
         if verdict == Verdict::Credentials {
-            credentials::refused();
+            credentials::refused(operation, code.as_deref().unwrap_or("unknown"));
         }
         let message = parsed
             .message

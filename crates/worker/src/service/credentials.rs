@@ -8,11 +8,17 @@
 //! refused for its credentials ([`refused`], from the answer table), at most
 //! once per [`MIN_REFRESH`] so a burst of refusals costs one fetch.
 //!
+//! A refusal is said at WARN once per change (the first, the first after
+//! credentials were accepted again, or one with another error code), and at
+//! DEBUG otherwise: a worker whose keys were revoked would else repeat the
+//! same warning with every poll, burying the one line that names the fix.
+//!
 //! What a fetch can pick up depends on the source: role credentials (STS,
 //! web identity, container and instance roles) are fetched anew; keys from
 //! the environment or a credentials file were read when the worker started,
 //! so changing those needs a restart.
 
+use super::answers::Operation;
 use aws_config::SdkConfig;
 use aws_config::identity::IdentityCache;
 use aws_credential_types::Credentials;
@@ -21,7 +27,7 @@ use aws_credential_types::provider::{
     ProvideCredentials, Result as CredentialsResult, SharedCredentialsProvider, future,
 };
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 /// What to do about refused credentials, said wherever a call is refused
@@ -69,15 +75,82 @@ static GLOBAL: Generation = Generation {
     last_bump: Mutex::new(None),
 };
 
-/// A call was refused for its credentials: the next request fetches them
-/// afresh from the provider chain.
-pub(crate) fn refused() {
-    if GLOBAL.bump(Instant::now()) {
-        tracing::warn!(
-            "the service refused the worker's credentials; fetching them again (role credentials \
-             are renewed; keys from the environment or a credentials file need a restart to change)"
-        );
+/// What was last said about refusals, per operation: the error code
+/// warned about and when the last refusal came, until a call of that
+/// operation sent after it is accepted. Per operation, so a permission
+/// missing for one (heartbeats, say) is said once while polls succeed.
+#[derive(Debug)]
+pub(crate) struct Told {
+    /// Set while some refusal has been warned about and not yet followed
+    /// by an acceptance (checked without the lock on every accepted call).
+    refusing: AtomicBool,
+    last: Mutex<[Option<(String, Instant)>; OPERATIONS]>,
+}
+
+/// How many [`Operation`]s there are.
+const OPERATIONS: usize = Operation::Describe as usize + 1;
+
+impl Told {
+    const fn new() -> Told {
+        Told {
+            refusing: AtomicBool::new(false),
+            last: Mutex::new([const { None }; OPERATIONS]),
+        }
     }
+
+    /// Whether a refusal of `operation` with `code` at `now` is news: the
+    /// first, the first after an acceptance, or another code than the one
+    /// last warned about.
+    fn refused(&self, operation: Operation, code: &str, now: Instant) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = &mut last[operation as usize];
+        let news = entry.as_ref().is_none_or(|(told, _)| told != code);
+        *entry = Some((code.to_string(), now));
+        self.refusing.store(true, Ordering::SeqCst);
+        news
+    }
+
+    /// A call of `operation` sent at `sent` was accepted: if it was sent
+    /// after that operation's last refusal, the next refusal is news again
+    /// (a call already in flight when the refusals began proves nothing).
+    fn accepted(&self, operation: Operation, sent: Instant) {
+        if !self.refusing.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = &mut last[operation as usize];
+        if entry.as_ref().is_some_and(|(_, at)| sent > *at) {
+            *entry = None;
+        }
+        self.refusing
+            .store(last.iter().any(Option::is_some), Ordering::SeqCst);
+    }
+}
+
+static TOLD: Told = Told::new();
+
+/// A call of `operation` was refused for its credentials (`code`, the
+/// service's error code): the next request fetches them afresh from the
+/// provider chain.
+pub(crate) fn refused(operation: Operation, code: &str) {
+    let refetch = GLOBAL.bump(Instant::now());
+    if TOLD.refused(operation, code, Instant::now()) {
+        tracing::warn!(
+            code,
+            operation = ?operation,
+            "the service refused the worker's credentials; fetching them again (role credentials \
+             are renewed; keys from the environment or a credentials file need a restart to \
+             change). Said again only if credentials are accepted in between or the error changes"
+        );
+    } else {
+        tracing::debug!(code, operation = ?operation, refetch, "credentials refused again");
+    }
+}
+
+/// A call of `operation` sent at `sent` was answered with success: its
+/// credentials were accepted.
+pub(crate) fn accepted(operation: Operation, sent: Instant) {
+    TOLD.accepted(operation, sent);
 }
 
 /// A credentials provider that caches what `inner` gives until it nears
@@ -192,6 +265,42 @@ mod tests {
         assert!(generation.bump(t0 + MIN_REFRESH));
         assert_eq!(provider.get().await.unwrap().access_key_id(), "key3");
         assert_eq!(count.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn a_refusal_is_news_once_per_change() {
+        let told = Told::new();
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert!(
+            told.refused(Operation::Poll, "ExpiredToken", at(0)),
+            "the first is said"
+        );
+        for i in 0..100 {
+            assert!(
+                !told.refused(Operation::Poll, "ExpiredToken", at(i)),
+                "a repeat is not"
+            );
+        }
+        assert!(
+            told.refused(Operation::Poll, "AccessDenied", at(100)),
+            "another error is"
+        );
+        assert!(!told.refused(Operation::Poll, "AccessDenied", at(101)));
+        // Another operation has its own news; its acceptance is not the
+        // poll's.
+        assert!(told.refused(Operation::Heartbeat, "AccessDenied", at(101)));
+        told.accepted(Operation::Heartbeat, at(102));
+        assert!(!told.refused(Operation::Poll, "AccessDenied", at(103)));
+        // A poll sent before the last refusal proves nothing.
+        told.accepted(Operation::Poll, at(102));
+        assert!(!told.refused(Operation::Poll, "AccessDenied", at(104)));
+        told.accepted(Operation::Poll, at(105));
+        assert!(
+            told.refused(Operation::Poll, "AccessDenied", at(106)),
+            "the first refusal after an acceptance is"
+        );
+        assert!(!told.refused(Operation::Poll, "AccessDenied", at(107)));
     }
 
     #[tokio::test]

@@ -261,7 +261,7 @@ where
         _ => Verdict::NoAnswer,
     };
     if verdict == Verdict::Credentials {
-        credentials::refused();
+        credentials::refused(operation, code.as_deref().unwrap_or("unknown"));
     }
     let code = match code {
         Some(code) if !code.is_empty() => code,
