@@ -360,3 +360,117 @@ async fn dev_shows_the_workers_journal_on_the_endpoint_page() {
         "the endpoint's and the worker's task rows link to the history:\n{dom}"
     );
 }
+
+/// What the test's "user" does on the endpoint page: submits the start form
+/// with input that is not JSON, then for a state machine that does not
+/// exist, then for the real one, and puts what the page answered each time
+/// on `<body>` (`data-invalid`, `data-refused`, `data-started`).
+const FORM_DRIVER: &str = r#"<script>
+(async () => {
+  const pause = () => new Promise(r => setTimeout(r, 50));
+  const sel = document.getElementById("machine");
+  while (!sel.dataset.count || sel.dataset.count === "0") await pause();
+  const form = document.getElementById("start-form"), input = document.getElementById("input"), out = document.getElementById("start-result");
+  const submit = async () => { out.textContent = ""; form.requestSubmit(); while (out.textContent === "" || out.textContent === "Starting…") await pause(); return out.textContent; };
+  input.value = "{not json"; document.body.dataset.invalid = await submit();
+  const missing = document.createElement("option"); missing.value = sel.options[0].value + "-missing"; missing.textContent = "missing";
+  sel.appendChild(missing); sel.value = missing.value;
+  input.value = '{"action": "echo", "value": "from-the-form"}'; document.body.dataset.refused = await submit();
+  sel.selectedIndex = 0; document.body.dataset.started = await submit();
+})();
+</script>"#;
+
+/// Serves the endpoint's page with [`FORM_DRIVER`] added, and forwards
+/// everything else to the endpoint: same origin, so the page's own script
+/// runs unchanged against the real API.
+async fn driving_proxy(upstream: String) -> String {
+    use axum::body::Bytes;
+    use axum::http::{HeaderMap, Method, Uri};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback(
+        move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+            let upstream = upstream.clone();
+            async move {
+                let client = reqwest::Client::new();
+                let url = format!(
+                    "{upstream}{}",
+                    uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+                );
+                let mut req = client.request(method.clone(), url).body(body);
+                for name in ["x-amz-target", "content-type"] {
+                    if let Some(v) = headers.get(name) {
+                        req = req.header(name, v.as_bytes());
+                    }
+                }
+                let r = req.send().await.unwrap();
+                let status = r.status().as_u16();
+                let ct = r
+                    .headers()
+                    .get("content-type")
+                    .map(|v| v.to_str().unwrap_or("").to_string())
+                    .unwrap_or_default();
+                let mut text = r.text().await.unwrap();
+                if method == Method::GET && uri.path() == "/" {
+                    text = text.replace("</body>", &format!("{FORM_DRIVER}</body>"));
+                }
+                axum::response::Response::builder()
+                    .status(status)
+                    .header("content-type", ct)
+                    .body(axum::body::Body::from(text))
+                    .unwrap()
+            }
+        },
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_start_form_checks_the_input_and_shows_the_services_error() {
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("fpage").await;
+    let sm = sfn.create_state_machine(&activity, 120, Some(30)).await;
+    let proxy = driving_proxy(svc.url.clone()).await;
+    let dom = render_async(format!("{proxy}/"), "endpoint-form").await;
+    assert!(
+        dom.contains("data-invalid=\"Input is not valid JSON:"),
+        "invalid input was not caught by the page:\n{dom}"
+    );
+    assert!(
+        dom.contains("data-refused=\"StateMachineDoesNotExist: "),
+        "the service's error is not shown:\n{dom}"
+    );
+    assert!(dom.contains("data-started=\"Started: "), "{dom}");
+    let executions = call(
+        &svc.url,
+        "AWSStepFunctions.ListExecutions",
+        json!({"stateMachineArn": sm}),
+    )
+    .await;
+    let executions = executions["executions"].as_array().unwrap();
+    assert_eq!(
+        executions.len(),
+        1,
+        "only the valid submission started one: {executions:?}"
+    );
+    let arn = executions[0]["executionArn"].as_str().unwrap();
+    let described = call(
+        &svc.url,
+        "AWSStepFunctions.DescribeExecution",
+        json!({"executionArn": arn}),
+    )
+    .await;
+    assert!(
+        described["input"]
+            .as_str()
+            .unwrap()
+            .contains("from-the-form"),
+        "{described}"
+    );
+    assert!(
+        dom.contains(&format!("href=\"#execution={}\"", urlencode(arn))),
+        "the started execution links to its history:\n{dom}"
+    );
+}

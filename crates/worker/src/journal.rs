@@ -171,6 +171,7 @@ impl Journal {
     }
 
     /// A reload event: `kind` is `loaded`, `reloaded`, `refused`,
+    /// `unreachable` (a tag or S3 key could not be re-resolved),
     /// `config reloaded` or `config refused`; `subject` the activity,
     /// component or config file; `detail` what happened (escaped and cut
     /// here).

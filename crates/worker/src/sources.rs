@@ -609,6 +609,16 @@ impl Sources {
                 Swap::Refused(e) => Some(format!("refused; the version loaded keeps serving: {e}")),
             };
             let before = trouble.remove(&component);
+            if let Some(now) = &now
+                && before.as_ref() != Some(now)
+            {
+                let kind = if now.starts_with("refused") {
+                    "refused"
+                } else {
+                    "unreachable"
+                };
+                crate::journal::global().event(kind, &component.to_string(), now);
+            }
             match (&before, &now) {
                 (None, Some(now)) => {
                     tracing::warn!(component = %component, "component refresh: {now}")
