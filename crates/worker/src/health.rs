@@ -345,8 +345,14 @@ mod tests {
         // A poll that started before that failure proves nothing.
         assert_eq!(a.accepted(before), Note::Quiet);
         assert!(health.readiness().is_err());
+        let snapshot = health.snapshot();
+        assert_eq!(snapshot[0]["source"], "activity.test-1");
+        assert_eq!(snapshot[0]["serving"], false);
+        assert_eq!(snapshot[0]["failures"], 4);
+        assert_eq!(snapshot[0]["last_error"], "Timeout");
         assert_eq!(a.accepted(Instant::now()), Note::Recovered(4));
         assert!(health.readiness().is_ok());
+        assert_eq!(health.snapshot()[0]["serving"], true);
     }
 
     #[test]
