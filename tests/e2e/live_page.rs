@@ -90,6 +90,8 @@ async fn worker_page_shows_empty_finished_failed_running_and_refused_states() {
     let dir = tempfile::tempdir().unwrap();
     let handler = dir.path().join("handler.wasm");
     std::fs::copy(&guests().scenario, &handler).unwrap();
+    let secret = dir.path().join("token");
+    std::fs::write(&secret, "page-secret-value-42").unwrap();
     let mut worker = Worker::start(
         &format!(
             "metrics_addr = \"127.0.0.1:0\"\n{}",
@@ -97,7 +99,10 @@ async fn worker_page_shows_empty_finished_failed_running_and_refused_states() {
                 "wpage",
                 &activity,
                 &handler,
-                "heartbeat_interval = \"500ms\""
+                &format!(
+                    "heartbeat_interval = \"500ms\"\nsecrets = {{ TOKEN = {{ file = \"{}\" }} }}",
+                    secret.display()
+                )
             )
         ),
         &svc,
@@ -132,18 +137,31 @@ async fn worker_page_shows_empty_finished_failed_running_and_refused_states() {
     assert!(dom.contains(&version), "component version missing:\n{dom}");
     assert!(dom.contains(" ms</td>"), "duration missing:\n{dom}");
 
-    // Failed: the error, and the guest's lines rendered as text.
+    // Failed: the error, and the guest's lines rendered as text, its
+    // secret redacted.
     let failed = sfn
         .start(
             &sm,
-            &json!({"action": "say", "text": "<script>alert(1)</script>", "error": "PageError"}),
+            &json!({"action": "say", "text": "<script>alert(1)</script> page-secret-value-42", "error": "PageError"}),
         )
         .await;
     assert_eq!(
         sfn.wait(&failed, DONE).await.status,
         ExecutionStatus::Failed
     );
+    let tasks = reqwest::get(format!("{base}/tasks"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!tasks.contains("page-secret-value-42"), "{tasks}");
+    assert!(
+        tasks.contains("<script>alert(1)</script> [redacted]"),
+        "the line is kept as the guest wrote it, redacted: {tasks}"
+    );
     let dom = render_async(format!("{base}/"), "worker-failed").await;
+    assert!(!dom.contains("page-secret-value-42"), "{dom}");
     assert!(dom.contains("data-status=\"failed\""), "{dom}");
     assert!(dom.contains("PageError: &lt;script&gt;"), "{dom}");
     assert!(
