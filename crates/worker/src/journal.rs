@@ -7,10 +7,13 @@
 //! endpoint) sees none of it. So the worker keeps a small journal of its own,
 //! in memory, bounded everywhere a hostile guest or a long run could grow it:
 //! [`TASKS_PER_ACTIVITY`] finished tasks per activity (for at most
-//! [`MAX_ACTIVITIES`] activities), [`LINES_PER_TASK`] lines and
-//! [`BYTES_PER_TASK`] bytes of guest output per task (and never more than
-//! the task's log budget: a line is kept only once the guest log sink has
-//! charged it, redacted and escaped it), and [`MAX_EVENTS`] reload events.
+//! [`MAX_ACTIVITIES`] activities, [`MAX_TASKS`] in all), [`LINES_PER_TASK`]
+//! lines and [`BYTES_PER_TASK`] bytes of guest output per task (and never
+//! more than the task's log budget: a line is kept only once the guest log
+//! sink has charged it, redacted and escaped it), [`MAX_LINE_BYTES`] of
+//! finished tasks' lines in all (the oldest tasks' lines go first, so the
+//! page's JSON stays small enough to fetch every second), and
+//! [`MAX_EVENTS`] reload events.
 //!
 //! Data flows one way: task.rs writes a task when it starts and when its
 //! result is delivered, the guest log sink writes lines, the component and
@@ -31,6 +34,10 @@ pub(crate) const MAX_ACTIVITIES: usize = 64;
 pub(crate) const LINES_PER_TASK: usize = 50;
 /// Bytes of guest log lines kept per task.
 pub(crate) const BYTES_PER_TASK: usize = 16 * 1024;
+/// Finished tasks kept, all activities together.
+pub(crate) const MAX_TASKS: usize = 1000;
+/// Bytes of guest log lines kept of finished tasks, all together.
+pub(crate) const MAX_LINE_BYTES: usize = 1024 * 1024;
 /// Reload events kept.
 pub(crate) const MAX_EVENTS: usize = 50;
 /// Characters kept of an error name, a cause's first line or a reload
@@ -52,6 +59,15 @@ struct Entry {
     bytes: usize,
     /// Lines the guest logged beyond what is kept.
     lines_dropped: u64,
+}
+
+impl Entry {
+    /// Forgets the lines (to keep the journal's total bound).
+    fn drop_lines(&mut self) -> usize {
+        self.lines_dropped += self.lines.len() as u64;
+        self.lines = Vec::new();
+        std::mem::take(&mut self.bytes)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +100,30 @@ struct Inner {
     running: HashMap<(String, String), Entry>,
     /// Finished tasks per activity, oldest first.
     finished: BTreeMap<String, VecDeque<Entry>>,
+    /// Tasks in `finished`, and the bytes of their lines.
+    finished_tasks: usize,
+    finished_bytes: usize,
     events: VecDeque<Event>,
+}
+
+impl Inner {
+    /// The activity whose oldest finished task is oldest.
+    fn oldest(&mut self, with_lines: bool) -> Option<&mut VecDeque<Entry>> {
+        self.finished
+            .values_mut()
+            .filter(|tasks| !with_lines || tasks.iter().any(|e| e.bytes > 0))
+            .min_by_key(|tasks| {
+                tasks
+                    .iter()
+                    .find(|e| !with_lines || e.bytes > 0)
+                    .map(|e| e.started)
+            })
+    }
+
+    fn forget(&mut self, entry: Entry) {
+        self.finished_tasks -= 1;
+        self.finished_bytes -= entry.bytes;
+    }
 }
 
 /// The journal (one per process, see [`global`]).
@@ -199,17 +238,39 @@ impl Journal {
             let oldest = inner
                 .finished
                 .iter()
-                .min_by_key(|(_, tasks)| tasks.back().map(|e| e.started_ms))
+                .min_by_key(|(_, tasks)| tasks.back().map(|e| e.started))
                 .map(|(name, _)| name.clone());
-            if let Some(oldest) = oldest {
-                inner.finished.remove(&oldest);
+            if let Some(tasks) = oldest.and_then(|name| inner.finished.remove(&name)) {
+                for e in tasks {
+                    inner.forget(e);
+                }
             }
         }
+        inner.finished_tasks += 1;
+        inner.finished_bytes += entry.bytes;
         let tasks = inner.finished.entry(entry.activity.clone()).or_default();
         tasks.push_back(entry);
-        while tasks.len() > TASKS_PER_ACTIVITY {
-            tasks.pop_front();
+        let gone = (tasks.len() > TASKS_PER_ACTIVITY).then(|| tasks.pop_front());
+        if let Some(Some(e)) = gone {
+            inner.forget(e);
         }
+        while inner.finished_tasks > MAX_TASKS {
+            let Some(e) = inner.oldest(false).and_then(|t| t.pop_front()) else {
+                break;
+            };
+            inner.forget(e);
+        }
+        while inner.finished_bytes > MAX_LINE_BYTES {
+            let Some(freed) = inner
+                .oldest(true)
+                .and_then(|t| t.iter_mut().find(|e| e.bytes > 0))
+                .map(Entry::drop_lines)
+            else {
+                break;
+            };
+            inner.finished_bytes -= freed;
+        }
+        inner.finished.retain(|_, tasks| !tasks.is_empty());
     }
 
     /// The journal as `/tasks` serves it: running tasks, then finished ones,
@@ -217,9 +278,9 @@ impl Journal {
     pub(crate) fn to_json(&self, sources: Vec<Value>) -> Value {
         let inner = self.lock();
         let mut running: Vec<&Entry> = inner.running.values().collect();
-        running.sort_by_key(|e| std::cmp::Reverse(e.started_ms));
+        running.sort_by_key(|e| std::cmp::Reverse(e.started));
         let mut finished: Vec<&Entry> = inner.finished.values().flatten().collect();
-        finished.sort_by_key(|e| std::cmp::Reverse(e.started_ms));
+        finished.sort_by_key(|e| std::cmp::Reverse(e.started));
         let tasks: Vec<Value> = running
             .into_iter()
             .chain(finished)
@@ -238,6 +299,8 @@ impl Journal {
                 "activities": MAX_ACTIVITIES,
                 "lines_per_task": LINES_PER_TASK,
                 "bytes_per_task": BYTES_PER_TASK,
+                "tasks": MAX_TASKS,
+                "line_bytes": MAX_LINE_BYTES,
                 "events": MAX_EVENTS,
             },
             "sources": sources,
@@ -414,6 +477,35 @@ mod tests {
             detail.contains(&format!("{}", MAX_EVENTS + 4)),
             "newest first: {detail}"
         );
+    }
+
+    #[test]
+    fn all_tasks_together_and_all_their_lines_are_bounded() {
+        let j = leaked();
+        let line = "y".repeat(BYTES_PER_TASK / 2);
+        for i in 0..MAX_TASKS + 10 {
+            let (a, t) = (format!("a{}", i % 40), format!("t{i}"));
+            let r = j.start(&a, &t, "v");
+            j.line(&a, &t, "info", "log", &line);
+            r.finish("succeeded", None);
+        }
+        let inner = j.lock();
+        let tasks: usize = inner.finished.values().map(VecDeque::len).sum();
+        assert_eq!(tasks, MAX_TASKS);
+        assert_eq!(inner.finished_tasks, MAX_TASKS);
+        let bytes: usize = inner.finished.values().flatten().map(|e| e.bytes).sum();
+        assert_eq!(bytes, inner.finished_bytes);
+        assert!(bytes <= MAX_LINE_BYTES, "{bytes}");
+        assert!(
+            bytes > MAX_LINE_BYTES - BYTES_PER_TASK,
+            "only what must go went: {bytes}"
+        );
+        // The newest task kept its lines; the oldest lost them.
+        let newest = format!("t{}", MAX_TASKS + 9);
+        let all: Vec<&Entry> = inner.finished.values().flatten().collect();
+        assert!(all.iter().any(|e| e.task == newest && e.lines.len() == 1));
+        let oldest = all.iter().min_by_key(|e| e.started).unwrap();
+        assert!(oldest.lines.is_empty() && oldest.lines_dropped == 1);
     }
 
     #[test]
