@@ -9,6 +9,7 @@ mod delivery;
 mod dev_args;
 mod fault_proxy;
 mod invoke;
+mod live_page;
 mod local_endpoint;
 mod many_hosts;
 mod observability;

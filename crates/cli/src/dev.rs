@@ -309,6 +309,9 @@ impl DevSession {
             ))
             .load()
             .await;
+        // The worker's live view (versions, guest log lines, reloads,
+        // polling health) on the endpoint's page: same process.
+        endpoint.show_worker(wasm_activity_worker::live_view);
         let stop_worker = CancellationToken::new();
         let stop = stop_worker.clone();
         let worker = tokio::spawn(async move {

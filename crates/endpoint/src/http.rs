@@ -25,10 +25,15 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.0";
 const MAX_BODY: usize = 1024 * 1024;
 
 /// The server's routes over both halves and a fresh set of fault rules.
-pub(crate) fn app(shared: Arc<Shared>, swf: Arc<SwfState>) -> Router {
+pub(crate) fn app(
+    shared: Arc<Shared>,
+    swf: Arc<SwfState>,
+    worker: Arc<page::WorkerView>,
+) -> Router {
     let state = AppState {
         shared,
         swf,
+        worker,
         faults: Arc::new(Faults::default()),
     };
     Router::new()
@@ -47,7 +52,15 @@ pub(crate) fn app(shared: Arc<Shared>, swf: Arc<SwfState>) -> Router {
 struct AppState {
     shared: Arc<Shared>,
     swf: Arc<SwfState>,
+    worker: Arc<page::WorkerView>,
     faults: Arc<Faults>,
+}
+
+/// The live page shows a worker in the same process, if one is set.
+impl FromRef<AppState> for Arc<page::WorkerView> {
+    fn from_ref(app: &AppState) -> Self {
+        app.worker.clone()
+    }
 }
 
 /// The live page reads the Step Functions state.

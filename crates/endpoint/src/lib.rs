@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 pub struct LocalEndpoint {
     shared: Arc<Shared>,
     swf: Arc<SwfState>,
+    worker: Arc<page::WorkerView>,
     addr: SocketAddr,
     /// Set when the endpoint shuts down: waiting polls return empty at once.
     stopping: CancellationToken,
@@ -70,7 +71,8 @@ impl LocalEndpoint {
         let poll_timeout = options.poll_timeout;
         let shared = Shared::new(options, stopping.clone(), halt.clone());
         let swf = SwfState::new(poll_timeout, stopping.clone(), halt);
-        let app = http::app(shared.clone(), swf.clone());
+        let worker = Arc::new(page::WorkerView::default());
+        let app = http::app(shared.clone(), swf.clone(), worker.clone());
         let stop = CancellationToken::new();
         let graceful = stop.clone();
         let server = tokio::spawn(async move {
@@ -85,11 +87,19 @@ impl LocalEndpoint {
         Ok(LocalEndpoint {
             shared,
             swf,
+            worker,
             addr,
             stopping,
             stop,
             server,
         })
+    }
+
+    /// Shows a worker running in the same process on the live page: `view`
+    /// returns its live view as JSON (the worker's `/tasks`), read at each
+    /// refresh of `/_local/state` and shown under `worker`.
+    pub fn show_worker(&self, view: impl Fn() -> Value + Send + Sync + 'static) {
+        self.worker.set(Arc::new(view));
     }
 
     /// The endpoint URL for clients.

@@ -970,3 +970,42 @@ async fn open_executions_beyond_the_quota_are_refused_until_one_closes() {
     start("c").await.unwrap();
     assert_eq!(state.page_state()["openExecutions"], 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_page_names_swf_types_and_tasks_as_the_worker_does_and_shows_a_set_worker() {
+    use axum::extract::State;
+    let ep = endpoint().await;
+    swf_running_task(&ep).await;
+    swf(
+        &ep,
+        "RegisterActivityType",
+        json!({"domain": "d", "name": "ship", "version": "2", "defaultTaskList": {"name": "orders"}}),
+    )
+    .await
+    .unwrap();
+    let state = swf_state(&ep);
+    let types = state["activityTypes"].as_array().unwrap();
+    let named: Vec<(&str, Option<&str>)> = types
+        .iter()
+        .map(|t| (t["type"].as_str().unwrap(), t["name"].as_str()))
+        .collect();
+    assert!(named.contains(&("ship", Some("orders/ship@2"))), "{state}");
+    assert!(
+        named.contains(&("t", None)),
+        "no default task list, no worker name: {state}"
+    );
+    assert_eq!(state["tasks"][0]["name"], "acts/t@1", "{state}");
+    assert_eq!(state["tasks"][0]["domain"], "d");
+    assert_eq!(state["tasks"][0]["status"], "running");
+
+    let page = || {
+        crate::page::state(
+            State(ep.shared.clone()),
+            State(ep.swf.clone()),
+            State(ep.worker.clone()),
+        )
+    };
+    assert!(page().await.0.get("worker").is_none());
+    ep.show_worker(|| json!({"tasks": [{"task": "abc"}]}));
+    assert_eq!(page().await.0["worker"]["tasks"][0]["task"], "abc");
+}

@@ -154,6 +154,18 @@ impl SourceHealth {
         m.source_poll_failures(&self.key, s.failures);
     }
 
+    /// This source's polling health for the live view (`/tasks`).
+    fn snapshot(&self) -> serde_json::Value {
+        let s = self.state();
+        serde_json::json!({
+            "source": self.key,
+            "serving": Self::serving(&s),
+            "accepted": s.accepted,
+            "failures": s.failures,
+            "last_error": s.last_error.as_deref().map(|e| crate::redact::escape(e).into_owned()),
+        })
+    }
+
     /// Why this source is not serving, if it is not.
     fn not_serving(&self) -> Option<String> {
         let s = self.state();
@@ -215,6 +227,11 @@ impl Health {
         }
     }
 
+    /// Every source's polling health, by key.
+    pub(crate) fn snapshot(&self) -> Vec<serde_json::Value> {
+        self.sources().values().map(|s| s.snapshot()).collect()
+    }
+
     /// `Ok` with a summary if ready, else `Err` with every reason, one per
     /// line.
     pub(crate) fn readiness(&self) -> Result<String, String> {
@@ -242,9 +259,11 @@ pub(crate) fn global() -> &'static Health {
     HEALTH.get_or_init(Health::default)
 }
 
-/// Serves `/metrics`, `/healthz` (liveness: the process answers) and
-/// `/readyz` (readiness, above) on `addr` until `stop`. Optional
-/// (`metrics_addr`); bind it to 127.0.0.1 or a private interface.
+/// Serves `/metrics`, `/healthz` (liveness: the process answers),
+/// `/readyz` (readiness, above), and the live view (see
+/// [`crate::journal`]: JSON at `/tasks`, a page at `/`) on `addr` until
+/// `stop`. Optional (`metrics_addr`); bind it to 127.0.0.1 or a private
+/// interface: the live view shows guest log lines (redacted).
 pub(crate) async fn serve(
     addr: SocketAddr,
     stop: tokio_util::sync::CancellationToken,
@@ -254,6 +273,14 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/metrics", get(|| async { metrics::global().encode() }))
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/tasks",
+            get(|| async { axum::Json(crate::journal::live_view()) }),
+        )
+        .route(
+            "/",
+            get(|| async { axum::response::Html(crate::journal::PAGE) }),
+        )
         .route(
             "/readyz",
             get(|| async {
@@ -268,7 +295,9 @@ pub(crate) async fn serve(
             .with_graceful_shutdown(stop.cancelled_owned())
             .await;
     });
-    tracing::info!("metrics on http://{bound}/metrics (health: /healthz, readiness: /readyz)");
+    tracing::info!(
+        "metrics on http://{bound}/metrics (health: /healthz, readiness: /readyz, live view: /, /tasks)"
+    );
     Ok(bound)
 }
 
@@ -316,8 +345,14 @@ mod tests {
         // A poll that started before that failure proves nothing.
         assert_eq!(a.accepted(before), Note::Quiet);
         assert!(health.readiness().is_err());
+        let snapshot = health.snapshot();
+        assert_eq!(snapshot[0]["source"], "activity.test-1");
+        assert_eq!(snapshot[0]["serving"], false);
+        assert_eq!(snapshot[0]["failures"], 4);
+        assert_eq!(snapshot[0]["last_error"], "Timeout");
         assert_eq!(a.accepted(Instant::now()), Note::Recovered(4));
         assert!(health.readiness().is_ok());
+        assert_eq!(health.snapshot()[0]["serving"], true);
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub mod config;
 pub(crate) mod delivery;
 mod health;
 pub(crate) mod heartbeat;
+pub(crate) mod journal;
 pub mod local;
 pub(crate) mod metrics;
 mod names;
@@ -62,6 +63,7 @@ use crate::shutdown::Shutdown;
 use crate::sources::Sources;
 pub use crate::startup::RunError;
 pub(crate) use crate::startup::aws_sdk_config;
+pub use journal::live_view;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -291,12 +293,22 @@ async fn reload_config(
         Err(e) => {
             failed();
             tracing::error!("config reload refused, the current config keeps running: {e}");
+            journal::global().event(
+                "config refused",
+                &current.path.display().to_string(),
+                &e.to_string(),
+            );
             return None;
         }
     };
     if let Err(e) = sources.apply(&new).await {
         failed();
         tracing::error!("config reload refused, the current config keeps running: {e}");
+        journal::global().event(
+            "config refused",
+            &current.path.display().to_string(),
+            &e.to_string(),
+        );
         return None;
     }
     m.reloads
@@ -313,6 +325,11 @@ async fn reload_config(
         );
     }
     tracing::info!(sources = sources.len(), "config reloaded");
+    journal::global().event(
+        "config reloaded",
+        &current.path.display().to_string(),
+        &format!("{} sources", sources.len()),
+    );
     Some(new)
 }
 

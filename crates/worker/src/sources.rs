@@ -318,6 +318,11 @@ impl Sources {
             load_ms = handler.load_time.as_millis() as u64,
             "component loaded"
         );
+        crate::journal::global().event(
+            "loaded",
+            name,
+            &format!("{component}: version {} ({origin})", handler.version),
+        );
         metrics::global().component_version(name, None, &handler.version);
         Ok(Arc::new(Component::loaded(handler)))
     }
@@ -452,6 +457,11 @@ impl Sources {
                 component = %component,
                 "component reload refused, the previous version keeps serving: {e}"
             );
+            crate::journal::global().event(
+                "refused",
+                &component.to_string(),
+                &format!("the previous version keeps serving: {e}"),
+            );
         }
     }
 
@@ -535,6 +545,11 @@ impl Sources {
                 took_us = started.elapsed().as_micros() as u64,
                 "component reloaded; new tasks run the new version"
             );
+            crate::journal::global().event(
+                "reloaded",
+                a.name(),
+                &format!("{component}: {} -> {}", old.version, handler.version),
+            );
         }
         m.reloads
             .get_or_create(&metrics::ResultLabels {
@@ -594,6 +609,16 @@ impl Sources {
                 Swap::Refused(e) => Some(format!("refused; the version loaded keeps serving: {e}")),
             };
             let before = trouble.remove(&component);
+            if let Some(now) = &now
+                && before.as_ref() != Some(now)
+            {
+                let kind = if now.starts_with("refused") {
+                    "refused"
+                } else {
+                    "unreachable"
+                };
+                crate::journal::global().event(kind, &component.to_string(), now);
+            }
             match (&before, &now) {
                 (None, Some(now)) => {
                     tracing::warn!(component = %component, "component refresh: {now}")

@@ -65,6 +65,7 @@ async fn run_task(
     m.tasks_started.get_or_create(&labels).inc();
     m.in_flight.get_or_create(&labels).inc();
     tracing::debug!(activity = activity.name(), task = %task_id, version = %handler.version, "task started");
+    let journal = crate::journal::global().start(activity.name(), &task_id, &handler.version);
 
     // The heartbeat runs from now until the result is delivered, polled
     // beside the guest and the report in this same task (see heartbeat.rs).
@@ -119,6 +120,13 @@ async fn run_task(
             error,
         })
         .inc();
+    journal.finish(
+        outcome,
+        match &delivery {
+            Delivery::Delivered(Report::Failure { error, cause }) => Some((error, cause)),
+            _ => None,
+        },
+    );
     let (activity, version) = (activity.name(), handler.version.as_str());
     match &delivery {
         Delivery::Delivered(Report::Success { .. }) => tracing::info!(

@@ -157,6 +157,11 @@ struct TaskView {
     id: String,
     activity: String,
     execution: String,
+    /// The execution's ARN, for the page's link to its history.
+    execution_arn: String,
+    /// The id the worker's logs and live view give this task: the first 6
+    /// bytes of the SHA-256 of its token, in hex.
+    worker_task: String,
     state: String,
     status: String,
     worker: Option<String>,
@@ -375,6 +380,7 @@ impl Shared {
             "activities": activities,
             "tasks": tasks,
             "executions": m.executions.len(),
+            "machines": m.machines.len(),
             "completions": m.completions,
         })
     }

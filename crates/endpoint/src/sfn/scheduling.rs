@@ -84,6 +84,8 @@ impl Host for Shared {
             id: short(&token),
             activity: activity_name,
             execution: exec_name,
+            execution_arn: execution.to_string(),
+            worker_task: worker_task_id(&token),
             state: state_name.to_string(),
             status: "queued".into(),
             worker: None,
@@ -213,4 +215,14 @@ impl Host for Shared {
             .get(execution)
             .map(|e| e.cancel.clone())
     }
+}
+
+/// The id the worker names a task by (`TaskToken::short_id` there): the
+/// first 6 bytes of the SHA-256 of its token, in hex.
+fn worker_task_id(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(token.as_bytes())[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

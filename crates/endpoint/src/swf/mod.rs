@@ -307,8 +307,35 @@ impl SwfState {
                 }
             }
         }
+        // Named as the worker names them: `LIST/TYPE@VERSION`, with the
+        // type's default task list (a task: the list it was scheduled on).
+        let mut types = Vec::new();
+        for (domain, d) in &m.domains {
+            for ((name, version), rec) in &d.activity_types {
+                let list = rec.config["defaultTaskList"]["name"].as_str();
+                types.push(json!({ "domain": domain, "type": name, "version": version,
+                                   "taskList": list,
+                                   "name": list.map(|l| format!("{l}/{name}@{version}")),
+                                   "deprecated": rec.deprecated.is_some() }));
+            }
+        }
+        types.sort_by(|a, b| {
+            (a["domain"].as_str(), a["name"].as_str())
+                .cmp(&(b["domain"].as_str(), b["name"].as_str()))
+        });
+        let mut tasks: Vec<Value> = m
+            .tasks
+            .values()
+            .map(|t| {
+                let (name, version) = (t.activity_type["name"].as_str().unwrap_or(""), t.activity_type["version"].as_str().unwrap_or(""));
+                json!({ "domain": t.domain, "name": format!("{}/{name}@{version}", t.task_list),
+                        "workflowId": t.execution.0, "activityId": t.activity_id,
+                        "status": if matches!(t.state, TaskState::Queued) { "queued" } else { "running" } })
+            })
+            .collect();
+        tasks.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
         let open: usize = m.domains.values().map(|d| d.open_executions).sum();
-        json!({ "taskLists": lists, "openExecutions": open, "activityTasks": m.tasks.len(),
+        json!({ "taskLists": lists, "activityTypes": types, "tasks": tasks, "openExecutions": open, "activityTasks": m.tasks.len(),
                 "decisionTasks": m.decisions.len() })
     }
 

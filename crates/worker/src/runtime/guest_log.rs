@@ -61,6 +61,18 @@ pub(crate) enum GuestLevel {
     Error,
 }
 
+impl GuestLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            GuestLevel::Trace => "trace",
+            GuestLevel::Debug => "debug",
+            GuestLevel::Info => "info",
+            GuestLevel::Warn => "warn",
+            GuestLevel::Error => "error",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Source {
     Log,
@@ -373,6 +385,7 @@ impl GuestLog {
             GuestLevel::Warn => tracing::warn!(target: "guest", activity, task, stream, "{text}"),
             GuestLevel::Error => tracing::error!(target: "guest", activity, task, stream, "{text}"),
         }
+        crate::journal::global().line(activity, task, level.as_str(), stream, &text);
         true
     }
 
@@ -531,6 +544,51 @@ mod tests {
         }
         let out = buf.0.lock().unwrap().clone();
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn the_journal_keeps_a_running_tasks_lines_redacted_and_as_text() {
+        let (log, _dir) = secret_sink(64 * 1024, "hunter2-secret");
+        // The sink is named act/task; a unique activity keeps parallel
+        // tests apart.
+        let log = Arc::new(GuestLog {
+            activity: "journal-redaction".into(),
+            task: "t1".into(),
+            redactor: log.redactor.clone(),
+            state: Mutex::new(State {
+                remaining: 64 * 1024,
+                ..State::default()
+            }),
+        });
+        let running = crate::journal::global().start("journal-redaction", "t1", "v7");
+        // Under a subscriber, as the other tests here (the interest of
+        // these callsites is cached per process).
+        let out = capture(false, || {
+            log.log(GuestLevel::Warn, "token=hunter2-secret");
+            log.log(GuestLevel::Info, "<script>alert(1)</script>");
+        });
+        assert!(!out.contains("hunter2"), "{out}");
+        running.finish("succeeded", None);
+        let v = crate::journal::live_view();
+        let task = v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["activity"] == "journal-redaction")
+            .expect("the task is in the journal");
+        assert_eq!(task["version"], "v7");
+        let lines: Vec<&str> = task["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["text"].as_str().unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(!lines[0].contains("hunter2"), "{lines:?}");
+        assert!(lines[0].starts_with("token="), "{lines:?}");
+        assert_eq!(task["lines"][0]["level"], "warn");
+        // Kept as text; the page sets it with textContent.
+        assert_eq!(lines[1], "<script>alert(1)</script>");
     }
 
     #[test]
