@@ -20,7 +20,9 @@ LAYERS = {
     "worker": [
         # facts and tools that know nothing of the worker
         ["names", "aws", "redact", "backoff", "shutdown", "slots"],
-        ["metrics"],
+        # what the worker shows of itself: written from below (guest lines)
+        # and above (tasks, reloads), read by health's server
+        ["metrics", "journal"],
         # the validated config (AwsClient included), read by everything above
         ["config"],
         ["tenant"],

@@ -273,10 +273,7 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/metrics", get(|| async { metrics::global().encode() }))
         .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/tasks",
-            get(|| async { axum::Json(crate::journal::live_view()) }),
-        )
+        .route("/tasks", get(|| async { axum::Json(live_view()) }))
         .route(
             "/",
             get(|| async { axum::response::Html(crate::journal::PAGE) }),
@@ -299,6 +296,13 @@ pub(crate) async fn serve(
         "metrics on http://{bound}/metrics (health: /healthz, readiness: /readyz, live view: /, /tasks)"
     );
     Ok(bound)
+}
+
+/// The worker's live view as JSON (what `/tasks` serves): the journal with
+/// this module's polling health beside it. For `dev` too, which shows it on
+/// the embedded endpoint's page, in the same process.
+pub fn live_view() -> serde_json::Value {
+    crate::journal::global().to_json(global().snapshot())
 }
 
 #[cfg(test)]

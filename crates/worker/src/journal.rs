@@ -388,12 +388,6 @@ pub(crate) fn global() -> &'static Journal {
     JOURNAL.get_or_init(Journal::default)
 }
 
-/// The worker's live view as JSON (what `/tasks` serves): for `dev`, which
-/// shows it on the embedded endpoint's page, in the same process.
-pub fn live_view() -> Value {
-    global().to_json(crate::health::global().snapshot())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

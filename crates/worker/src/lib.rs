@@ -63,7 +63,7 @@ use crate::shutdown::Shutdown;
 use crate::sources::Sources;
 pub use crate::startup::RunError;
 pub(crate) use crate::startup::aws_sdk_config;
-pub use journal::live_view;
+pub use health::live_view;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

@@ -569,7 +569,7 @@ mod tests {
         });
         assert!(!out.contains("hunter2"), "{out}");
         running.finish("succeeded", None);
-        let v = crate::journal::live_view();
+        let v = crate::health::live_view();
         let task = v["tasks"]
             .as_array()
             .unwrap()
