@@ -44,11 +44,15 @@ fn quickstart_runs_as_written_from_an_empty_directory() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    let bin = std::path::Path::new(binary())
-        .parent()
-        .unwrap()
-        .to_path_buf();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // The binary under test, on PATH under the name the README uses
+    // (WASM_ACTIVITY_TEST_BIN may name a copy called something else).
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(binary(), bin.path().join("wasm-activity")).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap()
+    );
     let out = std::process::Command::new("bash")
         .arg("-c")
         .arg(&script)
