@@ -20,7 +20,7 @@ LAYERS = {
     "worker": [
         # facts and tools that know nothing of the worker
         ["names", "aws", "redact", "backoff", "shutdown", "slots"],
-        ["metrics"],
+        ["metrics", "telemetry"],
         # the validated config (AwsClient included), read by everything above
         ["config"],
         ["tenant"],

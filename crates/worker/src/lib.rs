@@ -53,6 +53,7 @@ mod slots;
 mod sources;
 mod startup;
 pub(crate) mod task;
+pub mod telemetry;
 pub(crate) mod tenant;
 
 use crate::config::Config;
@@ -306,10 +307,11 @@ async fn reload_config(
         .inc();
     if new.worker_name != current.worker_name
         || new.metrics_addr != current.metrics_addr
+        || new.otlp_endpoint != current.otlp_endpoint
         || new.aws_client != current.aws_client
     {
         tracing::warn!(
-            "worker_name, metrics_addr and aws_client changes take effect at the next start"
+            "worker_name, metrics_addr, otlp_endpoint and aws_client changes take effect at the next start"
         );
     }
     tracing::info!(sources = sources.len(), "config reloaded");
@@ -395,6 +397,10 @@ pub async fn serve(
             .await
             .map_err(|source| RunError::Metrics { addr, source })?;
     }
+    // Traces: the export thread starts here and is flushed (a few seconds
+    // at most) whichever way serving ends.
+    telemetry::start(config.otlp_endpoint.as_deref())?;
+    let _stop_telemetry = telemetry::StopOnDrop;
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
     let fetcher = Arc::new(artifacts::fetcher(&config, &runtime, Some(sdk)));
