@@ -12,6 +12,7 @@ mod invoke;
 mod local_endpoint;
 mod many_hosts;
 mod observability;
+mod otlp;
 mod polyglot;
 mod quickstart;
 mod reload;

@@ -229,6 +229,13 @@ pub(crate) fn start(config_endpoint: Option<&str>) -> Result<(), TelemetryError>
         Ok(Err(source)) => return Err(TelemetryError::Exporter { endpoint, source }),
         Err(_) => unreachable!("the export thread answers before it can end"),
     }
+    // The drop warning has a thread of its own: the export thread may be
+    // the one waiting on a stalled collector.
+    let watched = shared.clone();
+    std::thread::Builder::new()
+        .name("otlp-drops".into())
+        .spawn(move || watch_drops(&watched))
+        .expect("spawning the OTLP drop watcher");
     *shared.done.lock().unwrap_or_else(|e| e.into_inner()) = Some(done_rx);
     let _ = shared.queue.set(tx);
     ENABLED.store(true, Ordering::Relaxed);
@@ -265,6 +272,24 @@ pub(crate) fn stop() {
     }
 }
 
+/// Logs a warning each time (checked every second) the count of dropped
+/// spans has grown, until traces stop.
+fn watch_drops(shared: &Shared) {
+    let mut warned = 0;
+    while !shared.stopping.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_secs(1));
+        let dropped = shared.dropped.load(Ordering::Relaxed);
+        if dropped != warned {
+            warned = dropped;
+            tracing::warn!(
+                dropped_total = dropped,
+                "spans were dropped on the way to the OTLP collector (it is slow or unreachable, \
+                 or the queue is too small: OTEL_BSP_MAX_QUEUE_SIZE); tasks are not affected"
+            );
+        }
+    }
+}
+
 /// The export thread: a batch goes out when it is full or its oldest span
 /// has waited `delay`; the queue is drained once more when stopping.
 fn export_loop(
@@ -276,7 +301,6 @@ fn export_loop(
 ) {
     let mut batch = Vec::with_capacity(batch_size);
     let mut due = Instant::now() + delay;
-    let mut warned = 0;
     loop {
         let stopping = shared.stopping.load(Ordering::Relaxed);
         // Wakes at least every 100 ms to notice a stop.
@@ -310,15 +334,6 @@ fn export_loop(
             }
         }
         due = Instant::now() + delay;
-        let dropped = shared.dropped.load(Ordering::Relaxed);
-        if dropped != warned {
-            warned = dropped;
-            tracing::warn!(
-                dropped_total = dropped,
-                "spans were dropped on the way to the OTLP collector (it is slow or unreachable, \
-                 or the queue is too small: OTEL_BSP_MAX_QUEUE_SIZE); tasks are not affected"
-            );
-        }
         if stopping {
             return;
         }
