@@ -20,7 +20,7 @@ LAYERS = {
     "worker": [
         # facts and tools that know nothing of the worker
         ["names", "aws", "redact", "backoff", "shutdown", "slots"],
-        ["metrics", "telemetry"],
+        ["metrics", "telemetry", "otlp_metrics"],
         # the validated config (AwsClient included), read by everything above
         ["config"],
         ["tenant"],

@@ -4,6 +4,9 @@
 
 use crate::support::{Backend, Service, Sfn, Worker, activity_toml, cache_dir, guests, wait_until};
 use aws_sdk_sfn::types::ExecutionStatus;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
@@ -31,11 +34,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// An OTLP/HTTP receiver on 127.0.0.1: `POST /v1/traces` with protobuf.
+/// An OTLP/HTTP receiver on 127.0.0.1: `POST /v1/traces` and
+/// `POST /v1/metrics` with protobuf.
 struct Receiver {
     port: u16,
     spans: Arc<Mutex<Vec<Span>>>,
     services: Arc<Mutex<Vec<String>>>,
+    metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>>,
 }
 
 impl Receiver {
@@ -43,7 +48,23 @@ impl Receiver {
         let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
         let services: Arc<Mutex<Vec<String>>> = Arc::default();
         let (into, names) = (spans.clone(), services.clone());
+        let metrics: Arc<Mutex<Vec<ExportMetricsServiceRequest>>> = Arc::default();
+        let pushed = metrics.clone();
         let app = axum::Router::new().route(
+            "/v1/metrics",
+            axum::routing::post(move |body: axum::body::Bytes| {
+                let pushed = pushed.clone();
+                async move {
+                    let request = ExportMetricsServiceRequest::decode(body).expect("OTLP protobuf");
+                    pushed.lock().unwrap().push(request);
+                    (
+                        [("content-type", "application/x-protobuf")],
+                        ExportMetricsServiceResponse::default().encode_to_vec(),
+                    )
+                }
+            }),
+        );
+        let app = app.route(
             "/v1/traces",
             axum::routing::post(move |body: axum::body::Bytes| {
                 let (into, names) = (into.clone(), names.clone());
@@ -84,6 +105,7 @@ impl Receiver {
             port,
             spans,
             services,
+            metrics,
         }
     }
 
@@ -404,4 +426,94 @@ async fn a_collector_that_stalls_drops_spans_not_tasks() {
     .await;
     // Each export would wait 30 s; the tasks did not.
     assert!(took < Duration::from_secs(20), "{took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_go_over_otlp_with_the_prometheus_names_and_labels() {
+    use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point};
+    let receiver = Receiver::start().await;
+    let svc = Service::start(Backend::Embedded);
+    let sfn = Sfn::connect(&svc).await;
+    let activity = sfn.create_activity("pushed").await;
+    let sm = sfn.create_state_machine(&activity, 60, None).await;
+    let worker = Worker::start_with_env(
+        &format!(
+            "otlp_endpoint = \"http://127.0.0.1:{}\"\nmetrics_addr = \"127.0.0.1:0\"\n{}",
+            receiver.port,
+            activity_toml("pushed", &activity, &guests().scenario, "")
+        ),
+        &svc,
+        &cache_dir(),
+        &[("OTEL_METRIC_EXPORT_INTERVAL", "200")],
+    );
+    let e = sfn.start(&sm, &json!({"action": "echo", "value": 1})).await;
+    assert_eq!(sfn.wait(&e, DONE).await.status, ExecutionStatus::Succeeded);
+
+    // A push that counts the task, as the Prometheus endpoint does.
+    let finished = |r: &ExportMetricsServiceRequest| {
+        r.resource_metrics
+            .iter()
+            .flat_map(|rm| &rm.scope_metrics)
+            .flat_map(|sm| &sm.metrics)
+            .find(|m| m.name == "wasm_activity_tasks_finished")
+            .cloned()
+    };
+    let request = wait_until(
+        Duration::from_secs(20),
+        "a push with the finished task",
+        || {
+            receiver
+                .metrics
+                .lock()
+                .unwrap()
+                .iter()
+                .rev()
+                .find(|r| finished(r).is_some())
+                .cloned()
+        },
+    );
+    let Some(Data::Sum(sum)) = finished(&request).unwrap().data else {
+        panic!("tasks_finished is a sum: {request:?}");
+    };
+    assert!(sum.is_monotonic);
+    let point = &sum.data_points[0];
+    let labels: BTreeMap<String, String> = point
+        .attributes
+        .iter()
+        .map(|a| (a.key.clone(), value(a.value.as_ref())))
+        .collect();
+    assert_eq!(
+        labels,
+        [
+            ("activity", "pushed"),
+            ("tenant", "-"),
+            ("outcome", "succeeded"),
+            ("error", "")
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    );
+    assert_eq!(point.value, Some(number_data_point::Value::AsDouble(1.0)));
+
+    // The same families as /metrics, name for name.
+    let url = worker.metrics_url();
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let prometheus: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("# TYPE ")?
+                .split(' ')
+                .next()
+                .map(str::to_string)
+        })
+        .collect();
+    let otlp: std::collections::BTreeSet<String> = request
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| m.name.clone())
+        .collect();
+    assert_eq!(otlp, prometheus);
 }

@@ -39,6 +39,7 @@ pub(crate) mod heartbeat;
 pub mod local;
 pub(crate) mod metrics;
 mod names;
+mod otlp_metrics;
 pub(crate) mod poller;
 mod probe;
 pub mod record;
@@ -401,6 +402,8 @@ pub async fn serve(
     // at most) whichever way serving ends.
     telemetry::start(config.otlp_endpoint.as_deref())?;
     let _stop_telemetry = telemetry::StopOnDrop;
+    // Metrics over OTLP, from the same registry, until serving ends.
+    otlp_metrics::start(config.otlp_endpoint.as_deref(), stop_metrics.clone());
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
     let fetcher = Arc::new(artifacts::fetcher(&config, &runtime, Some(sdk)));
