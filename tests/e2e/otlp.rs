@@ -28,6 +28,8 @@ struct Span {
     parent: String,
     attrs: BTreeMap<String, String>,
     events: Vec<String>,
+    /// The status code (2: error).
+    status: i32,
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -88,6 +90,7 @@ impl Receiver {
                                     .map(|a| (a.key.clone(), value(a.value.as_ref())))
                                     .collect(),
                                 events: s.events.iter().map(|e| e.name.clone()).collect(),
+                                status: s.status.as_ref().map_or(0, |st| st.code),
                             });
                         }
                     }
@@ -257,6 +260,10 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
     for error in ["Nope", "WasmActivity.Trap", "WasmActivity.Timeout"] {
         let root = by_error(error);
         assert_eq!(root.attrs["outcome"], "failed", "{root:?}");
+        assert_eq!(
+            root.status, 2,
+            "a failed task's span has status error: {root:?}"
+        );
         let steps = names(root);
         for step in ["instantiate", "guest run", "report"] {
             assert!(
@@ -288,6 +295,7 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
         .filter(|r| r.attrs["outcome"] == "succeeded")
         .collect();
     assert_eq!(succeeded.len(), 2, "{roots:#?}");
+    assert!(succeeded.iter().all(|r| r.status != 2), "{succeeded:#?}");
     let request = spans
         .iter()
         .find(|s| s.name == "guest http request")

@@ -38,11 +38,9 @@ pub(crate) async fn run(
         tenant = activity.settings.tenant.as_deref().unwrap_or("-"),
         task = %task.token.short_id(),
         version = %handler.version,
-        digest = %handler.digest,
-        outcome = tracing::field::Empty,
-        error = tracing::field::Empty,
-        otel.status_code = tracing::field::Empty,
     );
+    // The digest is for traces only: every log line already names the version.
+    crate::telemetry::set_attribute(&span, "digest", &handler.digest);
     run_task(task, activity, handler, service, slot, pool, shutdown)
         .instrument(span)
         .await
@@ -117,12 +115,12 @@ async fn run_task(
     };
     // The trace's attributes: the same bounded values as the labels.
     let span = tracing::Span::current();
-    span.record("outcome", outcome);
+    crate::telemetry::set_attribute(&span, "outcome", outcome);
     if !error.is_empty() {
-        span.record("error", error.as_str());
+        crate::telemetry::set_attribute(&span, "error", &error);
     }
     if outcome == "failed" {
-        span.record("otel.status_code", "error");
+        crate::telemetry::set_error(&span);
     }
     m.tasks_finished
         .get_or_create(&crate::metrics::FinishedLabels {

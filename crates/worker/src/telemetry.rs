@@ -340,6 +340,22 @@ fn export_loop(
     }
 }
 
+/// Sets an attribute the trace has and the log lines do not (traces on).
+pub(crate) fn set_attribute(span: &tracing::Span, key: &'static str, value: &str) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if ENABLED.load(Ordering::Relaxed) {
+        span.set_attribute(key, value.to_string());
+    }
+}
+
+/// Marks the span's status as an error (traces on).
+pub(crate) fn set_error(span: &tracing::Span) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if ENABLED.load(Ordering::Relaxed) {
+        span.set_status(opentelemetry::trace::Status::error(""));
+    }
+}
+
 /// The W3C `traceparent` of the current span, when traces are on.
 pub(crate) fn traceparent(span: &tracing::Span) -> Option<String> {
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
