@@ -128,18 +128,26 @@ fn value(v: Option<&opentelemetry_proto::tonic::common::v1::AnyValue>) -> String
 }
 
 /// A guest's HTTP target on 127.0.0.1 that keeps each request's
-/// `traceparent`.
+/// `traceparent` and `tracestate`.
 async fn target() -> (u16, Arc<Mutex<Vec<String>>>) {
     let seen: Arc<Mutex<Vec<String>>> = Arc::default();
     let into = seen.clone();
     let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
         let into = into.clone();
         async move {
-            let tp = headers
-                .get("traceparent")
-                .map(|v| v.to_str().unwrap().to_string())
-                .unwrap_or_default();
-            into.lock().unwrap().push(tp);
+            let get = |name: &str| {
+                headers
+                    .get_all(name)
+                    .iter()
+                    .map(|v| v.to_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            };
+            into.lock().unwrap().push(format!(
+                "traceparent: {}; tracestate: {}",
+                get("traceparent"),
+                get("tracestate")
+            ));
             "ok"
         }
     });
@@ -185,7 +193,14 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
         ),
         ("panic", json!({"action": "panic", "message": "boom"})),
         ("spin", json!({"action": "spin"})),
-        ("http", json!({"action": "http_get", "url": url})),
+        // A trace context of the guest's own: replaced by the host's.
+        (
+            "http",
+            json!({"action": "http_get", "url": url, "headers": [
+                ["traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"],
+                ["tracestate", "guest=chosen"]
+            ]}),
+        ),
     ];
     let mut executions = Vec::new();
     for (name, input) in &inputs {
@@ -319,8 +334,11 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
     );
     assert_eq!(
         *traceparents.lock().unwrap(),
-        vec![format!("00-{}-{}-01", request.trace, request.id)],
-        "the target saw the request span's context"
+        vec![format!(
+            "traceparent: 00-{}-{}-01; tracestate: ",
+            request.trace, request.id
+        )],
+        "the target saw the request span's context, not the guest's"
     );
 
     // Cancelled: the heartbeat learned it, nothing was reported.
