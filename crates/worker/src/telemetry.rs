@@ -123,11 +123,16 @@ where
         .with_location(false)
         .with_threads(false)
         .with_tracked_inactivity(false)
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            ENABLED.load(Ordering::Relaxed)
-                && (m.target().starts_with("wasm_activity") || m.target() == "guest")
-                && *m.level() <= tracing::Level::INFO
-        }))
+        .with_filter(
+            tracing_subscriber::filter::filter_fn(|m| {
+                *m.level() <= tracing::Level::INFO
+                    && ENABLED.load(Ordering::Relaxed)
+                    && (m.target().starts_with("wasm_activity") || m.target() == "guest")
+            })
+            // Debug and trace callsites stay disabled once and for all
+            // (when the log filter does not want them either).
+            .with_max_level_hint(tracing::level_filters::LevelFilter::INFO),
+        )
 }
 
 /// Whether the log output shows `meta`: not the spans made for traces only.
