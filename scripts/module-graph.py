@@ -21,8 +21,8 @@ LAYERS = {
         # facts and tools that know nothing of the worker
         ["names", "aws", "redact", "backoff", "shutdown", "slots"],
         # what the worker shows of itself: written from below (guest lines)
-        # and above (tasks, reloads), read by health's server
-        ["metrics", "journal"],
+        # and above (tasks, reloads), read by health's server; telemetry
+        ["metrics", "journal", "telemetry", "otlp_metrics"],
         # the validated config (AwsClient included), read by everything above
         ["config"],
         ["tenant"],

@@ -13,6 +13,7 @@ mod live_page;
 mod local_endpoint;
 mod many_hosts;
 mod observability;
+mod otlp;
 mod polyglot;
 mod quickstart;
 mod reload;

@@ -273,6 +273,16 @@ impl Worker {
     /// [`Worker::start`] with its own cache (precompiled components and the
     /// component store) in `cache`.
     pub fn start_with_cache(config: &str, service: &Service, cache: &Path) -> Worker {
+        Worker::start_with_env(config, service, cache, &[])
+    }
+
+    /// [`Worker::start_with_cache`] with extra environment variables.
+    pub fn start_with_env(
+        config: &str,
+        service: &Service,
+        cache: &Path,
+        env: &[(&str, &str)],
+    ) -> Worker {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("worker.toml");
         let config = format!(
@@ -285,6 +295,7 @@ impl Worker {
         let child = Command::new(binary())
             .args(["run", "--config"])
             .arg(&path)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "info,wasm_activity=debug")
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")

@@ -231,19 +231,28 @@ pub fn init_logging(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
         // oci-client logs registry tokens at debug level: never shown.
         .add_directive("oci_client=info".parse().expect("a static directive"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Human => builder
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let output = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let output = match format {
+        LogFormat::Human => output
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .init(),
-        LogFormat::Json => builder
+            .boxed(),
+        LogFormat::Json => output
             .json()
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
+            .boxed(),
+    };
+    // The filter applies to the log output only: traces (off until the
+    // worker finds an OTLP endpoint) have their own, and spans made for
+    // traces only stay out of the logs.
+    let hide = tracing_subscriber::filter::filter_fn(wasm_activity_worker::telemetry::for_logs);
+    tracing_subscriber::registry()
+        .with(wasm_activity_worker::telemetry::layer())
+        .with(output.with_filter(filter).with_filter(hide))
+        .init();
 }
 
 /// Runs a parsed command line.

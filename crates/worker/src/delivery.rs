@@ -66,11 +66,33 @@ pub(crate) async fn deliver(
     // The last kind of answer whose fix was logged.
     let mut explained: Option<Verdict> = None;
     loop {
-        let result = match &report {
-            Report::Success { output } => service.complete(token, output).await,
-            Report::Failure { error, cause } => service.fail(token, error, cause).await,
-            Report::Canceled { details } => service.cancel(token, details).await,
-            Report::Nothing { .. } => return Delivery::NotSent,
+        if matches!(report, Report::Nothing { .. }) {
+            return Delivery::NotSent;
+        }
+        let span = tracing::info_span!(
+            target: "wasm_activity_otel",
+            "report",
+            report = report.outcome(),
+            verdict = tracing::field::Empty,
+            code = tracing::field::Empty,
+        );
+        let result = tracing::Instrument::instrument(
+            async {
+                match &report {
+                    Report::Success { output } => service.complete(token, output).await,
+                    Report::Failure { error, cause } => service.fail(token, error, cause).await,
+                    Report::Canceled { details } => service.cancel(token, details).await,
+                    Report::Nothing { .. } => unreachable!("returned above"),
+                }
+            },
+            span.clone(),
+        )
+        .await;
+        match &result {
+            Ok(()) => span.record("verdict", "accepted"),
+            Err(e) => span
+                .record("verdict", tracing::field::debug(&e.verdict))
+                .record("code", e.code.as_str()),
         };
         let e = match result {
             Ok(()) => return Delivery::Delivered(report),

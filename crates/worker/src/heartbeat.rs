@@ -90,7 +90,31 @@ impl<'a> Heartbeat<'a> {
             tokio::time::sleep_until(next).await;
             let progress =
                 details_limit.and_then(|max| Some(truncate_chars(&control.progress()?, max)));
-            match self.service.heartbeat(token, progress.as_deref()).await {
+            let span = tracing::info_span!(
+                target: "wasm_activity_otel",
+                "heartbeat",
+                verdict = tracing::field::Empty,
+                code = tracing::field::Empty,
+            );
+            let answer = tracing::Instrument::instrument(
+                self.service.heartbeat(token, progress.as_deref()),
+                span.clone(),
+            )
+            .await;
+            match &answer {
+                Ok(ack) => span.record(
+                    "verdict",
+                    if ack.cancel_requested {
+                        "cancel requested"
+                    } else {
+                        "ok"
+                    },
+                ),
+                Err(e) => span
+                    .record("verdict", tracing::field::debug(&e.verdict))
+                    .record("code", e.code.as_str()),
+            };
+            match answer {
                 Ok(ack) => {
                     self.stats.sent += 1;
                     self.stats.max_gap = self.stats.max_gap.max(last.elapsed());

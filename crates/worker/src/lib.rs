@@ -40,6 +40,7 @@ pub(crate) mod journal;
 pub mod local;
 pub(crate) mod metrics;
 mod names;
+mod otlp_metrics;
 pub(crate) mod poller;
 mod probe;
 pub mod record;
@@ -54,6 +55,7 @@ mod slots;
 mod sources;
 mod startup;
 pub(crate) mod task;
+pub mod telemetry;
 pub(crate) mod tenant;
 
 use crate::config::Config;
@@ -318,10 +320,11 @@ async fn reload_config(
         .inc();
     if new.worker_name != current.worker_name
         || new.metrics_addr != current.metrics_addr
+        || new.otlp_endpoint != current.otlp_endpoint
         || new.aws_client != current.aws_client
     {
         tracing::warn!(
-            "worker_name, metrics_addr and aws_client changes take effect at the next start"
+            "worker_name, metrics_addr, otlp_endpoint and aws_client changes take effect at the next start"
         );
     }
     tracing::info!(sources = sources.len(), "config reloaded");
@@ -412,6 +415,12 @@ pub async fn serve(
             .await
             .map_err(|source| RunError::Metrics { addr, source })?;
     }
+    // Traces: the export thread starts here and is flushed (a few seconds
+    // at most) whichever way serving ends.
+    telemetry::start(config.otlp_endpoint.as_deref())?;
+    let _stop_telemetry = telemetry::StopOnDrop;
+    // Metrics over OTLP, from the same registry, until serving ends.
+    otlp_metrics::start(config.otlp_endpoint.as_deref(), stop_metrics.clone());
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
     let fetcher = Arc::new(artifacts::fetcher(&config, &runtime, Some(sdk)));

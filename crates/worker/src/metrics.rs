@@ -140,6 +140,9 @@ pub(crate) struct Metrics {
     source_serving: Family<SourceLabels, Gauge>,
     /// Polls of a source that failed in a row.
     source_poll_failures: Family<SourceLabels, Gauge>,
+    /// Finished spans that never reached the OTLP collector (see
+    /// [`crate::telemetry`]): the export queue was full or the export failed.
+    pub(crate) otlp_spans_dropped: Counter,
     error_labels: ErrorLabels,
 }
 
@@ -163,6 +166,7 @@ impl Metrics {
             component: Family::default(),
             source_serving: Family::default(),
             source_poll_failures: Family::default(),
+            otlp_spans_dropped: Counter::default(),
             error_labels: ErrorLabels::default(),
             registry: Registry::default(),
         };
@@ -186,6 +190,9 @@ impl Metrics {
                 "1 while the service accepts a source's polls (see /readyz), else 0",
                 source_serving;
             "source_poll_failures", "Polls of a source that failed in a row", source_poll_failures;
+            "otlp_spans_dropped",
+                "Finished spans not delivered to the OTLP collector (queue full or export failed)",
+                otlp_spans_dropped;
         }
         Metrics { registry, ..m }
     }

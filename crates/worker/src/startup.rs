@@ -20,6 +20,9 @@ pub enum RunError {
     /// The engine could not be created.
     #[error(transparent)]
     Engine(#[from] runtime::EngineError),
+    /// Traces could not be exported as configured.
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
     /// An activity's component could not be loaded.
     // The load error is part of the message, not a source: `{:#}` would
     // print it twice.

@@ -39,6 +39,8 @@ pub(crate) async fn run(
         task = %task.token.short_id(),
         version = %handler.version,
     );
+    // The digest is for traces only: every log line already names the version.
+    crate::telemetry::set_attribute(&span, "digest", &handler.digest);
     run_task(task, activity, handler, service, slot, pool, shutdown)
         .instrument(span)
         .await
@@ -112,6 +114,15 @@ async fn run_task(
         Delivery::Unconfirmed(..) => ("unconfirmed", String::new()),
         Delivery::TaskGone(_) => ("undelivered", String::new()),
     };
+    // The trace's attributes: the same bounded values as the labels.
+    let span = tracing::Span::current();
+    crate::telemetry::set_attribute(&span, "outcome", outcome);
+    if !error.is_empty() {
+        crate::telemetry::set_attribute(&span, "error", &error);
+    }
+    if outcome == "failed" {
+        crate::telemetry::set_error(&span);
+    }
     m.tasks_finished
         .get_or_create(&crate::metrics::FinishedLabels {
             activity: labels.activity.clone(),
@@ -181,11 +192,20 @@ async fn execute(
     let settings = &activity.settings;
     // An instance slot of the engine's pool; waiting for one only happens
     // after a reload added concurrency, and the task heartbeats meanwhile.
-    let instance = tokio::select! {
-        permit = pool.clone().acquire_owned() => permit.ok(),
-        () = shutdown.grace_expired() => None,
-        () = control.stopped() => None,
+    let waiting = if pool.available_permits() == 0 {
+        tracing::info_span!(target: "wasm_activity_otel", "wait for instance slot")
+    } else {
+        tracing::Span::none()
     };
+    let instance = async {
+        tokio::select! {
+            permit = pool.clone().acquire_owned() => permit.ok(),
+            () = shutdown.grace_expired() => None,
+            () = control.stopped() => None,
+        }
+    }
+    .instrument(waiting)
+    .await;
     let outcome = if instance.is_none() && control.stop_reason().is_some() {
         Outcome::Fault(Fault::Stopped(
             control.stop_reason().cloned().expect("checked above"),

@@ -129,6 +129,7 @@ pub(super) struct RawConfig {
     pub(super) shutdown_grace: Option<Text>,
     pub(super) cache_dir: Option<String>,
     pub(super) metrics_addr: Option<Text>,
+    pub(super) otlp_endpoint: Option<Text>,
     pub(super) reload: Option<bool>,
     pub(super) reload_debounce: Option<Text>,
     pub(super) component_refresh: Option<Text>,

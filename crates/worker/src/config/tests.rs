@@ -454,6 +454,28 @@ fn limits_the_instance_pool_cannot_honour_are_refused() {
 }
 
 #[test]
+fn the_otlp_endpoint_is_an_http_url() {
+    let c = parse(&format!(
+        "otlp_endpoint = \"http://127.0.0.1:4318/\"\n{}",
+        activity("")
+    ))
+    .unwrap();
+    assert_eq!(c.otlp_endpoint.as_deref(), Some("http://127.0.0.1:4318"));
+    assert_eq!(parse(&activity("")).unwrap().otlp_endpoint, None);
+    for bad in [
+        "127.0.0.1:4318",
+        "grpc://collector:4317",
+        "http://c:4318/?k=v",
+    ] {
+        let e = err(&format!("otlp_endpoint = \"{bad}\"\n{}", activity("")));
+        assert!(
+            e.contains("`otlp_endpoint`") && e.contains("an http:// or https:// URL"),
+            "{bad}: {e}"
+        );
+    }
+}
+
+#[test]
 fn operational_keys_are_validated() {
     let c = parse(&format!(
         "metrics_addr = \"127.0.0.1:9464\"\nreload = false\nreload_debounce = \"250ms\"\n{}",

@@ -131,6 +131,10 @@ pub struct Config {
     pub cache_dir: Option<PathBuf>,
     /// Where to serve Prometheus metrics, `/healthz` and `/readyz`; off if `None`.
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// The OTLP/HTTP collector's base URL (`/v1/traces` is appended); the
+    /// `OTEL_EXPORTER_OTLP_*` variables take over or stand in (see
+    /// `telemetry`). Traces are off when neither is set.
+    pub otlp_endpoint: Option<String>,
     /// Whether to watch component files and the config file for changes.
     pub reload: bool,
     /// How long a changed file must be quiet before it is reloaded.

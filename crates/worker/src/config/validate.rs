@@ -92,6 +92,26 @@ impl Config {
                 )
             })?),
         };
+        let otlp_endpoint = match &raw.otlp_endpoint {
+            None => None,
+            Some(e) => {
+                let text = e.get_ref().trim_end_matches('/');
+                let ok = text.parse::<http::Uri>().is_ok_and(|u| {
+                    matches!(u.scheme_str(), Some("http" | "https"))
+                        && u.host().is_some()
+                        && u.query().is_none()
+                });
+                if !ok {
+                    return Err(v.invalid_at(
+                        e,
+                        "otlp_endpoint",
+                        e.get_ref(),
+                        "an http:// or https:// URL of an OTLP/HTTP collector such as \"http://127.0.0.1:4318\"",
+                    ));
+                }
+                Some(text.to_string())
+            }
+        };
 
         if raw.activity.is_empty() && raw.swf.is_empty() {
             return Err(v.invalid(
@@ -147,6 +167,7 @@ impl Config {
             shutdown_grace,
             cache_dir,
             metrics_addr,
+            otlp_endpoint,
             reload: raw.reload.unwrap_or(true),
             reload_debounce,
             components,

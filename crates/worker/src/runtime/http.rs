@@ -199,7 +199,18 @@ impl WasiHttpHooks for HttpGate {
         let in_flight = self.in_flight.clone();
         let warnings = self.warnings.clone();
         let (activity, task) = (self.activity.clone(), self.task.clone());
-        Box::new(async move {
+        // A child of the guest's span, made here (the request's future runs
+        // on a task of its own). Method and host only: no path or query.
+        let span = tracing::info_span!(
+            target: "wasm_activity_otel",
+            "guest http request",
+            otel.kind = "client",
+            http.request.method = %request.method(),
+            server.address = request.uri().host().unwrap_or(""),
+            http.response.status_code = tracing::field::Empty,
+        );
+        let request_span = span.clone();
+        let request = async move {
             let uri = request.uri().clone();
             let warn = || may_warn(&warnings, &activity, &task);
             let Some(policy) = policy else {
@@ -221,7 +232,16 @@ impl WasiHttpHooks for HttpGate {
                 .acquire_owned()
                 .await
                 .map_err(|_| HttpError::InternalError(None))?;
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
+            // The host's trace context replaces whatever the guest set: a
+            // guest cannot graft its requests onto another trace. With
+            // traces off, the guest's headers pass as they are.
+            if let Some(traceparent) = crate::telemetry::traceparent(&request_span)
+                && let Ok(value) = http::HeaderValue::from_str(&traceparent)
+            {
+                parts.headers.remove("tracestate");
+                parts.headers.insert("traceparent", value);
+            }
             let body = http_body_util::Limited::new(body, policy.max_request as usize)
                 .collect()
                 .await
@@ -253,6 +273,7 @@ impl WasiHttpHooks for HttpGate {
             // task's polls.
             meter.release(sent);
             let status = response.status();
+            request_span.record("http.response.status_code", status.as_u16());
             let headers = response.headers().clone();
             // Sized once from the announced length (within the limit): a
             // doubling Vec would hold up to twice the body in host memory.
@@ -303,7 +324,8 @@ impl WasiHttpHooks for HttpGate {
                 response,
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
             ))
-        })
+        };
+        Box::new(tracing::Instrument::instrument(request, span))
     }
 }
 

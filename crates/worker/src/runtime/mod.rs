@@ -602,8 +602,12 @@ impl Handler {
             version: self.version.clone(),
         };
         async move {
+            use tracing::Instrument as _;
             let started = Instant::now();
-            let instance = pre.instantiate_async(&mut store).await;
+            let instance = pre
+                .instantiate_async(&mut store)
+                .instrument(tracing::info_span!(target: "wasm_activity_otel", "instantiate"))
+                .await;
             crate::metrics::global()
                 .instantiate_seconds
                 .get_or_create(&labels)
@@ -612,6 +616,7 @@ impl Handler {
                 Ok(instance) => instance
                     .wasm_activity_handler_handler()
                     .call_handle(&mut store, &input)
+                    .instrument(tracing::info_span!(target: "wasm_activity_otel", "guest run"))
                     .await
                     .map_err(Stage::Call),
                 Err(e) => Err(Stage::Instantiate(e)),

@@ -49,8 +49,12 @@ enum Action {
     Env,
         /// Logs `text` and then fails with it in the cause.
     Leak { text: String },
-        /// GETs `url` through wasi:http; returns status and body.
-    HttpGet { url: String },
+        /// GETs `url` through wasi:http with `headers`; returns status and body.
+    HttpGet {
+        url: String,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+    },
     /// Returns which build of this component ran (1, or 2 with feature v2).
     Version,
     /// Makes the host hold memory: `count` wasi:http `fields`, each with
@@ -89,6 +93,13 @@ fn recurse(depth: u64) -> u64 {
 
 /// A GET of `url`, sent but not awaited.
 fn http_start(url: &str) -> Result<wasi::http::types::FutureIncomingResponse, Failure> {
+    http_start_with(url, &[])
+}
+
+fn http_start_with(
+    url: &str,
+    headers: &[(String, String)],
+) -> Result<wasi::http::types::FutureIncomingResponse, Failure> {
     use wasi::http::types::{Fields, Method, OutgoingRequest, Scheme};
     let err = |e: String| Failure::new("HttpError", format!("GET {url}: {e}"));
     let (scheme, rest) = url.split_once("://").ok_or_else(|| err("no scheme".into()))?;
@@ -96,7 +107,13 @@ fn http_start(url: &str) -> Result<wasi::http::types::FutureIncomingResponse, Fa
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
     };
-    let request = OutgoingRequest::new(Fields::new());
+    let fields = Fields::new();
+    for (name, value) in headers {
+        fields
+            .append(name, value.as_bytes())
+            .map_err(|e| err(format!("header {name}: {e:?}")))?;
+    }
+    let request = OutgoingRequest::new(fields);
     request.set_method(&Method::Get).map_err(|()| err("method".into()))?;
     let scheme = if scheme == "https" { Scheme::Https } else { Scheme::Http };
     request.set_scheme(Some(&scheme)).map_err(|()| err("scheme".into()))?;
@@ -105,9 +122,9 @@ fn http_start(url: &str) -> Result<wasi::http::types::FutureIncomingResponse, Fa
     wasi::http::outgoing_handler::handle(request, None).map_err(|e| err(format!("{e:?}")))
 }
 
-fn http_get(url: &str) -> Result<Value, Failure> {
+fn http_get(url: &str, headers: &[(String, String)]) -> Result<Value, Failure> {
     let err = |e: String| Failure::new("HttpError", format!("GET {url}: {e}"));
-    let future = http_start(url)?;
+    let future = http_start_with(url, headers)?;
     future.subscribe().block();
     let response = future
         .get()
@@ -158,7 +175,7 @@ fn handle(action: Action) -> Result<Value, Failure> {
             names.sort();
             Ok(json!(names))
         }
-                        Action::HttpGet { url } => http_get(&url),
+                        Action::HttpGet { url, headers } => http_get(&url, &headers),
         Action::Version => Ok(json!({ "version": VERSION })),
         Action::Env => Ok(json!(std::env::vars().collect::<std::collections::BTreeMap<_, _>>())),
         Action::Leak { text } => {
