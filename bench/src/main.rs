@@ -17,7 +17,9 @@ mod workload;
 
 use clap::Parser;
 use fake::{FakeSfn, RoundResult, Work};
-use sections::{heartbeats, hot_swap, in_flight, in_process, memory_per_task, transform};
+use sections::{
+    heartbeats, hot_swap, in_flight, in_process, memory_per_task, otlp_collector, transform,
+};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -57,7 +59,7 @@ struct Args {
     #[arg(long)]
     quick: bool,
     /// Run only these sections (for profiling one): transform, in-flight,
-    /// memory (part of in-flight, alone), heartbeats, hot-swap, in-process,
+    /// memory (part of in-flight, alone), heartbeats, otlp, hot-swap, in-process,
     /// full-stack.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -348,6 +350,10 @@ async fn bench(args: Args) -> anyhow::Result<()> {
         eprintln!("== heartbeats at 1000 in flight");
         heartbeats(&mut b).await?;
     }
+    if wanted("otlp") {
+        eprintln!("== traces with the collector up, down or stalled");
+        otlp_collector(&mut b).await?;
+    }
     if wanted("hot-swap") {
         eprintln!("== hot swap under load");
         hot_swap(&mut b).await?;
@@ -538,6 +544,13 @@ const NOTES: &str = "
   keep the precompile cache warm (the host does this by content hash; `wasm-activity check` prints the
   instantiate times). Memory is not the problem: a Python task in flight costs about 1 MiB of PSS (see
   *Memory at 1,000 in flight*); its RSS, about 6 MiB, counts the shared memory image once per instance.
+* **Traces** (`otlp_endpoint`) are off by default and cost CPU when on: each task makes about half a dozen
+  spans (task, instantiate, guest run, each heartbeat and report attempt), and the export thread encodes
+  and sends them, all in the same process; sampling is not implemented, so every task is traced. What the
+  collector does never reaches a task: spans wait in a bounded queue the task path only pushes to
+  (without waiting), and a collector that is down or stalls makes the export thread drop and count them
+  (`wasm_activity_otlp_spans_dropped_total`), which is why those rows cost less than a collector that
+  answers.
 * **LocalStack** rates are bounded by LocalStack itself (it checks for new activity tasks about once a
   second); its CPU column includes long-poll handling that the fake service answers at once.
 ";

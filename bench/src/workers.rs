@@ -58,6 +58,8 @@ pub struct HostOptions<'a> {
     pub aws_client: &'a str,
     /// The activity's `memory_limit`.
     pub memory_limit: &'a str,
+    /// `otlp_endpoint`: where traces and metrics go; empty for none.
+    pub otlp_endpoint: &'a str,
 }
 
 pub fn arn(name: &str) -> String {
@@ -98,6 +100,14 @@ pub fn start(
                     host.memory_limit,
                 ),
             )?;
+            if !host.otlp_endpoint.is_empty() {
+                // A top-level key: before the [activity] table.
+                let body = std::fs::read_to_string(&config)?;
+                std::fs::write(
+                    &config,
+                    format!("otlp_endpoint = \"{}\"\n{body}", host.otlp_endpoint),
+                )?;
+            }
             let mut c = Command::new(&paths.host);
             c.args(["run", "--config"])
                 .arg(&config)
