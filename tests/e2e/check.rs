@@ -415,3 +415,34 @@ fn a_metrics_address_in_use_fails() {
         "{text}"
     );
 }
+
+/// Only OTLP/HTTP with protobuf is spoken: a variable asking for gRPC is
+/// refused by `check`, as by `run`, naming the variable and the fix.
+#[test]
+fn an_otlp_protocol_that_is_not_spoken_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("worker.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "otlp_endpoint = \"http://127.0.0.1:4317\"\n{}",
+            with_component(&guests().example)
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    for args in [
+        vec!["check", "--config", config],
+        vec!["run", "--config", config],
+    ] {
+        let out = crate::support::run_cli_env(&args, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+        let text = format!("{}{}", stdout(&out), crate::support::stderr(&out));
+        assert_ne!(out.status.code(), Some(0), "{args:?}: {text}");
+        assert!(
+            text.contains("OTEL_EXPORTER_OTLP_PROTOCOL = \"grpc\"")
+                && text.contains("http/protobuf")
+                && text.contains("4318"),
+            "{args:?}: {text}"
+        );
+    }
+}

@@ -175,13 +175,17 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
                 &guests().scenario,
                 &format!(
                     "task_timeout = \"3s\"\nheartbeat_interval = \"300ms\"\n\
+                     secrets = {{ TOKEN = {{ env = \"OTLP_TEST_TOKEN\" }} }}\n\
                      [activity.traced.http]\nallow = [\"http://127.0.0.1:{target_port}\"]"
                 ),
             )
         ),
         &svc,
         &cache_dir(),
-        &[("OTEL_SERVICE_NAME", "traced-worker")],
+        &[
+            ("OTEL_SERVICE_NAME", "traced-worker"),
+            ("OTLP_TEST_TOKEN", "sekritvalue42"),
+        ],
     );
 
     let url = format!("http://127.0.0.1:{target_port}/path?secret=1");
@@ -200,6 +204,12 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
                 ["traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"],
                 ["tracestate", "guest=chosen"]
             ]}),
+        ),
+        // A guest that learned a secret and sends it as a host name, to a
+        // host its grant does not allow: denied, and never in a span.
+        (
+            "denied",
+            json!({"action": "http_get", "url": "http://sekritvalue42.invalid/x"}),
         ),
     ];
     let mut executions = Vec::new();
@@ -226,19 +236,33 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
         assert_eq!(done.status, want, "{name}: {done:?}");
     }
 
-    // Six traces: one root span per task, each its own trace.
-    let spans = wait_until(Duration::from_secs(20), "six finished task spans", || {
+    // Seven traces: one root span per task, each its own trace.
+    let spans = wait_until(Duration::from_secs(20), "seven finished task spans", || {
         let spans = receiver.spans();
         let roots = spans
             .iter()
             .filter(|s| s.name == "task" && s.attrs.contains_key("outcome"))
             .count();
-        (roots == 6).then_some(spans)
+        (roots == 7).then_some(spans)
     });
     let roots: Vec<&Span> = spans.iter().filter(|s| s.name == "task").collect();
     assert!(roots.iter().all(|r| r.parent.is_empty()), "{roots:#?}");
     let traces: std::collections::HashSet<_> = roots.iter().map(|r| &r.trace).collect();
-    assert_eq!(traces.len(), 6, "one trace per task");
+    assert_eq!(traces.len(), 7, "one trace per task");
+    assert!(
+        !format!("{spans:?}").contains("sekritvalue42"),
+        "a secret in a guest's request is in no span: {spans:#?}"
+    );
+    let denied = spans
+        .iter()
+        .find(|s| {
+            s.name == "guest http request" && s.attrs.get("outcome").is_some_and(|o| o == "denied")
+        })
+        .expect("the denied request's span");
+    assert!(
+        !denied.attrs.contains_key("server.address"),
+        "a denied request's host is the guest's text, not shown: {denied:?}"
+    );
     assert!(
         receiver
             .services
@@ -254,6 +278,10 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
         assert_eq!(r.attrs["version"].len(), 12, "{r:?}");
         assert_eq!(r.attrs["digest"].len(), 64, "{r:?}");
         assert!(!r.attrs["task"].is_empty(), "{r:?}");
+        assert!(
+            r.events.iter().any(|e| e == "poll hand-out"),
+            "the poll that handed the task out: {r:?}"
+        );
     }
     let children = |root: &Span| -> Vec<Span> {
         spans
@@ -313,7 +341,7 @@ async fn each_task_is_a_trace_with_its_steps_and_the_guest_http_request() {
     assert!(succeeded.iter().all(|r| r.status != 2), "{succeeded:#?}");
     let request = spans
         .iter()
-        .find(|s| s.name == "guest http request")
+        .find(|s| s.name == "guest http request" && !s.attrs.contains_key("outcome"))
         .expect("a guest http request span");
     let parent = spans
         .iter()

@@ -31,6 +31,8 @@ fn micros(d: std::time::Duration) -> String {
 /// Checks the config at `path`; with `aws`, also asks the service.
 pub async fn check(path: &Path, aws: bool) -> anyhow::Result<ExitCode> {
     let config = Config::from_file(path)?;
+    // `run` refuses these before anything else; so does check.
+    crate::telemetry::check_protocol()?;
     let options = crate::runtime_options(&config);
     let runtime = Arc::new(Runtime::new(options.clone())?);
     println!("config {}: ok", config.path.display());

@@ -394,6 +394,8 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunSummary, RunError> {
+    // Settings that cannot work are refused before anything is asked of AWS.
+    telemetry::check_protocol()?;
     let sdk = aws_sdk_config(&config).await?;
     serve(config, &sdk, ServeOptions { watch_config: true }, shutdown).await
 }
@@ -420,7 +422,7 @@ pub async fn serve(
     telemetry::start(config.otlp_endpoint.as_deref())?;
     let _stop_telemetry = telemetry::StopOnDrop;
     // Metrics over OTLP, from the same registry, until serving ends.
-    otlp_metrics::start(config.otlp_endpoint.as_deref(), stop_metrics.clone());
+    let metrics_push = otlp_metrics::start(config.otlp_endpoint.as_deref(), stop_metrics.clone());
     let stages = Shutdown::new();
     let tasks = TaskTracker::new();
     let fetcher = Arc::new(artifacts::fetcher(&config, &runtime, Some(sdk)));
@@ -533,6 +535,12 @@ pub async fn serve(
     }
     let clean = drained && stages.handed_back() == 0;
     tracing::info!(clean, "worker stopped");
+    // The last metrics push carries the final counts (its own timeout
+    // bounds it).
+    stop_metrics.cancel();
+    if let Some(push) = metrics_push {
+        let _ = push.await;
+    }
     Ok(RunSummary { clean })
 }
 

@@ -115,6 +115,21 @@ impl ErrorLabels {
     }
 }
 
+/// A label value as text again: the text format's `\\` and `\"` undone
+/// (what [`ErrorLabels::label`] added for `/metrics`), for a trace
+/// attribute, which needs no such escaping.
+pub(crate) fn unescape_label(label: &str) -> String {
+    let mut out = String::with_capacity(label.len());
+    let mut chars = label.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => out.extend(chars.next()),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Every metric the host exports.
 pub(crate) struct Metrics {
     registry: Registry,
@@ -291,6 +306,15 @@ pub(crate) fn seconds(d: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_label_is_text_again_for_a_trace() {
+        let labels = ErrorLabels::default();
+        let label = labels.label("a", "Quote\"Back\\slash");
+        assert_eq!(label, "Quote\\\"Back\\\\slash");
+        assert_eq!(unescape_label(&label), "Quote\"Back\\slash");
+        assert_eq!(unescape_label("plain"), "plain");
+    }
 
     #[test]
     fn metrics_encode_with_labels() {

@@ -38,7 +38,9 @@ fn var(name: &str) -> Option<String> {
 /// the base URL of `OTEL_EXPORTER_OTLP_ENDPOINT` or `otlp_endpoint` with
 /// `/v1/metrics`; `None` when none is set or `OTEL_METRICS_EXPORTER=none`.
 fn metrics_endpoint(config: Option<&str>) -> Option<String> {
-    if var("OTEL_METRICS_EXPORTER").is_some_and(|v| v.trim() == "none") {
+    if crate::telemetry::sdk_disabled()
+        || var("OTEL_METRICS_EXPORTER").is_some_and(|v| v.trim() == "none")
+    {
         return None;
     }
     if let Some(url) = var("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT") {
@@ -98,12 +100,14 @@ fn millis_var(names: &[&str], default: Duration) -> Duration {
         .map_or(default, Duration::from_millis)
 }
 
-/// Starts pushing metrics when a collector is configured; the push loop
-/// ends when `stop` is cancelled.
-pub(crate) fn start(config: Option<&str>, stop: tokio_util::sync::CancellationToken) {
-    let Some(endpoint) = metrics_endpoint(config) else {
-        return;
-    };
+/// Starts pushing metrics when a collector is configured; once `stop` is
+/// cancelled the loop pushes one last time (the final counts of a short
+/// run, bounded by the export timeout) and ends: await the handle to let it.
+pub(crate) fn start(
+    config: Option<&str>,
+    stop: tokio_util::sync::CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let endpoint = metrics_endpoint(config)?;
     let interval = millis_var(&["OTEL_METRIC_EXPORT_INTERVAL"], DEFAULT_INTERVAL);
     let timeout = millis_var(
         &[
@@ -120,15 +124,18 @@ pub(crate) fn start(config: Option<&str>, stop: tokio_util::sync::CancellationTo
         .expect("a client with no TLS settings of its own builds");
     tracing::info!(%endpoint, ?interval, "exporting metrics over OTLP/HTTP");
     let started = unix_nanos(SystemTime::now());
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut last_error: Option<String> = None;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
+        let mut last = false;
         loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                _ = tick.tick() => {}
+            if !last {
+                tokio::select! {
+                    () = stop.cancelled() => last = true,
+                    _ = tick.tick() => {}
+                }
             }
             let body =
                 request(&crate::metrics::global().encode(), &service, started).encode_to_vec();
@@ -152,8 +159,11 @@ pub(crate) fn start(config: Option<&str>, stop: tokio_util::sync::CancellationTo
                     }
                 }
             }
+            if last {
+                return;
+            }
         }
-    });
+    }))
 }
 
 fn unix_nanos(t: SystemTime) -> u64 {

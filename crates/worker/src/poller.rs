@@ -139,14 +139,17 @@ impl Poller {
             }
             // Not raced against shutdown: an abandoned poll can still be
             // handed a task, which would then be lost until it times out.
+            let polling = std::time::Instant::now();
             match self.poll(&health).await {
                 Ok(Some(task)) => {
+                    let handed_out = task::HandOut::since(polling);
                     backoff.reset();
                     crate::metrics::global().poll(&name, "task");
                     match self.route.resolve(&task) {
                         Ok(activity) => {
                             let run = task::run(
                                 task,
+                                handed_out,
                                 activity,
                                 self.service.clone(),
                                 slot,

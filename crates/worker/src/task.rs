@@ -21,8 +21,27 @@ use tracing::Instrument;
 /// Runs `task` on `activity`'s current handler and reports the result,
 /// inside a span carrying the activity, tenant, task id and component
 /// version, so every log line of the task (its guest's too) names them.
+/// When a poll handed the task out, and how long that poll had waited:
+/// the first step of the task's trace.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HandOut {
+    at: std::time::SystemTime,
+    poll_wait: std::time::Duration,
+}
+
+impl HandOut {
+    /// Handed out now, by a poll sent at `polling`.
+    pub(crate) fn since(polling: Instant) -> HandOut {
+        HandOut {
+            at: std::time::SystemTime::now(),
+            poll_wait: polling.elapsed(),
+        }
+    }
+}
+
 pub(crate) async fn run(
     task: Task,
+    handed_out: HandOut,
     activity: Arc<Activity>,
     service: Arc<dyn ActivityService>,
     slot: Slot,
@@ -41,6 +60,13 @@ pub(crate) async fn run(
     );
     // The digest is for traces only: every log line already names the version.
     crate::telemetry::set_attribute(&span, "digest", &handler.digest);
+    crate::telemetry::add_event_at(
+        &span,
+        "poll hand-out",
+        handed_out.at,
+        "poll.wait_ms",
+        handed_out.poll_wait.as_millis() as i64,
+    );
     run_task(task, activity, handler, service, slot, pool, shutdown)
         .instrument(span)
         .await
@@ -118,7 +144,7 @@ async fn run_task(
     let span = tracing::Span::current();
     crate::telemetry::set_attribute(&span, "outcome", outcome);
     if !error.is_empty() {
-        crate::telemetry::set_attribute(&span, "error", &error);
+        crate::telemetry::set_attribute(&span, "error", &crate::metrics::unescape_label(&error));
     }
     if outcome == "failed" {
         crate::telemetry::set_error(&span);
@@ -341,6 +367,7 @@ mod tests {
             let slot = crate::slots::Slots::new(1).acquire().await;
             run(
                 task,
+                HandOut::since(Instant::now()),
                 activity,
                 service,
                 Slot::new(slot, None),

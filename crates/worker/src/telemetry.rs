@@ -144,11 +144,43 @@ pub fn for_logs(meta: &tracing::Metadata<'_>) -> bool {
 /// variables; `None` when neither names a collector.
 fn traces_endpoint(config: Option<&str>) -> Option<String> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    if sdk_disabled() || var("OTEL_TRACES_EXPORTER").is_some_and(|v| v.trim() == "none") {
+        return None;
+    }
     if let Some(url) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
         return Some(url);
     }
     let base = var("OTEL_EXPORTER_OTLP_ENDPOINT").or_else(|| config.map(str::to_string))?;
     Some(format!("{}/v1/traces", base.trim_end_matches('/')))
+}
+
+/// `OTEL_SDK_DISABLED=true`: no traces and no OTLP metrics, whatever
+/// else is set.
+pub(crate) fn sdk_disabled() -> bool {
+    std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// The only protocol spoken is OTLP/HTTP with protobuf: a variable asking
+/// for another (gRPC to port 4317, JSON) is refused rather than answered
+/// with requests its collector cannot read.
+pub(crate) fn check_protocol() -> Result<(), TelemetryError> {
+    for name in [
+        "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+    ] {
+        if let Ok(value) = std::env::var(name)
+            && !value.trim().is_empty()
+            && value.trim() != "http/protobuf"
+        {
+            return Err(TelemetryError::Protocol {
+                name,
+                value: crate::redact::escape(&crate::redact::truncate_chars(&value, 40))
+                    .into_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Why traces could not be turned on.
@@ -164,12 +196,24 @@ pub enum TelemetryError {
         /// What the exporter said.
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    /// A protocol other than OTLP/HTTP with protobuf was asked for.
+    #[error(
+        "{name} = {value:?}: only OTLP/HTTP with protobuf is spoken (set it to \"http/protobuf\" or \
+         unset it, and point the endpoint at the collector's HTTP port, usually 4318)"
+    )]
+    Protocol {
+        /// The variable.
+        name: &'static str,
+        /// Its value, cut and escaped.
+        value: String,
+    },
 }
 
 /// Turns traces on when a collector is configured: the export thread starts
 /// and the layer starts recording. Does nothing when none is (or the layer
 /// was not installed, or traces are on already). Call [`stop`] at exit.
 pub(crate) fn start(config_endpoint: Option<&str>) -> Result<(), TelemetryError> {
+    check_protocol()?;
     let Some(shared) = SHARED.get() else {
         return Ok(());
     };
@@ -350,6 +394,21 @@ pub(crate) fn set_attribute(span: &tracing::Span, key: &'static str, value: &str
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
     if ENABLED.load(Ordering::Relaxed) {
         span.set_attribute(key, value.to_string());
+    }
+}
+
+/// Adds an event that happened at `at` (before the span began, for the
+/// poll that handed the task out) with one number (traces on).
+pub(crate) fn add_event_at(
+    span: &tracing::Span,
+    name: &'static str,
+    at: std::time::SystemTime,
+    key: &'static str,
+    value: i64,
+) {
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    if ENABLED.load(Ordering::Relaxed) {
+        span.add_event_with_timestamp(name, at, vec![opentelemetry::KeyValue::new(key, value)]);
     }
 }
 

@@ -21,8 +21,7 @@
 
 use super::host_memory::{Outside, outside};
 use crate::config::{OriginPattern, default_port};
-use crate::redact::truncate_chars;
-use crate::redact::{Redactor, escape};
+use crate::redact::{Redactor, escape, truncate_chars};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use std::future::Future;
@@ -90,6 +89,27 @@ fn loggable_uri(uri: &http::Uri, redactor: &Redactor) -> String {
 }
 
 /// Guest-derived text for a log line: redacted, cut, escaped.
+/// Longest host a span shows (a DNS name is at most 253 characters).
+const MAX_SPAN_HOST: usize = 253;
+
+/// The method as a span shows it: a standard one, else `_OTHER` (as
+/// OpenTelemetry's HTTP conventions say), since an extension method is any
+/// token the guest chose.
+fn span_method(method: &http::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "PATCH" => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
 fn loggable(text: &str, redactor: &Redactor) -> String {
     escape(&truncate_chars(&redactor.redact(text), MAX_LOGGED_URL * 2)).into_owned()
 }
@@ -201,12 +221,15 @@ impl WasiHttpHooks for HttpGate {
         let (activity, task) = (self.activity.clone(), self.task.clone());
         // A child of the guest's span, made here (the request's future runs
         // on a task of its own). Method and host only: no path or query.
+        // Both are the guest's text: the method only if it is a standard
+        // one, the host only once the grant allowed it, redacted and cut.
         let span = tracing::info_span!(
             target: "wasm_activity_otel",
             "guest http request",
             otel.kind = "client",
-            http.request.method = %request.method(),
-            server.address = request.uri().host().unwrap_or(""),
+            http.request.method = span_method(request.method()),
+            server.address = tracing::field::Empty,
+            outcome = tracing::field::Empty,
             http.response.status_code = tracing::field::Empty,
         );
         let request_span = span.clone();
@@ -215,6 +238,7 @@ impl WasiHttpHooks for HttpGate {
             let warn = || may_warn(&warnings, &activity, &task);
             let Some(policy) = policy else {
                 // No grant, no secrets to redact with: the URL is not shown.
+                request_span.record("outcome", "denied");
                 if warn() {
                     tracing::warn!(%activity, %task, "guest HTTP request denied: the activity has no http grant");
                 }
@@ -222,12 +246,18 @@ impl WasiHttpHooks for HttpGate {
             };
             let shown = loggable_uri(&uri, &policy.redactor);
             if let Err(why) = policy.check(&uri) {
+                request_span.record("outcome", "denied");
                 if warn() {
                     let why = loggable(&why, &policy.redactor);
                     tracing::warn!(%activity, %task, uri = %shown, "guest HTTP request denied: {why}");
                 }
                 return Err(HttpError::HttpRequestDenied);
             }
+            let host = policy.redactor.redact(uri.host().unwrap_or(""));
+            request_span.record(
+                "server.address",
+                escape(&truncate_chars(&host, MAX_SPAN_HOST)).as_ref(),
+            );
             let _permit = in_flight
                 .acquire_owned()
                 .await
