@@ -38,6 +38,10 @@ pub(crate) const BYTES_PER_TASK: usize = 16 * 1024;
 pub(crate) const MAX_TASKS: usize = 1000;
 /// Bytes of guest log lines kept of finished tasks, all together.
 pub(crate) const MAX_LINE_BYTES: usize = 1024 * 1024;
+/// What a kept line costs at least, against both byte bounds: its text
+/// plus the bookkeeping beside it, so a flood of empty lines is bounded
+/// like a flood of long ones.
+const LINE_COST: usize = 64;
 /// Reload events kept.
 pub(crate) const MAX_EVENTS: usize = 50;
 /// Characters kept of an error name, a cause's first line or a reload
@@ -188,20 +192,19 @@ impl Journal {
         stream: &'static str,
         text: &str,
     ) {
-        let mut inner = self.lock();
         // A lookup by borrowed parts would need a second map; the key is
-        // two short strings.
-        let Some(e) = inner
-            .running
-            .get_mut(&(activity.to_string(), task.to_string()))
-        else {
+        // two short strings, made before the lock is taken.
+        let key = (activity.to_string(), task.to_string());
+        let cost = text.len().max(LINE_COST);
+        let mut inner = self.lock();
+        let Some(e) = inner.running.get_mut(&key) else {
             return;
         };
-        if e.lines.len() >= LINES_PER_TASK || e.bytes + text.len() > BYTES_PER_TASK {
+        if e.lines.len() >= LINES_PER_TASK || e.bytes + cost > BYTES_PER_TASK {
             e.lines_dropped += 1;
             return;
         }
-        e.bytes += text.len();
+        e.bytes += cost;
         e.lines.push(Line {
             level,
             stream,
@@ -276,18 +279,18 @@ impl Journal {
     /// The journal as `/tasks` serves it: running tasks, then finished ones,
     /// newest first; reload events newest first; and polling health.
     pub(crate) fn to_json(&self, sources: Vec<Value>) -> Value {
-        let inner = self.lock();
-        let mut running: Vec<&Entry> = inner.running.values().collect();
+        // Copied under the lock (bounded: the byte bounds above), turned
+        // into JSON after it, so a reader never holds up the guests' lines.
+        let (mut running, mut finished, events) = {
+            let inner = self.lock();
+            let running: Vec<Entry> = inner.running.values().cloned().collect();
+            let finished: Vec<Entry> = inner.finished.values().flatten().cloned().collect();
+            (running, finished, inner.events.clone())
+        };
         running.sort_by_key(|e| std::cmp::Reverse(e.started));
-        let mut finished: Vec<&Entry> = inner.finished.values().flatten().collect();
         finished.sort_by_key(|e| std::cmp::Reverse(e.started));
-        let tasks: Vec<Value> = running
-            .into_iter()
-            .chain(finished)
-            .map(entry_json)
-            .collect();
-        let events: Vec<Value> = inner
-            .events
+        let tasks: Vec<Value> = running.iter().chain(&finished).map(entry_json).collect();
+        let events: Vec<Value> = events
             .iter()
             .rev()
             .map(|e| json!({ "at_ms": e.at_ms, "kind": e.kind, "subject": e.subject, "detail": e.detail }))
@@ -500,6 +503,34 @@ mod tests {
         assert!(all.iter().any(|e| e.task == newest && e.lines.len() == 1));
         let oldest = all.iter().min_by_key(|e| e.started).unwrap();
         assert!(oldest.lines.is_empty() && oldest.lines_dropped == 1);
+    }
+
+    /// A guest logging empty lines pays as much as one logging short ones:
+    /// a thousand tasks of fifty empty lines stay within the byte bound.
+    #[test]
+    fn empty_lines_count_against_the_byte_bounds() {
+        let j = leaked();
+        for i in 0..MAX_TASKS {
+            let (a, t) = (format!("a{}", i % 40), format!("t{i}"));
+            let r = j.start(&a, &t, "v");
+            for _ in 0..LINES_PER_TASK {
+                j.line(&a, &t, "info", "log", "");
+            }
+            r.finish("succeeded", None);
+        }
+        let inner = j.lock();
+        let lines: usize = inner
+            .finished
+            .values()
+            .flatten()
+            .map(|e| e.lines.len())
+            .sum();
+        assert!(lines * LINE_COST <= MAX_LINE_BYTES, "{lines} lines kept");
+        assert!(inner.finished_bytes <= MAX_LINE_BYTES);
+        assert_eq!(
+            inner.finished_tasks, MAX_TASKS,
+            "the tasks stay, their lines go"
+        );
     }
 
     #[test]
