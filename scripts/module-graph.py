@@ -19,7 +19,7 @@ import sys
 LAYERS = {
     "worker": [
         # facts and tools that know nothing of the worker
-        ["names", "aws", "redact", "backoff", "shutdown", "slots"],
+        ["names", "aws", "redact", "backoff", "shutdown", "slots", "testing"],
         # what the worker shows of itself: written from below (guest lines)
         # and above (tasks, reloads), read by health's server; telemetry
         ["metrics", "journal", "telemetry", "otlp_metrics"],

@@ -57,6 +57,8 @@ mod startup;
 pub(crate) mod task;
 pub mod telemetry;
 pub(crate) mod tenant;
+#[cfg(test)]
+mod testing;
 
 use crate::config::Config;
 use crate::runtime::{Runtime, RuntimeOptions};

@@ -424,25 +424,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_long_wait_says_which_tenant_and_keys_hold_the_poller_back() {
-        #[derive(Clone, Default)]
-        struct Captured(Arc<Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let out = Captured::default();
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let _log = tracing::subscriber::set_default(subscriber);
-        let text = || String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let (out, _log) = crate::testing::capture_logs();
+        let text = || out.text();
 
         let t = Tenant::new(&TenantConfig {
             name: "acme".into(),

@@ -801,25 +801,8 @@ mod tests {
     #[test]
     fn a_long_compile_says_it_is_still_compiling() {
         use std::time::{Duration, Instant};
-        #[derive(Clone, Default)]
-        struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-        impl std::io::Write for Captured {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0.lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let out = Captured::default();
-        let writer = out.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
-        let _log = tracing::subscriber::set_default(subscriber);
-        let text = || String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let (out, _log) = crate::testing::capture_logs();
+        let text = || out.text();
         let path = std::path::Path::new("/big.wasm");
         // The "compile": busy until the progress thread has spoken twice.
         let said = super::with_progress(path, Duration::from_millis(10), || {
