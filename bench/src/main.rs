@@ -12,17 +12,17 @@ mod fullstack;
 mod inproc;
 mod procs;
 mod sections;
+mod traces;
 mod workers;
 mod workload;
 
 use clap::Parser;
 use fake::{FakeSfn, RoundResult, Work};
-use sections::{
-    heartbeats, hot_swap, in_flight, in_process, memory_per_task, otlp_collector, transform,
-};
+use sections::{heartbeats, hot_swap, in_flight, in_process, memory_per_task, transform};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::Duration;
+use traces::otlp_collector;
 use workers::{HostOptions, Kind, Paths};
 
 // The same allocator as the `wasm-activity` binary, so the in-process

@@ -10,6 +10,9 @@
 //! lost, no task may be ended by an answer that says nothing about it, and
 //! the worker's outcomes and metrics must match what the executions
 //! recorded.
+//!
+//! Longer than most files (about 850 lines) on purpose: it is the answer
+//! table run end to end, one test per service and peer, and reads best whole.
 
 use crate::support::{
     Backend, Service, Sfn, Worker, activity_toml, fired, guests, scrape_until, unique, wait_until,

@@ -1,5 +1,9 @@
 //! End-to-end behaviour of both halves through `LocalEndpoint`, with
 //! paused time so that timeouts and retries run instantly.
+//!
+//! One file of about a thousand lines, on purpose: each test is a short
+//! scenario through the public API, and the two halves share setup helpers;
+//! split by half, the helpers would be written twice or exported for tests.
 
 use super::*;
 use serde_json::json;
