@@ -13,8 +13,9 @@ use std::time::Duration;
 const DONE: Duration = Duration::from_secs(90);
 
 /// Renders `url` in headless Chromium, lets its scripts run, saves a
-/// screenshot as `name.png`, and returns the DOM.
-fn render(url: &str, name: &str) -> String {
+/// screenshot as `name.png`, and returns the DOM. Debian's chromium,
+/// installed by scripts/test.sh.
+pub(crate) fn render(url: &str, name: &str) -> String {
     let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())

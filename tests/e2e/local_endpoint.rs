@@ -297,39 +297,6 @@ fn protocol_script(script: &str, args: &[&str], ok: &str) {
     );
 }
 
-/// Renders `url` in headless Chromium (Debian's package, installed by
-/// scripts/test.sh), lets its scripts run, and returns the DOM.
-fn render(url: &str) -> String {
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("chromium not found: run the tests with scripts/test.sh, which installs Debian's chromium package");
-    let profile = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(chromium)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=3000",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(url)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn live_page_shows_activities_and_tasks_in_a_real_browser() {
     let svc = Service::start(Backend::Embedded);
@@ -376,7 +343,7 @@ async fn live_page_shows_activities_and_tasks_in_a_real_browser() {
 
     let dom = tokio::task::spawn_blocking({
         let url = format!("{}/", svc.url);
-        move || render(&url)
+        move || crate::live_page::render(&url, "endpoint-activities-and-tasks")
     })
     .await
     .unwrap();
